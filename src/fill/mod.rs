@@ -1,0 +1,182 @@
+//! Fills: one upstream download per image, followed by every waiting client.
+//!
+//! A miss starts a [`Fill`]. Its task alone pulls the upstream body into
+//! `incomplete/<id>` (writing on one blocking thread, hashing MD5 on another)
+//! and publishes how many bytes are on disk through a `watch` channel. Every
+//! client, the first one included, is a *follower*: it reads the growing
+//! file at its own pace with positional reads, so a slow client never slows
+//! the fill and a client that leaves never stops it.
+//!
+//! The last byte is held back until the size and the checksum have been
+//! verified: a corrupt download ends in a truncated response, never in a
+//! complete wrong one. Only then is the file committed (fsync + rename).
+//! When the local disk fails (full, I/O error), followers continue from the
+//! upstream with a ranged request at the offset they reached: caching stops,
+//! serving continues.
+
+mod follower;
+mod registry;
+mod task;
+mod verify;
+
+use std::fs::File;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use http::{HeaderMap, StatusCode};
+use tokio::sync::watch;
+
+use crate::ImageId;
+
+pub use follower::FollowBody;
+pub(crate) use follower::{follow, Resume, ResumeBody};
+pub(crate) use registry::{FillRegistry, Joined, LeaderGuard};
+pub(crate) use task::spawn_fill;
+pub(crate) use verify::Expectation;
+
+/// Bytes of a fill that followers may not read before verification passed.
+pub(crate) const HOLD_BACK: u64 = 1;
+
+/// The upstream response head replayed to every follower.
+#[derive(Debug, Clone)]
+pub(crate) struct Head {
+    pub(crate) status: StatusCode,
+    /// End-to-end headers of the upstream response (no hop-by-hop headers).
+    pub(crate) headers: HeaderMap,
+    pub(crate) content_length: Option<u64>,
+}
+
+/// Why a fill failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// The upstream body broke off or errored: followers are truncated.
+    Upstream(Arc<str>),
+    /// Size or checksum mismatch: followers are truncated.
+    Verification(Arc<str>),
+    /// The local disk failed: followers resume from the upstream.
+    Local(Arc<str>),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Upstream(m) => write!(f, "upstream failed: {m}"),
+            Failure::Verification(m) => write!(f, "verification failed: {m}"),
+            Failure::Local(m) => write!(f, "cache write failed: {m}"),
+        }
+    }
+}
+
+/// Where a fill stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// The leader is waiting for the upstream response head.
+    Waiting,
+    /// Bytes are arriving.
+    Streaming,
+    /// Every byte is on disk and verified (the commit may still be running).
+    Verified,
+    /// The fill failed.
+    Failed(Failure),
+    /// The upstream response was not cacheable; followers forward their own request.
+    Abandoned,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Status {
+    pub(crate) written: u64,
+    pub(crate) phase: Phase,
+}
+
+impl Status {
+    /// Bytes followers may read now.
+    pub(crate) fn visible(&self) -> u64 {
+        match self.phase {
+            Phase::Verified => self.written,
+            _ => self.written.saturating_sub(HOLD_BACK),
+        }
+    }
+}
+
+/// One in-flight fill, shared by its task and its followers.
+#[derive(Debug)]
+pub(crate) struct Fill {
+    pub(crate) id: ImageId,
+    status: watch::Sender<Status>,
+    head: OnceLock<Head>,
+    file: OnceLock<Arc<File>>,
+    /// Set when the image was deleted upstream during the fill: verify, serve, but never commit.
+    cancelled: AtomicBool,
+}
+
+impl Fill {
+    pub(crate) fn new(id: ImageId) -> Arc<Fill> {
+        let (status, _) = watch::channel(Status {
+            written: 0,
+            phase: Phase::Waiting,
+        });
+        Arc::new(Fill {
+            id,
+            status,
+            head: OnceLock::new(),
+            file: OnceLock::new(),
+            cancelled: AtomicBool::new(false),
+        })
+    }
+
+    pub(crate) fn subscribe(&self) -> watch::Receiver<Status> {
+        self.status.subscribe()
+    }
+
+    pub(crate) fn status(&self) -> Status {
+        self.status.borrow().clone()
+    }
+
+    pub(crate) fn head(&self) -> Option<&Head> {
+        self.head.get()
+    }
+
+    pub(crate) fn file(&self) -> Option<&Arc<File>> {
+        self.file.get()
+    }
+
+    /// Publishes the head and the file and moves to `Streaming`.
+    pub(crate) fn start(&self, head: Head, file: Arc<File>) {
+        let _ = self.head.set(head);
+        let _ = self.file.set(file);
+        self.status.send_modify(|s| s.phase = Phase::Streaming);
+    }
+
+    pub(crate) fn set_written(&self, written: u64) {
+        self.status.send_modify(|s| s.written = written);
+    }
+
+    pub(crate) fn finish(&self, phase: Phase) {
+        self.status.send_modify(|s| s.phase = phase);
+    }
+
+    pub(crate) fn cancel_commit(&self) {
+        self.cancelled.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn commit_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::SeqCst)
+    }
+
+    /// Waits until the head is known; `None` when the fill was abandoned
+    /// (the follower must forward its own request).
+    pub(crate) async fn wait_head(&self) -> Option<Head> {
+        let mut rx = self.subscribe();
+        loop {
+            let phase = rx.borrow_and_update().phase.clone();
+            match phase {
+                Phase::Waiting => {}
+                Phase::Abandoned => return None,
+                _ => return self.head.get().cloned(),
+            }
+            if rx.changed().await.is_err() {
+                return None;
+            }
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! Single-flight: at most one fill per image id in this process.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use super::{Fill, Phase};
+use crate::ImageId;
+
+/// In-flight fills by image id.
+#[derive(Debug, Default)]
+pub(crate) struct FillRegistry {
+    fills: Mutex<HashMap<ImageId, Arc<Fill>>>,
+}
+
+/// The outcome of [`FillRegistry::join_or_lead`].
+pub(crate) enum Joined {
+    /// Nobody is filling this image: the caller must start the fill.
+    Leader(LeaderGuard),
+    /// A fill is running (or about to): follow it.
+    Follower(Arc<Fill>),
+}
+
+/// The right and the duty to start a fill. Dropping it without calling
+/// [`LeaderGuard::started`] abandons the fill, so that waiting followers
+/// forward their own requests instead of waiting forever.
+pub(crate) struct LeaderGuard {
+    fill: Arc<Fill>,
+    registry: Arc<FillRegistry>,
+    armed: bool,
+}
+
+impl LeaderGuard {
+    pub(crate) fn fill(&self) -> &Arc<Fill> {
+        &self.fill
+    }
+
+    /// The fill task has taken over; it will unregister the fill when done.
+    pub(crate) fn started(mut self) -> Arc<Fill> {
+        self.armed = false;
+        Arc::clone(&self.fill)
+    }
+}
+
+impl Drop for LeaderGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            self.fill.finish(Phase::Abandoned);
+            self.registry.remove(&self.fill);
+        }
+    }
+}
+
+impl FillRegistry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ImageId, Arc<Fill>>> {
+        // A panic while holding this lock cannot leave the map inconsistent.
+        self.fills.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn get(&self, id: &ImageId) -> Option<Arc<Fill>> {
+        self.lock().get(id).cloned()
+    }
+
+    pub(crate) fn join_or_lead(self: &Arc<Self>, id: &ImageId) -> Joined {
+        let mut fills = self.lock();
+        if let Some(fill) = fills.get(id) {
+            return Joined::Follower(Arc::clone(fill));
+        }
+        let fill = Fill::new(id.clone());
+        fills.insert(id.clone(), Arc::clone(&fill));
+        Joined::Leader(LeaderGuard {
+            fill,
+            registry: Arc::clone(self),
+            armed: true,
+        })
+    }
+
+    /// Unregisters `fill` (and only that fill: a newer one for the same id stays).
+    pub(crate) fn remove(&self, fill: &Arc<Fill>) {
+        let mut fills = self.lock();
+        if fills.get(&fill.id).is_some_and(|f| Arc::ptr_eq(f, fill)) {
+            fills.remove(&fill.id);
+        }
+    }
+
+    /// Number of fills in flight.
+    pub(crate) fn len(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_leader_then_followers_and_abandon_on_drop() {
+        let reg = Arc::new(FillRegistry::default());
+        let id = ImageId::parse("20000000-0000-0000-0000-000000000001").unwrap();
+        let Joined::Leader(guard) = reg.join_or_lead(&id) else {
+            panic!("first caller must lead")
+        };
+        let Joined::Follower(f) = reg.join_or_lead(&id) else {
+            panic!("second caller must follow")
+        };
+        assert!(Arc::ptr_eq(&f, guard.fill()));
+        drop(guard);
+        assert_eq!(f.status().phase, Phase::Abandoned);
+        assert_eq!(reg.len(), 0);
+        assert!(matches!(reg.join_or_lead(&id), Joined::Leader(_)));
+    }
+}

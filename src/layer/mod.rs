@@ -1,0 +1,2 @@
+//! Tower middleware.
+pub mod cache;

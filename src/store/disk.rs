@@ -1,0 +1,16 @@
+//! Free-space checks and small filesystem helpers used by fills.
+
+use std::fs::File;
+use std::io;
+use std::path::Path;
+
+/// Bytes available to unprivileged writers on the filesystem holding `path`.
+pub(crate) fn available_space(path: &Path) -> io::Result<u64> {
+    let st = rustix::fs::statvfs(path).map_err(io::Error::from)?;
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
+/// fsyncs a directory so that a rename inside it survives a crash.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}

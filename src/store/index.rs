@@ -1,0 +1,282 @@
+//! The SQLite index of cached images, owned by one dedicated thread.
+//!
+//! The table is Glance's own `cached_images` (sqlite driver, spec §6.2), so a
+//! cache directory written by Glance is adopted as it is; our extra column
+//! (`verified`) is added in place when missing. All statements run on the
+//! index thread: callers send a closure and await its answer, so no async
+//! worker ever blocks on SQLite (architecture invariant 4).
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params, Connection, OptionalExtension};
+use tokio::sync::oneshot;
+
+use crate::{Error, ImageId};
+
+/// One row of the index: a committed, complete image file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheEntry {
+    /// The image id (also the file name).
+    pub image_id: ImageId,
+    /// Completed hits served from the cache.
+    pub hits: u64,
+    /// Epoch seconds of the last completed hit (commit time at insert).
+    pub last_accessed: f64,
+    /// Epoch seconds of the commit.
+    pub last_modified: f64,
+    /// Size of the file in bytes.
+    pub size: u64,
+    /// Lower-case hex MD5 of the image bytes, when known.
+    pub checksum: Option<String>,
+    /// Whether the bytes were verified against an upstream checksum at fill time.
+    pub verified: bool,
+}
+
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// Handle to the index thread. Cheap to clone.
+#[derive(Clone, Debug)]
+pub(crate) struct Index {
+    tx: mpsc::Sender<Job>,
+    path: PathBuf,
+}
+
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS cached_images (
+    image_id TEXT PRIMARY KEY,
+    last_accessed REAL DEFAULT 0.0,
+    last_modified REAL DEFAULT 0.0,
+    size INTEGER DEFAULT 0,
+    hits INTEGER DEFAULT 0,
+    checksum TEXT
+)";
+
+pub(crate) fn now_epoch() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs_f64()
+}
+
+impl Index {
+    /// Opens (creating if needed) the database and starts the index thread.
+    /// Blocking: call it from a blocking context or at startup.
+    pub(crate) fn open(path: &Path) -> Result<Index, Error> {
+        let err = |source| Error::Index {
+            path: path.to_owned(),
+            source,
+        };
+        let mut conn = Connection::open(path).map_err(err)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(err)?;
+        // WAL lets the proxy and the maintenance commands share the file.
+        let _mode: String = conn
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .map_err(err)?;
+        conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA temp_store=MEMORY;")
+            .map_err(err)?;
+        migrate(&mut conn).map_err(err)?;
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("cache-index".into())
+            .spawn(move || {
+                while let Ok(job) = rx.recv() {
+                    job(&mut conn);
+                }
+            })
+            .map_err(|e| Error::io("spawn index thread for", path, e))?;
+        Ok(Index {
+            tx,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Runs `f` on the index thread and returns its result.
+    pub(crate) async fn call<R, F>(&self, f: F) -> Result<R, Error>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<R> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let _ = reply.send(f(conn));
+        });
+        self.tx.send(job).map_err(|_| Error::IndexGone)?;
+        match answer.await {
+            Ok(result) => result.map_err(|source| Error::Index {
+                path: self.path.clone(),
+                source,
+            }),
+            Err(_) => Err(Error::IndexGone),
+        }
+    }
+
+    pub(crate) async fn get(&self, id: &ImageId) -> Result<Option<CacheEntry>, Error> {
+        let id = id.clone();
+        self.call(move |c| {
+            c.query_row(
+                "SELECT image_id, hits, last_accessed, last_modified, size, checksum, verified
+                 FROM cached_images WHERE image_id = ?1",
+                [id.as_str()],
+                row_to_entry,
+            )
+            .optional()
+            .map(Option::flatten)
+        })
+        .await
+    }
+
+    /// Inserts the row of a fresh commit. An existing row keeps its hits and
+    /// timestamps (spec §5.4: a re-download keeps the old row) but takes the
+    /// new size and checksum.
+    pub(crate) async fn insert(
+        &self,
+        id: &ImageId,
+        size: u64,
+        checksum: Option<String>,
+        verified: bool,
+        at: f64,
+    ) -> Result<(), Error> {
+        let id = id.clone();
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO cached_images
+                   (image_id, last_accessed, last_modified, size, hits, checksum, verified)
+                 VALUES (?1, ?2, ?2, ?3, 0, ?4, ?5)
+                 ON CONFLICT(image_id) DO UPDATE SET size = excluded.size,
+                   checksum = excluded.checksum, verified = excluded.verified",
+                params![id.as_str(), at, size as i64, checksum, verified as i64],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    /// Counts one completed hit (spec §5.4, sqlite semantics).
+    pub(crate) async fn record_hit(&self, id: &ImageId) -> Result<(), Error> {
+        let id = id.clone();
+        let at = now_epoch();
+        self.call(move |c| {
+            c.execute(
+                "UPDATE cached_images SET hits = hits + 1, last_accessed = ?2 WHERE image_id = ?1",
+                params![id.as_str(), at],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    pub(crate) async fn delete(&self, id: &ImageId) -> Result<bool, Error> {
+        let id = id.clone();
+        self.call(move |c| {
+            c.execute("DELETE FROM cached_images WHERE image_id = ?1", [id.as_str()])
+                .map(|n| n > 0)
+        })
+        .await
+    }
+
+    /// Every row, ordered by image id (Glance's sqlite order).
+    pub(crate) async fn list(&self) -> Result<Vec<CacheEntry>, Error> {
+        self.call(|c| {
+            let mut stmt = c.prepare(
+                "SELECT image_id, hits, last_accessed, last_modified, size, checksum, verified
+                 FROM cached_images ORDER BY image_id",
+            )?;
+            let rows = stmt.query_map([], row_to_entry)?;
+            let mut out = Vec::new();
+            for row in rows {
+                if let Some(entry) = row? {
+                    out.push(entry);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    tx.execute_batch(SCHEMA)?;
+    let has_verified: bool = tx
+        .prepare("SELECT 1 FROM pragma_table_info('cached_images') WHERE name = 'verified'")?
+        .exists([])?;
+    if !has_verified {
+        tx.execute_batch("ALTER TABLE cached_images ADD COLUMN verified INTEGER DEFAULT 0")?;
+    }
+    tx.commit()
+}
+
+/// Maps a row; rows whose id is not a valid [`ImageId`] (a Glance cache may
+/// hold anything) are skipped rather than trusted.
+fn row_to_entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<CacheEntry>> {
+    let raw: String = row.get(0)?;
+    let Ok(image_id) = ImageId::parse(&raw) else {
+        return Ok(None);
+    };
+    let hits: Option<i64> = row.get(1)?;
+    let size: Option<i64> = row.get(4)?;
+    Ok(Some(CacheEntry {
+        image_id,
+        hits: hits.unwrap_or(0).max(0) as u64,
+        last_accessed: row.get::<_, Option<f64>>(2)?.unwrap_or(0.0),
+        last_modified: row.get::<_, Option<f64>>(3)?.unwrap_or(0.0),
+        size: size.unwrap_or(0).max(0) as u64,
+        checksum: row.get(5)?,
+        verified: row.get::<_, Option<i64>>(6)?.unwrap_or(0) != 0,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u8) -> ImageId {
+        ImageId::parse(&format!("00000000-0000-0000-0000-0000000000{n:02x}")).unwrap()
+    }
+
+    #[tokio::test]
+    async fn insert_hit_list_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(&dir.path().join("cache.db")).unwrap();
+        index.insert(&id(2), 9, Some("abc".into()), true, 100.0).await.unwrap();
+        index.insert(&id(1), 5, None, false, 50.0).await.unwrap();
+        index.record_hit(&id(2)).await.unwrap();
+        let e = index.get(&id(2)).await.unwrap().unwrap();
+        assert_eq!((e.hits, e.size, e.last_modified), (1, 9, 100.0));
+        assert!(e.last_accessed > 100.0);
+        assert_eq!(e.checksum.as_deref(), Some("abc"));
+        let all = index.list().await.unwrap();
+        assert_eq!(all.iter().map(|e| e.image_id.clone()).collect::<Vec<_>>(), vec![id(1), id(2)]);
+        // re-commit keeps hits and timestamps
+        index.insert(&id(2), 10, None, false, 200.0).await.unwrap();
+        let e2 = index.get(&id(2)).await.unwrap().unwrap();
+        assert_eq!((e2.hits, e2.size, e2.last_modified), (1, 10, 100.0));
+        assert!(index.delete(&id(2)).await.unwrap());
+        assert!(index.get(&id(2)).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn adopts_glance_sqlite_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(SCHEMA).unwrap();
+            c.execute(
+                "INSERT INTO cached_images VALUES (?1, 7.5, 7.0, 3, 4, NULL)",
+                [id(3).as_str()],
+            )
+            .unwrap();
+            c.execute(
+                "INSERT INTO cached_images VALUES ('../etc', 1, 1, 1, 1, NULL)",
+                [],
+            )
+            .unwrap();
+        }
+        let index = Index::open(&path).unwrap();
+        let all = index.list().await.unwrap();
+        assert_eq!(all.len(), 1, "rows with invalid ids are skipped");
+        assert_eq!((all[0].hits, all[0].size, all[0].verified), (4, 3, false));
+    }
+}

@@ -1,0 +1,454 @@
+//! The cache directory: image files through `object_store`, the index in SQLite.
+//!
+//! [`CacheStore`] owns one cache directory laid out exactly like Glance's
+//! (`<id>`, `incomplete/`, `invalid/`, `queue/`, `cache.db`), so an existing
+//! Glance cache directory is adopted as it is and Glance's tools keep working
+//! on ours.
+//!
+//! * Committed entries are read, listed and deleted through an
+//!   [`object_store::ObjectStore`] (a [`LocalFileSystem`] rooted at the
+//!   directory); hits take the `std::fs::File` that it opens and stream it in
+//!   large chunks ([`FileBody`]).
+//! * A fill writes `incomplete/<id>` itself: the file is created exclusively
+//!   and locked (`flock`) for the whole fill, so two processes sharing the
+//!   directory never write the same entry, and readers follow it while it
+//!   grows. A commit is `fsync` + `rename` + directory `fsync`.
+//! * The index is Glance's `cached_images` table, served by one thread.
+//!
+//! # Example
+//!
+//! ```
+//! use glance_cache::store::CacheStore;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), glance_cache::Error> {
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = CacheStore::builder(dir.path())
+//!     .with_max_size(10 << 30)
+//!     .open()
+//!     .await?;
+//! assert!(store.list().await?.is_empty());
+//! assert!(dir.path().join("incomplete").is_dir());
+//! # Ok(()) }
+//! ```
+
+mod disk;
+mod file_body;
+mod index;
+mod layout;
+mod reconcile;
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use object_store::local::LocalFileSystem;
+use object_store::{GetOptions, GetResultPayload, ObjectStore, ObjectStoreExt};
+
+pub use file_body::FileBody;
+pub(crate) use file_body::{read_chunk_at, OnComplete};
+pub use index::CacheEntry;
+pub(crate) use index::now_epoch;
+pub use reconcile::ReconcileReport;
+
+use crate::{Error, ImageId};
+use index::Index;
+use layout::Layout;
+
+/// Default bytes per read when serving a hit.
+pub const DEFAULT_HIT_CHUNK_SIZE: usize = 256 * 1024;
+
+/// A Glance-compatible cache directory with its index.
+///
+/// Cheap to clone. See the [module docs](crate::store) for an example.
+#[derive(Clone, Debug)]
+pub struct CacheStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    layout: Layout,
+    objects: Arc<dyn ObjectStore>,
+    index: Index,
+    max_size: u64,
+    min_free_disk: u64,
+    hit_chunk_size: usize,
+}
+
+/// Builds a [`CacheStore`]; see [`CacheStore::builder`].
+#[derive(Debug, Clone)]
+pub struct CacheStoreBuilder {
+    dir: PathBuf,
+    sqlite_db: String,
+    max_size: u64,
+    min_free_disk: u64,
+    hit_chunk_size: usize,
+}
+
+impl CacheStoreBuilder {
+    /// The index file, relative to the cache directory unless absolute
+    /// (Glance's `image_cache_sqlite_db`, default `cache.db`).
+    pub fn with_sqlite_db(mut self, name: impl Into<String>) -> Self {
+        self.sqlite_db = name.into();
+        self
+    }
+
+    /// `image_cache_max_size`: images larger than this are never admitted.
+    pub fn with_max_size(mut self, bytes: u64) -> Self {
+        self.max_size = bytes;
+        self
+    }
+
+    /// Bytes that must remain free on the filesystem for a fill to start.
+    pub fn with_min_free_disk(mut self, bytes: u64) -> Self {
+        self.min_free_disk = bytes;
+        self
+    }
+
+    /// Bytes per read when serving hits (clamped to at least 4 KiB).
+    pub fn with_hit_chunk_size(mut self, bytes: usize) -> Self {
+        self.hit_chunk_size = bytes.max(4096);
+        self
+    }
+
+    /// Creates the directory layout, opens the index and reconciles files
+    /// with rows (see [`CacheStore::reconcile`]).
+    pub async fn open(self) -> Result<CacheStore, Error> {
+        let dir = self.dir.clone();
+        let sqlite_db = self.sqlite_db.clone();
+        let (root, index) = tokio::task::spawn_blocking(move || prepare(&dir, &sqlite_db))
+            .await
+            .map_err(|e| Error::io("prepare", &self.dir, io::Error::other(e)))??;
+        let objects: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new_with_prefix(&root)?);
+        let store = CacheStore {
+            inner: Arc::new(Inner {
+                layout: Layout::new(root),
+                objects,
+                index,
+                max_size: self.max_size,
+                min_free_disk: self.min_free_disk,
+                hit_chunk_size: self.hit_chunk_size,
+            }),
+        };
+        let report = store.reconcile().await?;
+        tracing::info!(dir = %store.root().display(), %report, "cache directory ready");
+        Ok(store)
+    }
+}
+
+/// Blocking part of opening: directories, a write probe, the index.
+fn prepare(dir: &Path, sqlite_db: &str) -> Result<(PathBuf, Index), Error> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("create cache directory", dir, e))?;
+    let root = dir
+        .canonicalize()
+        .map_err(|e| Error::io("resolve cache directory", dir, e))?;
+    if !root.is_dir() {
+        return Err(Error::io(
+            "use cache directory",
+            &root,
+            io::Error::new(io::ErrorKind::NotADirectory, "not a directory"),
+        ));
+    }
+    for sub in layout::SUBDIRS {
+        let path = root.join(sub);
+        std::fs::create_dir_all(&path).map_err(|e| Error::io("create", &path, e))?;
+    }
+    // Fail at startup, not on the first fill, when the directory is read-only.
+    let probe = root
+        .join("incomplete")
+        .join(format!(".write-probe-{}", std::process::id()));
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&probe)
+        .map_err(|e| Error::io("write to cache directory (probe file)", &probe, e))?;
+    let _ = std::fs::remove_file(&probe);
+    let db = root.join(sqlite_db);
+    let index = Index::open(&db)?;
+    Ok((root, index))
+}
+
+/// Why a fill could not start.
+#[derive(Debug)]
+pub(crate) enum NoFill {
+    /// `<id>` exists already.
+    Cached,
+    /// Another writer (this or another process) holds `incomplete/<id>`.
+    Busy,
+    /// The image is larger than `image_cache_max_size`.
+    TooLarge { size: u64, max: u64 },
+    /// Not enough free disk space.
+    NoSpace { available: u64, needed: u64 },
+    /// The incomplete file could not be created.
+    Failed(Error),
+}
+
+impl std::fmt::Display for NoFill {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NoFill::Cached => f.write_str("already cached"),
+            NoFill::Busy => f.write_str("another writer is filling it"),
+            NoFill::TooLarge { size, max } => {
+                write!(f, "image of {size} bytes exceeds image_cache_max_size {max}")
+            }
+            NoFill::NoSpace { available, needed } => write!(
+                f,
+                "not enough free disk space ({available} bytes available, {needed} needed)"
+            ),
+            NoFill::Failed(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl CacheStore {
+    /// Starts building a store for the cache directory `dir`.
+    ///
+    /// ```
+    /// use glance_cache::store::CacheStore;
+    /// let builder = CacheStore::builder("/var/lib/glance/image-cache").with_sqlite_db("cache.db");
+    /// ```
+    pub fn builder(dir: impl Into<PathBuf>) -> CacheStoreBuilder {
+        CacheStoreBuilder {
+            dir: dir.into(),
+            sqlite_db: "cache.db".into(),
+            max_size: 10 * 1024 * 1024 * 1024,
+            min_free_disk: 256 * 1024 * 1024,
+            hit_chunk_size: DEFAULT_HIT_CHUNK_SIZE,
+        }
+    }
+
+    /// The (canonical) cache directory.
+    pub fn root(&self) -> &Path {
+        self.inner.layout.root()
+    }
+
+    /// Bytes per read when serving hits.
+    pub fn hit_chunk_size(&self) -> usize {
+        self.inner.hit_chunk_size
+    }
+
+    /// The committed entry for `id`, if any. A file without a row (committed
+    /// by another process, or left by Glance) is adopted.
+    pub async fn lookup(&self, id: &ImageId) -> Result<Option<CacheEntry>, Error> {
+        if let Some(entry) = self.inner.index.get(id).await? {
+            return Ok(Some(entry));
+        }
+        let path = self.inner.layout.entry(id);
+        let meta = tokio::task::spawn_blocking(move || std::fs::metadata(path))
+            .await
+            .map_err(|e| Error::io("stat", self.inner.layout.entry(id), io::Error::other(e)))?;
+        match meta {
+            Ok(m) if m.is_file() => {
+                let at = reconcile::mtime_epoch(&m);
+                self.inner.index.insert(id, m.len(), None, false, at).await?;
+                tracing::info!(image_id = %id, size = m.len(), "adopted cached file without index row");
+                self.inner.index.get(id).await
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Every committed entry, ordered by image id.
+    pub async fn list(&self) -> Result<Vec<CacheEntry>, Error> {
+        self.inner.index.list().await
+    }
+
+    /// Opens a committed entry for reading through the object store and
+    /// checks its size against the index. A missing file drops the row; a
+    /// file of the wrong size is quarantined to `invalid/`. Both give `None`.
+    pub(crate) async fn open_hit(&self, entry: &CacheEntry) -> Result<Option<Arc<File>>, Error> {
+        let id = &entry.image_id;
+        let got = self
+            .inner
+            .objects
+            .get_opts(&Layout::entry_object(id), GetOptions::default())
+            .await;
+        match got {
+            Ok(res) => {
+                let size = res.meta.size;
+                match res.payload {
+                    GetResultPayload::File(file, _) if size == entry.size => {
+                        Ok(Some(Arc::new(file)))
+                    }
+                    GetResultPayload::File(..) => {
+                        tracing::warn!(image_id = %id, expected = entry.size, found = size,
+                            "cached file has the wrong size; quarantined");
+                        self.quarantine_entry(id).await?;
+                        Ok(None)
+                    }
+                    GetResultPayload::Stream(_) => Err(Error::io(
+                        "open",
+                        self.inner.layout.entry(id),
+                        io::Error::other("the local tier returned a stream"),
+                    )),
+                }
+            }
+            Err(object_store::Error::NotFound { .. }) => {
+                tracing::warn!(image_id = %id, "index row without cached file; dropped");
+                self.inner.index.delete(id).await?;
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A body streaming `file` with this store's chunk size; the hit is
+    /// counted when the last byte has been handed over (spec §5.4).
+    pub(crate) fn hit_body(&self, id: &ImageId, file: Arc<File>, size: u64) -> FileBody {
+        let index = self.inner.index.clone();
+        let id = id.clone();
+        FileBody::new(file, 0, size, self.inner.hit_chunk_size).on_complete(Box::new(move || {
+            tokio::spawn(async move {
+                if let Err(e) = index.record_hit(&id).await {
+                    tracing::warn!(image_id = %id, error = %e, "could not count hit");
+                }
+            });
+        }))
+    }
+
+    /// Moves a committed entry to `invalid/` and drops its row.
+    pub async fn quarantine_entry(&self, id: &ImageId) -> Result<(), Error> {
+        let from = self.inner.layout.entry(id);
+        let to = self.inner.layout.invalid(id);
+        let moved = tokio::task::spawn_blocking(move || std::fs::rename(&from, &to))
+            .await
+            .map_err(|e| Error::io("quarantine", self.inner.layout.entry(id), io::Error::other(e)))?;
+        if let Err(e) = moved {
+            if e.kind() != io::ErrorKind::NotFound {
+                return Err(Error::io("quarantine", self.inner.layout.entry(id), e));
+            }
+        }
+        self.inner.index.delete(id).await?;
+        Ok(())
+    }
+
+    /// Removes a committed entry and its row (spec §2). Returns whether a
+    /// file was there. Queue, incomplete and invalid files are not touched.
+    pub async fn invalidate(&self, id: &ImageId) -> Result<bool, Error> {
+        let existed = match self.inner.objects.delete(&Layout::entry_object(id)).await {
+            Ok(()) => true,
+            Err(object_store::Error::NotFound { .. }) => false,
+            Err(e) => return Err(e.into()),
+        };
+        let had_row = self.inner.index.delete(id).await?;
+        Ok(existed || had_row)
+    }
+
+    /// Blocking: claims `incomplete/<id>` for a fill of `expected` bytes.
+    ///
+    /// The file is created exclusively; a leftover file is taken over only
+    /// when no process holds its lock. The returned file stays locked until
+    /// every handle to it is dropped.
+    pub(crate) fn begin_fill(&self, id: &ImageId, expected: Option<u64>) -> Result<File, NoFill> {
+        let layout = &self.inner.layout;
+        if layout.entry(id).exists() {
+            return Err(NoFill::Cached);
+        }
+        if let Some(size) = expected {
+            if size > self.inner.max_size {
+                return Err(NoFill::TooLarge {
+                    size,
+                    max: self.inner.max_size,
+                });
+            }
+        }
+        let needed = expected.unwrap_or(0).saturating_add(self.inner.min_free_disk);
+        match disk::available_space(layout.root()) {
+            Ok(available) if available < needed => {
+                return Err(NoFill::NoSpace { available, needed })
+            }
+            Ok(_) => {}
+            Err(e) => return Err(NoFill::Failed(Error::io("statvfs", layout.root(), e))),
+        }
+        let path = layout.incomplete(id);
+        let fresh = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path);
+        let (file, stale) = match fresh {
+            Ok(f) => (f, false),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                match OpenOptions::new().read(true).write(true).open(&path) {
+                    Ok(f) => (f, true),
+                    Err(_) => return Err(NoFill::Busy),
+                }
+            }
+            Err(e) => return Err(NoFill::Failed(Error::io("create", &path, e))),
+        };
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => return Err(NoFill::Busy),
+            Err(TryLockError::Error(e)) => return Err(NoFill::Failed(Error::io("lock", &path, e))),
+        }
+        if stale {
+            tracing::info!(image_id = %id, "taking over a stale incomplete file");
+            file.set_len(0)
+                .map_err(|e| NoFill::Failed(Error::io("truncate", &path, e)))?;
+        }
+        Ok(file)
+    }
+
+    /// Blocking: makes a verified fill durable and visible: fsync, rename to
+    /// `<id>`, fsync the directory, drop the queue marker.
+    pub(crate) fn commit_blocking(&self, id: &ImageId, file: &File) -> Result<(), Error> {
+        let layout = &self.inner.layout;
+        let from = layout.incomplete(id);
+        let to = layout.entry(id);
+        file.sync_all().map_err(|e| Error::io("fsync", &from, e))?;
+        std::fs::rename(&from, &to).map_err(|e| Error::io("rename", &from, e))?;
+        disk::sync_dir(layout.root()).map_err(|e| Error::io("fsync", layout.root(), e))?;
+        match std::fs::remove_file(layout.queue(id)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(image_id = %id, error = %e, "could not remove queue marker"),
+        }
+        Ok(())
+    }
+
+    /// Records a committed fill in the index.
+    pub(crate) async fn record_commit(
+        &self,
+        id: &ImageId,
+        size: u64,
+        md5: String,
+        verified: bool,
+    ) -> Result<(), Error> {
+        self.inner
+            .index
+            .insert(id, size, Some(md5), verified, now_epoch())
+            .await
+    }
+
+    /// Blocking: moves `incomplete/<id>` to `invalid/<id>` (spec §1.6 rollback).
+    pub(crate) fn quarantine_incomplete(&self, id: &ImageId) {
+        let layout = &self.inner.layout;
+        let from = layout.incomplete(id);
+        if let Err(e) = std::fs::rename(&from, layout.invalid(id)) {
+            if e.kind() != io::ErrorKind::NotFound {
+                tracing::warn!(path = %from.display(), error = %e, "could not quarantine; removing");
+                let _ = std::fs::remove_file(&from);
+            }
+        }
+    }
+
+    /// Blocking: removes `incomplete/<id>` (a verified fill that must not be
+    /// committed because the image was deleted meanwhile).
+    pub(crate) fn discard_incomplete(&self, id: &ImageId) {
+        let _ = std::fs::remove_file(self.inner.layout.incomplete(id));
+    }
+
+    /// Brings files and rows into agreement (run at startup):
+    /// unlocked `incomplete/` files (left by a killed process) are removed,
+    /// rows without a file are dropped, and image files without a row are
+    /// adopted. Only verified files ever sit at `<id>`, so adoption is safe.
+    pub async fn reconcile(&self) -> Result<ReconcileReport, Error> {
+        reconcile::run(self).await
+    }
+}
+
+#[cfg(test)]
+mod tests;
