@@ -1,15 +1,244 @@
-//! placeholder (being written)
-/// placeholder
-#[derive(Debug, thiserror::Error)]
-#[error("config error")]
-pub struct ConfigError;
-/// placeholder
+//! Configuration: Glance's `glance-api.conf` / `glance-cache.conf` files,
+//! read with oslo.config's rules, plus this proxy's own `[proxy]` section.
+//!
+//! - [`Config::load`] reads files in order; later files override earlier
+//!   ones, and within a file the last assignment of an option wins.
+//! - The INI syntax is a port of oslo.config's reader (spec §7.2): `#` and
+//!   `;` full-line comments only (`key = v # x` has the value `v # x`),
+//!   `=` or `:` (whichever comes first), one pair of surrounding quotes
+//!   removed, indented continuation lines joined with `\n`, section names
+//!   case-insensitive except `DEFAULT` (`[default]` is a different section).
+//! - Values are typed like oslo.config does it: integers follow Python's
+//!   `int()` (`10_737_418_240` is fine, `10G` is not), choices, and
+//!   `$name` / `${name}` / `${group.name}` interpolation (`$$` or `\$` for a
+//!   literal `$`). An empty value for an integer option is an error (oslo.config
+//!   would silently read it as `None`).
+//! - Glance's own options keep Glance's names and defaults; every option is
+//!   described in [`options::OPTIONS`], which also drives `check-config` and
+//!   the sample configuration.
+//! - Errors name file, line, section, option, value and what was expected.
+//!   Probable typos and unknown sections become [`ConfigWarning`]s; the many
+//!   Glance options and sections this crate does not read are accepted
+//!   silently and kept in [`Loaded::raw`].
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use glance_cache::config::{CacheDriver, Config, Source};
+//!
+//! let text = "\
+//! [DEFAULT]
+//! image_cache_dir = /var/lib/glance/image-cache
+//! image_cache_max_size = 20_000_000_000
+//! # Glance options this crate does not read are fine:
+//! show_image_direct_url = true
+//!
+//! [proxy]
+//! upstream_url = http://127.0.0.1:9393
+//! authorization_cache_ttl = 5
+//! ";
+//! let loaded = Config::from_sources(&[("glance-api.conf", text)])?;
+//! let config = &loaded.config;
+//! assert_eq!(config.image_cache_max_size, 20_000_000_000);
+//! assert_eq!(config.image_cache_driver, CacheDriver::CentralizedDb); // the default
+//! assert_eq!(config.proxy.authorization_cache_ttl, Duration::from_secs(5));
+//! assert_eq!(config.proxy.upstream_url.port_u16(), Some(9393));
+//! assert!(loaded.warnings.is_empty());
+//!
+//! assert_eq!(loaded.source_of("DEFAULT", "image_cache_max_size").to_string(), "glance-api.conf:3");
+//! assert_eq!(loaded.source_of("DEFAULT", "image_cache_driver"), Source::Default);
+//!
+//! // Sections this crate does not type are still available, raw.
+//! let raw = loaded.raw.get("DEFAULT", "show_image_direct_url").unwrap();
+//! assert_eq!(raw.value, "true");
+//!
+//! // Mistakes are reported with file and line.
+//! let err = Config::from_sources(&[("glance-api.conf", "[DEFAULT]\nimage_cache_max_size = 10G\n")])
+//!     .unwrap_err();
+//! assert_eq!(
+//!     err.to_string(),
+//!     "glance-api.conf:2: [DEFAULT] image_cache_max_size = \"10G\": \
+//!      expected an integer >= 0 (bytes; unit suffixes are not supported)"
+//! );
+//! # Ok::<(), glance_cache::config::ConfigError>(())
+//! ```
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+mod error;
+mod ini;
+mod load;
+pub mod options;
+mod raw;
+mod value;
+
+pub use error::{
+    ConfigError, ConfigWarning, InterpolationError, InterpolationProblem, SyntaxError,
+    SyntaxErrorKind, ValueError, WarningKind,
+};
+pub use load::{Effective, Loaded};
+pub use options::{OptionDef, OptionKind, Unit, OPTIONS};
+pub use raw::{RawConfig, RawValue, Source};
+
+/// The typed configuration. `Default` gives every option its default.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `[DEFAULT] bind_host`: the address to listen on. Default `0.0.0.0`.
+    pub bind_host: String,
+    /// `[DEFAULT] bind_port`: the port to listen on. Default 9292.
+    pub bind_port: u16,
+    /// `[DEFAULT] image_cache_dir`: the cache base directory; `None` (unset
+    /// or empty) means caching is off.
+    pub image_cache_dir: Option<PathBuf>,
+    /// `[DEFAULT] image_cache_sqlite_db`: the index file, relative to
+    /// `image_cache_dir` unless absolute. Default `cache.db`.
+    pub image_cache_sqlite_db: String,
+    /// `[DEFAULT] image_cache_driver`. Default [`CacheDriver::CentralizedDb`].
+    pub image_cache_driver: CacheDriver,
+    /// `[DEFAULT] image_cache_max_size`: the prune threshold in bytes.
+    /// Default 10737418240 (10 GiB).
+    pub image_cache_max_size: u64,
+    /// `[DEFAULT] image_cache_stall_time`: seconds after which incomplete
+    /// files are cleaned. Default 86400.
+    pub image_cache_stall_time: u64,
+    /// The `[proxy]` section.
+    pub proxy: ProxyOptions,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            bind_host: "0.0.0.0".to_owned(),
+            bind_port: 9292,
+            image_cache_dir: None,
+            image_cache_sqlite_db: "cache.db".to_owned(),
+            image_cache_driver: CacheDriver::CentralizedDb,
+            image_cache_max_size: 10_737_418_240,
+            image_cache_stall_time: 86_400,
+            proxy: ProxyOptions::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads `files` like oslo.config: in order, later files override
+    /// earlier ones (Glance's cache tools read `glance-api.conf`, then
+    /// `glance-cache.conf`). No files gives all defaults.
+    pub fn load<P: AsRef<Path>>(files: &[P]) -> Result<Loaded, ConfigError> {
+        load::load_files(files)
+    }
+
+    /// Like [`Config::load`], from in-memory `(name, text)` pairs; the name
+    /// is used as the path in errors, warnings and [`Source`]s.
+    pub fn from_sources(sources: &[(&str, &str)]) -> Result<Loaded, ConfigError> {
+        load::load_texts(
+            sources
+                .iter()
+                .map(|(name, text)| (PathBuf::from(name), *text)),
+        )
+    }
+
+    /// Whether caching is on (`image_cache_dir` is set).
+    pub fn cache_enabled(&self) -> bool {
+        self.image_cache_dir.is_some()
+    }
+
+    /// The SQLite index file: `image_cache_sqlite_db` under
+    /// `image_cache_dir` (an absolute `image_cache_sqlite_db` is used as is).
+    /// `None` when caching is off.
+    pub fn sqlite_db_path(&self) -> Option<PathBuf> {
+        self.image_cache_dir
+            .as_ref()
+            .map(|dir| dir.join(&self.image_cache_sqlite_db))
+    }
+}
+
+/// The `[proxy]` section: options of this proxy that Glance does not have.
+#[derive(Clone, Debug)]
+pub struct ProxyOptions {
+    /// `upstream_url`: the Glance API to forward to; an absolute `http://`
+    /// URL, possibly with a path prefix. Default `http://127.0.0.1:9292`.
+    pub upstream_url: http::Uri,
+    /// `hit_authorization`: how hits are authorized. Default
+    /// [`HitAuthorization::Probe`].
+    pub hit_authorization: HitAuthorization,
+    /// `authorization_cache_ttl`: how long a per-token authorization result
+    /// is reused, 0 to 30 s. Default 10 s.
+    pub authorization_cache_ttl: Duration,
+    /// `upstream_connect_timeout`: connection timeout, >= 1 s. Default 5 s.
+    pub upstream_connect_timeout: Duration,
+    /// `upstream_timeout`: time until the upstream's response headers,
+    /// >= 1 s. Default 60 s.
+    pub upstream_timeout: Duration,
+    /// `upstream_idle_timeout`: longest pause between body bytes from the
+    /// upstream, >= 1 s. Default 60 s.
+    pub upstream_idle_timeout: Duration,
+    /// `shutdown_timeout`: time downloads get to finish after SIGTERM.
+    /// Default 30 s.
+    pub shutdown_timeout: Duration,
+    /// `hit_chunk_size`: bytes per read when serving a hit, 64 KiB to 4 MiB.
+    /// Default 256 KiB.
+    pub hit_chunk_size: usize,
+    /// `min_free_disk`: bytes that must stay free on the cache filesystem
+    /// for a fill to start. Default 256 MiB.
+    pub min_free_disk: u64,
+}
+
+impl Default for ProxyOptions {
+    fn default() -> Self {
+        Self {
+            upstream_url: http::Uri::from_static("http://127.0.0.1:9292"),
+            hit_authorization: HitAuthorization::Probe,
+            authorization_cache_ttl: Duration::from_secs(10),
+            upstream_connect_timeout: Duration::from_secs(5),
+            upstream_timeout: Duration::from_secs(60),
+            upstream_idle_timeout: Duration::from_secs(60),
+            shutdown_timeout: Duration::from_secs(30),
+            hit_chunk_size: 262_144,
+            min_free_disk: 268_435_456,
+        }
+    }
+}
+
+/// `image_cache_driver`: where cache metadata lives (spec §6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheDriver {
+    /// `centralized_db`: Glance's database, shared by all nodes (Glance's
+    /// default since 2024.1).
+    CentralizedDb,
+    /// `sqlite`: a per-node SQLite file (deprecated in Glance).
+    Sqlite,
+    /// `xattr`: extended attributes on the cached files.
+    Xattr,
+}
+
+impl fmt::Display for CacheDriver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `[proxy] hit_authorization`: how a cache hit is authorized with the
+/// caller's credentials before it is served (spec Appendix A).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HitAuthorization {
-    /// probe
+    /// `probe`: image record plus a one-byte ranged download from the
+    /// upstream (also checks the download right).
     Probe,
-    /// metadata
+    /// `metadata`: the image record only.
     Metadata,
-    /// none
+    /// `none`: no check (trusted networks only).
     None,
 }
+
+impl fmt::Display for HitAuthorization {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -121,10 +121,18 @@ where
             }
         }
         Err(failure) => {
-            tracing::warn!(image_id = %id, %failure, "fill failed; partial file moved to invalid/");
-            fill.finish(Phase::Failed(failure));
+            let local = matches!(failure, Failure::Local(_));
+            fill.finish(Phase::Failed(failure.clone()));
             let store = store.clone();
-            let _ = tokio::task::spawn_blocking(move || store.quarantine_incomplete(&id)).await;
+            if local {
+                // The bytes were fine, the disk was not: keeping them would
+                // only keep the disk full.
+                tracing::warn!(image_id = %id, %failure, "fill stopped; partial file removed");
+                let _ = tokio::task::spawn_blocking(move || store.discard_incomplete(&id)).await;
+            } else {
+                tracing::warn!(image_id = %id, %failure, "fill failed; partial file moved to invalid/");
+                let _ = tokio::task::spawn_blocking(move || store.quarantine_incomplete(&id)).await;
+            }
         }
     }
 }

@@ -1,0 +1,232 @@
+//! Errors and warnings produced while loading configuration files.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use super::raw::Source;
+
+/// Why a configuration could not be loaded.
+///
+/// Every variant names where the problem is (file and line when there is
+/// one), so the message can be shown to an operator as it is.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A configuration file could not be read.
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A line breaks the INI syntax rules (see [`SyntaxErrorKind`]).
+    #[error(transparent)]
+    Syntax(Box<SyntaxError>),
+    /// A known option has a value that is not valid for it.
+    #[error(transparent)]
+    Value(Box<ValueError>),
+    /// A `$name` / `${group.name}` reference in a value could not be resolved.
+    #[error(transparent)]
+    Interpolation(Box<InterpolationError>),
+}
+
+/// A line that breaks the INI syntax rules.
+#[derive(Debug, thiserror::Error)]
+#[error("{}:{line}: {kind}: {text:?}", path.display())]
+pub struct SyntaxError {
+    /// The file.
+    pub path: PathBuf,
+    /// The 1-based line number.
+    pub line: usize,
+    /// What is wrong.
+    pub kind: SyntaxErrorKind,
+    /// The offending line, right-trimmed.
+    pub text: String,
+}
+
+/// A value that is not valid for its option.
+#[derive(Debug, thiserror::Error)]
+#[error("{location}: [{section}] {option} = {value:?}: expected {expected}")]
+pub struct ValueError {
+    /// Where the value was written.
+    pub location: Source,
+    /// The section, as normalised (`DEFAULT` or lower case).
+    pub section: String,
+    /// The option name.
+    pub option: String,
+    /// The value after interpolation.
+    pub value: String,
+    /// What the option accepts.
+    pub expected: String,
+}
+
+/// A `$name` / `${group.name}` reference that could not be resolved.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{location}: [{section}] {option} = {value:?}: {problem} \"${reference}\" in interpolation \
+     (write $$ or \\$ for a literal $)"
+)]
+pub struct InterpolationError {
+    /// Where the value was written.
+    pub location: Source,
+    /// The section of the option whose value holds the reference.
+    pub section: String,
+    /// The option whose value holds the reference.
+    pub option: String,
+    /// The value as written.
+    pub value: String,
+    /// The referenced name, as written (`name` or `group.name`).
+    pub reference: String,
+    /// Why it could not be resolved.
+    pub problem: InterpolationProblem,
+}
+
+/// The syntax rules of oslo.config's INI reader that a line can break.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SyntaxErrorKind {
+    /// An indented line that does not follow an option line.
+    ContinuationWithoutOption,
+    /// `key = value` before any `[section]` line.
+    AssignmentBeforeSection,
+    /// A line starting with `[` that does not end with `]`.
+    UnclosedSection,
+    /// `[]`.
+    EmptySectionName,
+    /// A line that is not a comment, a section or an assignment.
+    MissingSeparator,
+    /// `= value` with nothing before the separator.
+    EmptyKey,
+}
+
+impl fmt::Display for SyntaxErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::ContinuationWithoutOption => {
+                "continuation line with no preceding option (indented lines continue the value \
+                 of the option above them; a blank or comment line ends that value)"
+            }
+            Self::AssignmentBeforeSection => {
+                "assignment before the first section (add a [DEFAULT] line above it)"
+            }
+            Self::UnclosedSection => "section header without closing ]",
+            Self::EmptySectionName => "empty section name",
+            Self::MissingSeparator => "expected `option = value`, `[section]` or a comment",
+            Self::EmptyKey => "empty option name before '=' or ':'",
+        })
+    }
+}
+
+/// Why an interpolation reference could not be resolved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InterpolationProblem {
+    /// Neither a known option nor a value set in any loaded file.
+    Unknown,
+    /// The reference leads back to the option being resolved.
+    Cycle,
+}
+
+impl fmt::Display for InterpolationProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Unknown => "unknown option",
+            Self::Cycle => "circular reference",
+        })
+    }
+}
+
+/// Something in a configuration file that is probably a mistake but does
+/// not stop the load.
+///
+/// Displays as `file:line: message`, e.g.
+/// `glance-api.conf:12: unknown option [proxy] upstrem_url (ignored)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigWarning {
+    /// The file.
+    pub path: PathBuf,
+    /// The 1-based line number.
+    pub line: usize,
+    /// What looks wrong.
+    pub kind: WarningKind,
+}
+
+impl fmt::Display for ConfigWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.path.display(), self.line, self.kind)
+    }
+}
+
+/// The kinds of [`ConfigWarning`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WarningKind {
+    /// An option nobody reads, in a section where that looks like a typo.
+    UnknownOption {
+        /// The section, normalised.
+        section: String,
+        /// The option name as written.
+        option: String,
+        /// A known option the name probably means.
+        suggestion: Option<&'static str>,
+    },
+    /// A section that neither this program nor Glance reads.
+    UnknownSection {
+        /// The section name, normalised.
+        section: String,
+    },
+    /// `[default]` (or another spelling) instead of `[DEFAULT]`.
+    NotDefaultSection {
+        /// The section name as written.
+        written: String,
+    },
+    /// A choice value accepted case-insensitively that Glance itself would
+    /// misread (spec §7.1: a mixed-case `image_cache_driver` makes Glance
+    /// fall back to the sqlite driver).
+    ChoiceCase {
+        /// The section, normalised.
+        section: String,
+        /// The option name.
+        option: String,
+        /// The value as written.
+        value: String,
+    },
+}
+
+impl fmt::Display for WarningKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownOption {
+                section,
+                option,
+                suggestion,
+            } => {
+                write!(f, "unknown option [{section}] {option} (ignored)")?;
+                if let Some(s) = suggestion {
+                    write!(
+                        f,
+                        "; did you mean {s}? (option names are case-sensitive and use underscores)"
+                    )?;
+                }
+                Ok(())
+            }
+            Self::UnknownSection { section } => write!(f, "unknown section [{section}] (ignored)"),
+            Self::NotDefaultSection { written } => write!(
+                f,
+                "section [{written}] is not [DEFAULT] (only the upper-case spelling is the \
+                 default section); its values are ignored"
+            ),
+            Self::ChoiceCase {
+                section,
+                option,
+                value,
+            } => write!(
+                f,
+                "[{section}] {option} = {value:?} is accepted case-insensitively, but Glance \
+                 compares the lower-case names and would not recognise it; write it in lower case"
+            ),
+        }
+    }
+}

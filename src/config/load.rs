@@ -1,0 +1,389 @@
+//! Turning parsed files into a typed [`Config`], with warnings and provenance.
+
+use std::path::{Path, PathBuf};
+
+use super::error::{
+    ConfigError, ConfigWarning, InterpolationError, InterpolationProblem, ValueError, WarningKind,
+};
+use super::ini;
+use super::options::{
+    self, enabled_backend_names, is_glance_section, OptionDef, OptionKind, Value, DEFAULT_SECTION,
+    OPTIONS, PROXY_SECTION,
+};
+use super::raw::{normalize_section, RawConfig, RawValue, Source};
+use super::value::interpolate;
+use super::Config;
+
+/// The result of loading configuration files: the typed configuration, the
+/// warnings to show the operator, and everything that was parsed.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    /// The typed options.
+    pub config: Config,
+    /// Probable mistakes (typos, unknown sections), in file order.
+    pub warnings: Vec<ConfigWarning>,
+    /// Every parsed assignment, for sections this module does not type
+    /// (`[keystone_authtoken]`, ...).
+    pub raw: RawConfig,
+    effective: Vec<Effective>,
+}
+
+/// The effective value of one option of [`OPTIONS`] and where it came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Effective {
+    /// The option.
+    pub option: &'static OptionDef,
+    /// The value after interpolation, as written (`None`: unset, no default).
+    pub value: Option<String>,
+    /// Where it came from.
+    pub source: Source,
+}
+
+impl Loaded {
+    /// Where the effective value of `[section] option` came from: the file
+    /// and line of its last assignment, or [`Source::Default`].
+    pub fn source_of(&self, section: &str, option: &str) -> Source {
+        self.raw
+            .get(section, option)
+            .map_or(Source::Default, |v| v.source.clone())
+    }
+
+    /// Every option of [`OPTIONS`], in table order, with its effective value.
+    pub fn effective(&self) -> &[Effective] {
+        &self.effective
+    }
+
+    /// The value of any `[section] key` (typed or not) after `$name`
+    /// interpolation, or `None` when no file sets it and it is not one of
+    /// [`OPTIONS`] (for those, the rendered default is returned).
+    pub fn interpolated(&self, section: &str, key: &str) -> Result<Option<String>, ConfigError> {
+        let section = normalize_section(section);
+        let mut r = Resolver::new(&self.raw);
+        r.lookup_exact(&section, key).map_err(|e| match e {
+            Lookup::Failed(e) => e,
+            // Only reachable for a key that references itself.
+            Lookup::Unresolved(problem) => {
+                let (value, source) = self
+                    .raw
+                    .get(&section, key)
+                    .map(|v| (v.value.clone(), v.source.clone()))
+                    .unwrap_or((String::new(), Source::Default));
+                ConfigError::Interpolation(Box::new(InterpolationError {
+                    location: source,
+                    section: section.clone(),
+                    option: key.to_owned(),
+                    value,
+                    reference: key.to_owned(),
+                    problem,
+                }))
+            }
+        })
+    }
+}
+
+/// Reads and loads `files` in order (see [`Config::load`]).
+pub(crate) fn load_files<P: AsRef<Path>>(files: &[P]) -> Result<Loaded, ConfigError> {
+    let mut sources = Vec::with_capacity(files.len());
+    for path in files {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        tracing::debug!(path = %path.display(), "read configuration file");
+        sources.push((path.to_path_buf(), text));
+    }
+    load_texts(sources.iter().map(|(p, t)| (p.clone(), t.as_str())))
+}
+
+/// Parses `(path, text)` pairs in order and builds the typed configuration.
+pub(crate) fn load_texts<'t>(
+    sources: impl IntoIterator<Item = (PathBuf, &'t str)>,
+) -> Result<Loaded, ConfigError> {
+    let mut raw = RawConfig::default();
+    let mut files = Vec::new();
+    for (path, text) in sources {
+        let parsed = ini::parse(&path, text)?;
+        files.push(path.clone());
+        raw.push_file(path, parsed);
+    }
+
+    let mut config = Config::default();
+    let mut effective = Vec::with_capacity(OPTIONS.len());
+    let mut warnings = Vec::new();
+    for def in OPTIONS {
+        let mut r = Resolver::new(&raw);
+        let (value, text, source) = r.typed(def)?;
+        if let (OptionKind::Choice { .. }, Value::Choice(canonical), Source::File { path, line }) =
+            (def.kind, &value, &source)
+        {
+            if def.glance && text != *canonical {
+                warnings.push(ConfigWarning {
+                    path: path.clone(),
+                    line: *line,
+                    kind: WarningKind::ChoiceCase {
+                        section: def.section.to_owned(),
+                        option: def.name.to_owned(),
+                        value: text.clone(),
+                    },
+                });
+            }
+        }
+        def.apply(&mut config, value);
+        effective.push(Effective {
+            option: def,
+            value: (source != Source::Default || def.default.is_some()).then_some(text),
+            source,
+        });
+    }
+
+    warnings.extend(structure_warnings(&raw));
+    let file_index = |p: &Path| files.iter().position(|f| f == p).unwrap_or(usize::MAX);
+    warnings.sort_by_key(|w| (file_index(&w.path), w.line));
+
+    Ok(Loaded {
+        config,
+        warnings,
+        raw,
+        effective,
+    })
+}
+
+/// Unknown sections, `[default]`, and unknown options where they look like
+/// typos: anything in `[proxy]`, and `image_cache*` names in `[DEFAULT]`.
+fn structure_warnings(raw: &RawConfig) -> Vec<ConfigWarning> {
+    let backends: Vec<String> = raw
+        .get(DEFAULT_SECTION, "enabled_backends")
+        .map(|v| enabled_backend_names(&v.value))
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for s in &raw.sections {
+        let kind = if s.normalized == DEFAULT_SECTION
+            || s.normalized == PROXY_SECTION
+            || is_glance_section(&s.normalized)
+            || backends.contains(&s.normalized)
+        {
+            continue;
+        } else if s.normalized == "default" {
+            WarningKind::NotDefaultSection {
+                written: s.written.clone(),
+            }
+        } else {
+            WarningKind::UnknownSection {
+                section: s.normalized.clone(),
+            }
+        };
+        out.push(ConfigWarning {
+            path: s.path.clone(),
+            line: s.line,
+            kind,
+        });
+    }
+    for e in &raw.entries {
+        if options::find(&e.section, &e.key).is_some() {
+            continue;
+        }
+        let suggestion = suggest(&e.section, &e.key);
+        let suspicious = match e.section.as_str() {
+            PROXY_SECTION => true,
+            DEFAULT_SECTION => {
+                suggestion.is_some() || canonical_key(&e.key).starts_with("image_cache")
+            }
+            _ => false,
+        };
+        if let (true, Source::File { path, line }) = (suspicious, &e.value.source) {
+            out.push(ConfigWarning {
+                path: path.clone(),
+                line: *line,
+                kind: WarningKind::UnknownOption {
+                    section: e.section.clone(),
+                    option: e.key.clone(),
+                    suggestion,
+                },
+            });
+        }
+    }
+    out
+}
+
+/// `Image-Cache-Dir` -> `image_cache_dir`.
+fn canonical_key(key: &str) -> String {
+    key.to_lowercase().replace('-', "_")
+}
+
+/// A known option of `section` that `key` probably means: the same name in
+/// another case or with dashes, or one at most two edits away.
+fn suggest(section: &str, key: &str) -> Option<&'static str> {
+    let canonical = canonical_key(key);
+    let candidates = || OPTIONS.iter().filter(|o| o.section == section);
+    candidates()
+        .find(|o| o.name == canonical)
+        .or_else(|| candidates().find(|o| edit_distance(o.name, &canonical) <= 2))
+        .map(|o| o.name)
+}
+
+/// Levenshtein distance over bytes (option names are ASCII).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, &ca) in a.iter().enumerate() {
+        let mut current = Vec::with_capacity(b.len() + 1);
+        current.push(i + 1);
+        for (j, &cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != cb);
+            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+/// Why a reference lookup failed.
+enum Lookup {
+    /// This reference cannot be resolved (reported against the option that
+    /// holds it).
+    Unresolved(InterpolationProblem),
+    /// Resolving it hit an error in another option (reported as is).
+    Failed(ConfigError),
+}
+
+/// Resolves typed values and `$name` references, detecting cycles.
+struct Resolver<'a> {
+    raw: &'a RawConfig,
+    stack: Vec<(String, String)>,
+}
+
+impl<'a> Resolver<'a> {
+    fn new(raw: &'a RawConfig) -> Self {
+        Self {
+            raw,
+            stack: Vec::new(),
+        }
+    }
+
+    /// The converted value of `def`, its text after interpolation, and
+    /// where it came from.
+    fn typed(&mut self, def: &'static OptionDef) -> Result<(Value, String, Source), ConfigError> {
+        let raw_config = self.raw;
+        let (text, source) = match raw_config.get(def.section, def.name) {
+            Some(raw) => (
+                self.interpolate(def.section, def.name, raw)?,
+                raw.source.clone(),
+            ),
+            None => (def.default.unwrap_or("").to_owned(), Source::Default),
+        };
+        match def.parse(&text) {
+            Ok(value) => Ok((value, text, source)),
+            Err(expected) => Err(ConfigError::Value(Box::new(ValueError {
+                location: source,
+                section: def.section.to_owned(),
+                option: def.name.to_owned(),
+                value: text,
+                expected,
+            }))),
+        }
+    }
+
+    /// Substitutes the references in the value of `[section] key`.
+    fn interpolate(
+        &mut self,
+        section: &str,
+        key: &str,
+        raw: &RawValue,
+    ) -> Result<String, ConfigError> {
+        self.stack.push((section.to_owned(), key.to_owned()));
+        let mut failed_reference = String::new();
+        let result = interpolate(&raw.value, |name| {
+            self.lookup(section, name).inspect_err(|_| {
+                failed_reference = name.to_owned();
+            })
+        });
+        self.stack.pop();
+        result.map_err(|e| match e {
+            Lookup::Failed(e) => e,
+            Lookup::Unresolved(problem) => {
+                ConfigError::Interpolation(Box::new(InterpolationError {
+                    location: raw.source.clone(),
+                    section: section.to_owned(),
+                    option: key.to_owned(),
+                    value: raw.value.clone(),
+                    reference: failed_reference,
+                    problem,
+                }))
+            }
+        })
+    }
+
+    /// oslo.config's `StrSubWrapper`: `group.name` looks in `[group]`;
+    /// a plain `name` looks in the referring option's section, then in
+    /// `[DEFAULT]`.
+    fn lookup(&mut self, section: &str, name: &str) -> Result<String, Lookup> {
+        let candidates: Vec<(String, &str)> = match name.split_once('.') {
+            Some((group, option)) => vec![(normalize_section(group), option)],
+            None if section == DEFAULT_SECTION => vec![(section.to_owned(), name)],
+            None => vec![
+                (section.to_owned(), name),
+                (DEFAULT_SECTION.to_owned(), name),
+            ],
+        };
+        for (s, n) in candidates {
+            match self.lookup_exact(&s, n) {
+                Ok(Some(v)) => return Ok(v),
+                Ok(None) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Lookup::Unresolved(InterpolationProblem::Unknown))
+    }
+
+    /// The interpolated value of exactly `[section] key` (section
+    /// normalised): a typed option's value (or default), else the raw value.
+    fn lookup_exact(&mut self, section: &str, key: &str) -> Result<Option<String>, Lookup> {
+        if self.stack.iter().any(|(s, k)| s == section && k == key) {
+            return Err(Lookup::Unresolved(InterpolationProblem::Cycle));
+        }
+        if let Some(def) = options::find(section, key) {
+            let (value, text, _) = self.typed(def).map_err(Lookup::Failed)?;
+            return Ok(Some(OptionDef::render(&value, &text)));
+        }
+        let raw_config = self.raw;
+        match raw_config.get(section, key) {
+            Some(raw) => self
+                .interpolate(section, key, raw)
+                .map(Some)
+                .map_err(Lookup::Failed),
+            None => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edit_distances() {
+        assert_eq!(edit_distance("upstream_url", "upstream_url"), 0);
+        assert_eq!(edit_distance("upstream_url", "upstrem_url"), 1);
+        assert_eq!(edit_distance("upstream_url", "upstraem_url"), 2);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("abc", ""), 3);
+    }
+
+    #[test]
+    fn suggestions() {
+        assert_eq!(suggest("proxy", "upstrem_url"), Some("upstream_url"));
+        assert_eq!(suggest("proxy", "Upstream-URL"), Some("upstream_url"));
+        assert_eq!(
+            suggest("DEFAULT", "image-cache-dir"),
+            Some("image_cache_dir")
+        );
+        assert_eq!(
+            suggest("DEFAULT", "image_cache_max_sise"),
+            Some("image_cache_max_size")
+        );
+        assert_eq!(suggest("proxy", "something_else"), None);
+        // Only options of the same section are suggested.
+        assert_eq!(suggest("proxy", "image_cache_dir"), None);
+    }
+}

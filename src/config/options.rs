@@ -1,0 +1,872 @@
+//! The option table: every option this crate reads, with its section, type,
+//! default and help text. Loading, the sample configuration and
+//! `check-config` are all driven by [`OPTIONS`].
+
+use std::fmt;
+use std::time::Duration;
+
+use http::Uri;
+
+use super::value::{match_choice, parse_bool, parse_python_int, render_bool, IntError};
+use super::{CacheDriver, Config, HitAuthorization};
+
+/// The section of Glance's own options.
+pub const DEFAULT_SECTION: &str = "DEFAULT";
+/// The section of this proxy's own options.
+pub const PROXY_SECTION: &str = "proxy";
+
+/// What an integer option counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Unit {
+    /// A plain number.
+    Count,
+    /// A size in bytes.
+    Bytes,
+    /// A duration in whole seconds.
+    Seconds,
+    /// A TCP port number.
+    Port,
+}
+
+/// The type of an option, with its constraints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OptionKind {
+    /// A string; empty is rejected unless `allow_empty`.
+    String {
+        /// Whether the empty string is a valid value.
+        allow_empty: bool,
+    },
+    /// A filesystem path; empty means unset.
+    Path,
+    /// A Python-style integer (`_` separators, optional sign) in `min..=max`.
+    /// No unit suffixes.
+    Integer {
+        /// Smallest accepted value.
+        min: u64,
+        /// Largest accepted value.
+        max: u64,
+        /// What the number counts.
+        unit: Unit,
+    },
+    /// One of a fixed list of strings.
+    Choice {
+        /// The accepted values, canonical spelling.
+        choices: &'static [&'static str],
+        /// Whether the value is matched ignoring ASCII case.
+        ignore_case: bool,
+    },
+    /// An absolute `http://` URL with a host and an optional path prefix.
+    HttpUrl,
+    /// oslo.config's boolean: `true`/`1`/`on`/`yes` or `false`/`0`/`off`/`no`,
+    /// case-insensitive.
+    Bool,
+}
+
+impl fmt::Display for OptionKind {
+    /// What the option accepts, phrased to follow "expected ".
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            OptionKind::String { allow_empty: true } => f.write_str("a string"),
+            OptionKind::String { allow_empty: false } => f.write_str("a non-empty string"),
+            OptionKind::Path => f.write_str("a path (empty means unset)"),
+            OptionKind::Integer { min, max, unit } => write_int(f, min, max, unit, false),
+            OptionKind::Choice {
+                choices,
+                ignore_case,
+            } => {
+                write!(f, "one of {}", choices.join(", "))?;
+                if ignore_case {
+                    f.write_str(" (case-insensitive)")?;
+                }
+                Ok(())
+            }
+            OptionKind::Bool => f.write_str("a boolean (true/false, 1/0, on/off, yes/no)"),
+            OptionKind::HttpUrl => f.write_str(
+                "an absolute http:// URL with a host, e.g. http://127.0.0.1:9292 \
+                 (a path prefix is allowed; no query)",
+            ),
+        }
+    }
+}
+
+fn write_int(
+    f: &mut impl fmt::Write,
+    min: u64,
+    max: u64,
+    unit: Unit,
+    force_range: bool,
+) -> fmt::Result {
+    if max == u64::MAX && !force_range {
+        write!(f, "an integer >= {min}")?;
+    } else {
+        write!(f, "an integer between {min} and {max}")?;
+    }
+    match unit {
+        Unit::Count => Ok(()),
+        Unit::Bytes => f.write_str(" (bytes; unit suffixes are not supported)"),
+        Unit::Seconds => f.write_str(" (seconds; unit suffixes are not supported)"),
+        Unit::Port => f.write_str(" (TCP port)"),
+    }
+}
+
+/// A converted option value, before it is stored in [`Config`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Value {
+    Str(String),
+    Int(u64),
+    Choice(&'static str),
+    Url(Uri),
+    Bool(bool),
+}
+
+/// One option: where it lives, what it accepts, its default and its help.
+#[derive(Debug)]
+pub struct OptionDef {
+    /// `DEFAULT` or a lower-case section name.
+    pub section: &'static str,
+    /// The option name (case-sensitive, with underscores).
+    pub name: &'static str,
+    /// Type and constraints.
+    pub kind: OptionKind,
+    /// The default as it would be written in a file; `None` means unset.
+    pub default: Option<&'static str>,
+    /// Whether Glance itself reads this option with the same meaning
+    /// (so it must agree with Glance's configuration).
+    pub glance: bool,
+    /// One paragraph for the sample configuration and `--help`-like output.
+    pub help: &'static str,
+    apply: fn(&mut Config, Value),
+}
+
+impl PartialEq for OptionDef {
+    /// Options are identified by section and name.
+    fn eq(&self, other: &Self) -> bool {
+        self.section == other.section && self.name == other.name
+    }
+}
+
+impl Eq for OptionDef {}
+
+impl OptionDef {
+    /// Converts `text` (already interpolated) to this option's type.
+    /// On failure, returns what was expected, for the error message.
+    pub(crate) fn parse(&self, text: &str) -> Result<Value, String> {
+        match self.kind {
+            OptionKind::String { allow_empty } => {
+                if text.is_empty() && !allow_empty {
+                    Err(self.kind.to_string())
+                } else {
+                    Ok(Value::Str(text.to_owned()))
+                }
+            }
+            OptionKind::Path => Ok(Value::Str(text.to_owned())),
+            OptionKind::Integer { min, max, .. } => match parse_python_int(text) {
+                Ok(n) if n > i128::from(max) => Err(self.int_expected(true)),
+                Ok(n) => match u64::try_from(n) {
+                    Ok(n) if n >= min => Ok(Value::Int(n)),
+                    _ => Err(self.int_expected(false)),
+                },
+                Err(IntError::Empty) => Err(format!(
+                    "{}, not an empty value (oslo.config reads an empty value as None, not as \
+                     the default; delete the line to get the default{})",
+                    self.kind,
+                    self.default.map(|d| format!(" {d}")).unwrap_or_default()
+                )),
+                Err(IntError::TooLarge) => Err(self.int_expected(n_too_large(text))),
+                Err(IntError::Invalid) => Err(self.kind.to_string()),
+            },
+            OptionKind::Choice {
+                choices,
+                ignore_case,
+            } => match_choice(text, choices, ignore_case)
+                .map(Value::Choice)
+                .ok_or_else(|| self.kind.to_string()),
+            OptionKind::HttpUrl => parse_http_url(text).map(Value::Url),
+            OptionKind::Bool => parse_bool(text)
+                .map(Value::Bool)
+                .ok_or_else(|| self.kind.to_string()),
+        }
+    }
+
+    fn int_expected(&self, force_range: bool) -> String {
+        let mut s = String::new();
+        if let OptionKind::Integer { min, max, unit } = self.kind {
+            // Writing into a String cannot fail.
+            let _ = write_int(&mut s, min, max, unit, force_range);
+        }
+        s
+    }
+
+    /// Stores a converted value in `config`.
+    pub(crate) fn apply(&self, config: &mut Config, value: Value) {
+        (self.apply)(config, value)
+    }
+
+    /// The text an interpolation reference to this option is replaced with.
+    pub(crate) fn render(value: &Value, text: &str) -> String {
+        match value {
+            // Python's str(int): separators and signs normalised.
+            Value::Int(n) => n.to_string(),
+            // Python's str(bool).
+            Value::Bool(b) => render_bool(*b).to_owned(),
+            _ => text.to_owned(),
+        }
+    }
+}
+
+/// Whether an integer text that overflowed was positive (too large rather
+/// than too small).
+fn n_too_large(text: &str) -> bool {
+    !text.trim_start().starts_with('-')
+}
+
+fn parse_http_url(text: &str) -> Result<Uri, String> {
+    let generic = || OptionKind::HttpUrl.to_string();
+    if text.contains('#') {
+        return Err(format!("{}; a fragment (#...) is not allowed", generic()));
+    }
+    let uri: Uri = text.parse().map_err(|_| generic())?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return Err(
+                "an http:// URL: https upstreams are not supported yet (reach Glance over \
+                 plain http, e.g. on 127.0.0.1)"
+                    .to_owned(),
+            )
+        }
+        _ => return Err(generic()),
+    }
+    let Some(authority) = uri.authority() else {
+        return Err(generic());
+    };
+    if authority.as_str().contains('@') {
+        return Err(format!(
+            "{}; user:password@ in the URL is not supported",
+            generic()
+        ));
+    }
+    if authority.host().is_empty() {
+        return Err(generic());
+    }
+    let has_port_text = authority.as_str().len() > authority.host().len();
+    match authority.port_u16() {
+        Some(0) => return Err(format!("{}; the port must be 1..=65535", generic())),
+        None if has_port_text => return Err(format!("{}; the port must be 1..=65535", generic())),
+        _ => {}
+    }
+    if uri.query().is_some() {
+        return Err(format!("{}; found a query string", generic()));
+    }
+    Ok(uri)
+}
+
+fn int<T: TryFrom<u64>>(v: &Value) -> Option<T> {
+    match v {
+        Value::Int(n) => T::try_from(*n).ok(),
+        _ => None,
+    }
+}
+
+fn secs(v: &Value) -> Option<Duration> {
+    int::<u64>(v).map(Duration::from_secs)
+}
+
+fn string(v: Value) -> Option<String> {
+    match v {
+        Value::Str(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// Choices of `image_cache_driver`, canonical spelling.
+const DRIVERS: &[&str] = &["centralized_db", "sqlite", "xattr"];
+/// Choices of `[proxy] hit_authorization`.
+const HIT_AUTHORIZATIONS: &[&str] = &["probe", "metadata", "none"];
+
+impl CacheDriver {
+    /// The name used in configuration files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheDriver::CentralizedDb => "centralized_db",
+            CacheDriver::Sqlite => "sqlite",
+            CacheDriver::Xattr => "xattr",
+        }
+    }
+
+    fn from_choice(s: &str) -> Option<Self> {
+        match s {
+            "centralized_db" => Some(CacheDriver::CentralizedDb),
+            "sqlite" => Some(CacheDriver::Sqlite),
+            "xattr" => Some(CacheDriver::Xattr),
+            _ => None,
+        }
+    }
+}
+
+impl HitAuthorization {
+    /// The name used in configuration files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HitAuthorization::Probe => "probe",
+            HitAuthorization::Metadata => "metadata",
+            HitAuthorization::None => "none",
+        }
+    }
+
+    fn from_choice(s: &str) -> Option<Self> {
+        match s {
+            "probe" => Some(HitAuthorization::Probe),
+            "metadata" => Some(HitAuthorization::Metadata),
+            "none" => Some(HitAuthorization::None),
+            _ => None,
+        }
+    }
+}
+
+/// Every option this crate reads, in sample-configuration order.
+pub static OPTIONS: &[OptionDef] = &[
+    OptionDef {
+        section: DEFAULT_SECTION,
+        name: "bind_host",
+        kind: OptionKind::String { allow_empty: false },
+        default: Some("0.0.0.0"),
+        glance: true,
+        help: "Address the proxy listens on (an IP address or host name).",
+        apply: |c, v| {
+            if let Some(s) = string(v) {
+                c.bind_host = s;
+            }
+        },
+    },
+    OptionDef {
+        section: DEFAULT_SECTION,
+        name: "bind_port",
+        kind: OptionKind::Integer {
+            min: 0,
+            max: 65535,
+            unit: Unit::Port,
+        },
+        default: Some("9292"),
+        glance: true,
+        help: "Port the proxy listens on. When the proxy runs next to Glance, give one of \
+               them another port.",
+        apply: |c, v| {
+            if let Some(n) = int(&v) {
+                c.bind_port = n;
+            }
+        },
+    },
+    OptionDef {
+        section: DEFAULT_SECTION,
+        name: "image_cache_dir",
+        kind: OptionKind::Path,
+        default: None,
+        glance: true,
+        help: "Base directory of the image cache (Glance's layout: <image id>, incomplete/, \
+               invalid/, queue/). Unset or empty means caching is off: the cache API answers \
+               404 and requests are only proxied.",
+        apply: |c, v| {
+            if let Some(s) = string(v) {
+                c.image_cache_dir = (!s.is_empty()).then(|| s.into());
+            }
+        },
+    },
+    OptionDef {
+        section: DEFAULT_SECTION,
+        name: "image_cache_sqlite_db",
+        kind: OptionKind::String { allow_empty: false },
+        default: Some("cache.db"),
+        glance: true,
+        help: "SQLite file of the cache index, relative to image_cache_dir (an absolute path \
+               is allowed).",
+        apply: |c, v| {
+            if let Some(s) = string(v) {
+                c.image_cache_sqlite_db = s;
+            }
+        },
+    },
+    OptionDef {
+        section: DEFAULT_SECTION,
+        name: "image_cache_driver",
+        kind: OptionKind::Choice {
+            choices: DRIVERS,
+            ignore_case: true,
+        },
+        default: Some("centralized_db"),
+        glance: true,
+        help: "Cache metadata driver: centralized_db (Glance's default since 2024.1), sqlite \
+               (deprecated) or xattr. Write it in lower case: Glance accepts other spellings \
+               but then silently uses sqlite.",
+        apply: |c, v| {
+            if let Value::Choice(s) = v {
+                if let Some(d) = CacheDriver::from_choice(s) {
+                    c.image_cache_driver = d;
+                }
+            }
+        },
+    },
+    OptionDef {
+        section: DEFAULT_SECTION,
+        name: "image_cache_max_size",
+        kind: OptionKind::Integer {
+            min: 0,
+            max: u64::MAX,
+            unit: Unit::Bytes,
+        },
+        default: Some("10737418240"),
+        glance: true,
+        help: "Cache size in bytes above which pruning removes the least recently used \
+               images. Not a hard cap: the cache can grow past it between prunes. Plain \
+               integer (10_737_418_240 is fine); unit suffixes such as 10G are not supported.",
+        apply: |c, v| {
+            if let Some(n) = int(&v) {
+                c.image_cache_max_size = n;
+            }
+        },
+    },
+    OptionDef {
+        section: DEFAULT_SECTION,
+        name: "image_cache_stall_time",
+        kind: OptionKind::Integer {
+            min: 0,
+            max: u64::MAX,
+            unit: Unit::Seconds,
+        },
+        default: Some("86400"),
+        glance: true,
+        help: "Seconds after which a file in incomplete/ counts as stalled and is removed by \
+               cleaning.",
+        apply: |c, v| {
+            if let Some(n) = int(&v) {
+                c.image_cache_stall_time = n;
+            }
+        },
+    },
+    OptionDef {
+        section: PROXY_SECTION,
+        name: "upstream_url",
+        kind: OptionKind::HttpUrl,
+        default: Some("http://127.0.0.1:9292"),
+        glance: false,
+        help: "The Glance API that requests are forwarded to: an absolute http:// URL, \
+               optionally with a path prefix. https is not supported yet.",
+        apply: |c, v| {
+            if let Value::Url(u) = v {
+                c.proxy.upstream_url = u;
+            }
+        },
+    },
+    OptionDef {
+        section: PROXY_SECTION,
+        name: "hit_authorization",
+        kind: OptionKind::Choice {
+            choices: HIT_AUTHORIZATIONS,
+            ignore_case: true,
+        },
+        default: Some("probe"),
+        glance: false,
+        help: "How a cache hit is authorized, with the caller's credentials, before it is \
+               served. probe: fetch the image record and a one-byte ranged download from the \
+               upstream, which checks the download right too. metadata: fetch the image record \
+               only (users who may see but not download an image get it from the cache). \
+               none: no check; only for trusted networks.",
+        apply: |c, v| {
+            if let Value::Choice(s) = v {
+                if let Some(h) = HitAuthorization::from_choice(s) {
+                    c.proxy.hit_authorization = h;
+                }
+            }
+        },
+    },
+    OptionDef {
+        section: PROXY_SECTION,
+        name: "authorization_cache_ttl",
+        kind: OptionKind::Integer {
+            min: 0,
+            max: 30,
+            unit: Unit::Seconds,
+        },
+        default: Some("10"),
+        glance: false,
+        help: "Seconds a hit authorization result is remembered, per token and image; \
+               results are never shared between tokens. 0 turns the memory off; at most 30.",
+        apply: |c, v| {
+            if let Some(d) = secs(&v) {
+                c.proxy.authorization_cache_ttl = d;
+            }
+        },
+    },
+    OptionDef {
+        section: PROXY_SECTION,
+        name: "upstream_connect_timeout",
+        kind: OptionKind::Integer {
+            min: 1,
+            max: u64::MAX,
+            unit: Unit::Seconds,
+        },
+        default: Some("5"),
+        glance: false,
+        help: "Seconds to wait for a connection to the upstream.",
+        apply: |c, v| {
+            if let Some(d) = secs(&v) {
+                c.proxy.upstream_connect_timeout = d;
+            }
+        },
+    },
+    OptionDef {
+        section: PROXY_SECTION,
+        name: "upstream_timeout",
+        kind: OptionKind::Integer {
+            min: 1,
+            max: u64::MAX,
+            unit: Unit::Seconds,
+        },
+        default: Some("60"),
+        glance: false,
+        help: "Seconds to wait for the upstream's response headers.",
+        apply: |c, v| {
+            if let Some(d) = secs(&v) {
+                c.proxy.upstream_timeout = d;
+            }
+        },
+    },
+    OptionDef {
+        section: PROXY_SECTION,
+        name: "upstream_idle_timeout",
+        kind: OptionKind::Integer {
+            min: 1,
+            max: u64::MAX,
+            unit: Unit::Seconds,
+        },
+        default: Some("60"),
+        glance: false,
+        help: "Seconds without receiving body bytes from the upstream after which a \
+               download or cache fill is abandoned.",
+        apply: |c, v| {
+            if let Some(d) = secs(&v) {
+                c.proxy.upstream_idle_timeout = d;
+            }
+        },
+    },
+    OptionDef {
+        section: PROXY_SECTION,
+        name: "shutdown_timeout",
+        kind: OptionKind::Integer {
+            min: 0,
+            max: u64::MAX,
+            unit: Unit::Seconds,
+        },
+        default: Some("30"),
+        glance: false,
+        help: "Seconds to let running downloads and cache fills finish after SIGTERM before \
+               the proxy exits.",
+        apply: |c, v| {
+            if let Some(d) = secs(&v) {
+                c.proxy.shutdown_timeout = d;
+            }
+        },
+    },
+    OptionDef {
+        section: PROXY_SECTION,
+        name: "hit_chunk_size",
+        kind: OptionKind::Integer {
+            min: 65536,
+            max: 4194304,
+            unit: Unit::Bytes,
+        },
+        default: Some("262144"),
+        glance: false,
+        help: "Bytes read from the cache file per chunk when serving a hit (64 KiB to 4 MiB).",
+        apply: |c, v| {
+            if let Some(n) = int(&v) {
+                c.proxy.hit_chunk_size = n;
+            }
+        },
+    },
+    OptionDef {
+        section: PROXY_SECTION,
+        name: "min_free_disk",
+        kind: OptionKind::Integer {
+            min: 0,
+            max: u64::MAX,
+            unit: Unit::Bytes,
+        },
+        default: Some("268435456"),
+        glance: false,
+        help: "Bytes that must stay free on the cache filesystem for a cache fill to start; \
+               below that, requests are only proxied. 0 turns the check off.",
+        apply: |c, v| {
+            if let Some(n) = int(&v) {
+                c.proxy.min_free_disk = n;
+            }
+        },
+    },
+];
+
+/// The definition of `[section] name`, if this crate reads it. `section` is
+/// compared after normalisation (`DEFAULT` exact, others lower-cased).
+pub fn find(section: &str, name: &str) -> Option<&'static OptionDef> {
+    let section = super::raw::normalize_section(section);
+    OPTIONS
+        .iter()
+        .find(|o| o.section == section && o.name == name)
+}
+
+/// Sections a real glance-api.conf (or glance-cache.conf) carries that this
+/// crate does not read; they are accepted without a warning.
+pub const GLANCE_SECTIONS: &[&str] = &[
+    "barbican",
+    "barbican_service_user",
+    "cinder",
+    "cors",
+    "database",
+    "file",
+    "glance_store",
+    "healthcheck",
+    "image_format",
+    "image_import_opts",
+    "import_filtering_opts",
+    "inject_metadata_properties",
+    "key_manager",
+    "keystone_authtoken",
+    "os_brick",
+    "os_glance_staging_store",
+    "os_glance_tasks_store",
+    "oslo_concurrency",
+    "oslo_limit",
+    "oslo_messaging_amqp",
+    "oslo_messaging_kafka",
+    "oslo_messaging_notifications",
+    "oslo_messaging_rabbit",
+    "oslo_middleware",
+    "oslo_policy",
+    "oslo_reports",
+    "paste_deploy",
+    "profiler",
+    "store_type_location_strategy",
+    "task",
+    "taskflow_executor",
+    "vault",
+    "wsgi",
+];
+
+/// Whether `section` (normalised) is one Glance reads: listed in
+/// [`GLANCE_SECTIONS`], any `oslo_messaging_*`, or a per-driver store section
+/// such as `glance.store.rbd.store`.
+pub fn is_glance_section(section: &str) -> bool {
+    GLANCE_SECTIONS.contains(&section)
+        || section.starts_with("oslo_messaging_")
+        || (section.starts_with("glance.store.") && section.ends_with(".store"))
+}
+
+/// The store names declared by `enabled_backends = name:type, name:type`
+/// (oslo.config `Dict` syntax), lower-cased like section names.
+pub(crate) fn enabled_backend_names(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .filter_map(|pair| {
+            let name = pair.split(':').next().unwrap_or(pair).trim();
+            (!name.is_empty()).then(|| name.to_lowercase())
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn def(section: &str, name: &str) -> &'static OptionDef {
+        find(section, name).expect("known option")
+    }
+
+    #[test]
+    fn table_is_consistent() {
+        let mut seen = std::collections::HashSet::new();
+        for o in OPTIONS {
+            assert!(seen.insert((o.section, o.name)), "duplicate {}", o.name);
+            assert!(
+                o.section == DEFAULT_SECTION || o.section == o.section.to_lowercase(),
+                "{}",
+                o.section
+            );
+            assert!(!o.help.is_empty(), "{} has no help", o.name);
+            assert!(o.name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+            if let Some(d) = o.default {
+                assert!(o.parse(d).is_ok(), "default of {} does not parse", o.name);
+            }
+        }
+    }
+
+    #[test]
+    fn defaults_applied_through_table_equal_config_default() {
+        let mut c = Config {
+            bind_host: String::new(),
+            bind_port: 1,
+            image_cache_dir: Some("/x".into()),
+            image_cache_sqlite_db: String::new(),
+            image_cache_driver: CacheDriver::Xattr,
+            image_cache_max_size: 1,
+            image_cache_stall_time: 1,
+            proxy: super::super::ProxyOptions {
+                upstream_url: Uri::from_static("http://x"),
+                hit_authorization: HitAuthorization::None,
+                authorization_cache_ttl: Duration::ZERO,
+                upstream_connect_timeout: Duration::ZERO,
+                upstream_timeout: Duration::ZERO,
+                upstream_idle_timeout: Duration::ZERO,
+                shutdown_timeout: Duration::ZERO,
+                hit_chunk_size: 0,
+                min_free_disk: 0,
+            },
+        };
+        for o in OPTIONS {
+            let v = o.parse(o.default.unwrap_or("")).expect("default parses");
+            o.apply(&mut c, v);
+        }
+        assert_eq!(format!("{c:?}"), format!("{:?}", Config::default()));
+    }
+
+    #[test]
+    fn integer_messages() {
+        let max = def("DEFAULT", "image_cache_max_size");
+        assert_eq!(
+            max.parse("10G"),
+            Err("an integer >= 0 (bytes; unit suffixes are not supported)".into())
+        );
+        assert_eq!(max.parse("-1"), max.parse("10G"));
+        assert_eq!(max.parse("10_737_418_240"), Ok(Value::Int(10_737_418_240)));
+        let empty = max.parse("").expect_err("empty rejected");
+        assert!(empty.contains("not an empty value"), "{empty}");
+        assert!(empty.contains("10737418240"), "{empty}");
+        let huge = max.parse(&"9".repeat(30)).expect_err("too large");
+        assert!(
+            huge.contains("between 0 and 18446744073709551615"),
+            "{huge}"
+        );
+        let ttl = def("proxy", "authorization_cache_ttl");
+        assert_eq!(
+            ttl.parse("31"),
+            Err("an integer between 0 and 30 (seconds; unit suffixes are not supported)".into())
+        );
+        assert_eq!(ttl.parse("10s"), ttl.parse("31"));
+        assert_eq!(
+            def("DEFAULT", "bind_port").parse("65536"),
+            Err("an integer between 0 and 65535 (TCP port)".into())
+        );
+        assert_eq!(
+            def("proxy", "upstream_timeout").parse("0"),
+            Err("an integer >= 1 (seconds; unit suffixes are not supported)".into())
+        );
+        let chunk = def("proxy", "hit_chunk_size");
+        assert!(chunk.parse("65535").is_err());
+        assert!(chunk.parse("4194305").is_err());
+        assert_eq!(chunk.parse("4_194_304"), Ok(Value::Int(4_194_304)));
+    }
+
+    #[test]
+    fn choice_messages() {
+        let d = def("DEFAULT", "image_cache_driver");
+        assert_eq!(d.parse("XATTR"), Ok(Value::Choice("xattr")));
+        assert_eq!(
+            d.parse("redis"),
+            Err("one of centralized_db, sqlite, xattr (case-insensitive)".into())
+        );
+        assert!(d.parse("").is_err());
+    }
+
+    #[test]
+    fn http_urls() {
+        let u = def("proxy", "upstream_url");
+        for ok in [
+            "http://127.0.0.1:9292",
+            "http://glance.example:9292/image",
+            "http://[::1]:9292/",
+            "HTTP://Glance",
+        ] {
+            assert!(matches!(u.parse(ok), Ok(Value::Url(_))), "{ok}");
+        }
+        let https = u.parse("https://glance:9292").expect_err("https");
+        assert!(https.contains("not supported yet"), "{https}");
+        for bad in [
+            "",
+            "glance:9292",
+            "/image",
+            "ftp://glance/",
+            "http:///x",
+            "http://:80/",
+            "http://a:0/",
+            "http://a:99999/",
+            "http://a:b/",
+            "http://u:p@a/",
+            "http://a/?x=1",
+            "http://a/#frag",
+            "http://a b/",
+        ] {
+            assert!(u.parse(bad).is_err(), "{bad}");
+        }
+        assert!(u.parse("http://a/?x").expect_err("query").contains("query"));
+    }
+
+    #[test]
+    fn strings_and_paths() {
+        assert!(def("DEFAULT", "bind_host").parse("").is_err());
+        assert!(def("DEFAULT", "image_cache_sqlite_db").parse("").is_err());
+        assert_eq!(
+            def("DEFAULT", "image_cache_dir").parse(""),
+            Ok(Value::Str(String::new()))
+        );
+    }
+
+    #[test]
+    fn bools_parse_and_render_like_python() {
+        let b = OptionDef {
+            section: "test",
+            name: "flag",
+            kind: OptionKind::Bool,
+            default: Some("false"),
+            glance: false,
+            help: "A test flag.",
+            apply: |_, _| {},
+        };
+        assert_eq!(b.parse("Yes"), Ok(Value::Bool(true)));
+        assert_eq!(b.parse("off"), Ok(Value::Bool(false)));
+        assert_eq!(
+            b.parse("maybe"),
+            Err("a boolean (true/false, 1/0, on/off, yes/no)".into())
+        );
+        assert_eq!(OptionDef::render(&Value::Bool(true), "yes"), "True");
+        assert_eq!(OptionDef::render(&Value::Int(1000), "1_000"), "1000");
+        assert_eq!(
+            OptionDef::render(&Value::Choice("sqlite"), "SQLite"),
+            "SQLite"
+        );
+    }
+
+    #[test]
+    fn find_normalises_the_section() {
+        assert!(find("PROXY", "upstream_url").is_some());
+        assert!(find("default", "image_cache_dir").is_none());
+        assert!(find("DEFAULT", "Image_Cache_Dir").is_none());
+    }
+
+    #[test]
+    fn glance_sections() {
+        assert!(is_glance_section("keystone_authtoken"));
+        assert!(is_glance_section("oslo_messaging_zmq"));
+        assert!(is_glance_section("glance.store.rbd.store"));
+        assert!(!is_glance_section("proxyy"));
+        assert!(!is_glance_section("default"));
+    }
+
+    #[test]
+    fn backend_names() {
+        assert_eq!(
+            enabled_backend_names("fast:rbd, Cheap : file,,slow"),
+            vec!["fast", "cheap", "slow"]
+        );
+        assert!(enabled_backend_names("").is_empty());
+    }
+}
