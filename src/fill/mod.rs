@@ -29,7 +29,7 @@ use tokio::sync::watch;
 use crate::ImageId;
 
 pub use follower::FollowBody;
-pub(crate) use follower::{follow, Resume, ResumeBody};
+pub(crate) use follower::{follow, Resume};
 pub(crate) use registry::{FillRegistry, Joined, LeaderGuard};
 pub(crate) use task::spawn_fill;
 pub(crate) use verify::Expectation;
@@ -128,6 +128,7 @@ impl Fill {
         self.status.subscribe()
     }
 
+    #[cfg(test)]
     pub(crate) fn status(&self) -> Status {
         self.status.borrow().clone()
     }

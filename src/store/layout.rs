@@ -46,10 +46,6 @@ impl Layout {
         self.root.join("queue").join(id.as_str())
     }
 
-    pub(crate) fn subdir(&self, name: &str) -> PathBuf {
-        self.root.join(name)
-    }
-
     /// The object-store path of a committed entry.
     pub(crate) fn entry_object(id: &ImageId) -> object_store::path::Path {
         object_store::path::Path::from(id.as_str())

@@ -47,7 +47,7 @@ use object_store::local::LocalFileSystem;
 use object_store::{GetOptions, GetResultPayload, ObjectStore, ObjectStoreExt};
 
 pub use file_body::FileBody;
-pub(crate) use file_body::{read_chunk_at, OnComplete};
+pub(crate) use file_body::read_chunk_at;
 pub use index::CacheEntry;
 pub(crate) use index::now_epoch;
 pub use reconcile::ReconcileReport;

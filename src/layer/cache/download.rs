@@ -277,29 +277,26 @@ where
 }
 
 /// Removes the entry once the upstream accepted `DELETE /v2/images/{id}` (spec §2).
-pub(crate) fn invalidate_after<F, B, E>(
+pub(crate) async fn invalidate_after<F, B, E>(
     state: CacheLayer,
     future: F,
     id: ImageId,
-) -> impl Future<Output = std::result::Result<Response<ResponseBody<B>>, E>> + Send + 'static
+) -> std::result::Result<Response<ResponseBody<B>>, E>
 where
-    F: Future<Output = std::result::Result<Response<B>, E>> + Send + 'static,
-    B: Send + 'static,
+    F: Future<Output = std::result::Result<Response<B>, E>>,
 {
-    async move {
-        let resp = future.await?;
-        if resp.status().is_success() {
-            if let Some(fill) = state.fills.get(&id) {
-                fill.cancel_commit();
-            }
-            match state.store.invalidate(&id).await {
-                Ok(true) => tracing::info!(image_id = %id, "image deleted upstream; cache entry removed"),
-                Ok(false) => {}
-                Err(e) => tracing::warn!(image_id = %id, error = %e, "could not remove cache entry"),
-            }
+    let resp = future.await?;
+    if resp.status().is_success() {
+        if let Some(fill) = state.fills.get(&id) {
+            fill.cancel_commit();
         }
-        Ok(resp.map(ResponseBody::upstream))
+        match state.store.invalidate(&id).await {
+            Ok(true) => tracing::info!(image_id = %id, "image deleted upstream; cache entry removed"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(image_id = %id, error = %e, "could not remove cache entry"),
+        }
     }
+    Ok(resp.map(ResponseBody::upstream))
 }
 
 fn message<B>(status: StatusCode, text: &str) -> Response<ResponseBody<B>> {

@@ -26,7 +26,7 @@ pub(crate) fn request_id(request: &HeaderMap) -> HeaderValue {
     if let Some(v) = request.get(&REQUEST_ID).and_then(|v| v.to_str().ok()) {
         let v = v.trim();
         let id = if v.starts_with("req-") { v.to_string() } else { format!("req-{v}") };
-        if v.len() > 0 && id.len() <= MAX_REQUEST_ID && id.bytes().all(|b| b.is_ascii_graphic()) {
+        if !v.is_empty() && id.len() <= MAX_REQUEST_ID && id.bytes().all(|b| b.is_ascii_graphic()) {
             if let Ok(value) = HeaderValue::from_str(&id) {
                 return value;
             }
