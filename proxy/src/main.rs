@@ -1,1 +1,74 @@
-fn main() {}
+//! `glance-cache-proxy`: a caching reverse proxy for OpenStack Glance image
+//! downloads, plus operator commands.
+
+mod demo;
+mod logging;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+/// Caching reverse proxy for OpenStack Glance image downloads.
+#[derive(Debug, Parser)]
+#[command(name = "glance-cache-proxy", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the caching proxy in front of the upstream image service.
+    Serve {
+        /// Configuration file (oslo INI: glance-api.conf, glance-cache.conf, ...);
+        /// repeatable, later files override earlier ones.
+        #[arg(long = "config-file", value_name = "FILE")]
+        config_files: Vec<PathBuf>,
+    },
+    /// Start a small built-in image service and the proxy in front of it,
+    /// download one image twice and show the miss and the hit.
+    Demo {
+        /// Size of the demo image in bytes.
+        #[arg(long, default_value_t = 256 * 1024 * 1024)]
+        image_size: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("glance-cache-proxy: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve { config_files } => {
+                let config = load_config(&config_files)?;
+                serve::run(config).await
+            }
+            Command::Demo { image_size } => demo::run(image_size).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("glance-cache-proxy: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(files: &[PathBuf]) -> anyhow::Result<glance_cache::config::Config> {
+    let loaded = glance_cache::config::Config::load(files).context("invalid configuration")?;
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
+    Ok(loaded.config)
+}

@@ -67,6 +67,11 @@ where
                 return self.forward(parts, body).await;
             }
         }
+        self.miss(parts, body).await
+    }
+
+    /// Leads a new fill, or follows one that another request just started.
+    async fn miss(self, parts: request::Parts, body: ReqB) -> Result<ResB, S::Error> {
         match self.state.fills.join_or_lead(&self.id) {
             Joined::Follower(fill) => self.join(fill, parts, body).await,
             Joined::Leader(guard) => self.lead(guard, parts, body).await,
@@ -94,12 +99,14 @@ where
             tracing::warn!(image_id = %self.id, why, "cached entry disagrees with the image record; quarantined");
             if let Err(e) = self.state.store.quarantine_entry(&self.id).await {
                 tracing::warn!(image_id = %self.id, error = %e, "quarantine failed");
+                return self.forward(parts, body).await;
             }
-            return self.forward(parts, body).await;
+            return self.miss(parts, body).await;
         }
         let file = match self.state.store.open_hit(&entry).await {
             Ok(Some(file)) => file,
-            Ok(None) => return self.forward(parts, body).await,
+            // Missing or quarantined: fetch it again like any miss.
+            Ok(None) => return self.miss(parts, body).await,
             Err(e) => {
                 tracing::warn!(image_id = %self.id, error = %e, "cannot read cached entry; forwarding");
                 return self.forward(parts, body).await;

@@ -1,0 +1,70 @@
+//! `glance-cache-proxy serve`: the caching reverse proxy.
+
+use anyhow::Context;
+use glance_cache::config::Config;
+use glance_cache::layer::cache::{CacheLayer, RequestBody};
+use glance_cache::reverse_proxy::ReverseProxy;
+use glance_cache::server;
+use glance_cache::store::CacheStore;
+use hyper::body::Incoming;
+use tokio::net::TcpListener;
+use tower::ServiceBuilder;
+
+/// Opens the cache store described by `config`, if caching is enabled.
+pub(crate) async fn cache_layer(config: &Config) -> anyhow::Result<Option<CacheLayer>> {
+    let Some(dir) = &config.image_cache_dir else {
+        return Ok(None);
+    };
+    let store = CacheStore::builder(dir)
+        .with_sqlite_db(config.image_cache_sqlite_db.clone())
+        .with_max_size(config.image_cache_max_size)
+        .with_min_free_disk(config.proxy.min_free_disk)
+        .with_hit_chunk_size(config.proxy.hit_chunk_size)
+        .open()
+        .await
+        .with_context(|| format!("cannot use image_cache_dir {}", dir.display()))?;
+    Ok(Some(
+        CacheLayer::new(store)
+            .with_hit_authorization(config.proxy.hit_authorization)
+            .with_authorization_ttl(config.proxy.authorization_cache_ttl),
+    ))
+}
+
+fn upstream<B>(config: &Config) -> ReverseProxy<B>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<glance_cache::BoxError>,
+{
+    ReverseProxy::new(config.proxy.upstream_url.clone())
+        .with_connect_timeout(config.proxy.upstream_connect_timeout)
+        .with_response_timeout(config.proxy.upstream_timeout)
+        .with_idle_timeout(config.proxy.upstream_idle_timeout)
+}
+
+pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
+    let cache = cache_layer(&config).await?;
+    let addr = (config.bind_host.as_str(), config.bind_port);
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {}:{}", config.bind_host, config.bind_port))?;
+    let local = listener.local_addr().context("listener address")?;
+    let grace = config.proxy.shutdown_timeout;
+    match cache {
+        Some(layer) => {
+            tracing::info!(listen = %local, upstream = %config.proxy.upstream_url,
+                cache_dir = %layer.store().root().display(), "glance-cache-proxy serving");
+            let service = ServiceBuilder::new()
+                .layer(layer)
+                .service(upstream::<RequestBody<Incoming>>(&config));
+            server::serve(listener, service, server::shutdown_signal(), grace).await
+        }
+        None => {
+            tracing::warn!(listen = %local, upstream = %config.proxy.upstream_url,
+                "image_cache_dir is not set: caching is off and every request is forwarded");
+            server::serve(listener, upstream::<Incoming>(&config), server::shutdown_signal(), grace).await
+        }
+    }
+    .context("server failed")?;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,239 @@
+//! The proxy as a process: graceful shutdown, crash recovery, a dead or
+//! slow upstream, streaming uploads with flat memory, the demo.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use glance_cache::fake_glance::Behaviour;
+
+use super::common::fixture::{fake_glance, BIG_SIZE};
+use super::common::*;
+use super::support::*;
+
+const MEMBER: [(&str, &str); 1] = [("x-auth-token", "MEMBER")];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_running_downloads_finish_then_exits() {
+    let glance = fake_glance().await;
+    // About 2.5 s for 50 MiB.
+    glance.set_behaviour(BIG, Behaviour::default().rate(20 << 20));
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cache = dir.path().join("cache");
+    let conf = write_config(dir.path(), port, Some(&cache), &glance.url(), "shutdown_timeout = 30");
+    let mut proxy = ProxyProcess::start(&conf, port);
+    let c = Client::new();
+    let url = format!("{}/v2/images/{BIG}/file", proxy.url);
+    let download = {
+        let c = c.clone();
+        tokio::spawn(async move { c.get(&url, &MEMBER).await })
+    };
+    wait_for("the download to start", Duration::from_secs(10), || async {
+        glance.file_gets(BIG) == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        std::net::TcpStream::connect(proxy.addr).is_err(),
+        "no new connections after SIGTERM"
+    );
+    let r = download.await.unwrap();
+    assert!(r.complete(), "running download was cut: {:?}", r.error);
+    assert_eq!(r.body.len() as u64, BIG_SIZE);
+    let code = tokio::task::spawn_blocking(move || proxy.wait_exit(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0));
+    assert_eq!(std::fs::metadata(cache.join(BIG)).unwrap().len(), BIG_SIZE, "fill committed before exit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_fill_then_restart_serves_only_verified_data() {
+    let glance = fake_glance().await;
+    glance.set_behaviour(BIG, Behaviour::default().rate(10 << 20));
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cache = dir.path().join("cache");
+    let conf = write_config(dir.path(), port, Some(&cache), &glance.url(), "");
+    let proxy = ProxyProcess::start(&conf, port);
+    let url = format!("{}/v2/images/{BIG}/file", proxy.url);
+    let c = Client::new();
+    let pending = {
+        let (c, url) = (c.clone(), url.clone());
+        tokio::spawn(async move { c.get(&url, &MEMBER).await })
+    };
+    let partial = cache.join("incomplete").join(BIG);
+    wait_for("a partial fill on disk", Duration::from_secs(20), || async {
+        std::fs::metadata(&partial).map(|m| m.len() > 1 << 20).unwrap_or(false)
+    })
+    .await;
+    proxy.signal("KILL");
+    drop(proxy);
+    let cut = pending.await.unwrap();
+    assert!(!cut.complete(), "the killed proxy cannot have finished");
+    assert!(partial.exists(), "kill -9 leaves the partial file behind");
+    assert!(!cache.join(BIG).exists());
+
+    glance.set_behaviour(BIG, Behaviour::default());
+    let proxy = ProxyProcess::start(&conf, port);
+    assert!(!partial.exists(), "startup removed the stale partial file:\n{}", proxy.log_text());
+    let r = c.get(&url, &MEMBER).await;
+    assert!(r.complete());
+    assert_eq!(md5_hex(&r.body), glance.image_md5(BIG).unwrap());
+    assert_eq!(glance.file_gets(BIG), 2, "not served from the partial file");
+    wait_for("the new fill to commit", Duration::from_secs(20), || async {
+        cache.join(BIG).exists()
+    })
+    .await;
+    let hit = c.get(&url, &MEMBER).await;
+    assert_eq!(md5_hex(&hit.body), glance.image_md5(BIG).unwrap());
+    assert_eq!(glance.file_gets(BIG), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_upstream_is_a_502_and_slow_upstream_a_504() {
+    let dir = tempfile::tempdir().unwrap();
+    let dead = free_port();
+    let port = free_port();
+    let conf = write_config(
+        dir.path(),
+        port,
+        Some(&dir.path().join("cache")),
+        &format!("http://127.0.0.1:{dead}"),
+        "upstream_connect_timeout = 2",
+    );
+    let proxy = ProxyProcess::start(&conf, port);
+    let c = Client::new();
+    for path in [format!("/v2/images/{PUB}/file"), "/v2/images".to_string()] {
+        let r = tokio::time::timeout(Duration::from_secs(20), c.get(&format!("{}{path}", proxy.url), &MEMBER))
+            .await
+            .expect("a dead upstream must not hang the proxy");
+        assert_eq!(r.status, 502, "{path}");
+        let text = String::from_utf8_lossy(&r.body);
+        assert!(text.contains(&format!("127.0.0.1:{dead}")), "{text}");
+    }
+    drop(proxy);
+
+    let glance = fake_glance().await;
+    glance.set_behaviour(PUB, Behaviour::default().header_delay(Duration::from_secs(10)));
+    let port = free_port();
+    let conf = write_config(
+        dir.path(),
+        port,
+        Some(&dir.path().join("cache2")),
+        &glance.url(),
+        "upstream_timeout = 1",
+    );
+    let proxy = ProxyProcess::start(&conf, port);
+    let r = tokio::time::timeout(
+        Duration::from_secs(20),
+        c.get(&format!("{}/v2/images/{PUB}/file", proxy.url), &MEMBER),
+    )
+    .await
+    .expect("a slow upstream must not hang the proxy");
+    assert_eq!(r.status, 504);
+}
+
+/// A body of `total` bytes generated on the fly in 64 KiB frames.
+fn generated_body(total: u64) -> impl http_body::Body<Data = Bytes, Error = std::io::Error> + Send + 'static {
+    use futures_util::stream;
+    let chunk = Bytes::from(vec![0x5au8; 64 * 1024]);
+    let frames = (total / chunk.len() as u64) as usize;
+    http_body_util::StreamBody::new(stream::iter(
+        (0..frames).map(move |_| Ok::<_, std::io::Error>(http_body::Frame::data(chunk.clone()))),
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_stream_through_with_flat_memory() {
+    use http_body_util::BodyExt;
+    use hyper_util::client::legacy::Client as HyperClient;
+    use hyper_util::rt::TokioExecutor;
+
+    let glance = fake_glance().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let conf = write_config(dir.path(), port, Some(&dir.path().join("cache")), &glance.url(), "");
+    let proxy = ProxyProcess::start(&conf, port);
+    let id = "77777777-7777-4777-8777-777777777777";
+    let create = Client::new()
+        .request(
+            http::Method::POST,
+            &format!("{}/v2/images", proxy.url),
+            &[("x-auth-token", "ADMIN"), ("content-type", "application/json")],
+            Bytes::from(format!(r#"{{"id": "{id}", "name": "up", "disk_format": "raw", "container_format": "bare"}}"#)),
+        )
+        .await;
+    assert_eq!(create.status, 201, "{}", String::from_utf8_lossy(&create.body));
+
+    const TOTAL: u64 = 512 << 20;
+    let client = HyperClient::builder(TokioExecutor::new()).build_http();
+    let req = http::Request::put(format!("{}/v2/images/{id}/file", proxy.url))
+        .header("x-auth-token", "ADMIN")
+        .header("content-type", "application/octet-stream")
+        .body(generated_body(TOTAL).boxed())
+        .unwrap();
+    let resp = client.request(req).await.unwrap();
+    assert_eq!(resp.status(), 204);
+    let rss_mib = proxy.peak_rss_kib() / 1024;
+    assert!(rss_mib < 64, "peak RSS {rss_mib} MiB while relaying a 512 MiB upload");
+    let meta = Client::new()
+        .get(&format!("{}/v2/images/{id}", proxy.url), &[("x-auth-token", "ADMIN")])
+        .await;
+    let json: serde_json::Value = serde_json::from_slice(&meta.body).unwrap();
+    assert_eq!(json["size"].as_u64(), Some(TOTAL));
+    assert_eq!(json["status"], "active");
+}
+
+#[test]
+fn demo_shows_a_miss_then_a_hit() {
+    let out = std::process::Command::new(BIN)
+        .args(["demo", "--image-size", "8388608"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("miss"), "{text}");
+    assert!(text.contains("hit"), "{text}");
+    assert!(text.contains("upstream downloads: 1"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_on_one_cache_directory_never_corrupt_an_entry() {
+    let glance = fake_glance().await;
+    glance.set_behaviour(BIG, Behaviour::default().rate(40 << 20));
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let (pa, pb) = (free_port(), free_port());
+    let a = ProxyProcess::start(&write_config(dir.path(), pa, Some(&cache), &glance.url(), ""), pa);
+    let b = ProxyProcess::start(&write_config(dir.path(), pb, Some(&cache), &glance.url(), ""), pb);
+    let c = Client::new();
+    let downloads: Vec<_> = [&a, &b, &a, &b]
+        .iter()
+        .map(|p| {
+            let (c, url) = (c.clone(), format!("{}/v2/images/{BIG}/file", p.url));
+            tokio::spawn(async move { c.get(&url, &MEMBER).await })
+        })
+        .collect();
+    let want = glance.image_md5(BIG).unwrap();
+    for d in downloads {
+        let r = d.await.unwrap();
+        assert!(r.complete(), "{:?}", r.error);
+        assert_eq!(md5_hex(&r.body), want);
+    }
+    wait_for("one committed entry", Duration::from_secs(30), || async {
+        cache.join(BIG).exists() && files_in(&cache.join("incomplete")).is_empty()
+    })
+    .await;
+    assert_eq!(md5_hex(&std::fs::read(cache.join(BIG)).unwrap()), want);
+    assert!(glance.file_gets(BIG) <= 2, "one fill per process at most");
+    // Each process serves the committed entry as a hit.
+    let before = glance.file_gets(BIG);
+    for p in [&a, &b] {
+        let r = c.get(&format!("{}/v2/images/{BIG}/file", p.url), &MEMBER).await;
+        assert_eq!(md5_hex(&r.body), want);
+    }
+    assert_eq!(glance.file_gets(BIG), before);
+}

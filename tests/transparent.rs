@@ -1,0 +1,161 @@
+//! Transparent caching: miss, tee, hit (spec §1, scenarios 1, 2, 5, 6, 12, 35, 36).
+
+mod common;
+
+use std::time::Duration;
+
+use common::fixture::fake_glance;
+use common::*;
+use glance_cache::fake_glance::Behaviour;
+
+const MEMBER: [(&str, &str); 1] = [("x-auth-token", "MEMBER")];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenario_1_2_miss_tees_then_hit_is_served_from_cache() {
+    let glance = fake_glance().await;
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(&glance.url(), dir.path(), ProxyOptions::default()).await;
+    let c = Client::new();
+
+    let miss = c.get(&proxy.file_url(PUB), &MEMBER).await;
+    assert_eq!(miss.status, 200);
+    assert!(miss.complete(), "{:?}", miss.error);
+    assert_eq!(miss.body, b"IMAGEDATA");
+    assert_eq!(miss.header("content-type"), Some("application/octet-stream"));
+    assert_eq!(miss.header("content-md5"), Some(PUB_MD5));
+    assert_eq!(miss.header("content-length"), Some("9"));
+    proxy.settle().await;
+    assert_eq!(std::fs::read(proxy.cached_path(PUB)).unwrap(), b"IMAGEDATA");
+    assert!(!proxy.incomplete_path(PUB).exists());
+    assert!(!proxy.invalid_path(PUB).exists());
+    let entry = proxy.entry(PUB).await.expect("listed after the miss");
+    assert_eq!((entry.hits, entry.size), (0, 9));
+    assert_eq!(entry.last_accessed, entry.last_modified);
+    assert!(entry.verified);
+    assert_eq!(glance.file_gets(PUB), 1);
+
+    let hit = c.get(&proxy.file_url(PUB), &MEMBER).await;
+    assert_eq!(hit.status, 200);
+    assert_eq!(hit.body, b"IMAGEDATA");
+    assert_eq!(hit.header("content-type"), Some("application/octet-stream"));
+    assert_eq!(hit.header("content-md5"), Some(PUB_MD5));
+    assert_eq!(hit.header("content-length"), Some("9"));
+    assert!(hit.header("x-openstack-request-id").unwrap().starts_with("req-"));
+    for absent in ["content-range", "accept-ranges", "etag", "last-modified", "cache-control"] {
+        assert!(hit.header(absent).is_none(), "{absent} on a hit");
+    }
+    assert_eq!(glance.file_gets(PUB), 1, "the hit must not download the image again");
+    wait_for("hit counted", Duration::from_secs(5), || async {
+        proxy.entry(PUB).await.unwrap().hits == 1
+    })
+    .await;
+    let after = proxy.entry(PUB).await.unwrap();
+    assert!(after.last_accessed > entry.last_accessed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_id_is_echoed_with_prefix_on_hits() {
+    let glance = fake_glance().await;
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(&glance.url(), dir.path(), ProxyOptions::default()).await;
+    let c = Client::new();
+    c.get(&proxy.file_url(PUB), &MEMBER).await;
+    proxy.settle().await;
+    let hit = c
+        .get(&proxy.file_url(PUB), &[("x-auth-token", "MEMBER"), ("x-openstack-request-id", "abc-123")])
+        .await;
+    assert_eq!(hit.header("x-openstack-request-id"), Some("req-abc-123"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenario_5_6_hit_headers_follow_the_image_record() {
+    let glance = fake_glance().await;
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(&glance.url(), dir.path(), ProxyOptions::default()).await;
+    let c = Client::new();
+    c.get(&proxy.file_url(PUB), &MEMBER).await;
+    proxy.settle().await;
+
+    glance.set_behaviour(PUB, Behaviour::default().metadata_checksum_null());
+    let hit = c.get(&proxy.file_url(PUB), &MEMBER).await;
+    assert_eq!(hit.status, 200);
+    assert!(hit.header("content-md5").is_none(), "checksum null: no Content-MD5");
+    assert_eq!(hit.header("content-length"), Some("9"));
+
+    for b in [Behaviour::default().metadata_size_null(), Behaviour::default().metadata_size_zero()] {
+        glance.set_behaviour(PUB, b);
+        let hit = c.get(&proxy.file_url(PUB), &MEMBER).await;
+        assert_eq!(hit.header("content-length"), Some("9"), "size 0/null: the file's length");
+        assert_eq!(hit.body, b"IMAGEDATA");
+    }
+    assert_eq!(glance.file_gets(PUB), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenario_12_no_checksum_header_is_cached_unverified() {
+    let glance = fake_glance().await;
+    glance.set_behaviour(PUB, Behaviour::default().omit_content_md5());
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(&glance.url(), dir.path(), ProxyOptions::default()).await;
+    let miss = Client::new().get(&proxy.file_url(PUB), &MEMBER).await;
+    assert_eq!(miss.body, b"IMAGEDATA");
+    proxy.settle().await;
+    let entry = proxy.entry(PUB).await.expect("cached without verification");
+    assert!(!entry.verified);
+    assert_eq!(entry.checksum.as_deref(), Some(PUB_MD5), "the digest is still recorded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_upstream_without_length_is_cached_and_hit_has_length() {
+    let glance = fake_glance().await;
+    glance.set_behaviour(PRIV, Behaviour::default().chunked());
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(&glance.url(), dir.path(), ProxyOptions::default()).await;
+    let c = Client::new();
+    let miss = c.get(&proxy.file_url(PRIV), &MEMBER).await;
+    assert!(miss.complete());
+    assert_eq!(miss.body, common::fixture::alphabet());
+    assert!(miss.header("content-length").is_none());
+    proxy.settle().await;
+    let hit = c.get(&proxy.file_url(PRIV), &MEMBER).await;
+    assert_eq!(hit.header("content-length"), Some("26"));
+    assert_eq!(hit.body, common::fixture::alphabet());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenario_35_version_prefixes_behave_like_v2() {
+    let glance = fake_glance().await;
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(&glance.url(), dir.path(), ProxyOptions::default()).await;
+    let c = Client::new();
+    let miss = c.get(&format!("{}/v2.14/images/{PUB}/file", proxy.url), &MEMBER).await;
+    assert_eq!((miss.status.as_u16(), miss.body.as_slice()), (200, &b"IMAGEDATA"[..]));
+    proxy.settle().await;
+    let hit = c.get(&format!("{}/v2.18/images/{PUB}/file", proxy.url), &MEMBER).await;
+    assert_eq!(hit.body, b"IMAGEDATA");
+    assert_eq!(glance.file_gets(PUB), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenario_36_non_matching_paths_pass_through_and_touch_nothing() {
+    let glance = fake_glance().await;
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(&glance.url(), dir.path(), ProxyOptions::default()).await;
+    let before = files_in(dir.path());
+    let c = Client::new();
+    let head = c
+        .request(http::Method::HEAD, &proxy.file_url(PUB), &MEMBER, bytes::Bytes::new())
+        .await;
+    assert_eq!(head.status, 405);
+    assert_eq!(head.header("allow"), Some("GET, PUT"));
+    let slash = c.get(&format!("{}/", proxy.file_url(PUB)), &MEMBER).await;
+    assert_eq!(slash.status, 404);
+    let detail = c.get(&format!("{}/v2/images/detail/file", proxy.url), &MEMBER).await;
+    assert_eq!(detail.status, 404);
+    let meta = c.get(&format!("{}/v2/images/{PUB}", proxy.url), &MEMBER).await;
+    assert_eq!(meta.status, 200);
+    proxy.settle().await;
+    assert_eq!(files_in(dir.path()), before);
+    assert!(files_in(&dir.path().join("incomplete")).is_empty());
+    assert!(proxy.store().list().await.unwrap().is_empty());
+}
