@@ -4,13 +4,13 @@
 
 pub mod auth;
 pub mod config;
-pub mod fill;
 mod error;
+pub mod fill;
 pub mod image_id;
 pub mod layer;
-pub mod store;
 pub mod reverse_proxy;
 pub mod server;
+pub mod store;
 
 #[cfg(feature = "fake-glance")]
 pub mod fake_glance;

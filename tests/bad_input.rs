@@ -32,7 +32,9 @@ async fn path_tricks_and_malformed_ids_are_forwarded_untouched() {
     for p in &paths {
         let head = raw_request(
             proxy.addr,
-            &format!("GET {p} HTTP/1.1\r\nHost: t\r\nX-Auth-Token: ADMIN\r\nConnection: close\r\n\r\n"),
+            &format!(
+                "GET {p} HTTP/1.1\r\nHost: t\r\nX-Auth-Token: ADMIN\r\nConnection: close\r\n\r\n"
+            ),
         )
         .await;
         let status: u16 = head[9..12].parse().unwrap_or(0);
@@ -53,7 +55,10 @@ async fn path_tricks_and_malformed_ids_are_forwarded_untouched() {
     }
     proxy.settle().await;
     assert_eq!(files_in(dir.path()), before);
-    assert_eq!(std::fs::read(dir.path().join("incomplete").join("victim")).unwrap(), b"keep");
+    assert_eq!(
+        std::fs::read(dir.path().join("incomplete").join("victim")).unwrap(),
+        b"keep"
+    );
     assert!(files_in(&dir.path().join("invalid")).is_empty());
 }
 
@@ -63,14 +68,23 @@ async fn odd_request_headers_do_not_break_the_cache_path() {
     let dir = tempfile::tempdir().unwrap();
     let proxy = Proxy::start(&glance.url(), dir.path(), ProxyOptions::default()).await;
     let c = Client::new();
-    c.get(&proxy.file_url(PUB), &[("x-auth-token", "MEMBER")]).await;
+    c.get(&proxy.file_url(PUB), &[("x-auth-token", "MEMBER")])
+        .await;
     proxy.settle().await;
     // A garbage Range is still a range: the upstream decides, the cache stays out.
     let ranged = glance.ranged_file_gets(PUB);
     let r = c
-        .get(&proxy.file_url(PUB), &[("x-auth-token", "MEMBER"), ("range", "bytes=banana")])
+        .get(
+            &proxy.file_url(PUB),
+            &[("x-auth-token", "MEMBER"), ("range", "bytes=banana")],
+        )
         .await;
-    assert_eq!(glance.ranged_file_gets(PUB), ranged + 1, "forwarded: {}", r.status);
+    assert_eq!(
+        glance.ranged_file_gets(PUB),
+        ranged + 1,
+        "forwarded: {}",
+        r.status
+    );
     // Non-UTF-8 header bytes and a huge request id.
     let head = raw_request(
         proxy.addr,
@@ -94,7 +108,9 @@ async fn unusable_checksum_header_is_served_but_not_cached() {
     glance.set_behaviour(PUB, Behaviour::default().garbage_content_md5());
     let dir = tempfile::tempdir().unwrap();
     let proxy = Proxy::start(&glance.url(), dir.path(), ProxyOptions::default()).await;
-    let r = Client::new().get(&proxy.file_url(PUB), &[("x-auth-token", "MEMBER")]).await;
+    let r = Client::new()
+        .get(&proxy.file_url(PUB), &[("x-auth-token", "MEMBER")])
+        .await;
     assert_eq!(r.body, b"IMAGEDATA");
     proxy.settle().await;
     assert!(!proxy.cached_path(PUB).exists());

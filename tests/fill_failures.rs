@@ -17,8 +17,15 @@ async fn scenario_11_checksum_mismatch_truncates_and_quarantines() {
     let proxy = Proxy::start(&glance.url(), dir.path(), ProxyOptions::default()).await;
     let r = Client::new().get(&proxy.file_url(PUB), &MEMBER).await;
     assert_eq!(r.status, 200);
-    assert!(!r.complete(), "a corrupt image must end in a broken response");
-    assert!(r.body.len() < 9, "the last byte is held back: got {} bytes", r.body.len());
+    assert!(
+        !r.complete(),
+        "a corrupt image must end in a broken response"
+    );
+    assert!(
+        r.body.len() < 9,
+        "the last byte is held back: got {} bytes",
+        r.body.len()
+    );
     proxy.settle().await;
     assert!(!proxy.cached_path(PUB).exists());
     assert!(proxy.invalid_path(PUB).exists());
@@ -67,10 +74,15 @@ async fn scenario_13_beyond_client_abort_does_not_waste_the_fill() {
     glance.set_behaviour(BIG, Behaviour::default().rate(25 << 20));
     let dir = tempfile::tempdir().unwrap();
     let proxy = Proxy::start(&glance.url(), dir.path(), ProxyOptions::default()).await;
-    let status = Client::new().get_and_abort(&proxy.file_url(BIG), &MEMBER, 64 * 1024).await;
+    let status = Client::new()
+        .get_and_abort(&proxy.file_url(BIG), &MEMBER, 64 * 1024)
+        .await;
     assert_eq!(status, 200);
     proxy.settle().await;
-    let entry = proxy.entry(BIG).await.expect("the fill completed without its client");
+    let entry = proxy
+        .entry(BIG)
+        .await
+        .expect("the fill completed without its client");
     assert_eq!(entry.size, BIG_SIZE);
     assert_eq!(entry.checksum.as_deref(), glance.image_md5(BIG).as_deref());
     assert!(files_in(&dir.path().join("incomplete")).is_empty());
@@ -94,7 +106,10 @@ async fn truncated_cached_file_is_quarantined_and_served_from_upstream() {
     assert_eq!(glance.file_gets(PRIV), 2);
     proxy.settle().await;
     // ... and the image is cached again, correctly.
-    assert_eq!(std::fs::read(proxy.cached_path(PRIV)).unwrap(), common::fixture::alphabet());
+    assert_eq!(
+        std::fs::read(proxy.cached_path(PRIV)).unwrap(),
+        common::fixture::alphabet()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,6 +126,9 @@ async fn entry_disagreeing_with_the_image_record_is_quarantined() {
     let r = c.get(&proxy.file_url(PUB), &MEMBER).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.body, b"IMAGEDATA");
-    assert!(proxy.invalid_path(PUB).exists(), "the disagreeing copy was quarantined");
+    assert!(
+        proxy.invalid_path(PUB).exists(),
+        "the disagreeing copy was quarantined"
+    );
     assert_eq!(glance.file_gets(PUB), 2, "served by the upstream");
 }

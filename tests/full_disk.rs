@@ -31,7 +31,9 @@ impl Tmpfs {
             .unwrap_or(false);
         if !ok {
             if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("cannot mount a tmpfs for the full-disk test (CI=true: this must run as root)");
+                panic!(
+                    "cannot mount a tmpfs for the full-disk test (CI=true: this must run as root)"
+                );
             }
             eprintln!("skipping: cannot mount a tmpfs (not root?)");
             return None;
@@ -87,7 +89,10 @@ async fn disk_filling_up_mid_fill_switches_clients_to_the_upstream() {
     proxy.settle().await;
     assert!(!proxy.cached_path(BIG).exists());
     assert!(files_in(&fs.path().join("incomplete")).is_empty());
-    assert!(glance.ranged_file_gets(BIG) >= 1, "followers resumed with ranged requests");
+    assert!(
+        glance.ranged_file_gets(BIG) >= 1,
+        "followers resumed with ranged requests"
+    );
     // The proxy keeps serving and caching what fits.
     let small = c.get(&proxy.file_url(PUB), &MEMBER).await;
     assert_eq!(small.body, b"IMAGEDATA");

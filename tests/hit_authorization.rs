@@ -13,7 +13,9 @@ fn token(t: &'static str) -> [(&'static str, &'static str); 1] {
 }
 
 async fn cached(proxy: &Proxy, id: &str) {
-    let r = Client::new().get(&proxy.file_url(id), &token("ADMIN")).await;
+    let r = Client::new()
+        .get(&proxy.file_url(id), &token("ADMIN"))
+        .await;
     assert_eq!(r.status, 200);
     proxy.settle().await;
     assert!(proxy.entry(id).await.is_some(), "{id} cached");
@@ -29,17 +31,27 @@ async fn scenario_3_hits_answer_what_the_upstream_would() {
 
     let other = c.get(&proxy.file_url(PRIV), &token("OTHER")).await;
     assert_eq!(other.status, 404, "a caller who cannot see the image");
-    assert!(!other.body.windows(3).any(|w| w == b"ABC"), "no image bytes");
+    assert!(
+        !other.body.windows(3).any(|w| w == b"ABC"),
+        "no image bytes"
+    );
     let reader = c.get(&proxy.file_url(PRIV), &token("READER")).await;
     assert_eq!(reader.status, 403, "reader may see but not download");
     let anonymous = c.get(&proxy.file_url(PRIV), &[]).await;
     assert_eq!(anonymous.status, 401);
     let forged = c
-        .get(&proxy.file_url(PRIV), &[("x-roles", "admin"), ("x-identity-status", "Confirmed")])
+        .get(
+            &proxy.file_url(PRIV),
+            &[("x-roles", "admin"), ("x-identity-status", "Confirmed")],
+        )
         .await;
     assert_eq!(forged.status, 401, "identity headers are not credentials");
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(proxy.entry(PRIV).await.unwrap().hits, 0, "refusals are not hits");
+    assert_eq!(
+        proxy.entry(PRIV).await.unwrap().hits,
+        0,
+        "refusals are not hits"
+    );
 
     let member = c.get(&proxy.file_url(PRIV), &token("MEMBER")).await;
     assert_eq!(member.status, 200);
@@ -61,10 +73,17 @@ async fn scenario_15_deactivated_cached_image_goes_to_the_upstream() {
     let admin = c.get(&proxy.file_url(DEACT), &token("ADMIN")).await;
     assert_eq!(admin.status, 200);
     assert_eq!(admin.body, b"DEACTDATA");
-    assert_eq!(glance.file_gets(DEACT), before + 1, "admin's bytes came from the upstream");
+    assert_eq!(
+        glance.file_gets(DEACT),
+        before + 1,
+        "admin's bytes came from the upstream"
+    );
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(proxy.entry(DEACT).await.unwrap().hits, 0);
-    assert!(proxy.cached_path(DEACT).exists(), "deactivation does not invalidate");
+    assert!(
+        proxy.cached_path(DEACT).exists(),
+        "deactivation does not invalidate"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,10 +94,15 @@ async fn image_deleted_through_another_node_is_never_served() {
     cached(&proxy, PUB).await;
     // Deleted directly at the upstream: this proxy never saw the DELETE.
     let del = Client::new()
-        .delete(&format!("{}/v2/images/{PUB}", glance.url()), &token("ADMIN"))
+        .delete(
+            &format!("{}/v2/images/{PUB}", glance.url()),
+            &token("ADMIN"),
+        )
         .await;
     assert_eq!(del.status, 204);
-    let r = Client::new().get(&proxy.file_url(PUB), &token("MEMBER")).await;
+    let r = Client::new()
+        .get(&proxy.file_url(PUB), &token("MEMBER"))
+        .await;
     assert_eq!(r.status, 404);
     assert_ne!(r.body, b"IMAGEDATA");
 }
@@ -97,14 +121,26 @@ async fn decisions_are_remembered_per_token_only() {
     let probes = || glance.metadata_gets(PRIV);
 
     let base = probes();
-    assert_eq!(c.get(&proxy.file_url(PRIV), &token("MEMBER")).await.status, 200);
+    assert_eq!(
+        c.get(&proxy.file_url(PRIV), &token("MEMBER")).await.status,
+        200
+    );
     assert_eq!(probes(), base + 1);
-    assert_eq!(c.get(&proxy.file_url(PRIV), &token("MEMBER")).await.status, 200);
+    assert_eq!(
+        c.get(&proxy.file_url(PRIV), &token("MEMBER")).await.status,
+        200
+    );
     assert_eq!(probes(), base + 1, "second hit within the TTL asks nothing");
     // Another token never rides on MEMBER's answer.
-    assert_eq!(c.get(&proxy.file_url(PRIV), &token("OTHER")).await.status, 404);
+    assert_eq!(
+        c.get(&proxy.file_url(PRIV), &token("OTHER")).await.status,
+        404
+    );
     assert_eq!(probes(), base + 2);
-    assert_eq!(c.get(&proxy.file_url(PRIV), &token("OTHER")).await.status, 404);
+    assert_eq!(
+        c.get(&proxy.file_url(PRIV), &token("OTHER")).await.status,
+        404
+    );
     assert_eq!(probes(), base + 3, "refusals are not remembered");
 }
 
@@ -117,7 +153,10 @@ async fn zero_ttl_asks_every_time_and_probe_is_ranged() {
     let c = Client::new();
     let (m0, r0) = (glance.metadata_gets(PUB), glance.ranged_file_gets(PUB));
     for _ in 0..3 {
-        assert_eq!(c.get(&proxy.file_url(PUB), &token("MEMBER")).await.status, 200);
+        assert_eq!(
+            c.get(&proxy.file_url(PUB), &token("MEMBER")).await.status,
+            200
+        );
     }
     assert_eq!(glance.metadata_gets(PUB), m0 + 3);
     assert_eq!(glance.ranged_file_gets(PUB), r0 + 3);
@@ -127,7 +166,10 @@ async fn zero_ttl_asks_every_time_and_probe_is_ranged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metadata_mode_skips_the_download_probe_and_none_mode_asks_nothing() {
     let glance = fake_glance().await;
-    for (mode, metadata, ranged) in [(HitAuthorization::Metadata, 1, 0), (HitAuthorization::None, 0, 0)] {
+    for (mode, metadata, ranged) in [
+        (HitAuthorization::Metadata, 1, 0),
+        (HitAuthorization::None, 0, 0),
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let opts = ProxyOptions {
             authz: mode,
@@ -136,12 +178,18 @@ async fn metadata_mode_skips_the_download_probe_and_none_mode_asks_nothing() {
         let proxy = Proxy::start(&glance.url(), dir.path(), opts).await;
         cached(&proxy, PUB).await;
         let (m0, r0) = (glance.metadata_gets(PUB), glance.ranged_file_gets(PUB));
-        let hit = Client::new().get(&proxy.file_url(PUB), &token("MEMBER")).await;
+        let hit = Client::new()
+            .get(&proxy.file_url(PUB), &token("MEMBER"))
+            .await;
         assert_eq!(hit.body, b"IMAGEDATA");
         assert_eq!(glance.metadata_gets(PUB) - m0, metadata, "{mode:?}");
         assert_eq!(glance.ranged_file_gets(PUB) - r0, ranged, "{mode:?}");
         if mode == HitAuthorization::None {
-            assert_eq!(hit.header("content-md5"), Some(PUB_MD5), "checksum from the index");
+            assert_eq!(
+                hit.header("content-md5"),
+                Some(PUB_MD5),
+                "checksum from the index"
+            );
         }
     }
 }
@@ -161,9 +209,15 @@ async fn followers_of_a_fill_are_authorized_too() {
         let url = proxy.file_url(BIG);
         tokio::spawn(async move { c.get(&url, &token("MEMBER")).await })
     };
-    wait_for("fill to start", Duration::from_secs(10), || async { proxy.layer.fills_in_flight() == 1 }).await;
+    wait_for("fill to start", Duration::from_secs(10), || async {
+        proxy.layer.fills_in_flight() == 1
+    })
+    .await;
     let anonymous = c.get(&proxy.file_url(BIG), &[]).await;
-    assert_eq!(anonymous.status, 401, "joining a fill needs the upstream's consent");
+    assert_eq!(
+        anonymous.status, 401,
+        "joining a fill needs the upstream's consent"
+    );
     let leader = leader.await.unwrap();
     assert!(leader.complete());
     assert_eq!(leader.body.len() as u64, common::fixture::BIG_SIZE);

@@ -20,7 +20,9 @@ async fn scenario_16_accepted_delete_removes_the_entry() {
     c.get(&proxy.file_url(PUB), &ADMIN).await;
     proxy.settle().await;
     assert!(proxy.cached_path(PUB).exists());
-    let del = c.delete(&format!("{}/v2/images/{PUB}", proxy.url), &ADMIN).await;
+    let del = c
+        .delete(&format!("{}/v2/images/{PUB}", proxy.url), &ADMIN)
+        .await;
     assert_eq!(del.status, StatusCode::NO_CONTENT);
     assert!(!proxy.cached_path(PUB).exists());
     assert!(proxy.entry(PUB).await.is_none());
@@ -38,14 +40,21 @@ async fn scenario_17_refused_delete_keeps_the_entry() {
     proxy.settle().await;
     for status in [StatusCode::FORBIDDEN, StatusCode::CONFLICT] {
         glance.set_behaviour(PUB, Behaviour::default().force_delete_status(status));
-        let del = c.delete(&format!("{}/v2/images/{PUB}", proxy.url), &ADMIN).await;
+        let del = c
+            .delete(&format!("{}/v2/images/{PUB}", proxy.url), &ADMIN)
+            .await;
         assert_eq!(del.status, status);
         assert!(proxy.cached_path(PUB).exists());
         assert!(proxy.entry(PUB).await.is_some());
     }
     // A member may not delete: the upstream says 403, the entry stays.
     glance.set_behaviour(PUB, Behaviour::default());
-    let del = c.delete(&format!("{}/v2/images/{PUB}", proxy.url), &[("x-auth-token", "OTHER")]).await;
+    let del = c
+        .delete(
+            &format!("{}/v2/images/{PUB}", proxy.url),
+            &[("x-auth-token", "OTHER")],
+        )
+        .await;
     assert!(del.status.is_client_error());
     assert!(proxy.cached_path(PUB).exists());
 }
@@ -61,13 +70,21 @@ async fn delete_during_a_fill_leaves_no_orphan() {
         let (c, url) = (c.clone(), proxy.file_url(BIG));
         tokio::spawn(async move { c.get(&url, &ADMIN).await })
     };
-    wait_for("the fill to start", Duration::from_secs(10), || async { proxy.layer.fills_in_flight() == 1 }).await;
-    let del = c.delete(&format!("{}/v2/images/{BIG}", proxy.url), &ADMIN).await;
+    wait_for("the fill to start", Duration::from_secs(10), || async {
+        proxy.layer.fills_in_flight() == 1
+    })
+    .await;
+    let del = c
+        .delete(&format!("{}/v2/images/{BIG}", proxy.url), &ADMIN)
+        .await;
     assert_eq!(del.status, StatusCode::NO_CONTENT);
     let r = download.await.unwrap();
     assert_eq!(r.status, 200);
     proxy.settle().await;
-    assert!(!proxy.cached_path(BIG).exists(), "a deleted image is not committed");
+    assert!(
+        !proxy.cached_path(BIG).exists(),
+        "a deleted image is not committed"
+    );
     assert!(proxy.entry(BIG).await.is_none());
     assert!(files_in(&dir.path().join("incomplete")).is_empty());
 }

@@ -19,7 +19,11 @@ const ID: &str = "88888888-8888-4888-8888-888888888888";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cache_layer_over_a_service_fn() {
     let dir = tempfile::tempdir().unwrap();
-    let store = CacheStore::builder(dir.path()).with_min_free_disk(0).open().await.unwrap();
+    let store = CacheStore::builder(dir.path())
+        .with_min_free_disk(0)
+        .open()
+        .await
+        .unwrap();
     let downloads = Arc::new(AtomicUsize::new(0));
     let probes = Arc::new(AtomicUsize::new(0));
     let (d, p) = (downloads.clone(), probes.clone());
@@ -53,23 +57,47 @@ async fn cache_layer_over_a_service_fn() {
         .service(upstream);
     let url = format!("/v2/images/{ID}/file");
 
-    let miss = svc.clone().oneshot(Request::get(&url).body(Full::default()).unwrap()).await.unwrap();
+    let miss = svc
+        .clone()
+        .oneshot(Request::get(&url).body(Full::default()).unwrap())
+        .await
+        .unwrap();
     assert!(!miss.body().is_hit());
-    assert_eq!(miss.into_body().collect().await.unwrap().to_bytes(), "IMAGEDATA");
+    assert_eq!(
+        miss.into_body().collect().await.unwrap().to_bytes(),
+        "IMAGEDATA"
+    );
     for _ in 0..200 {
         if !store.list().await.unwrap().is_empty() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let hit = svc.clone().oneshot(Request::get(&url).body(Full::default()).unwrap()).await.unwrap();
+    let hit = svc
+        .clone()
+        .oneshot(Request::get(&url).body(Full::default()).unwrap())
+        .await
+        .unwrap();
     assert!(hit.body().is_hit());
-    assert_eq!(hit.headers()["content-md5"], "0fc85dbea99575776296eaaa1d314eb1");
-    assert_eq!(hit.into_body().collect().await.unwrap().to_bytes(), "IMAGEDATA");
+    assert_eq!(
+        hit.headers()["content-md5"],
+        "0fc85dbea99575776296eaaa1d314eb1"
+    );
+    assert_eq!(
+        hit.into_body().collect().await.unwrap().to_bytes(),
+        "IMAGEDATA"
+    );
     assert_eq!(downloads.load(Ordering::SeqCst), 1);
-    assert_eq!(probes.load(Ordering::SeqCst), 2, "metadata + ranged probe before the hit");
+    assert_eq!(
+        probes.load(Ordering::SeqCst),
+        2,
+        "metadata + ranged probe before the hit"
+    );
 
     // Other requests pass straight through.
-    let other = svc.oneshot(Request::get("/v2/images").body(Full::default()).unwrap()).await.unwrap();
+    let other = svc
+        .oneshot(Request::get("/v2/images").body(Full::default()).unwrap())
+        .await
+        .unwrap();
     assert_eq!(other.status(), StatusCode::OK);
 }

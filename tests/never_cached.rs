@@ -43,7 +43,10 @@ async fn scenario_8_ranges_of_a_cached_image_go_upstream() {
     for range in [("range", "bytes=3-5"), ("content-range", "bytes 3-5/*")] {
         let r = c.get(&proxy.file_url(PRIV), &[MEMBER, range]).await;
         assert_eq!(r.status, StatusCode::PARTIAL_CONTENT);
-        assert_eq!(r.body, b"DEF", "served by the upstream, not the (altered) cache");
+        assert_eq!(
+            r.body, b"DEF",
+            "served by the upstream, not the (altered) cache"
+        );
     }
     assert_eq!(glance.ranged_file_gets(PRIV), ranged_before + 2);
 }
@@ -69,7 +72,11 @@ async fn scenario_10_errors_are_relayed_not_cached() {
     let unknown = "66666666-6666-4666-8666-666666666666";
     let r = c.get(&proxy.file_url(unknown), &[MEMBER]).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
-    for status in [StatusCode::FORBIDDEN, StatusCode::INTERNAL_SERVER_ERROR, StatusCode::NOT_FOUND] {
+    for status in [
+        StatusCode::FORBIDDEN,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        StatusCode::NOT_FOUND,
+    ] {
         glance.set_behaviour(PUB, Behaviour::default().force_status(status));
         let r = c.get(&proxy.file_url(PUB), &[MEMBER]).await;
         assert_eq!(r.status, status);

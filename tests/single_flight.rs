@@ -35,7 +35,10 @@ async fn scenario_38_ten_concurrent_misses_one_upstream_download() {
     }
     assert_eq!(glance.file_gets(BIG), 1, "exactly one upstream download");
     proxy.settle().await;
-    assert_eq!(md5_hex(&std::fs::read(proxy.cached_path(BIG)).unwrap()), want);
+    assert_eq!(
+        md5_hex(&std::fs::read(proxy.cached_path(BIG)).unwrap()),
+        want
+    );
     assert!(files_in(&dir.path().join("incomplete")).is_empty());
     assert!(files_in(&dir.path().join("invalid")).is_empty());
 }
@@ -52,11 +55,20 @@ async fn followers_receive_bytes_while_the_fill_runs() {
         let (c, url) = (c.clone(), proxy.file_url(BIG));
         tokio::spawn(async move { c.get(&url, &MEMBER).await })
     };
-    wait_for("the fill to start", Duration::from_secs(10), || async { proxy.layer.fills_in_flight() == 1 }).await;
+    wait_for("the fill to start", Duration::from_secs(10), || async {
+        proxy.layer.fills_in_flight() == 1
+    })
+    .await;
     // A second client gets its first megabyte long before the fill ends.
-    let status = c.get_and_abort(&proxy.file_url(BIG), &MEMBER, 1 << 20).await;
+    let status = c
+        .get_and_abort(&proxy.file_url(BIG), &MEMBER, 1 << 20)
+        .await;
     assert_eq!(status, 200);
-    assert_eq!(proxy.layer.fills_in_flight(), 1, "bytes arrived while the fill was still running");
+    assert_eq!(
+        proxy.layer.fills_in_flight(),
+        1,
+        "bytes arrived while the fill was still running"
+    );
     let first = first.await.unwrap();
     assert!(first.complete());
     assert_eq!(glance.file_gets(BIG), 1);
@@ -73,7 +85,10 @@ async fn first_client_leaving_fails_nobody() {
         let (c, url) = (c.clone(), proxy.file_url(BIG));
         tokio::spawn(async move { c.get_and_abort(&url, &MEMBER, 1).await })
     };
-    wait_for("the fill to start", Duration::from_secs(10), || async { proxy.layer.fills_in_flight() == 1 }).await;
+    wait_for("the fill to start", Duration::from_secs(10), || async {
+        proxy.layer.fills_in_flight() == 1
+    })
+    .await;
     let followers: Vec<_> = (0..3)
         .map(|_| {
             let (c, url) = (c.clone(), proxy.file_url(BIG));
@@ -98,15 +113,18 @@ async fn a_slow_client_never_slows_the_fill() {
     let dir = tempfile::tempdir().unwrap();
     let proxy = Proxy::start(&glance.url(), dir.path(), ProxyOptions::default()).await;
     let mut sock = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
-    let req = format!("GET /v2/images/{BIG}/file HTTP/1.1\r\nHost: t\r\nX-Auth-Token: MEMBER\r\n\r\n");
+    let req =
+        format!("GET /v2/images/{BIG}/file HTTP/1.1\r\nHost: t\r\nX-Auth-Token: MEMBER\r\n\r\n");
     sock.write_all(req.as_bytes()).await.unwrap();
     let mut buf = vec![0u8; 16 * 1024];
     let n = sock.read(&mut buf).await.unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
     // Read nothing more: the socket buffers fill and the client stalls.
-    wait_for("the fill to commit while the client stalls", Duration::from_secs(30), || async {
-        proxy.entry(BIG).await.is_some()
-    })
+    wait_for(
+        "the fill to commit while the client stalls",
+        Duration::from_secs(30),
+        || async { proxy.entry(BIG).await.is_some() },
+    )
     .await;
     assert_eq!(proxy.entry(BIG).await.unwrap().size, BIG_SIZE);
     drop(sock);

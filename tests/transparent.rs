@@ -21,7 +21,10 @@ async fn scenario_1_2_miss_tees_then_hit_is_served_from_cache() {
     assert_eq!(miss.status, 200);
     assert!(miss.complete(), "{:?}", miss.error);
     assert_eq!(miss.body, b"IMAGEDATA");
-    assert_eq!(miss.header("content-type"), Some("application/octet-stream"));
+    assert_eq!(
+        miss.header("content-type"),
+        Some("application/octet-stream")
+    );
     assert_eq!(miss.header("content-md5"), Some(PUB_MD5));
     assert_eq!(miss.header("content-length"), Some("9"));
     proxy.settle().await;
@@ -40,11 +43,24 @@ async fn scenario_1_2_miss_tees_then_hit_is_served_from_cache() {
     assert_eq!(hit.header("content-type"), Some("application/octet-stream"));
     assert_eq!(hit.header("content-md5"), Some(PUB_MD5));
     assert_eq!(hit.header("content-length"), Some("9"));
-    assert!(hit.header("x-openstack-request-id").unwrap().starts_with("req-"));
-    for absent in ["content-range", "accept-ranges", "etag", "last-modified", "cache-control"] {
+    assert!(hit
+        .header("x-openstack-request-id")
+        .unwrap()
+        .starts_with("req-"));
+    for absent in [
+        "content-range",
+        "accept-ranges",
+        "etag",
+        "last-modified",
+        "cache-control",
+    ] {
         assert!(hit.header(absent).is_none(), "{absent} on a hit");
     }
-    assert_eq!(glance.file_gets(PUB), 1, "the hit must not download the image again");
+    assert_eq!(
+        glance.file_gets(PUB),
+        1,
+        "the hit must not download the image again"
+    );
     wait_for("hit counted", Duration::from_secs(5), || async {
         proxy.entry(PUB).await.unwrap().hits == 1
     })
@@ -62,7 +78,13 @@ async fn request_id_is_echoed_with_prefix_on_hits() {
     c.get(&proxy.file_url(PUB), &MEMBER).await;
     proxy.settle().await;
     let hit = c
-        .get(&proxy.file_url(PUB), &[("x-auth-token", "MEMBER"), ("x-openstack-request-id", "abc-123")])
+        .get(
+            &proxy.file_url(PUB),
+            &[
+                ("x-auth-token", "MEMBER"),
+                ("x-openstack-request-id", "abc-123"),
+            ],
+        )
         .await;
     assert_eq!(hit.header("x-openstack-request-id"), Some("req-abc-123"));
 }
@@ -79,13 +101,23 @@ async fn scenario_5_6_hit_headers_follow_the_image_record() {
     glance.set_behaviour(PUB, Behaviour::default().metadata_checksum_null());
     let hit = c.get(&proxy.file_url(PUB), &MEMBER).await;
     assert_eq!(hit.status, 200);
-    assert!(hit.header("content-md5").is_none(), "checksum null: no Content-MD5");
+    assert!(
+        hit.header("content-md5").is_none(),
+        "checksum null: no Content-MD5"
+    );
     assert_eq!(hit.header("content-length"), Some("9"));
 
-    for b in [Behaviour::default().metadata_size_null(), Behaviour::default().metadata_size_zero()] {
+    for b in [
+        Behaviour::default().metadata_size_null(),
+        Behaviour::default().metadata_size_zero(),
+    ] {
         glance.set_behaviour(PUB, b);
         let hit = c.get(&proxy.file_url(PUB), &MEMBER).await;
-        assert_eq!(hit.header("content-length"), Some("9"), "size 0/null: the file's length");
+        assert_eq!(
+            hit.header("content-length"),
+            Some("9"),
+            "size 0/null: the file's length"
+        );
         assert_eq!(hit.body, b"IMAGEDATA");
     }
     assert_eq!(glance.file_gets(PUB), 1);
@@ -102,7 +134,11 @@ async fn scenario_12_no_checksum_header_is_cached_unverified() {
     proxy.settle().await;
     let entry = proxy.entry(PUB).await.expect("cached without verification");
     assert!(!entry.verified);
-    assert_eq!(entry.checksum.as_deref(), Some(PUB_MD5), "the digest is still recorded");
+    assert_eq!(
+        entry.checksum.as_deref(),
+        Some(PUB_MD5),
+        "the digest is still recorded"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,10 +164,17 @@ async fn scenario_35_version_prefixes_behave_like_v2() {
     let dir = tempfile::tempdir().unwrap();
     let proxy = Proxy::start(&glance.url(), dir.path(), ProxyOptions::default()).await;
     let c = Client::new();
-    let miss = c.get(&format!("{}/v2.14/images/{PUB}/file", proxy.url), &MEMBER).await;
-    assert_eq!((miss.status.as_u16(), miss.body.as_slice()), (200, &b"IMAGEDATA"[..]));
+    let miss = c
+        .get(&format!("{}/v2.14/images/{PUB}/file", proxy.url), &MEMBER)
+        .await;
+    assert_eq!(
+        (miss.status.as_u16(), miss.body.as_slice()),
+        (200, &b"IMAGEDATA"[..])
+    );
     proxy.settle().await;
-    let hit = c.get(&format!("{}/v2.18/images/{PUB}/file", proxy.url), &MEMBER).await;
+    let hit = c
+        .get(&format!("{}/v2.18/images/{PUB}/file", proxy.url), &MEMBER)
+        .await;
     assert_eq!(hit.body, b"IMAGEDATA");
     assert_eq!(glance.file_gets(PUB), 1);
 }
@@ -144,15 +187,24 @@ async fn scenario_36_non_matching_paths_pass_through_and_touch_nothing() {
     let before = files_in(dir.path());
     let c = Client::new();
     let head = c
-        .request(http::Method::HEAD, &proxy.file_url(PUB), &MEMBER, bytes::Bytes::new())
+        .request(
+            http::Method::HEAD,
+            &proxy.file_url(PUB),
+            &MEMBER,
+            bytes::Bytes::new(),
+        )
         .await;
     assert_eq!(head.status, 405);
     assert_eq!(head.header("allow"), Some("GET, PUT"));
     let slash = c.get(&format!("{}/", proxy.file_url(PUB)), &MEMBER).await;
     assert_eq!(slash.status, 404);
-    let detail = c.get(&format!("{}/v2/images/detail/file", proxy.url), &MEMBER).await;
+    let detail = c
+        .get(&format!("{}/v2/images/detail/file", proxy.url), &MEMBER)
+        .await;
     assert_eq!(detail.status, 404);
-    let meta = c.get(&format!("{}/v2/images/{PUB}", proxy.url), &MEMBER).await;
+    let meta = c
+        .get(&format!("{}/v2/images/{PUB}", proxy.url), &MEMBER)
+        .await;
     assert_eq!(meta.status, 200);
     proxy.settle().await;
     assert_eq!(files_in(dir.path()), before);

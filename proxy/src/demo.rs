@@ -23,7 +23,11 @@ const IMAGE: &str = "c0ffee00-0000-4000-8000-000000000001";
 pub(crate) async fn run(size: u64) -> anyhow::Result<()> {
     let work = tempfile::tempdir().context("temporary directory")?;
     let glance = FakeGlance::builder()
-        .image(FakeImage::new(IMAGE).pattern(size, 7).visibility(Visibility::Public))
+        .image(
+            FakeImage::new(IMAGE)
+                .pattern(size, 7)
+                .visibility(Visibility::Public),
+        )
         .spawn()
         .await
         .context("starting the built-in image service")?;
@@ -49,8 +53,14 @@ pub(crate) async fn run(size: u64) -> anyhow::Result<()> {
 
     println!("image service (built-in, Glance API):  {}", glance.url());
     println!("caching proxy:                         http://{addr}");
-    println!("cache directory:                       {}", store.root().display());
-    println!("image {IMAGE}: {size} bytes, md5 {}", glance.image_md5(IMAGE).unwrap_or_default());
+    println!(
+        "cache directory:                       {}",
+        store.root().display()
+    );
+    println!(
+        "image {IMAGE}: {size} bytes, md5 {}",
+        glance.image_md5(IMAGE).unwrap_or_default()
+    );
     println!();
     let url = format!("http://{addr}/v2/images/{IMAGE}/file");
     for label in ["miss (first download) ", "hit  (second download)"] {

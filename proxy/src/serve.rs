@@ -61,7 +61,13 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         None => {
             tracing::warn!(listen = %local, upstream = %config.proxy.upstream_url,
                 "image_cache_dir is not set: caching is off and every request is forwarded");
-            server::serve(listener, upstream::<Incoming>(&config), server::shutdown_signal(), grace).await
+            server::serve(
+                listener,
+                upstream::<Incoming>(&config),
+                server::shutdown_signal(),
+                grace,
+            )
+            .await
         }
     }
     .context("server failed")?;

@@ -95,7 +95,9 @@ mod tests {
     use super::*;
 
     fn caller(headers: &[(&str, &str)]) -> Caller {
-        let mut req = Request::get("http://p:1/v2/images/x/file?y=1").body(()).unwrap();
+        let mut req = Request::get("http://p:1/v2/images/x/file?y=1")
+            .body(())
+            .unwrap();
         for (k, v) in headers {
             req.headers_mut().append(
                 HeaderName::from_bytes(k.as_bytes()).unwrap(),
@@ -107,7 +109,11 @@ mod tests {
 
     #[test]
     fn probe_keeps_credentials_and_drops_range() {
-        let c = caller(&[("x-auth-token", "T1"), ("range", "bytes=0-1"), ("cookie", "s=1")]);
+        let c = caller(&[
+            ("x-auth-token", "T1"),
+            ("range", "bytes=0-1"),
+            ("cookie", "s=1"),
+        ]);
         let req = c.get("/v2/images/x", ());
         assert_eq!(req.uri(), "http://p:1/v2/images/x");
         assert_eq!(req.headers()["x-auth-token"], "T1");
@@ -118,7 +124,10 @@ mod tests {
     #[test]
     fn identity_differs_by_token_not_by_user_agent() {
         let a = caller(&[("x-auth-token", "T1"), ("user-agent", "curl")]);
-        let b = caller(&[("x-auth-token", "T1"), ("user-agent", "python-glanceclient")]);
+        let b = caller(&[
+            ("x-auth-token", "T1"),
+            ("user-agent", "python-glanceclient"),
+        ]);
         let c = caller(&[("x-auth-token", "T2")]);
         let d = caller(&[("x-auth-token", "T1"), ("x-roles", "admin")]);
         assert_eq!(a.identity_key(), b.identity_key());

@@ -117,7 +117,8 @@ impl HitAuthorizer {
             Answer::Deny(resp) => return Decision::Deny(resp),
             Answer::Unsure(why) => return Decision::Forward(why),
         }
-        self.decisions.allow(identity, id.clone(), Some(meta.clone()));
+        self.decisions
+            .allow(identity, id.clone(), Some(meta.clone()));
         Decision::Allow(Some(meta))
     }
 }
@@ -144,7 +145,10 @@ where
     if status != StatusCode::OK {
         return Answer::Unsure("unexpected answer to the image metadata request");
     }
-    let Ok(body) = Limited::new(resp.into_body(), METADATA_LIMIT).collect().await else {
+    let Ok(body) = Limited::new(resp.into_body(), METADATA_LIMIT)
+        .collect()
+        .await
+    else {
         return Answer::Unsure("image metadata could not be read");
     };
     match serde_json::from_slice::<ImageMeta>(&body.to_bytes()) {

@@ -52,7 +52,9 @@ where
 {
     let id = fill.id.clone();
     let Some(file) = fill.file().cloned() else {
-        fill.finish(Phase::Failed(Failure::Local("fill started without a file".into())));
+        fill.finish(Phase::Failed(Failure::Local(
+            "fill started without a file".into(),
+        )));
         return;
     };
     let (wtx, wrx) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
@@ -106,7 +108,10 @@ where
             match committed {
                 Ok(Ok(())) => {
                     let verified = expect.verifiable();
-                    match store.record_commit(&id, size, hex::encode(md5), verified).await {
+                    match store
+                        .record_commit(&id, size, hex::encode(md5), verified)
+                        .await
+                    {
                         Ok(()) => tracing::info!(image_id = %id, size, verified, "image cached"),
                         Err(e) => tracing::warn!(image_id = %id, error = %e,
                             "image cached but not indexed; it will be adopted at the next lookup"),
@@ -115,7 +120,8 @@ where
                 Ok(Err(e)) => {
                     tracing::error!(image_id = %id, error = %e, "commit failed; entry discarded");
                     let store = store.clone();
-                    let _ = tokio::task::spawn_blocking(move || store.discard_incomplete(&id)).await;
+                    let _ =
+                        tokio::task::spawn_blocking(move || store.discard_incomplete(&id)).await;
                 }
                 Err(e) => tracing::error!(image_id = %id, error = %e, "commit task failed"),
             }

@@ -96,8 +96,9 @@ mod tests {
     #[test]
     fn hex_and_base64_md5_and_fallback_header() {
         let hex = "7bcc1cf6064c8daf12448ecb8cdc0933";
-        let e = Expectation::from_headers(&headers(&[("content-md5", hex), ("content-length", "9")]))
-            .unwrap();
+        let e =
+            Expectation::from_headers(&headers(&[("content-md5", hex), ("content-length", "9")]))
+                .unwrap();
         assert_eq!(e.len, Some(9));
         assert_eq!(hex::encode(e.md5.unwrap()), hex);
         let b64 = base64::engine::general_purpose::STANDARD.encode(hex::decode(hex).unwrap());

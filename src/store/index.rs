@@ -169,8 +169,11 @@ impl Index {
     pub(crate) async fn delete(&self, id: &ImageId) -> Result<bool, Error> {
         let id = id.clone();
         self.call(move |c| {
-            c.execute("DELETE FROM cached_images WHERE image_id = ?1", [id.as_str()])
-                .map(|n| n > 0)
+            c.execute(
+                "DELETE FROM cached_images WHERE image_id = ?1",
+                [id.as_str()],
+            )
+            .map(|n| n > 0)
         })
         .await
     }
@@ -239,7 +242,10 @@ mod tests {
     async fn insert_hit_list_delete() {
         let dir = tempfile::tempdir().unwrap();
         let index = Index::open(&dir.path().join("cache.db")).unwrap();
-        index.insert(&id(2), 9, Some("abc".into()), true, 100.0).await.unwrap();
+        index
+            .insert(&id(2), 9, Some("abc".into()), true, 100.0)
+            .await
+            .unwrap();
         index.insert(&id(1), 5, None, false, 50.0).await.unwrap();
         index.record_hit(&id(2)).await.unwrap();
         let e = index.get(&id(2)).await.unwrap().unwrap();
@@ -247,7 +253,10 @@ mod tests {
         assert!(e.last_accessed > 100.0);
         assert_eq!(e.checksum.as_deref(), Some("abc"));
         let all = index.list().await.unwrap();
-        assert_eq!(all.iter().map(|e| e.image_id.clone()).collect::<Vec<_>>(), vec![id(1), id(2)]);
+        assert_eq!(
+            all.iter().map(|e| e.image_id.clone()).collect::<Vec<_>>(),
+            vec![id(1), id(2)]
+        );
         // re-commit keeps hits and timestamps
         index.insert(&id(2), 10, None, false, 200.0).await.unwrap();
         let e2 = index.get(&id(2)).await.unwrap().unwrap();

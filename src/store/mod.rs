@@ -46,10 +46,10 @@ use std::sync::Arc;
 use object_store::local::LocalFileSystem;
 use object_store::{GetOptions, GetResultPayload, ObjectStore, ObjectStoreExt};
 
-pub use file_body::FileBody;
 pub(crate) use file_body::read_chunk_at;
-pub use index::CacheEntry;
+pub use file_body::FileBody;
 pub(crate) use index::now_epoch;
+pub use index::CacheEntry;
 pub use reconcile::ReconcileReport;
 
 use crate::{Error, ImageId};
@@ -192,7 +192,10 @@ impl std::fmt::Display for NoFill {
             NoFill::Cached => f.write_str("already cached"),
             NoFill::Busy => f.write_str("another writer is filling it"),
             NoFill::TooLarge { size, max } => {
-                write!(f, "image of {size} bytes exceeds image_cache_max_size {max}")
+                write!(
+                    f,
+                    "image of {size} bytes exceeds image_cache_max_size {max}"
+                )
             }
             NoFill::NoSpace { available, needed } => write!(
                 f,
@@ -243,7 +246,10 @@ impl CacheStore {
         match meta {
             Ok(m) if m.is_file() => {
                 let at = reconcile::mtime_epoch(&m);
-                self.inner.index.insert(id, m.len(), None, false, at).await?;
+                self.inner
+                    .index
+                    .insert(id, m.len(), None, false, at)
+                    .await?;
                 tracing::info!(image_id = %id, size = m.len(), "adopted cached file without index row");
                 self.inner.index.get(id).await
             }
@@ -315,7 +321,13 @@ impl CacheStore {
         let to = self.inner.layout.invalid(id);
         let moved = tokio::task::spawn_blocking(move || std::fs::rename(&from, &to))
             .await
-            .map_err(|e| Error::io("quarantine", self.inner.layout.entry(id), io::Error::other(e)))?;
+            .map_err(|e| {
+                Error::io(
+                    "quarantine",
+                    self.inner.layout.entry(id),
+                    io::Error::other(e),
+                )
+            })?;
         if let Err(e) = moved {
             if e.kind() != io::ErrorKind::NotFound {
                 return Err(Error::io("quarantine", self.inner.layout.entry(id), e));
@@ -355,7 +367,9 @@ impl CacheStore {
                 });
             }
         }
-        let needed = expected.unwrap_or(0).saturating_add(self.inner.min_free_disk);
+        let needed = expected
+            .unwrap_or(0)
+            .saturating_add(self.inner.min_free_disk);
         match disk::available_space(layout.root()) {
             Ok(available) if available < needed => {
                 return Err(NoFill::NoSpace { available, needed })

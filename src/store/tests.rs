@@ -6,7 +6,11 @@ fn id(n: u8) -> ImageId {
 }
 
 async fn open(dir: &Path) -> CacheStore {
-    CacheStore::builder(dir).with_min_free_disk(0).open().await.unwrap()
+    CacheStore::builder(dir)
+        .with_min_free_disk(0)
+        .open()
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -16,13 +20,19 @@ async fn fill_commit_lookup_hit_invalidate() {
     let mut f = store.begin_fill(&id(1), Some(5)).unwrap();
     f.write_all(b"hello").unwrap();
     store.commit_blocking(&id(1), &f).unwrap();
-    store.record_commit(&id(1), 5, "5d41402abc4b2a76b9719d911017c592".into(), true).await.unwrap();
+    store
+        .record_commit(&id(1), 5, "5d41402abc4b2a76b9719d911017c592".into(), true)
+        .await
+        .unwrap();
     assert!(dir.path().join(id(1).as_str()).is_file());
     assert!(!dir.path().join("incomplete").join(id(1).as_str()).exists());
     let entry = store.lookup(&id(1)).await.unwrap().unwrap();
     assert_eq!((entry.size, entry.hits, entry.verified), (5, 0, true));
     assert!(store.open_hit(&entry).await.unwrap().is_some());
-    assert!(matches!(store.begin_fill(&id(1), None), Err(NoFill::Cached)));
+    assert!(matches!(
+        store.begin_fill(&id(1), None),
+        Err(NoFill::Cached)
+    ));
     assert!(store.invalidate(&id(1)).await.unwrap());
     assert!(store.lookup(&id(1)).await.unwrap().is_none());
     assert!(!store.invalidate(&id(1)).await.unwrap());
@@ -48,8 +58,14 @@ async fn admission_limits() {
         .open()
         .await
         .unwrap();
-    assert!(matches!(store.begin_fill(&id(3), Some(101)), Err(NoFill::TooLarge { .. })));
-    assert!(matches!(store.begin_fill(&id(3), Some(10)), Err(NoFill::NoSpace { .. })));
+    assert!(matches!(
+        store.begin_fill(&id(3), Some(101)),
+        Err(NoFill::TooLarge { .. })
+    ));
+    assert!(matches!(
+        store.begin_fill(&id(3), Some(10)),
+        Err(NoFill::NoSpace { .. })
+    ));
 }
 
 #[tokio::test]
@@ -59,7 +75,10 @@ async fn wrong_size_file_is_quarantined_on_open() {
     let f = store.begin_fill(&id(4), None).unwrap();
     (&f).write_all(b"0123456789").unwrap();
     store.commit_blocking(&id(4), &f).unwrap();
-    store.record_commit(&id(4), 10, "x".into(), true).await.unwrap();
+    store
+        .record_commit(&id(4), 10, "x".into(), true)
+        .await
+        .unwrap();
     std::fs::write(dir.path().join(id(4).as_str()), b"0123").unwrap();
     let entry = store.lookup(&id(4)).await.unwrap().unwrap();
     assert!(store.open_hit(&entry).await.unwrap().is_none());
@@ -76,24 +95,43 @@ async fn reconcile_after_a_crash() {
         let f = store.begin_fill(&id(5), None).unwrap();
         (&f).write_all(b"abc").unwrap();
         store.commit_blocking(&id(5), &f).unwrap();
-        store.record_commit(&id(5), 3, "y".into(), true).await.unwrap();
+        store
+            .record_commit(&id(5), 3, "y".into(), true)
+            .await
+            .unwrap();
         // row whose file vanished
         let g = store.begin_fill(&id(6), None).unwrap();
         store.commit_blocking(&id(6), &g).unwrap();
-        store.record_commit(&id(6), 0, "z".into(), true).await.unwrap();
+        store
+            .record_commit(&id(6), 0, "z".into(), true)
+            .await
+            .unwrap();
         std::fs::remove_file(dir.path().join(id(6).as_str())).unwrap();
     }
     // a file without row, a stale incomplete file, junk that is not an id
     std::fs::write(dir.path().join(id(7).as_str()), b"seven").unwrap();
-    std::fs::write(dir.path().join("incomplete").join(id(8).as_str()), b"partial").unwrap();
+    std::fs::write(
+        dir.path().join("incomplete").join(id(8).as_str()),
+        b"partial",
+    )
+    .unwrap();
     std::fs::write(dir.path().join("notes.txt"), b"junk").unwrap();
     let store = open(dir.path()).await;
     let report = store.reconcile().await.unwrap();
     assert_eq!(report.entries, 2);
-    let ids: Vec<_> = store.list().await.unwrap().into_iter().map(|e| e.image_id).collect();
+    let ids: Vec<_> = store
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.image_id)
+        .collect();
     assert_eq!(ids, vec![id(5), id(7)]);
     assert!(!dir.path().join("incomplete").join(id(8).as_str()).exists());
-    assert!(dir.path().join("notes.txt").exists(), "non-image files are left alone");
+    assert!(
+        dir.path().join("notes.txt").exists(),
+        "non-image files are left alone"
+    );
 }
 
 #[tokio::test]
@@ -102,7 +140,10 @@ async fn reconcile_leaves_a_locked_incomplete_file_alone() {
     let store = open(dir.path()).await;
     let _writer = store.begin_fill(&id(9), None).unwrap();
     let report = store.reconcile().await.unwrap();
-    assert_eq!((report.incomplete_in_use, report.stale_incomplete_removed), (1, 0));
+    assert_eq!(
+        (report.incomplete_in_use, report.stale_incomplete_removed),
+        (1, 0)
+    );
     assert!(dir.path().join("incomplete").join(id(9).as_str()).exists());
 }
 
@@ -111,7 +152,10 @@ async fn unusable_cache_dir_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("plain-file");
     std::fs::write(&file, b"x").unwrap();
-    let err = CacheStore::builder(file.join("cache")).open().await.unwrap_err();
+    let err = CacheStore::builder(file.join("cache"))
+        .open()
+        .await
+        .unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("create cache directory"), "{msg}");
     assert!(msg.contains("plain-file"), "{msg}");

@@ -8,7 +8,11 @@ use super::support::*;
 fn bad_value_names_file_line_option_and_expectation() {
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("glance-api.conf");
-    std::fs::write(&conf, "[DEFAULT]\nbind_port = 9292\nimage_cache_max_size = 10G\n").unwrap();
+    std::fs::write(
+        &conf,
+        "[DEFAULT]\nbind_port = 9292\nimage_cache_max_size = 10G\n",
+    )
+    .unwrap();
     let (code, err) = run(&["serve", "--config-file", conf.to_str().unwrap()]);
     assert_ne!(code, Some(0));
     assert!(err.contains("glance-api.conf:3"), "{err}");
@@ -58,7 +62,13 @@ fn unwritable_cache_dir_is_a_clear_startup_error() {
     let blocker = dir.path().join("blocker");
     std::fs::write(&blocker, b"x").unwrap();
     let cache = blocker.join("cache");
-    let conf = write_config(dir.path(), free_port(), Some(&cache), "http://127.0.0.1:9", "");
+    let conf = write_config(
+        dir.path(),
+        free_port(),
+        Some(&cache),
+        "http://127.0.0.1:9",
+        "",
+    );
     let (code, err) = run(&["serve", "--config-file", conf.to_str().unwrap()]);
     assert_ne!(code, Some(0));
     assert!(err.contains("image_cache_dir"), "{err}");
@@ -67,8 +77,16 @@ fn unwritable_cache_dir_is_a_clear_startup_error() {
 
 #[test]
 fn read_only_cache_dir_for_an_unprivileged_user() {
-    if !Command::new("setpriv").arg("--version").output().is_ok_and(|o| o.status.success()) {
-        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "setpriv is required in CI");
+    if !Command::new("setpriv")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "setpriv is required in CI"
+        );
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -76,24 +94,56 @@ fn read_only_cache_dir_for_an_unprivileged_user() {
     std::fs::create_dir(&cache).unwrap();
     // World-readable, writable only by its owner (root), with the test
     // directory traversable by everyone.
-    Command::new("chmod").args(["0755"]).arg(dir.path()).status().unwrap();
-    Command::new("chmod").args(["0755"]).arg(&cache).status().unwrap();
-    let conf = write_config(dir.path(), free_port(), Some(&cache), "http://127.0.0.1:9", "");
-    Command::new("chmod").args(["0644"]).arg(&conf).status().unwrap();
+    Command::new("chmod")
+        .args(["0755"])
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    Command::new("chmod")
+        .args(["0755"])
+        .arg(&cache)
+        .status()
+        .unwrap();
+    let conf = write_config(
+        dir.path(),
+        free_port(),
+        Some(&cache),
+        "http://127.0.0.1:9",
+        "",
+    );
+    Command::new("chmod")
+        .args(["0644"])
+        .arg(&conf)
+        .status()
+        .unwrap();
     let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN, "serve", "--config-file"])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            BIN,
+            "serve",
+            "--config-file",
+        ])
         .arg(&conf)
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     if setpriv_refused(&err) {
-        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "setpriv refused: {err}");
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "setpriv refused: {err}"
+        );
         return;
     }
     assert_ne!(out.status.code(), Some(0), "{err}");
     assert!(err.contains("image_cache_dir"), "{err}");
     assert!(err.contains("ermission denied"), "{err}");
-    assert!(std::fs::read_dir(&cache).unwrap().next().is_none(), "nothing was created");
+    assert!(
+        std::fs::read_dir(&cache).unwrap().next().is_none(),
+        "nothing was created"
+    );
 }
 
 /// setpriv itself may be refused inside some sandboxes.

@@ -6,3 +6,4 @@ mod support;
 
 mod cli;
 mod process;
+mod real_glance;

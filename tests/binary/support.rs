@@ -9,11 +9,21 @@ use std::time::{Duration, Instant};
 pub const BIN: &str = env!("CARGO_BIN_EXE_glance-cache-proxy");
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Writes a proxy config file and returns its path.
-pub fn write_config(dir: &Path, port: u16, cache: Option<&Path>, upstream: &str, extra: &str) -> PathBuf {
+pub fn write_config(
+    dir: &Path,
+    port: u16,
+    cache: Option<&Path>,
+    upstream: &str,
+    extra: &str,
+) -> PathBuf {
     let cache_line = cache
         .map(|c| format!("image_cache_dir = {}\n", c.display()))
         .unwrap_or_default();
@@ -68,7 +78,11 @@ impl ProxyProcess {
             if let Ok(Some(status)) = p.child.try_wait() {
                 panic!("proxy exited early ({status}):\n{}", p.log_text());
             }
-            assert!(Instant::now() < deadline, "proxy did not listen:\n{}", p.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "proxy did not listen:\n{}",
+                p.log_text()
+            );
             std::thread::sleep(Duration::from_millis(25));
         }
         p
@@ -131,5 +145,8 @@ pub fn run(args: &[&str]) -> (Option<i32>, String) {
         .stdin(Stdio::null())
         .output()
         .expect("run glance-cache-proxy");
-    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }

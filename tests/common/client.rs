@@ -48,7 +48,13 @@ impl Client {
         Client { inner }
     }
 
-    pub async fn request(&self, method: Method, url: &str, headers: &[(&str, &str)], body: Bytes) -> Reply {
+    pub async fn request(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Reply {
         let mut req = Request::builder().method(method).uri(url);
         for (k, v) in headers {
             req = req.header(*k, *v);
@@ -92,7 +98,8 @@ impl Client {
     }
 
     pub async fn delete(&self, url: &str, headers: &[(&str, &str)]) -> Reply {
-        self.request(Method::DELETE, url, headers, Bytes::new()).await
+        self.request(Method::DELETE, url, headers, Bytes::new())
+            .await
     }
 
     /// Reads the head and `n` body bytes of a GET, then drops the connection.
@@ -101,7 +108,11 @@ impl Client {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let resp = self.inner.request(req.body(Full::new(Bytes::new())).unwrap()).await.unwrap();
+        let resp = self
+            .inner
+            .request(req.body(Full::new(Bytes::new())).unwrap())
+            .await
+            .unwrap();
         let status = resp.status();
         let mut body = resp.into_body();
         let mut got = 0;

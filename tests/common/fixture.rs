@@ -19,7 +19,10 @@ pub fn alphabet() -> Vec<u8> {
 pub async fn fake_glance() -> RunningFakeGlance {
     FakeGlance::builder()
         .auth(AuthMode::Tokens)
-        .token("ADMIN", Identity::new("admin-project").roles(["admin", "member", "reader"]))
+        .token(
+            "ADMIN",
+            Identity::new("admin-project").roles(["admin", "member", "reader"]),
+        )
         .token("MEMBER", Identity::new("X").roles(["member", "reader"]))
         .token("READER", Identity::new("X").roles(["reader"]))
         .token("OTHER", Identity::new("Y").roles(["member", "reader"]))

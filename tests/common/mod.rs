@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod fixture;
+pub mod real_glance;
 
 use std::future::Future;
 use std::net::SocketAddr;

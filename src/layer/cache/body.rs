@@ -178,7 +178,9 @@ where
             ResponseKindProj::Upstream { body } => body.poll_frame(cx).map_err(Into::into),
             ResponseKindProj::Hit { body } => body.poll_frame(cx).map_err(Into::into),
             ResponseKindProj::Follow { body } => body.poll_frame(cx),
-            ResponseKindProj::Message { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            ResponseKindProj::Message { data } => {
+                Poll::Ready(data.take().map(|d| Ok(Frame::data(d))))
+            }
         }
     }
 

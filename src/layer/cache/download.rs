@@ -85,9 +85,19 @@ where
     }
 
     /// Serves a committed entry once the upstream agrees.
-    async fn hit(self, entry: CacheEntry, parts: request::Parts, body: ReqB) -> Result<ResB, S::Error> {
+    async fn hit(
+        self,
+        entry: CacheEntry,
+        parts: request::Parts,
+        body: ReqB,
+    ) -> Result<ResB, S::Error> {
         let caller = Caller::new(&parts);
-        let meta = match self.state.authz.authorize(self.inner.clone(), &caller, &self.id).await {
+        let meta = match self
+            .state
+            .authz
+            .authorize(self.inner.clone(), &caller, &self.id)
+            .await
+        {
             Decision::Allow(meta) => meta,
             Decision::Deny(resp) => return Ok(resp.map(ResponseBody::upstream)),
             Decision::Forward(why) => {
@@ -125,9 +135,19 @@ where
     }
 
     /// Follows a fill started by another request, once the upstream agrees.
-    async fn join(self, fill: Arc<Fill>, parts: request::Parts, body: ReqB) -> Result<ResB, S::Error> {
+    async fn join(
+        self,
+        fill: Arc<Fill>,
+        parts: request::Parts,
+        body: ReqB,
+    ) -> Result<ResB, S::Error> {
         let caller = Caller::new(&parts);
-        match self.state.authz.authorize(self.inner.clone(), &caller, &self.id).await {
+        match self
+            .state
+            .authz
+            .authorize(self.inner.clone(), &caller, &self.id)
+            .await
+        {
             Decision::Allow(_) => {}
             Decision::Deny(resp) => return Ok(resp.map(ResponseBody::upstream)),
             Decision::Forward(_) => return self.forward(parts, body).await,
@@ -141,7 +161,12 @@ where
 
     /// Sends the request upstream and, if the answer is cacheable, starts
     /// the fill that this and every later request for the image follows.
-    async fn lead(self, guard: LeaderGuard, parts: request::Parts, body: ReqB) -> Result<ResB, S::Error> {
+    async fn lead(
+        self,
+        guard: LeaderGuard,
+        parts: request::Parts,
+        body: ReqB,
+    ) -> Result<ResB, S::Error> {
         let caller = Caller::new(&parts);
         let req = Request::from_parts(parts, RequestBody::new(body));
         let (tx, rx) = oneshot::channel();
@@ -162,11 +187,19 @@ where
             }
             Ok(Led::Passthrough(resp)) => Ok(resp.map(ResponseBody::upstream)),
             Ok(Led::Failed(e)) => Err(e),
-            Err(_) => Ok(message(StatusCode::BAD_GATEWAY, "the image download task failed")),
+            Err(_) => Ok(message(
+                StatusCode::BAD_GATEWAY,
+                "the image download task failed",
+            )),
         }
     }
 
-    fn follower_response(&self, fill: &Arc<Fill>, request_id: HeaderValue, caller: Caller) -> Response<ResponseBody<ResB>> {
+    fn follower_response(
+        &self,
+        fill: &Arc<Fill>,
+        request_id: HeaderValue,
+        caller: Caller,
+    ) -> Response<ResponseBody<ResB>> {
         let head = fill.head().cloned().unwrap_or(Head {
             status: StatusCode::OK,
             headers: http::HeaderMap::new(),
@@ -298,7 +331,9 @@ where
             fill.cancel_commit();
         }
         match state.store.invalidate(&id).await {
-            Ok(true) => tracing::info!(image_id = %id, "image deleted upstream; cache entry removed"),
+            Ok(true) => {
+                tracing::info!(image_id = %id, "image deleted upstream; cache entry removed")
+            }
             Ok(false) => {}
             Err(e) => tracing::warn!(image_id = %id, error = %e, "could not remove cache entry"),
         }
@@ -307,7 +342,11 @@ where
 }
 
 fn message<B>(status: StatusCode, text: &str) -> Response<ResponseBody<B>> {
-    let body = format!("{} {}\n\n{text}\n", status.as_u16(), status.canonical_reason().unwrap_or(""));
+    let body = format!(
+        "{} {}\n\n{text}\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    );
     let mut resp = Response::new(ResponseBody::message(body));
     *resp.status_mut() = status;
     resp.headers_mut().insert(

@@ -25,7 +25,11 @@ const HOP_BY_HOP: [&str; 8] = [
 pub(crate) fn request_id(request: &HeaderMap) -> HeaderValue {
     if let Some(v) = request.get(&REQUEST_ID).and_then(|v| v.to_str().ok()) {
         let v = v.trim();
-        let id = if v.starts_with("req-") { v.to_string() } else { format!("req-{v}") };
+        let id = if v.starts_with("req-") {
+            v.to_string()
+        } else {
+            format!("req-{v}")
+        };
         if !v.is_empty() && id.len() <= MAX_REQUEST_ID && id.bytes().all(|b| b.is_ascii_graphic()) {
             if let Ok(value) = HeaderValue::from_str(&id) {
                 return value;
@@ -88,7 +92,10 @@ mod tests {
         h.insert(REQUEST_ID, HeaderValue::from_static("req-xyz"));
         assert_eq!(request_id(&h), "req-xyz");
         h.insert(REQUEST_ID, HeaderValue::from_str(&"x".repeat(100)).unwrap());
-        assert_ne!(request_id(&h), HeaderValue::from_str(&format!("req-{}", "x".repeat(100))).unwrap());
+        assert_ne!(
+            request_id(&h),
+            HeaderValue::from_str(&format!("req-{}", "x".repeat(100))).unwrap()
+        );
     }
 
     #[test]
@@ -97,8 +104,12 @@ mod tests {
         assert_eq!(h["content-type"], "application/octet-stream");
         assert_eq!(h["content-md5"], "abc");
         assert_eq!(h["content-length"], "9");
-        assert!(hit_headers(9, None, HeaderValue::from_static("req-1")).get("content-md5").is_none());
-        assert!(hit_headers(9, Some(""), HeaderValue::from_static("req-1")).get("content-md5").is_none());
+        assert!(hit_headers(9, None, HeaderValue::from_static("req-1"))
+            .get("content-md5")
+            .is_none());
+        assert!(hit_headers(9, Some(""), HeaderValue::from_static("req-1"))
+            .get("content-md5")
+            .is_none());
     }
 
     #[test]

@@ -130,7 +130,10 @@ mod tests {
             let d = format!("{prefix}/images/{ID}");
             assert_eq!(r(Method::DELETE, &d, &[]), Route::Delete(id()), "{d}");
         }
-        assert_eq!(r(Method::GET, &format!("/v2/images/{ID}/file?x=1"), &[]), Route::Download(id()));
+        assert_eq!(
+            r(Method::GET, &format!("/v2/images/{ID}/file?x=1"), &[]),
+            Route::Download(id())
+        );
     }
 
     #[test]
@@ -163,14 +166,26 @@ mod tests {
         ] {
             assert_eq!(r(m.clone(), &p, &[]), Route::Other, "{m} {p}");
         }
-        assert_eq!(r(Method::GET, &file, &[("range", "bytes=0-1")]), Route::Other);
-        assert_eq!(r(Method::GET, &file, &[("content-range", "bytes 3-5/*")]), Route::Other);
-        assert_eq!(r(Method::GET, &file, &[("range", "")]), Route::Download(id()));
+        assert_eq!(
+            r(Method::GET, &file, &[("range", "bytes=0-1")]),
+            Route::Other
+        );
+        assert_eq!(
+            r(Method::GET, &file, &[("content-range", "bytes 3-5/*")]),
+            Route::Other
+        );
+        assert_eq!(
+            r(Method::GET, &file, &[("range", "")]),
+            Route::Download(id())
+        );
     }
 
     #[test]
     fn percent_encoded_uuid_is_decoded() {
         let enc = ID.replacen('e', "%65", 1);
-        assert_eq!(r(Method::GET, &format!("/v2/images/{enc}/file"), &[]), Route::Download(id()));
+        assert_eq!(
+            r(Method::GET, &format!("/v2/images/{enc}/file"), &[]),
+            Route::Download(id())
+        );
     }
 }

@@ -1,0 +1,151 @@
+//! The proxy binary in front of a REAL Glance API (glance-api under uWSGI,
+//! installed by tests/harness/setup-python.sh). In CI a missing Glance
+//! fails these tests; elsewhere they are skipped with a message.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::common::real_glance::{identity_headers, GlanceAuth, RealGlance};
+use super::common::*;
+use super::support::*;
+
+fn image_file(dir: &Path, len: usize) -> std::path::PathBuf {
+    let path = dir.join("image.raw");
+    let data: Vec<u8> = (0..len).map(|i| ((i * 7919) % 251) as u8).collect();
+    std::fs::write(&path, data).unwrap();
+    path
+}
+
+async fn start_glance(auth: GlanceAuth) -> Option<RealGlance> {
+    tokio::task::spawn_blocking(move || RealGlance::start(auth))
+        .await
+        .unwrap()
+}
+
+async fn entry(cache: &Path, id: &str) -> Option<glance_cache::store::CacheEntry> {
+    let store = glance_cache::store::CacheStore::builder(cache)
+        .open()
+        .await
+        .unwrap();
+    store.lookup(&id.parse().unwrap()).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_glance_miss_hit_and_delete_through_the_proxy() {
+    let Some(glance) = start_glance(GlanceAuth::NoAuth).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = image_file(dir.path(), 5 << 20);
+    let want = RealGlance::md5_of(&file);
+    let id = tokio::task::block_in_place(|| glance.create_image(&file));
+    let cache = dir.path().join("cache");
+    let port = free_port();
+    let conf = write_config(dir.path(), port, Some(&cache), &glance.url, "");
+    let proxy = ProxyProcess::start(&conf, port);
+    let c = Client::new();
+    let url = format!("{}/v2/images/{id}/file", proxy.url);
+
+    let miss = c.get(&url, &[]).await;
+    assert_eq!(miss.status, 200, "{}", glance.log_tail(20));
+    assert!(miss.complete());
+    assert_eq!(md5_hex(&miss.body), want);
+    assert_eq!(miss.header("content-md5"), Some(want.as_str()));
+    wait_for("the fill to commit", Duration::from_secs(30), || async {
+        cache.join(&id).exists()
+    })
+    .await;
+
+    let hit = c.get(&url, &[]).await;
+    assert_eq!(hit.status, 200);
+    assert_eq!(md5_hex(&hit.body), want);
+    assert_eq!(
+        hit.header("content-md5"),
+        Some(want.as_str()),
+        "Glance's hit headers"
+    );
+    assert_eq!(hit.header("content-length"), Some("5242880"));
+    assert_eq!(hit.header("content-type"), Some("application/octet-stream"));
+    let cached = entry(&cache, &id).await.expect("indexed");
+    assert!(cached.verified);
+    wait_for("the hit to be counted", Duration::from_secs(10), || async {
+        entry(&cache, &id).await.map(|e| e.hits) == Some(1)
+    })
+    .await;
+
+    // Ranges go to Glance and are never cached.
+    let ranged = c.get(&url, &[("range", "bytes=0-99")]).await;
+    assert_eq!(ranged.status, 206);
+    assert_eq!(ranged.body.len(), 100);
+
+    // An accepted delete removes the entry; Glance then answers 404.
+    let del = c
+        .delete(&format!("{}/v2/images/{id}", proxy.url), &[])
+        .await;
+    assert_eq!(del.status, 204);
+    assert!(!cache.join(&id).exists());
+    assert_eq!(c.get(&url, &[]).await.status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_glance_policies_decide_every_hit() {
+    let Some(glance) = start_glance(GlanceAuth::Headers).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = image_file(dir.path(), 1 << 20);
+    let want = RealGlance::md5_of(&file);
+    let owner = identity_headers("member,reader", "u-member", "project-x");
+    let body = serde_json::json!({
+        "name": "private", "disk_format": "raw", "container_format": "bare", "visibility": "private"
+    });
+    let id = tokio::task::block_in_place(|| glance.create_image_with(&file, &body, &owner));
+    let cache = dir.path().join("cache");
+    let port = free_port();
+    let conf = write_config(dir.path(), port, Some(&cache), &glance.url, "");
+    let proxy = ProxyProcess::start(&conf, port);
+    let c = Client::new();
+    let url = format!("{}/v2/images/{id}/file", proxy.url);
+    let as_ = |h: &Vec<(String, String)>| {
+        h.iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<Vec<_>>()
+    };
+    let get = |h: Vec<(String, String)>| {
+        let (c, url) = (c.clone(), url.clone());
+        async move {
+            let refs: Vec<(&str, &str)> = h.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            c.get(&url, &refs).await
+        }
+    };
+
+    let miss = get(as_(&owner)).await;
+    assert_eq!(miss.status, 200);
+    assert_eq!(md5_hex(&miss.body), want);
+    wait_for("the fill to commit", Duration::from_secs(30), || async {
+        cache.join(&id).exists()
+    })
+    .await;
+
+    let reader = get(identity_headers("reader", "u-reader", "project-x")).await;
+    assert_eq!(
+        reader.status, 403,
+        "Glance: a reader may see but not download"
+    );
+    let stranger = get(identity_headers("member,reader", "u-other", "project-y")).await;
+    assert_eq!(
+        stranger.status, 404,
+        "Glance: a private image of another project"
+    );
+    let anonymous = get(vec![]).await;
+    assert_eq!(anonymous.status, 401);
+    let again = get(as_(&owner)).await;
+    assert_eq!(again.status, 200);
+    assert_eq!(md5_hex(&again.body), want);
+    wait_for(
+        "exactly the owner's hit counted",
+        Duration::from_secs(10),
+        || async { entry(&cache, &id).await.map(|e| e.hits) == Some(1) },
+    )
+    .await;
+}
