@@ -165,15 +165,15 @@ impl Fill {
     }
 
     /// Waits until the head is known; `None` when the fill was abandoned
-    /// (the follower must forward its own request).
+    /// or has already failed (the joiner must forward its own request).
     pub(crate) async fn wait_head(&self) -> Option<Head> {
         let mut rx = self.subscribe();
         loop {
             let phase = rx.borrow_and_update().phase.clone();
             match phase {
                 Phase::Waiting => {}
-                Phase::Abandoned => return None,
-                _ => return self.head.get().cloned(),
+                Phase::Abandoned | Phase::Failed(_) => return None,
+                Phase::Streaming | Phase::Verified => return self.head.get().cloned(),
             }
             if rx.changed().await.is_err() {
                 return None;
