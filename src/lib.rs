@@ -11,6 +11,7 @@ pub mod layer;
 pub mod reverse_proxy;
 pub mod server;
 pub mod store;
+pub mod worker;
 
 #[cfg(feature = "fake-glance")]
 pub mod fake_glance;
@@ -18,3 +19,4 @@ pub mod fake_glance;
 pub use error::{BoxError, Error};
 pub use image_id::ImageId;
 pub use layer::cache::CacheLayer;
+pub use layer::manage::CacheManageLayer;

@@ -1,11 +1,21 @@
 //! `glance-cache-proxy serve`: the caching reverse proxy.
+//!
+//! The stack, outermost first:
+//! `CacheManageLayer` (management API, version discovery) →
+//! `CacheLayer` (hits, fills, invalidation) → `ReverseProxy` (the upstream),
+//! plus the prefetch workers and the maintenance task beside it.
+
+use std::time::Duration;
 
 use anyhow::Context;
+use glance_cache::auth::manage::ManagementAuth;
 use glance_cache::config::Config;
 use glance_cache::layer::cache::{CacheLayer, RequestBody};
+use glance_cache::layer::manage::CacheManageLayer;
 use glance_cache::reverse_proxy::ReverseProxy;
 use glance_cache::server;
 use glance_cache::store::CacheStore;
+use glance_cache::worker::{Maintenance, Prefetcher};
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
@@ -42,6 +52,8 @@ where
 }
 
 pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
+    let auth = ManagementAuth::from_config(&config.management)
+        .context("invalid management authorization settings")?;
     let cache = cache_layer(&config).await?;
     let addr = (config.bind_host.as_str(), config.bind_port);
     let listener = TcpListener::bind(addr)
@@ -49,25 +61,42 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}:{}", config.bind_host, config.bind_port))?;
     let local = listener.local_addr().context("listener address")?;
     let grace = config.proxy.shutdown_timeout;
+    let stall = Duration::from_secs(config.image_cache_stall_time);
     match cache {
         Some(layer) => {
             tracing::info!(listen = %local, upstream = %config.proxy.upstream_url,
-                cache_dir = %layer.store().root().display(), "glance-cache-proxy serving");
-            let service = ServiceBuilder::new()
-                .layer(layer)
-                .service(upstream::<RequestBody<Incoming>>(&config));
+                cache_dir = %layer.store().root().display(), management_auth = ?auth.mode(),
+                "glance-cache-proxy serving");
+            let stack = ServiceBuilder::new()
+                .layer(layer.clone())
+                .service(upstream::<RequestBody<RequestBody<Incoming>>>(&config));
+            let m = &config.maintenance;
+            let mut manage = CacheManageLayer::new(Some(layer.clone()), auth.clone()).with_stall_time(stall);
+            if m.prefetch_enabled {
+                let prefetcher = Prefetcher::builder(layer.clone(), auth.clone())
+                    .with_workers(m.prefetch_workers)
+                    .with_retries(m.prefetch_retries)
+                    .with_retry_delay(m.prefetch_retry_delay)
+                    .spawn(stack.clone());
+                manage = manage.with_prefetcher(prefetcher);
+            } else {
+                tracing::warn!("prefetch_enabled = false: queued images are not fetched until prefetching is enabled");
+            }
+            Maintenance::new(layer)
+                .with_auto_prune(m.auto_prune)
+                .with_clean_interval(m.clean_interval)
+                .with_stall_time(stall)
+                .spawn();
+            let service = ServiceBuilder::new().layer(manage).service(stack);
             server::serve(listener, service, server::shutdown_signal(), grace).await
         }
         None => {
             tracing::warn!(listen = %local, upstream = %config.proxy.upstream_url,
                 "image_cache_dir is not set: caching is off and every request is forwarded");
-            server::serve(
-                listener,
-                upstream::<Incoming>(&config),
-                server::shutdown_signal(),
-                grace,
-            )
-            .await
+            let service = ServiceBuilder::new()
+                .layer(CacheManageLayer::new(None, auth))
+                .service(upstream::<RequestBody<Incoming>>(&config));
+            server::serve(listener, service, server::shutdown_signal(), grace).await
         }
     }
     .context("server failed")?;

@@ -54,6 +54,12 @@ impl Caller {
         }
     }
 
+    /// The caller's headers, without those that describe the original
+    /// request's body or range.
+    pub(crate) fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
     /// A GET of `path` on the same upstream, with the caller's headers.
     pub(crate) fn get<B>(&self, path: &str, body: B) -> Request<B> {
         let mut uri = self.uri.clone().into_parts();

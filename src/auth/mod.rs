@@ -23,6 +23,7 @@
 mod caller;
 mod decisions;
 mod hit;
+pub mod manage;
 
 pub(crate) use caller::Caller;
 pub(crate) use hit::{Decision, HitAuthorizer, ImageMeta};

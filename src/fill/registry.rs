@@ -10,6 +10,7 @@ use crate::ImageId;
 #[derive(Debug, Default)]
 pub(crate) struct FillRegistry {
     fills: Mutex<HashMap<ImageId, Arc<Fill>>>,
+    committed: Arc<tokio::sync::Notify>,
 }
 
 /// The outcome of [`FillRegistry::join_or_lead`].
@@ -80,6 +81,15 @@ impl FillRegistry {
         if fills.get(&fill.id).is_some_and(|f| Arc::ptr_eq(f, fill)) {
             fills.remove(&fill.id);
         }
+    }
+
+    /// Signalled after every commit (wakes the maintenance task).
+    pub(crate) fn committed(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.committed)
+    }
+
+    pub(crate) fn notify_commit(&self) {
+        self.committed.notify_one();
     }
 
     /// Number of fills in flight.

@@ -40,12 +40,16 @@ pub(crate) fn spawn_fill<B>(
     B::Error: Into<BoxError>,
 {
     tokio::spawn(async move {
-        run(&fill, body, expect, &store).await;
+        let committed = run(&fill, body, expect, &store).await;
         registry.remove(&fill);
+        if committed {
+            registry.notify_commit();
+        }
     });
 }
 
-async fn run<B>(fill: &Arc<Fill>, body: B, expect: Expectation, store: &CacheStore)
+/// Returns whether a new entry was committed.
+async fn run<B>(fill: &Arc<Fill>, body: B, expect: Expectation, store: &CacheStore) -> bool
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
@@ -55,7 +59,7 @@ where
         fill.finish(Phase::Failed(Failure::Local(
             "fill started without a file".into(),
         )));
-        return;
+        return false;
     };
     let (wtx, wrx) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
     let (htx, hrx) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
@@ -97,7 +101,7 @@ where
                 tracing::info!(image_id = %id, "image was deleted during its fill; not committed");
                 let store = store.clone();
                 let _ = tokio::task::spawn_blocking(move || store.discard_incomplete(&id)).await;
-                return;
+                return false;
             }
             let committed = {
                 let store = store.clone();
@@ -105,6 +109,7 @@ where
                 let file = Arc::clone(&file);
                 tokio::task::spawn_blocking(move || store.commit_blocking(&id, &file)).await
             };
+            let ok = matches!(committed, Ok(Ok(())));
             match committed {
                 Ok(Ok(())) => {
                     let verified = expect.verifiable();
@@ -125,6 +130,7 @@ where
                 }
                 Err(e) => tracing::error!(image_id = %id, error = %e, "commit task failed"),
             }
+            ok
         }
         Err(failure) => {
             let local = matches!(failure, Failure::Local(_));
@@ -139,6 +145,7 @@ where
                 tracing::warn!(image_id = %id, %failure, "fill failed; partial file moved to invalid/");
                 let _ = tokio::task::spawn_blocking(move || store.quarantine_incomplete(&id)).await;
             }
+            false
         }
     }
 }

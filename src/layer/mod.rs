@@ -1,2 +1,3 @@
-//! Tower middleware.
+//! Tower middleware: the cache and the management API.
 pub mod cache;
+pub mod manage;

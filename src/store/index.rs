@@ -178,6 +178,41 @@ impl Index {
         .await
     }
 
+    /// The id of every row, least recently accessed first (ties by id):
+    /// the order [`prune`](super::CacheStore::prune) removes entries in.
+    pub(crate) async fn lru(&self) -> Result<Vec<ImageId>, Error> {
+        self.call(|c| {
+            let mut stmt =
+                c.prepare("SELECT image_id FROM cached_images ORDER BY last_accessed, image_id")?;
+            let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
+            let mut out = Vec::new();
+            for raw in rows {
+                if let Ok(id) = ImageId::parse(&raw?) {
+                    out.push(id);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Deletes the rows of `ids` in one transaction; returns how many existed.
+    pub(crate) async fn delete_many(&self, ids: Vec<ImageId>) -> Result<usize, Error> {
+        self.call(move |c| {
+            let tx = c.transaction()?;
+            let mut deleted = 0;
+            {
+                let mut stmt = tx.prepare("DELETE FROM cached_images WHERE image_id = ?1")?;
+                for id in &ids {
+                    deleted += stmt.execute([id.as_str()])?;
+                }
+            }
+            tx.commit()?;
+            Ok(deleted)
+        })
+        .await
+    }
+
     /// Every row, ordered by image id (Glance's sqlite order).
     pub(crate) async fn list(&self) -> Result<Vec<CacheEntry>, Error> {
         self.call(|c| {

@@ -14,6 +14,11 @@
 //!   directory never write the same entry, and readers follow it while it
 //!   grows. A commit is `fsync` + `rename` + directory `fsync`.
 //! * The index is Glance's `cached_images` table, served by one thread.
+//! * Maintenance ([`CacheStore::queue_image`], [`CacheStore::prune`],
+//!   [`CacheStore::clean`], [`CacheStore::clear_cache`]) follows Glance
+//!   (spec §4.1, §5) but only ever touches files named by an image id, and
+//!   prune and clean are serialised across processes by lock files whose
+//!   names can never be an image id.
 //!
 //! # Example
 //!
@@ -32,11 +37,18 @@
 //! # Ok(()) }
 //! ```
 
+mod blocking;
+mod clean;
+mod clear;
 mod disk;
 mod file_body;
 mod index;
 mod layout;
+mod locks;
+mod prune;
+mod queue;
 mod reconcile;
+mod size;
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io;
@@ -46,10 +58,12 @@ use std::sync::Arc;
 use object_store::local::LocalFileSystem;
 use object_store::{GetOptions, GetResultPayload, ObjectStore, ObjectStoreExt};
 
+pub use clean::CleanReport;
 pub(crate) use file_body::read_chunk_at;
 pub use file_body::FileBody;
 pub(crate) use index::now_epoch;
 pub use index::CacheEntry;
+pub use prune::PruneReport;
 pub use reconcile::ReconcileReport;
 
 use crate::{Error, ImageId};
@@ -75,6 +89,8 @@ struct Inner {
     max_size: u64,
     min_free_disk: u64,
     hit_chunk_size: usize,
+    /// Serialise prune and clean within this store (see `locks`).
+    locks: locks::MaintenanceLocks,
 }
 
 /// Builds a [`CacheStore`]; see [`CacheStore::builder`].
@@ -130,6 +146,7 @@ impl CacheStoreBuilder {
                 max_size: self.max_size,
                 min_free_disk: self.min_free_disk,
                 hit_chunk_size: self.hit_chunk_size,
+                locks: locks::MaintenanceLocks::default(),
             }),
         };
         let report = store.reconcile().await?;
@@ -464,5 +481,7 @@ impl CacheStore {
     }
 }
 
+#[cfg(test)]
+mod maintenance_tests;
 #[cfg(test)]
 mod tests;

@@ -12,10 +12,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use glance_cache::auth::manage::ManagementAuth;
 use glance_cache::auth::HitAuthorization;
 use glance_cache::layer::cache::{CacheLayer, RequestBody};
+use glance_cache::layer::manage::CacheManageLayer;
 use glance_cache::reverse_proxy::ReverseProxy;
 use glance_cache::store::CacheStore;
+use glance_cache::worker::{Maintenance, Prefetcher};
 use hyper::body::Incoming;
 use tokio::sync::oneshot;
 use tower::ServiceBuilder;
@@ -40,6 +43,13 @@ pub struct ProxyOptions {
     pub max_size: u64,
     pub response_timeout: Duration,
     pub idle_timeout: Duration,
+    /// Who may call the management API (default: the static token `ADMIN`).
+    pub auth: ManagementAuth,
+    /// `false`: "worker paused", PUT /v2/cache/{id} only queues on disk.
+    pub prefetch: bool,
+    pub auto_prune: bool,
+    /// `false`: the proxy runs without a cache directory.
+    pub caching: bool,
 }
 
 impl Default for ProxyOptions {
@@ -51,6 +61,10 @@ impl Default for ProxyOptions {
             max_size: 10 << 30,
             response_timeout: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(20),
+            auth: ManagementAuth::static_tokens(vec!["ADMIN".to_string()]),
+            prefetch: true,
+            auto_prune: false,
+            caching: true,
         }
     }
 }
@@ -61,6 +75,7 @@ pub struct Proxy {
     pub url: String,
     pub layer: CacheLayer,
     pub dir: PathBuf,
+    pub prefetcher: Option<Prefetcher>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -76,10 +91,26 @@ impl Proxy {
         let layer = CacheLayer::new(store)
             .with_hit_authorization(opts.authz)
             .with_authorization_ttl(opts.ttl);
-        let proxy = ReverseProxy::<RequestBody<Incoming>>::new(upstream.parse().unwrap())
-            .with_response_timeout(opts.response_timeout)
-            .with_idle_timeout(opts.idle_timeout);
-        let service = ServiceBuilder::new().layer(layer.clone()).service(proxy);
+        let proxy =
+            ReverseProxy::<RequestBody<RequestBody<Incoming>>>::new(upstream.parse().unwrap())
+                .with_response_timeout(opts.response_timeout)
+                .with_idle_timeout(opts.idle_timeout);
+        let stack = ServiceBuilder::new().layer(layer.clone()).service(proxy);
+        let prefetcher = opts.prefetch.then(|| {
+            Prefetcher::builder(layer.clone(), opts.auth.clone())
+                .with_retry_delay(Duration::from_millis(100))
+                .with_retries(2)
+                .spawn(stack.clone())
+        });
+        if opts.auto_prune {
+            Maintenance::new(layer.clone()).spawn();
+        }
+        let mut manage =
+            CacheManageLayer::new(opts.caching.then(|| layer.clone()), opts.auth.clone());
+        if let Some(p) = &prefetcher {
+            manage = manage.with_prefetcher(p.clone());
+        }
+        let service = ServiceBuilder::new().layer(manage).service(stack);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -99,6 +130,7 @@ impl Proxy {
             url: format!("http://{addr}"),
             layer,
             dir: dir.to_owned(),
+            prefetcher,
             stop: Some(stop),
             task: Some(task),
         }
@@ -189,4 +221,40 @@ pub fn files_in(dir: &Path) -> Vec<String> {
         .unwrap_or_default();
     names.sort();
     names
+}
+
+/// Any service served on 127.0.0.1:0 until dropped.
+pub struct Served {
+    pub addr: SocketAddr,
+    pub url: String,
+    _stop: oneshot::Sender<()>,
+}
+
+pub async fn serve_service<S, B>(service: S) -> Served
+where
+    S: tower::Service<http::Request<Incoming>, Response = http::Response<B>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<glance_cache::BoxError>,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<glance_cache::BoxError>,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(glance_cache::server::serve(
+        listener,
+        service,
+        async {
+            let _ = stopped.await;
+        },
+        Duration::from_secs(1),
+    ));
+    Served {
+        addr,
+        url: format!("http://{addr}"),
+        _stop: stop,
+    }
 }

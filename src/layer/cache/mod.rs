@@ -61,9 +61,9 @@
 mod body;
 mod download;
 mod future;
-mod headers;
+pub(crate) mod headers;
 mod layer;
-mod matcher;
+pub(crate) mod matcher;
 mod service;
 
 pub use body::{RequestBody, ResponseBody};

@@ -1,0 +1,100 @@
+//! [`Maintenance`]: the size limit and cleaning without cron.
+
+use std::time::Duration;
+
+use crate::layer::cache::CacheLayer;
+
+/// Keeps the cache under `image_cache_max_size` and cleans it periodically.
+///
+/// * After every commit (and at every clean tick) the cache size is checked
+///   and the least recently accessed entries are pruned while it is over
+///   the limit (Glance's stop rule).
+/// * Every `clean_interval`, `invalid/` and stalled `incomplete/` files are
+///   removed (a live fill's file is never touched).
+#[derive(Debug, Clone)]
+pub struct Maintenance {
+    cache: CacheLayer,
+    auto_prune: bool,
+    clean_interval: Duration,
+    stall_time: Duration,
+}
+
+impl Maintenance {
+    /// Maintenance of `cache` with auto-prune on and a clean every hour.
+    pub fn new(cache: CacheLayer) -> Self {
+        Maintenance {
+            cache,
+            auto_prune: true,
+            clean_interval: Duration::from_secs(3600),
+            stall_time: Duration::from_secs(86_400),
+        }
+    }
+
+    /// Prune after commits when over the limit (default true).
+    pub fn with_auto_prune(mut self, on: bool) -> Self {
+        self.auto_prune = on;
+        self
+    }
+
+    /// Period of the clean (zero disables it).
+    pub fn with_clean_interval(mut self, every: Duration) -> Self {
+        self.clean_interval = every;
+        self
+    }
+
+    /// `image_cache_stall_time` for the clean.
+    pub fn with_stall_time(mut self, stall: Duration) -> Self {
+        self.stall_time = stall;
+        self
+    }
+
+    /// Runs until the runtime shuts down.
+    pub fn spawn(self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move { self.run().await })
+    }
+
+    async fn prune_if_over(&self) {
+        let store = self.cache.store();
+        match store.cache_size().await {
+            Ok(size) if size > store.max_size() => match store.prune().await {
+                Ok(r) => tracing::info!(
+                    files = r.files,
+                    bytes = r.bytes,
+                    orphans = r.orphans,
+                    "cache over image_cache_max_size; pruned"
+                ),
+                Err(e) => tracing::warn!(error = %e, "auto-prune failed"),
+            },
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot measure the cache"),
+        }
+    }
+
+    async fn run(self) {
+        let committed = self.cache.fills.committed();
+        let mut clean = (!self.clean_interval.is_zero()).then(|| {
+            let mut t = tokio::time::interval(self.clean_interval);
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            t
+        });
+        if self.auto_prune {
+            self.prune_if_over().await;
+        }
+        loop {
+            tokio::select! {
+                _ = committed.notified(), if self.auto_prune => self.prune_if_over().await,
+                _ = async { clean.as_mut().expect("guarded").tick().await }, if clean.is_some() => {
+                    match self.cache.store().clean(self.stall_time).await {
+                        Ok(r) if r.invalid_removed + r.incomplete_removed > 0 => tracing::info!(
+                            invalid = r.invalid_removed, incomplete = r.incomplete_removed, "cache cleaned"),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "periodic clean failed"),
+                    }
+                    if self.auto_prune {
+                        self.prune_if_over().await;
+                    }
+                }
+            }
+        }
+    }
+}
