@@ -6,6 +6,7 @@
 pub mod client;
 pub mod fixture;
 pub mod real_glance;
+pub mod real_keystone;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -11,16 +11,27 @@
 # C compiler and the Python headers; the script checks both before it starts and says what is
 # missing). The last line printed on success is "setup-python: ready: <venv>".
 #
-# Environment:
-#   GLANCE_CACHE_VENV  where the venv lives (default $HOME/.cache/glance-cache/venv)
-#   PYTHON             the interpreter the venv is made from (default python3; needs >= 3.10)
+# --with-keystone also installs a REAL OpenStack Keystone: keystone 30.0.0, pymemcache 4.0.0 and
+# uWSGI 2.0.31, pinned by tests/harness/constraints-keystone.txt, into a SEPARATE venv
+#   ${GLANCE_CACHE_KEYSTONE_VENV:-$HOME/.cache/glance-cache/keystone-venv}
+# (so that Keystone's dependencies can never disturb Glance's), plus Debian's memcached via
+# apt-get when no memcached is on PATH (tests/harness/keystone.sh runs a private one per
+# Keystone). Idempotent too; a cold install takes about a minute more.
 #
-# Components: "glance" is always installed. Further components (a real Keystone, planned as
-# --with-keystone) each get an ensure_<name> function and a flag; nothing else changes.
+# Environment:
+#   GLANCE_CACHE_VENV           where the Glance venv lives (default $HOME/.cache/glance-cache/venv)
+#   GLANCE_CACHE_KEYSTONE_VENV  where the Keystone venv lives
+#                               (default $HOME/.cache/glance-cache/keystone-venv)
+#   GLANCE_CACHE_NO_APT         =1: never call apt-get (memcached must then be on PATH already)
+#   PYTHON                      the interpreter the venvs are made from (default python3; >= 3.10)
+#
+# Components: "glance" is always installed, "keystone" with --with-keystone. Each has an
+# ensure_<name> function and a flag; nothing else changes.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 VENV=${GLANCE_CACHE_VENV:-${HOME:-/root}/.cache/glance-cache/venv}
+KEYSTONE_VENV=${GLANCE_CACHE_KEYSTONE_VENV:-${HOME:-/root}/.cache/glance-cache/keystone-venv}
 PY=${PYTHON:-python3}
 CONSTRAINTS=$HERE/constraints.txt
 QUIET=0
@@ -147,8 +158,55 @@ ensure_glance() {
   uwsgi_ok glance || die "uWSGI in $VENV cannot import glance through its embedded Python (see $LOG)"
 }
 
+KEYSTONE_PINS=(keystone==30.0.0 pymemcache==4.0.0 uWSGI==2.0.31)
+
+# The helpers above work on $VENV, $LOG and $CONSTRAINTS: here they are the Keystone venv's
+# (bash's dynamic scoping makes these locals visible to the functions called from here).
 ensure_keystone() {
-  die "--with-keystone is not implemented yet"
+  local VENV=$KEYSTONE_VENV
+  local LOG=$KEYSTONE_VENV/setup-python.log
+  local CONSTRAINTS=$HERE/constraints-keystone.txt
+  ensure_memcached
+  if venv_has "${KEYSTONE_PINS[@]}" && [ -x "$VENV/bin/keystone-manage" ] && uwsgi_ok keystone pymemcache; then
+    say "keystone already installed (${KEYSTONE_PINS[*]}) in $VENV"
+    return 0
+  fi
+  check_build_prerequisites
+  ensure_venv
+  rm -rf "$VENV/glance-cache-harness"   # keystone.sh's cached initial DB belongs to the old Keystone
+  if ! { venv_has uWSGI==2.0.31 && uwsgi_ok; }; then
+    say "compiling uWSGI 2.0.31 for the Keystone venv (about 30 s); log: $LOG"
+    run_logged "building uWSGI" "$VENV/bin/python" -m pip install --no-cache-dir --force-reinstall --no-deps \
+      -c "$CONSTRAINTS" uWSGI==2.0.31
+    uwsgi_ok || die "$VENV/bin/uwsgi does not embed the venv's Python (see $LOG)"
+  fi
+  say "installing ${KEYSTONE_PINS[*]} into $VENV; log: $LOG"
+  run_logged "pip install" "$VENV/bin/python" -m pip install -c "$CONSTRAINTS" "${KEYSTONE_PINS[@]}"
+  venv_has "${KEYSTONE_PINS[@]}" || die "installed, but $VENV still lacks ${KEYSTONE_PINS[*]} (see $LOG)"
+  [ -x "$VENV/bin/keystone-manage" ] || die "pip installed keystone but $VENV/bin/keystone-manage is missing (see $LOG)"
+  uwsgi_ok keystone pymemcache || die "uWSGI in $VENV cannot import keystone through its embedded Python (see $LOG)"
+  say "keystone ready in $VENV"
+}
+
+# Debian's memcached binary (keystone.sh starts a private one per Keystone; none is left
+# running by the package: Docker-style machines forbid service starts with policy-rc.d).
+ensure_memcached() {
+  if command -v memcached >/dev/null 2>&1; then return 0; fi
+  [ "${GLANCE_CACHE_NO_APT:-0}" != 1 ] \
+    || die "no memcached on PATH and GLANCE_CACHE_NO_APT=1 (Debian: apt-get install memcached)"
+  command -v apt-get >/dev/null 2>&1 || die "no memcached on PATH and no apt-get to install it"
+  [ "$(id -u)" = 0 ] || die "no memcached on PATH: install it as root (Debian: apt-get install memcached)"
+  local apt_log=${TMPDIR:-/tmp}/glance-cache-apt-memcached.log
+  say "installing Debian's memcached (apt-get); log: $apt_log"
+  : > "$apt_log"
+  # a machine that never ran apt-get update has no candidate for it
+  if ! apt-cache policy memcached 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -q >> "$apt_log" 2>&1 \
+      || { tail -n 20 "$apt_log" >&2; die "apt-get update failed (log: $apt_log)"; }
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends memcached < /dev/null >> "$apt_log" 2>&1 \
+    || { tail -n 20 "$apt_log" >&2; die "apt-get install memcached failed (log: $apt_log)"; }
+  command -v memcached >/dev/null 2>&1 || die "apt-get installed memcached but it is not on PATH"
 }
 
 # One setup at a time per venv (two concurrent pip installs into one venv corrupt it).
@@ -159,7 +217,17 @@ if command -v flock >/dev/null 2>&1; then
 fi
 
 ensure_glance
-if [ "$WITH_KEYSTONE" = 1 ]; then ensure_keystone; fi
+if [ "$WITH_KEYSTONE" = 1 ]; then
+  if command -v flock >/dev/null 2>&1; then
+    mkdir -p "$(dirname "$KEYSTONE_VENV")"
+    exec 8> "$KEYSTONE_VENV.lock"
+    flock -w 900 8 || die "another setup-python.sh holds $KEYSTONE_VENV.lock for 15 minutes"
+  fi
+  ensure_keystone
+fi
 
 say "ready in $(( $(date +%s) - START ))s: glance $("$VENV/bin/python" -c 'from importlib.metadata import version as v; print(v("glance"), "/ glanceclient", v("python-glanceclient"), "/ uWSGI", v("uWSGI"))')"
+if [ "$WITH_KEYSTONE" = 1 ]; then
+  say "keystone $("$KEYSTONE_VENV/bin/python" -c 'from importlib.metadata import version as v; print(v("keystone"), "/ pymemcache", v("pymemcache"), "/ uWSGI", v("uWSGI"))') in $KEYSTONE_VENV; $(memcached -V 2>/dev/null || echo 'memcached ?')"
+fi
 say "ready: $VENV"
