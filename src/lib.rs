@@ -15,6 +15,8 @@ pub mod worker;
 
 #[cfg(feature = "fake-glance")]
 pub mod fake_glance;
+#[cfg(feature = "fake-glance")]
+pub mod fake_keystone;
 
 pub use error::{BoxError, Error};
 pub use image_id::ImageId;

@@ -30,6 +30,10 @@ pub enum ConfigError {
     /// A `$name` / `${group.name}` reference in a value could not be resolved.
     #[error(transparent)]
     Interpolation(Box<InterpolationError>),
+    /// Options that are valid one by one do not fit together (for example
+    /// `management_auth = static` without `admin_tokens`).
+    #[error(transparent)]
+    Conflict(Box<ConflictError>),
 }
 
 /// A line that breaks the INI syntax rules.
@@ -60,6 +64,23 @@ pub struct ValueError {
     pub value: String,
     /// What the option accepts.
     pub expected: String,
+}
+
+/// Options that are valid one by one but do not fit together, reported
+/// against the option that asks for the others.
+#[derive(Debug, thiserror::Error)]
+#[error("{location}: [{section}] {option} = {value:?}: {problem}")]
+pub struct ConflictError {
+    /// Where the option was written ([`Source::Default`] when it was not).
+    pub location: Source,
+    /// The section, normalised.
+    pub section: String,
+    /// The option name.
+    pub option: String,
+    /// Its value after interpolation (never a secret).
+    pub value: String,
+    /// What is missing or contradicts it.
+    pub problem: String,
 }
 
 /// A `$name` / `${group.name}` reference that could not be resolved.
@@ -182,6 +203,15 @@ pub enum WarningKind {
         /// The section name as written.
         written: String,
     },
+    /// An option that is set but not used, and why.
+    IgnoredOption {
+        /// The section, normalised.
+        section: String,
+        /// The option name.
+        option: String,
+        /// Why it is not used, and what would use it.
+        reason: String,
+    },
     /// A choice value accepted case-insensitively that Glance itself would
     /// misread (spec §7.1: a mixed-case `image_cache_driver` makes Glance
     /// fall back to the sqlite driver).
@@ -213,6 +243,11 @@ impl fmt::Display for WarningKind {
                 Ok(())
             }
             Self::UnknownSection { section } => write!(f, "unknown section [{section}] (ignored)"),
+            Self::IgnoredOption {
+                section,
+                option,
+                reason,
+            } => write!(f, "[{section}] {option} is ignored: {reason}"),
             Self::NotDefaultSection { written } => write!(
                 f,
                 "section [{written}] is not [DEFAULT] (only the upper-case spelling is the \

@@ -6,9 +6,10 @@ use super::error::{
     ConfigError, ConfigWarning, InterpolationError, InterpolationProblem, ValueError, WarningKind,
 };
 use super::ini;
+use super::management;
 use super::options::{
-    self, enabled_backend_names, is_glance_section, OptionDef, OptionKind, Value, DEFAULT_SECTION,
-    OPTIONS, PROXY_SECTION,
+    self, enabled_backend_names, is_glance_section, OptionDef, OptionKind, Value,
+    CACHE_POLICY_SECTION, DEFAULT_SECTION, KEYSTONE_SECTION, OPTIONS, PROXY_SECTION, REDACTED,
 };
 use super::raw::{normalize_section, RawConfig, RawValue, Source};
 use super::value::interpolate;
@@ -34,6 +35,8 @@ pub struct Effective {
     /// The option.
     pub option: &'static OptionDef,
     /// The value after interpolation, as written (`None`: unset, no default).
+    /// For [secret](OptionDef::secret) options that are set, a placeholder
+    /// (`<redacted>`) instead of the value.
     pub value: Option<String>,
     /// Where it came from.
     pub source: Source,
@@ -66,7 +69,7 @@ impl Loaded {
                 let (value, source) = self
                     .raw
                     .get(&section, key)
-                    .map(|v| (v.value.clone(), v.source.clone()))
+                    .map(|v| (shown(&section, key, &v.value), v.source.clone()))
                     .unwrap_or((String::new(), Source::Default));
                 ConfigError::Interpolation(Box::new(InterpolationError {
                     location: source,
@@ -110,10 +113,30 @@ pub(crate) fn load_texts<'t>(
 
     let mut config = Config::default();
     let mut effective = Vec::with_capacity(OPTIONS.len());
+    let mut values = Vec::with_capacity(OPTIONS.len());
+    let mut deferred = Vec::new();
     let mut warnings = Vec::new();
     for def in OPTIONS {
         let mut r = Resolver::new(&raw);
-        let (value, text, source) = r.typed(def)?;
+        let (value, text, source) = match r.typed(def) {
+            Ok(typed) => typed,
+            // keystonemiddleware's options only matter when management
+            // calls are validated with Keystone; Glance reports its own
+            // problems with them.
+            Err(e) if def.section == KEYSTONE_SECTION => {
+                let source = raw
+                    .get(def.section, def.name)
+                    .map_or(Source::Default, |v| v.source.clone());
+                effective.push(Effective {
+                    option: def,
+                    value: raw.get(def.section, def.name).map(|v| def.shown(&v.value)),
+                    source,
+                });
+                deferred.push((def.name, e));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         if let (OptionKind::Choice { .. }, Value::Choice(canonical), Source::File { path, line }) =
             (def.kind, &value, &source)
         {
@@ -132,10 +155,15 @@ pub(crate) fn load_texts<'t>(
         def.apply(&mut config, value);
         effective.push(Effective {
             option: def,
-            value: (source != Source::Default || def.default.is_some()).then_some(text),
-            source,
+            value: (source != Source::Default || def.default.is_some()).then(|| def.shown(&text)),
+            source: source.clone(),
         });
+        values.push((def, text, source));
     }
+    warnings.extend(management::resolve(
+        &mut config,
+        management::Values::new(&values, deferred),
+    )?);
 
     warnings.extend(structure_warnings(&raw));
     let file_index = |p: &Path| files.iter().position(|f| f == p).unwrap_or(usize::MAX);
@@ -160,6 +188,7 @@ fn structure_warnings(raw: &RawConfig) -> Vec<ConfigWarning> {
     for s in &raw.sections {
         let kind = if s.normalized == DEFAULT_SECTION
             || s.normalized == PROXY_SECTION
+            || s.normalized == CACHE_POLICY_SECTION
             || is_glance_section(&s.normalized)
             || backends.contains(&s.normalized)
         {
@@ -185,9 +214,15 @@ fn structure_warnings(raw: &RawConfig) -> Vec<ConfigWarning> {
         }
         let suggestion = suggest(&e.section, &e.key);
         let suspicious = match e.section.as_str() {
-            PROXY_SECTION => true,
+            PROXY_SECTION | CACHE_POLICY_SECTION => true,
             DEFAULT_SECTION => {
                 suggestion.is_some() || canonical_key(&e.key).starts_with("image_cache")
+            }
+            // keystonemiddleware and keystoneauth read many more options
+            // there; only near-misses of the ones read here are suspicious.
+            KEYSTONE_SECTION => {
+                suggestion.is_some()
+                    && !KEYSTONE_AUTHTOKEN_OPTIONS.contains(&canonical_key(&e.key).as_str())
             }
             _ => false,
         };
@@ -204,6 +239,117 @@ fn structure_warnings(raw: &RawConfig) -> Vec<ConfigWarning> {
         }
     }
     out
+}
+
+/// Options keystonemiddleware's `auth_token` and keystoneauth's loaders
+/// (password, application credential, token and session options) read
+/// from `[keystone_authtoken]`, current and removed; never reported as typos.
+const KEYSTONE_AUTHTOKEN_OPTIONS: &[&str] = &[
+    "admin_password",
+    "admin_tenant_name",
+    "admin_token",
+    "admin_user",
+    "application_credential_id",
+    "application_credential_name",
+    "application_credential_secret",
+    "auth_admin_prefix",
+    "auth_host",
+    "auth_port",
+    "auth_protocol",
+    "auth_section",
+    "auth_type",
+    "auth_uri",
+    "auth_url",
+    "auth_version",
+    "cache",
+    "cafile",
+    "certfile",
+    "check_revocations_for_cached",
+    "collect_timing",
+    "default_domain_id",
+    "default_domain_name",
+    "delay_auth_decision",
+    "domain_id",
+    "domain_name",
+    "enforce_token_bind",
+    "hash_algorithms",
+    "http_connect_timeout",
+    "http_request_max_retries",
+    "identity_uri",
+    "include_service_catalog",
+    "insecure",
+    "interface",
+    "keyfile",
+    "memcache_pool_conn_get_timeout",
+    "memcache_pool_dead_retry",
+    "memcache_pool_maxsize",
+    "memcache_pool_socket_timeout",
+    "memcache_pool_unused_timeout",
+    "memcache_sasl_enabled",
+    "memcache_secret_key",
+    "memcache_security_strategy",
+    "memcache_tls_allowed_ciphers",
+    "memcache_tls_cafile",
+    "memcache_tls_certfile",
+    "memcache_tls_enabled",
+    "memcache_tls_keyfile",
+    "memcache_use_advanced_pool",
+    "memcache_password",
+    "memcache_username",
+    "memcached_servers",
+    "password",
+    "project_domain_id",
+    "project_domain_name",
+    "project_id",
+    "project_name",
+    "region_name",
+    "revocation_cache_time",
+    "service_token_roles",
+    "service_token_roles_required",
+    "service_type",
+    "signing_dir",
+    "split_loggers",
+    "system_scope",
+    "tenant_id",
+    "tenant_name",
+    "timeout",
+    "token",
+    "token_cache_time",
+    "trust_id",
+    "user_domain_id",
+    "user_domain_name",
+    "user_id",
+    "username",
+    "www_authenticate_uri",
+];
+
+/// Whether `[section] key` holds a credential that must not be shown: a
+/// [secret](OptionDef::secret) option, or a key whose name says so
+/// (`password`, `*_secret*`, `*_token(s)`, `*_key`, database connections,
+/// messaging transport URLs).
+pub(crate) fn is_secret(section: &str, key: &str) -> bool {
+    if let Some(def) = options::find(section, key) {
+        return def.secret;
+    }
+    let k = canonical_key(key);
+    k.contains("password")
+        || k.contains("secret")
+        || k == "token"
+        || k.ends_with("_token")
+        || k.ends_with("_tokens")
+        || k.ends_with("_key")
+        || k == "connection"
+        || k.ends_with("_connection")
+        || k == "transport_url"
+}
+
+/// `value` as it may appear in messages and `Debug` output.
+pub(crate) fn shown(section: &str, key: &str, value: &str) -> String {
+    if is_secret(section, key) && !value.is_empty() {
+        REDACTED.to_owned()
+    } else {
+        value.to_owned()
+    }
 }
 
 /// `Image-Cache-Dir` -> `image_cache_dir`.
@@ -266,6 +412,15 @@ impl<'a> Resolver<'a> {
     fn typed(&mut self, def: &'static OptionDef) -> Result<(Value, String, Source), ConfigError> {
         let raw_config = self.raw;
         let (text, source) = match raw_config.get(def.section, def.name) {
+            // Every assignment adds to a list option (oslo.config's
+            // MultiStrOpt); the last one is its source.
+            Some(last) if def.kind == OptionKind::TokenList => {
+                let mut parts = Vec::new();
+                for raw in raw_config.get_all(def.section, def.name) {
+                    parts.push(self.interpolate(def.section, def.name, raw)?);
+                }
+                (parts.join(","), last.source.clone())
+            }
             Some(raw) => (
                 self.interpolate(def.section, def.name, raw)?,
                 raw.source.clone(),
@@ -278,7 +433,7 @@ impl<'a> Resolver<'a> {
                 location: source,
                 section: def.section.to_owned(),
                 option: def.name.to_owned(),
-                value: text,
+                value: def.shown(&text),
                 expected,
             }))),
         }
@@ -306,7 +461,7 @@ impl<'a> Resolver<'a> {
                     location: raw.source.clone(),
                     section: section.to_owned(),
                     option: key.to_owned(),
-                    value: raw.value.clone(),
+                    value: shown(section, key, &raw.value),
                     reference: failed_reference,
                     problem,
                 }))

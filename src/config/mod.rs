@@ -71,16 +71,22 @@ use std::time::Duration;
 mod error;
 mod ini;
 mod load;
+mod maintenance;
+mod management;
 pub mod options;
+mod policy;
 mod raw;
 mod value;
 
 pub use error::{
-    ConfigError, ConfigWarning, InterpolationError, InterpolationProblem, SyntaxError,
-    SyntaxErrorKind, ValueError, WarningKind,
+    ConfigError, ConfigWarning, ConflictError, InterpolationError, InterpolationProblem,
+    SyntaxError, SyntaxErrorKind, ValueError, WarningKind,
 };
 pub use load::{Effective, Loaded};
+pub use maintenance::MaintenanceOptions;
+pub use management::{Domain, KeystoneOptions, ManagementAuthMode, ManagementOptions, Project};
 pub use options::{OptionDef, OptionKind, Unit, OPTIONS};
+pub use policy::{CachePolicy, PolicyRule, RoleRule};
 pub use raw::{RawConfig, RawValue, Source};
 
 /// The typed configuration. `Default` gives every option its default.
@@ -106,6 +112,11 @@ pub struct Config {
     pub image_cache_stall_time: u64,
     /// The `[proxy]` section.
     pub proxy: ProxyOptions,
+    /// Who may call the cache-management API: `[proxy] management_auth`
+    /// and `admin_tokens`, `[keystone_authtoken]`, `[cache_policy]`.
+    pub management: ManagementOptions,
+    /// The prefetch worker, pruning and cleaning (`[proxy]` options).
+    pub maintenance: MaintenanceOptions,
 }
 
 impl Default for Config {
@@ -119,6 +130,8 @@ impl Default for Config {
             image_cache_max_size: 10_737_418_240,
             image_cache_stall_time: 86_400,
             proxy: ProxyOptions::default(),
+            management: ManagementOptions::default(),
+            maintenance: MaintenanceOptions::default(),
         }
     }
 }
@@ -242,3 +255,6 @@ impl fmt::Display for HitAuthorization {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod tests_management;

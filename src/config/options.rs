@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use http::Uri;
 
+use super::policy::{PolicyRule, RoleRule};
 use super::value::{match_choice, parse_bool, parse_python_int, render_bool, IntError};
 use super::{CacheDriver, Config, HitAuthorization};
 
@@ -14,6 +15,11 @@ use super::{CacheDriver, Config, HitAuthorization};
 pub const DEFAULT_SECTION: &str = "DEFAULT";
 /// The section of this proxy's own options.
 pub const PROXY_SECTION: &str = "proxy";
+/// keystonemiddleware's section: the service credentials this proxy uses to
+/// validate tokens of management calls.
+pub const KEYSTONE_SECTION: &str = "keystone_authtoken";
+/// The roles each cache-management policy rule requires.
+pub const CACHE_POLICY_SECTION: &str = "cache_policy";
 
 /// What an integer option counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,6 +68,21 @@ pub enum OptionKind {
     /// oslo.config's boolean: `true`/`1`/`on`/`yes` or `false`/`0`/`off`/`no`,
     /// case-insensitive.
     Bool,
+    /// A comma-separated list of tokens (printable ASCII without spaces);
+    /// empty items are skipped. Every assignment of the option, in every
+    /// file, adds to the list (oslo.config's `MultiStrOpt` merging).
+    TokenList,
+    /// A comma-separated list of role names (compared ignoring case; a
+    /// `role:` prefix is accepted), or `@` (any authenticated caller) or `!`
+    /// (nobody).
+    Roles,
+    /// keystonemiddleware's `token_cache_time`: a Python-style integer
+    /// `>= -1` of seconds, where `-1` turns caching off and values above
+    /// `cap` count as `cap`.
+    CacheSeconds {
+        /// The largest effective value.
+        cap: u64,
+    },
 }
 
 impl fmt::Display for OptionKind {
@@ -86,6 +107,19 @@ impl fmt::Display for OptionKind {
             OptionKind::HttpUrl => f.write_str(
                 "an absolute http:// URL with a host, e.g. http://127.0.0.1:9292 \
                  (a path prefix is allowed; no query)",
+            ),
+            OptionKind::TokenList => f.write_str(
+                "a comma-separated list of tokens (printable ASCII, no spaces); repeat the \
+                 option to add more",
+            ),
+            OptionKind::Roles => f.write_str(
+                "a comma-separated list of role names (any of them passes), @ for any \
+                 authenticated caller, or ! for nobody",
+            ),
+            OptionKind::CacheSeconds { cap } => write!(
+                f,
+                "an integer >= -1 (seconds; -1 turns the cache off, values above {cap} count as \
+                 {cap})"
             ),
         }
     }
@@ -119,6 +153,8 @@ pub(crate) enum Value {
     Choice(&'static str),
     Url(Uri),
     Bool(bool),
+    List(Vec<String>),
+    Roles(RoleRule),
 }
 
 /// One option: where it lives, what it accepts, its default and its help.
@@ -135,6 +171,9 @@ pub struct OptionDef {
     /// Whether Glance itself reads this option with the same meaning
     /// (so it must agree with Glance's configuration).
     pub glance: bool,
+    /// Whether the value is a credential: it is never shown in errors,
+    /// [`Effective`](super::Effective) values or `Debug` output.
+    pub secret: bool,
     /// One paragraph for the sample configuration and `--help`-like output.
     pub help: &'static str,
     apply: fn(&mut Config, Value),
@@ -187,6 +226,26 @@ impl OptionDef {
             OptionKind::Bool => parse_bool(text)
                 .map(Value::Bool)
                 .ok_or_else(|| self.kind.to_string()),
+            OptionKind::TokenList => parse_token_list(text).map(Value::List),
+            OptionKind::Roles => RoleRule::parse(text)
+                .map(Value::Roles)
+                .map_err(|problem| format!("{}; {problem}", self.kind)),
+            OptionKind::CacheSeconds { cap } => match parse_python_int(text) {
+                Ok(-1) => Ok(Value::Int(0)),
+                Ok(n) if n >= 0 => Ok(Value::Int(u64::try_from(n).map_or(cap, |n| n.min(cap)))),
+                Err(IntError::TooLarge) if n_too_large(text) => Ok(Value::Int(cap)),
+                _ => Err(self.kind.to_string()),
+            },
+        }
+    }
+
+    /// `text` as it may appear in messages: the text itself, or a
+    /// placeholder for [secret](OptionDef::secret) options.
+    pub(crate) fn shown(&self, text: &str) -> String {
+        if self.secret && !text.is_empty() {
+            REDACTED.to_owned()
+        } else {
+            text.to_owned()
         }
     }
 
@@ -216,13 +275,38 @@ impl OptionDef {
     }
 }
 
+/// What a secret value is replaced with in messages and `Debug` output.
+pub(crate) const REDACTED: &str = "<redacted>";
+
+/// Splits a token list at commas, trims the items and skips empty ones.
+/// Items must be printable ASCII without spaces (they are compared with the
+/// bytes of an `X-Auth-Token` header). Errors never show the tokens.
+fn parse_token_list(text: &str) -> Result<Vec<String>, String> {
+    let items: Vec<&str> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect();
+    for (i, item) in items.iter().enumerate() {
+        if !item.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(format!(
+                "{}; item {} of {} contains a space or a character outside printable ASCII",
+                OptionKind::TokenList,
+                i + 1,
+                items.len()
+            ));
+        }
+    }
+    Ok(items.into_iter().map(str::to_owned).collect())
+}
+
 /// Whether an integer text that overflowed was positive (too large rather
 /// than too small).
 fn n_too_large(text: &str) -> bool {
     !text.trim_start().starts_with('-')
 }
 
-fn parse_http_url(text: &str) -> Result<Uri, String> {
+pub(crate) fn parse_http_url(text: &str) -> Result<Uri, String> {
     let generic = || OptionKind::HttpUrl.to_string();
     if text.contains('#') {
         return Err(format!("{}; a fragment (#...) is not allowed", generic()));
@@ -281,10 +365,72 @@ fn string(v: Value) -> Option<String> {
     }
 }
 
+fn boolean(v: &Value) -> Option<bool> {
+    match v {
+        Value::Bool(b) => Some(*b),
+        _ => None,
+    }
+}
+
+fn add_admin_tokens(c: &mut Config, v: Value) {
+    if let Value::List(tokens) = v {
+        for t in tokens {
+            if !c.management.admin_tokens.contains(&t) {
+                c.management.admin_tokens.push(t);
+            }
+        }
+    }
+}
+
+fn set_policy(c: &mut Config, rule: PolicyRule, v: Value) {
+    if let Value::Roles(roles) = v {
+        c.management.policy = std::mem::take(&mut c.management.policy).with_rule(rule, roles);
+    }
+}
+
+/// Read after all options are loaded, when `management_auth = auto` is
+/// resolved (see `management::resolve`).
+fn resolved_later(_: &mut Config, _: Value) {}
+
 /// Choices of `image_cache_driver`, canonical spelling.
 const DRIVERS: &[&str] = &["centralized_db", "sqlite", "xattr"];
 /// Choices of `[proxy] hit_authorization`.
 const HIT_AUTHORIZATIONS: &[&str] = &["probe", "metadata", "none"];
+/// Choices of `[proxy] management_auth`.
+pub(crate) const MANAGEMENT_AUTHS: &[&str] = &["auto", "keystone", "static", "open", "deny"];
+
+/// A `[keystone_authtoken]` string option read when management calls are
+/// validated with Keystone (empty means unset).
+macro_rules! keystone_option {
+    ($name:literal, $secret:literal, $help:literal) => {
+        OptionDef {
+            section: KEYSTONE_SECTION,
+            name: $name,
+            kind: OptionKind::String { allow_empty: true },
+            default: None,
+            glance: true,
+            secret: $secret,
+            help: $help,
+            apply: resolved_later,
+        }
+    };
+}
+
+/// A `[cache_policy]` rule.
+macro_rules! policy_option {
+    ($rule:expr, $name:literal, $help:literal) => {
+        OptionDef {
+            section: CACHE_POLICY_SECTION,
+            name: $name,
+            kind: OptionKind::Roles,
+            default: Some("admin"),
+            glance: false,
+            secret: false,
+            help: $help,
+            apply: |c, v| set_policy(c, $rule, v),
+        }
+    };
+}
 
 impl CacheDriver {
     /// The name used in configuration files.
@@ -334,6 +480,7 @@ pub static OPTIONS: &[OptionDef] = &[
         kind: OptionKind::String { allow_empty: false },
         default: Some("0.0.0.0"),
         glance: true,
+        secret: false,
         help: "Address the proxy listens on (an IP address or host name).",
         apply: |c, v| {
             if let Some(s) = string(v) {
@@ -351,6 +498,7 @@ pub static OPTIONS: &[OptionDef] = &[
         },
         default: Some("9292"),
         glance: true,
+        secret: false,
         help: "Port the proxy listens on. When the proxy runs next to Glance, give one of \
                them another port.",
         apply: |c, v| {
@@ -365,6 +513,7 @@ pub static OPTIONS: &[OptionDef] = &[
         kind: OptionKind::Path,
         default: None,
         glance: true,
+        secret: false,
         help: "Base directory of the image cache (Glance's layout: <image id>, incomplete/, \
                invalid/, queue/). Unset or empty means caching is off: the cache API answers \
                404 and requests are only proxied.",
@@ -380,6 +529,7 @@ pub static OPTIONS: &[OptionDef] = &[
         kind: OptionKind::String { allow_empty: false },
         default: Some("cache.db"),
         glance: true,
+        secret: false,
         help: "SQLite file of the cache index, relative to image_cache_dir (an absolute path \
                is allowed).",
         apply: |c, v| {
@@ -397,6 +547,7 @@ pub static OPTIONS: &[OptionDef] = &[
         },
         default: Some("centralized_db"),
         glance: true,
+        secret: false,
         help: "Cache metadata driver: centralized_db (Glance's default since 2024.1), sqlite \
                (deprecated) or xattr. Write it in lower case: Glance accepts other spellings \
                but then silently uses sqlite.",
@@ -418,6 +569,7 @@ pub static OPTIONS: &[OptionDef] = &[
         },
         default: Some("10737418240"),
         glance: true,
+        secret: false,
         help: "Cache size in bytes above which pruning removes the least recently used \
                images. Not a hard cap: the cache can grow past it between prunes. Plain \
                integer (10_737_418_240 is fine); unit suffixes such as 10G are not supported.",
@@ -437,6 +589,7 @@ pub static OPTIONS: &[OptionDef] = &[
         },
         default: Some("86400"),
         glance: true,
+        secret: false,
         help: "Seconds after which a file in incomplete/ counts as stalled and is removed by \
                cleaning.",
         apply: |c, v| {
@@ -451,6 +604,7 @@ pub static OPTIONS: &[OptionDef] = &[
         kind: OptionKind::HttpUrl,
         default: Some("http://127.0.0.1:9292"),
         glance: false,
+        secret: false,
         help: "The Glance API that requests are forwarded to: an absolute http:// URL, \
                optionally with a path prefix. https is not supported yet.",
         apply: |c, v| {
@@ -468,6 +622,7 @@ pub static OPTIONS: &[OptionDef] = &[
         },
         default: Some("probe"),
         glance: false,
+        secret: false,
         help: "How a cache hit is authorized, with the caller's credentials, before it is \
                served. probe: fetch the image record and a one-byte ranged download from the \
                upstream, which checks the download right too. metadata: fetch the image record \
@@ -491,6 +646,7 @@ pub static OPTIONS: &[OptionDef] = &[
         },
         default: Some("10"),
         glance: false,
+        secret: false,
         help: "Seconds a hit authorization result is remembered, per token and image; \
                results are never shared between tokens. 0 turns the memory off; at most 30.",
         apply: |c, v| {
@@ -509,6 +665,7 @@ pub static OPTIONS: &[OptionDef] = &[
         },
         default: Some("5"),
         glance: false,
+        secret: false,
         help: "Seconds to wait for a connection to the upstream.",
         apply: |c, v| {
             if let Some(d) = secs(&v) {
@@ -526,6 +683,7 @@ pub static OPTIONS: &[OptionDef] = &[
         },
         default: Some("60"),
         glance: false,
+        secret: false,
         help: "Seconds to wait for the upstream's response headers.",
         apply: |c, v| {
             if let Some(d) = secs(&v) {
@@ -543,6 +701,7 @@ pub static OPTIONS: &[OptionDef] = &[
         },
         default: Some("60"),
         glance: false,
+        secret: false,
         help: "Seconds without receiving body bytes from the upstream after which a \
                download or cache fill is abandoned.",
         apply: |c, v| {
@@ -561,6 +720,7 @@ pub static OPTIONS: &[OptionDef] = &[
         },
         default: Some("30"),
         glance: false,
+        secret: false,
         help: "Seconds to let running downloads and cache fills finish after SIGTERM before \
                the proxy exits.",
         apply: |c, v| {
@@ -579,6 +739,7 @@ pub static OPTIONS: &[OptionDef] = &[
         },
         default: Some("262144"),
         glance: false,
+        secret: false,
         help: "Bytes read from the cache file per chunk when serving a hit (64 KiB to 4 MiB).",
         apply: |c, v| {
             if let Some(n) = int(&v) {
@@ -596,6 +757,7 @@ pub static OPTIONS: &[OptionDef] = &[
         },
         default: Some("268435456"),
         glance: false,
+        secret: false,
         help: "Bytes that must stay free on the cache filesystem for a cache fill to start; \
                below that, requests are only proxied. 0 turns the check off.",
         apply: |c, v| {
@@ -604,6 +766,285 @@ pub static OPTIONS: &[OptionDef] = &[
             }
         },
     },
+    OptionDef {
+        section: PROXY_SECTION,
+        name: "prefetch_enabled",
+        kind: OptionKind::Bool,
+        default: Some("true"),
+        glance: false,
+        secret: false,
+        help: "Whether the prefetch worker caches queued images. false pauses it: \
+               PUT /v2/cache/{image_id} still queues images (on disk, in queue/), and they are \
+               cached once it is true again.",
+        apply: |c, v| {
+            if let Some(b) = boolean(&v) {
+                c.maintenance.prefetch_enabled = b;
+            }
+        },
+    },
+    OptionDef {
+        section: PROXY_SECTION,
+        name: "prefetch_workers",
+        kind: OptionKind::Integer {
+            min: 1,
+            max: 16,
+            unit: Unit::Count,
+        },
+        default: Some("2"),
+        glance: false,
+        secret: false,
+        help: "How many queued images the prefetch worker caches at the same time (1 to 16).",
+        apply: |c, v| {
+            if let Some(n) = int(&v) {
+                c.maintenance.prefetch_workers = n;
+            }
+        },
+    },
+    OptionDef {
+        section: PROXY_SECTION,
+        name: "prefetch_retries",
+        kind: OptionKind::Integer {
+            min: 0,
+            max: 100,
+            unit: Unit::Count,
+        },
+        default: Some("5"),
+        glance: false,
+        secret: false,
+        help: "How many times a failed prefetch of a queued image is retried before the image \
+               is dropped from the queue (0 to 100).",
+        apply: |c, v| {
+            if let Some(n) = int(&v) {
+                c.maintenance.prefetch_retries = n;
+            }
+        },
+    },
+    OptionDef {
+        section: PROXY_SECTION,
+        name: "prefetch_retry_delay",
+        kind: OptionKind::Integer {
+            min: 1,
+            max: 300,
+            unit: Unit::Seconds,
+        },
+        default: Some("5"),
+        glance: false,
+        secret: false,
+        help: "Seconds before the first retry of a failed prefetch; the delay doubles with \
+               every further retry, up to 300 seconds.",
+        apply: |c, v| {
+            if let Some(d) = secs(&v) {
+                c.maintenance.prefetch_retry_delay = d;
+            }
+        },
+    },
+    OptionDef {
+        section: PROXY_SECTION,
+        name: "auto_prune",
+        kind: OptionKind::Bool,
+        default: Some("true"),
+        glance: false,
+        secret: false,
+        help: "Whether the proxy prunes the cache (least recently used images first) whenever \
+               it grows past image_cache_max_size. false leaves pruning to POST \
+               /v2/cache/prune or an external pruner.",
+        apply: |c, v| {
+            if let Some(b) = boolean(&v) {
+                c.maintenance.auto_prune = b;
+            }
+        },
+    },
+    OptionDef {
+        section: PROXY_SECTION,
+        name: "clean_interval",
+        kind: OptionKind::Integer {
+            min: 0,
+            max: u64::MAX,
+            unit: Unit::Seconds,
+        },
+        default: Some("3600"),
+        glance: false,
+        secret: false,
+        help: "Seconds between cleanings (invalid files, and incomplete files older than \
+               image_cache_stall_time). 0 turns periodic cleaning off.",
+        apply: |c, v| {
+            if let Some(d) = secs(&v) {
+                c.maintenance.clean_interval = d;
+            }
+        },
+    },
+    OptionDef {
+        section: PROXY_SECTION,
+        name: "management_auth",
+        kind: OptionKind::Choice {
+            choices: MANAGEMENT_AUTHS,
+            ignore_case: true,
+        },
+        default: Some("auto"),
+        glance: false,
+        secret: false,
+        help: "Who may call the cache-management API (/v2/cache..., /v2/cached_images..., \
+               /v2/queued_images...). keystone: the X-Auth-Token is validated with Keystone \
+               ([keystone_authtoken] service credentials) and the caller's roles are checked \
+               against [cache_policy]. static: the X-Auth-Token must be one of admin_tokens \
+               (the caller counts as admin). open: every caller counts as admin (lab or \
+               loopback-only setups; a warning is logged at startup). deny: every call is \
+               refused with 401. auto: keystone when [keystone_authtoken] auth_url is set, \
+               else static when admin_tokens is set, else deny.",
+        apply: resolved_later,
+    },
+    OptionDef {
+        section: PROXY_SECTION,
+        name: "admin_tokens",
+        kind: OptionKind::TokenList,
+        default: None,
+        glance: false,
+        secret: true,
+        help: "Static tokens that may call the cache-management API as admin when \
+               management_auth is static (or auto without Keystone), comma-separated; \
+               repeat the option to add more. Merged with [DEFAULT] admin_tokens. Their \
+               values are never logged.",
+        apply: add_admin_tokens,
+    },
+    OptionDef {
+        section: DEFAULT_SECTION,
+        name: "admin_tokens",
+        kind: OptionKind::TokenList,
+        default: None,
+        glance: false,
+        secret: true,
+        help: "Like [proxy] admin_tokens (the two lists are merged).",
+        apply: add_admin_tokens,
+    },
+    keystone_option!(
+        "auth_url",
+        false,
+        "Keystone's identity endpoint, with or without /v3 (http:// only for now). When \
+         it is set and [proxy] management_auth is auto, management calls are validated \
+         with Keystone."
+    ),
+    keystone_option!(
+        "auth_type",
+        false,
+        "keystoneauth plugin of the service credentials. Only password (or v3password) is \
+         supported for management calls; unset counts as password."
+    ),
+    keystone_option!(
+        "username",
+        false,
+        "Service user that validates tokens: it needs the admin or service role in its \
+         project (Keystone's identity:validate_token policy)."
+    ),
+    keystone_option!(
+        "password",
+        true,
+        "Password of the service user. Never logged."
+    ),
+    keystone_option!(
+        "user_domain_name",
+        false,
+        "Domain of the service user, by name (user_domain_id wins when both are set; \
+         neither means the domain id default)."
+    ),
+    keystone_option!(
+        "user_domain_id",
+        false,
+        "Domain of the service user, by id."
+    ),
+    keystone_option!(
+        "project_name",
+        false,
+        "Project the service token is scoped to, by name (project_id wins when both are set)."
+    ),
+    keystone_option!(
+        "project_id",
+        false,
+        "Project the service token is scoped to, by id."
+    ),
+    keystone_option!(
+        "project_domain_name",
+        false,
+        "Domain of project_name, by name (project_domain_id wins when both are set; \
+         neither means the domain id default)."
+    ),
+    keystone_option!("project_domain_id", false, "Domain of project_name, by id."),
+    keystone_option!(
+        "default_domain_id",
+        false,
+        "Domain id used for the user and the project when their own domain options are \
+         unset (keystoneauth's fallback)."
+    ),
+    keystone_option!(
+        "default_domain_name",
+        false,
+        "Domain name used for the user and the project when their own domain options and \
+         default_domain_id are unset."
+    ),
+    keystone_option!(
+        "region_name",
+        false,
+        "Region of the identity service (informational; the proxy talks to auth_url)."
+    ),
+    keystone_option!(
+        "www_authenticate_uri",
+        false,
+        "Keystone URL put in the WWW-Authenticate header of 401 answers to management \
+         calls (default: auth_url)."
+    ),
+    OptionDef {
+        section: KEYSTONE_SECTION,
+        name: "token_cache_time",
+        kind: OptionKind::CacheSeconds { cap: 300 },
+        default: Some("60"),
+        glance: true,
+        secret: false,
+        help: "Seconds a successful token validation is reused (never beyond the token's \
+               expiry; failed validations are never reused). -1 or 0 turns the cache off; \
+               values above 300 count as 300. keystonemiddleware's option; its default there \
+               is 300, the proxy's is 60.",
+        apply: |c, v| {
+            if let Some(d) = secs(&v) {
+                c.management.token_cache_time = d;
+            }
+        },
+    },
+    policy_option!(
+        PolicyRule::CacheList,
+        "cache_list",
+        "Roles that may list the cache and the queue (GET /v2/cache)."
+    ),
+    policy_option!(
+        PolicyRule::CacheImage,
+        "cache_image",
+        "Roles that may queue an image for caching (PUT /v2/cache/{image_id})."
+    ),
+    policy_option!(
+        PolicyRule::CacheDelete,
+        "cache_delete",
+        "Roles that may delete cached or queued images (DELETE /v2/cache, DELETE \
+         /v2/cache/{image_id})."
+    ),
+    policy_option!(
+        PolicyRule::CacheClean,
+        "cache_clean",
+        "Roles that may clean the cache (POST /v2/cache/clean)."
+    ),
+    policy_option!(
+        PolicyRule::CachePrune,
+        "cache_prune",
+        "Roles that may prune the cache (POST /v2/cache/prune)."
+    ),
+    policy_option!(
+        PolicyRule::ListCachedNodes,
+        "list_cached_nodes",
+        "Roles that may list the nodes caching an image (GET /v2/cache/nodes/{image_id}); \
+         the answer exposes internal URLs."
+    ),
+    policy_option!(
+        PolicyRule::ManageImageCache,
+        "manage_image_cache",
+        "Roles that may use the legacy cache API (/v2/cached_images, /v2/queued_images)."
+    ),
 ];
 
 /// The definition of `[section] name`, if this crate reads it. `section` is
@@ -721,6 +1162,24 @@ mod tests {
                 hit_chunk_size: 0,
                 min_free_disk: 0,
             },
+            // auth and keystone are resolved after loading, not applied.
+            management: super::super::ManagementOptions {
+                token_cache_time: Duration::ZERO,
+                policy: PolicyRule::ALL
+                    .into_iter()
+                    .fold(Default::default(), |p: super::super::CachePolicy, r| {
+                        p.with_rule(r, RoleRule::Nobody)
+                    }),
+                ..Default::default()
+            },
+            maintenance: super::super::MaintenanceOptions {
+                prefetch_enabled: false,
+                prefetch_workers: 0,
+                prefetch_retries: 0,
+                prefetch_retry_delay: Duration::ZERO,
+                auto_prune: false,
+                clean_interval: Duration::ZERO,
+            },
         };
         for o in OPTIONS {
             let v = o.parse(o.default.unwrap_or("")).expect("default parses");
@@ -828,6 +1287,7 @@ mod tests {
             kind: OptionKind::Bool,
             default: Some("false"),
             glance: false,
+            secret: false,
             help: "A test flag.",
             apply: |_, _| {},
         };

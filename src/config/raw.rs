@@ -63,11 +63,41 @@ pub(crate) struct RawEntry {
 /// every other name is lower-cased (so `[default]` is a section of its own).
 /// Keys are case-sensitive. Lookups normalise the section argument the same
 /// way.
-#[derive(Clone, Debug, Default)]
+///
+/// `Debug` shows every assignment with its source, but not the values of
+/// credentials (secret options, and keys named like `password`,
+/// `*_secret*`, `*_token`, `*_key`, `connection` or `transport_url`).
+#[derive(Clone, Default)]
 pub struct RawConfig {
     pub(crate) entries: Vec<RawEntry>,
     pub(crate) sections: Vec<SectionLine>,
     index: BTreeMap<(String, String), Vec<usize>>,
+}
+
+impl fmt::Debug for RawConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Entry<'a>(&'a RawEntry);
+        impl fmt::Debug for Entry<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let e = self.0;
+                write!(
+                    f,
+                    "[{}] {} = {:?} ({})",
+                    e.section,
+                    e.key,
+                    super::load::shown(&e.section, &e.key, &e.value.value),
+                    e.value.source
+                )
+            }
+        }
+        f.debug_struct("RawConfig")
+            .field(
+                "entries",
+                &self.entries.iter().map(Entry).collect::<Vec<_>>(),
+            )
+            .field("sections", &self.sections())
+            .finish()
+    }
 }
 
 /// oslo.config's `_normalize_group_name`.
@@ -220,6 +250,24 @@ mod tests {
         assert_eq!(r.keys("S").collect::<Vec<_>>(), vec!["a", "b"]);
         assert!(r.has_section("empty"));
         assert!(!r.has_section("other"));
+    }
+
+    #[test]
+    fn debug_hides_credentials() {
+        let r = raw(&[(
+            "a",
+            "[keystone_authtoken]\npassword = hunter2\nusername = glance\n\
+             [database]\nconnection = mysql://g:dbpw@db/glance\n\
+             [proxy]\nadmin_tokens = tok1\n[DEFAULT]\ntransport_url = rabbit://u:rpw@mq\n",
+        )]);
+        let d = format!("{r:?}");
+        for secret in ["hunter2", "dbpw", "tok1", "rpw"] {
+            assert!(!d.contains(secret), "{d}");
+        }
+        assert!(
+            d.contains("[keystone_authtoken] username = \"glance\" (a:3)"),
+            "{d}"
+        );
     }
 
     #[test]

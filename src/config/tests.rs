@@ -97,6 +97,40 @@ upstream_idle_timeout = 3
 shutdown_timeout = 0
 hit_chunk_size = 65536
 min_free_disk = 0
+prefetch_enabled = false
+prefetch_workers = 16
+prefetch_retries = 0
+prefetch_retry_delay = 300
+auto_prune = no
+clean_interval = 0
+management_auth = static
+admin_tokens = t1, t2
+[DEFAULT]
+admin_tokens = t3
+[keystone_authtoken]
+auth_url = http://ks:5000/v3
+auth_type = password
+username = glance
+password = pw
+user_domain_name = Default
+user_domain_id = default
+project_name = service
+project_id = 0123
+project_domain_name = Default
+project_domain_id = default
+default_domain_id = default
+default_domain_name = Default
+region_name = RegionOne
+www_authenticate_uri = http://ks:5000
+token_cache_time = 300
+[cache_policy]
+cache_list = admin, operator
+cache_image = admin
+cache_delete = !
+cache_clean = @
+cache_prune = role:admin
+list_cached_nodes = admin
+manage_image_cache = admin
 ",
     );
     assert!(l.warnings.is_empty(), "{:?}", l.warnings);
@@ -120,6 +154,25 @@ min_free_disk = 0
     assert_eq!(p.shutdown_timeout, Duration::ZERO);
     assert_eq!(p.hit_chunk_size, 65_536);
     assert_eq!(p.min_free_disk, 0);
+    let m = &c.maintenance;
+    assert!(!m.prefetch_enabled);
+    assert_eq!(m.prefetch_workers, 16);
+    assert_eq!(m.prefetch_retries, 0);
+    assert_eq!(m.prefetch_retry_delay, Duration::from_secs(300));
+    assert!(!m.auto_prune);
+    assert_eq!(m.clean_every(), None);
+    let g = &c.management;
+    assert_eq!(g.auth, ManagementAuthMode::Static);
+    assert_eq!(g.admin_tokens, vec!["t1", "t2", "t3"]);
+    assert_eq!(g.keystone, None);
+    assert_eq!(g.token_cache_time, Duration::from_secs(300));
+    assert_eq!(
+        g.policy.rule(PolicyRule::CacheList),
+        &RoleRule::any_of(["admin", "operator"])
+    );
+    assert_eq!(g.policy.rule(PolicyRule::CacheDelete), &RoleRule::Nobody);
+    assert_eq!(g.policy.rule(PolicyRule::CacheClean), &RoleRule::Everyone);
+    assert_eq!(g.policy.rule(PolicyRule::CachePrune), &RoleRule::default());
     assert!(l.effective().iter().all(|e| e.source != Source::Default));
 }
 

@@ -5,5 +5,6 @@ mod common;
 mod support;
 
 mod cli;
+mod glanceclient;
 mod process;
 mod real_glance;

@@ -1,84 +1,413 @@
-//! placeholder: replaced by the management authorization module
-#![allow(missing_docs, dead_code)]
-use http::HeaderMap;
+//! Who may call the cache-management API (spec §3.1, §9, Appendix A).
+//!
+//! [`ManagementAuth::check`] authenticates the caller of a management call
+//! and evaluates one of Glance's cache policy rules ([`PolicyRule`]):
+//!
+//! * **keystone**: the caller's `X-Auth-Token` (and nothing else: `X-Roles`,
+//!   `X-Identity-Status`, `X-Tenant-Id` and the like are client-supplied and
+//!   ignored) is validated with `GET {auth_url}/v3/auth/tokens`, sent with
+//!   the proxy's own service token (password authentication with the
+//!   `[keystone_authtoken]` credentials, renewed before it expires and
+//!   when Keystone refuses it). Roles come from the token document
+//!   (implied roles are already expanded there), lower-cased. Successful
+//!   validations are remembered per token for `token_cache_time`, never past
+//!   the token's expiry; failures are never remembered; concurrent checks of
+//!   one token share one Keystone request. Every Keystone exchange has a
+//!   timeout (5 s by default), so an unreachable Keystone gives
+//!   [`Refusal::Unavailable`] (503) instead of hanging.
+//! * **static**: `X-Auth-Token` must be one of the configured admin tokens
+//!   (compared in constant time); the caller holds the role `admin`.
+//! * **open**: every caller holds the role `admin` (lab setups only).
+//! * **deny**: every call is [`Refusal::Unauthenticated`].
+//!
+//! Policy: a rule passes when the caller holds any of its roles
+//! (`[cache_policy]`, `admin` for every rule by default, like Glance). The
+//! policy applies in every mode, so a rule set to `!` refuses even static
+//! tokens.
+//!
+//! | outcome | status |
+//! |---|---|
+//! | no, unknown, revoked or expired token | 401 [`Refusal::Unauthenticated`] |
+//! | valid token without a role of the rule | 403 [`Refusal::Forbidden`] |
+//! | Keystone unreachable, 5xx, refusing the service credentials | 503 [`Refusal::Unavailable`] |
+//!
+//! # Example
+//!
+//! ```
+//! use glance_cache::auth::manage::{ManagementAuth, PolicyRule, Refusal};
+//! use glance_cache::config::{CachePolicy, RoleRule};
+//! use http::{HeaderMap, HeaderValue, StatusCode};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let auth = ManagementAuth::static_tokens(["s3cret-admin-token"])
+//!     .with_policy(CachePolicy::default().with_rule(PolicyRule::CachePrune, RoleRule::Nobody));
+//!
+//! let mut headers = HeaderMap::new();
+//! headers.insert("x-auth-token", HeaderValue::from_static("s3cret-admin-token"));
+//! // Client-supplied identity headers are never trusted.
+//! headers.insert("x-roles", HeaderValue::from_static("member"));
+//! let principal = auth.check(&headers, PolicyRule::CacheList).await.unwrap();
+//! assert!(principal.static_token);
+//! assert_eq!(principal.roles, ["admin"]);
+//!
+//! let refused = auth.check(&headers, PolicyRule::CachePrune).await.unwrap_err();
+//! assert_eq!(refused, Refusal::Forbidden(PolicyRule::CachePrune));
+//! assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+//!
+//! let refused = auth.check(&HeaderMap::new(), PolicyRule::CacheList).await.unwrap_err();
+//! assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+//! # }
+//! ```
+//!
+//! From the configuration: `ManagementAuth::from_config(&config.management)`
+//! (it logs a warning at startup in the `open` and `deny` modes).
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum PolicyRule {
-    CacheList,
-    CacheImage,
-    CacheDelete,
-    CacheClean,
-    CachePrune,
-    ListCachedNodes,
-    ManageImageCache,
-}
-impl PolicyRule {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            PolicyRule::CacheList => "cache_list",
-            PolicyRule::CacheImage => "cache_image",
-            PolicyRule::CacheDelete => "cache_delete",
-            PolicyRule::CacheClean => "cache_clean",
-            PolicyRule::CachePrune => "cache_prune",
-            PolicyRule::ListCachedNodes => "list_cached_nodes",
-            PolicyRule::ManageImageCache => "manage_image_cache",
-        }
-    }
-}
-#[derive(Debug)]
-pub enum Refusal {
-    Unauthenticated,
-    Forbidden(PolicyRule),
-    Unavailable(String),
-}
-#[derive(Debug, Clone, Default)]
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{HeaderMap, HeaderValue};
+use http::StatusCode;
+
+mod keystone;
+mod static_tokens;
+pub(crate) mod timestamp;
+mod validations;
+
+#[cfg(all(test, feature = "fake-glance"))]
+mod tests;
+
+pub use crate::config::{
+    CachePolicy, KeystoneOptions, ManagementAuthMode, ManagementOptions, PolicyRule, RoleRule,
+};
+use crate::BoxError;
+use keystone::{Keystone, Settings};
+use static_tokens::StaticTokens;
+
+/// Default bound on every Keystone exchange.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default for remembering successful validations.
+const DEFAULT_TOKEN_CACHE_TIME: Duration = Duration::from_secs(60);
+/// Longest time a successful validation is remembered.
+const MAX_TOKEN_CACHE_TIME: Duration = Duration::from_secs(300);
+/// Default number of validations remembered.
+const DEFAULT_CAPACITY: usize = 10_000;
+/// Longest `X-Auth-Token` looked at (Fernet tokens are under 300 bytes).
+const MAX_TOKEN_LEN: usize = 8192;
+
+/// Who made a management call. `Default` is nobody: no user, no roles.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Principal {
+    /// Keystone's user id (`None` for static tokens and the open mode).
     pub user_id: Option<String>,
+    /// The project the token is scoped to, if any.
     pub project_id: Option<String>,
+    /// The caller's roles, lower case (`["admin"]` for static tokens and the
+    /// open mode).
     pub roles: Vec<String>,
+    /// Whether the caller presented one of the static admin tokens.
     pub static_token: bool,
 }
-#[derive(Clone, Debug)]
-pub struct ManagementAuth {
-    tokens: Vec<String>,
-    open: bool,
+
+impl Principal {
+    fn admin(static_token: bool) -> Self {
+        Principal {
+            user_id: None,
+            project_id: None,
+            roles: vec!["admin".to_owned()],
+            static_token,
+        }
+    }
 }
+
+/// Why a management call is refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// No valid token: 401.
+    #[error("authentication required")]
+    Unauthenticated,
+    /// A valid token without any role the rule accepts: 403.
+    #[error("you are not authorized to complete {0} action")]
+    Forbidden(PolicyRule),
+    /// Tokens cannot be validated right now (Keystone unreachable, failing,
+    /// or refusing the service credentials): 503. The text is for logs.
+    #[error("token validation unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl Refusal {
+    /// The HTTP status to answer with: 401, 403 or 503.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Refusal::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Refusal::Forbidden(_) => StatusCode::FORBIDDEN,
+            Refusal::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+/// Why a [`ManagementAuth`] cannot be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ManagementAuthError {
+    /// Keystone mode without `[keystone_authtoken]` credentials.
+    #[error("management_auth is keystone but no [keystone_authtoken] credentials are configured")]
+    MissingKeystoneOptions,
+    /// Static mode without tokens.
+    #[error("management_auth is static but admin_tokens is empty")]
+    NoAdminTokens,
+    /// `auth_url` is not a usable URL (https is not supported yet).
+    #[error("[keystone_authtoken] auth_url = {url:?}: expected {expected}")]
+    InvalidAuthUrl {
+        /// The configured URL.
+        url: String,
+        /// What is expected instead.
+        expected: String,
+    },
+}
+
+/// Authentication and policy for management calls. Cheap to clone (the
+/// state is shared). See the [module docs](self).
+#[derive(Clone)]
+pub struct ManagementAuth {
+    backend: Backend,
+    policy: Arc<CachePolicy>,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Open,
+    Deny,
+    Static(Arc<StaticTokens>),
+    Keystone(Arc<Keystone>),
+}
+
+impl fmt::Debug for ManagementAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("ManagementAuth");
+        d.field("mode", &self.mode());
+        match &self.backend {
+            Backend::Static(t) => {
+                d.field("tokens", &t.len());
+            }
+            Backend::Keystone(k) => {
+                d.field("keystone", k);
+            }
+            Backend::Open | Backend::Deny => {}
+        }
+        d.field("policy", &self.policy).finish()
+    }
+}
+
 impl ManagementAuth {
+    /// Builds what `m` describes (see [`ManagementOptions`]), with its
+    /// policy and token cache time. Logs a warning in the `open` and `deny`
+    /// modes.
+    pub fn from_config(m: &ManagementOptions) -> Result<Self, ManagementAuthError> {
+        if let Some(warning) = m.auth.startup_warning() {
+            tracing::warn!("{warning}");
+        }
+        let auth = match m.auth {
+            ManagementAuthMode::Keystone => {
+                let options = m
+                    .keystone
+                    .clone()
+                    .ok_or(ManagementAuthError::MissingKeystoneOptions)?;
+                Self::keystone(options)?.with_token_cache_time(m.token_cache_time)
+            }
+            ManagementAuthMode::Static if m.admin_tokens.is_empty() => {
+                return Err(ManagementAuthError::NoAdminTokens)
+            }
+            ManagementAuthMode::Static => Self::static_tokens(&m.admin_tokens),
+            ManagementAuthMode::Open => Self::open(),
+            ManagementAuthMode::Deny => Self::deny(),
+        };
+        Ok(auth.with_policy(m.policy.clone()))
+    }
+
+    /// Validates tokens with Keystone using `options` as the service
+    /// credentials. Fails when `auth_url` is not an `http://` URL. Nothing
+    /// is sent to Keystone before the first check.
+    pub fn keystone(options: KeystoneOptions) -> Result<Self, ManagementAuthError> {
+        let identity =
+            options
+                .identity_url()
+                .map_err(|expected| ManagementAuthError::InvalidAuthUrl {
+                    url: options.auth_url.clone(),
+                    expected,
+                })?;
+        Ok(Self::with_backend(Backend::Keystone(Arc::new(
+            Keystone::new(Settings {
+                options,
+                identity,
+                timeout: DEFAULT_TIMEOUT,
+                cache_time: DEFAULT_TOKEN_CACHE_TIME,
+                capacity: DEFAULT_CAPACITY,
+            }),
+        ))))
+    }
+
+    /// Accepts exactly these tokens (empty ones are ignored), as admin.
+    pub fn static_tokens<I, T>(tokens: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: AsRef<[u8]>,
+    {
+        Self::with_backend(Backend::Static(Arc::new(StaticTokens::new(tokens))))
+    }
+
+    /// Every caller is admin. For labs and loopback-only setups.
     pub fn open() -> Self {
+        Self::with_backend(Backend::Open)
+    }
+
+    /// Every call is refused with 401.
+    pub fn deny() -> Self {
+        Self::with_backend(Backend::Deny)
+    }
+
+    fn with_backend(backend: Backend) -> Self {
         ManagementAuth {
-            tokens: vec![],
-            open: true,
+            backend,
+            policy: Arc::new(CachePolicy::default()),
         }
     }
-    pub fn static_tokens(tokens: Vec<String>) -> Self {
-        ManagementAuth {
-            tokens,
-            open: false,
+
+    /// Sets the roles each rule requires (default: `admin` everywhere).
+    pub fn with_policy(mut self, policy: CachePolicy) -> Self {
+        self.policy = Arc::new(policy);
+        self
+    }
+
+    /// Keystone mode: how long a successful validation is reused (never
+    /// past the token's expiry; at most 300 s; zero turns it off).
+    /// Default 60 s. Starts with an empty memory.
+    pub fn with_token_cache_time(self, ttl: Duration) -> Self {
+        self.reconfigure(|s| s.cache_time = ttl.min(MAX_TOKEN_CACHE_TIME))
+    }
+
+    /// Keystone mode: the bound on every Keystone exchange (connecting,
+    /// answer headers and body). Default 5 s. Starts with an empty memory.
+    pub fn with_timeout(self, timeout: Duration) -> Self {
+        self.reconfigure(|s| s.timeout = timeout)
+    }
+
+    /// Keystone mode: most validations remembered at once (default
+    /// 10 000). Starts with an empty memory.
+    pub fn with_cache_capacity(self, capacity: usize) -> Self {
+        self.reconfigure(|s| s.capacity = capacity)
+    }
+
+    fn reconfigure(mut self, change: impl FnOnce(&mut Settings)) -> Self {
+        if let Backend::Keystone(k) = &self.backend {
+            let mut settings = k.settings().clone();
+            change(&mut settings);
+            self.backend = Backend::Keystone(Arc::new(Keystone::new(settings)));
+        }
+        self
+    }
+
+    /// The mode.
+    pub fn mode(&self) -> ManagementAuthMode {
+        match self.backend {
+            Backend::Open => ManagementAuthMode::Open,
+            Backend::Deny => ManagementAuthMode::Deny,
+            Backend::Static(_) => ManagementAuthMode::Static,
+            Backend::Keystone(_) => ManagementAuthMode::Keystone,
         }
     }
-    pub async fn check(
-        &self,
-        headers: &HeaderMap,
-        _rule: PolicyRule,
-    ) -> Result<Principal, Refusal> {
-        if self.open {
-            return Ok(Principal::default());
+
+    /// The policy.
+    pub fn policy(&self) -> &CachePolicy {
+        &self.policy
+    }
+
+    /// Authenticates the caller, then checks `rule`.
+    pub async fn check(&self, headers: &HeaderMap, rule: PolicyRule) -> Result<Principal, Refusal> {
+        let principal = self.authenticate(headers).await?;
+        self.authorize(&principal, rule)?;
+        Ok(principal)
+    }
+
+    /// Who the caller is, from its `X-Auth-Token` alone.
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, Refusal> {
+        match &self.backend {
+            Backend::Open => Ok(Principal::admin(false)),
+            Backend::Deny => Err(Refusal::Unauthenticated),
+            Backend::Static(tokens) => {
+                let token = subject_token(headers).ok_or(Refusal::Unauthenticated)?;
+                if tokens.contains(token.as_bytes()) {
+                    Ok(Principal::admin(true))
+                } else {
+                    Err(Refusal::Unauthenticated)
+                }
+            }
+            Backend::Keystone(keystone) => {
+                let token = subject_token(headers).ok_or(Refusal::Unauthenticated)?;
+                keystone.authenticate(token).await
+            }
         }
-        let t = headers
-            .get("x-auth-token")
-            .and_then(|v| v.to_str().ok())
-            .ok_or(Refusal::Unauthenticated)?;
-        if self.tokens.iter().any(|k| k == t) {
-            Ok(Principal {
-                roles: vec!["admin".into()],
-                static_token: true,
-                ..Default::default()
-            })
+    }
+
+    /// Whether `principal` passes `rule`.
+    pub fn authorize(&self, principal: &Principal, rule: PolicyRule) -> Result<(), Refusal> {
+        if self.policy.allows(rule, &principal.roles) {
+            Ok(())
         } else {
-            Err(Refusal::Unauthenticated)
+            tracing::debug!(
+                rule = rule.as_str(),
+                roles = ?principal.roles,
+                "management call forbidden by policy"
+            );
+            Err(Refusal::Forbidden(rule))
         }
     }
-    pub async fn service_token(&self) -> Result<Option<String>, crate::BoxError> {
-        Ok(None)
+
+    /// The proxy's own token, for its prefetch worker's requests to the
+    /// upstream: in Keystone mode the service token (issued or renewed as
+    /// needed), `None` in the other modes.
+    pub async fn service_token(&self) -> Result<Option<String>, BoxError> {
+        match &self.backend {
+            Backend::Keystone(k) => Ok(Some(k.service_token().await?)),
+            _ => Ok(None),
+        }
     }
+
+    /// The `WWW-Authenticate` header for 401 answers in Keystone mode,
+    /// like keystonemiddleware's: `Keystone uri="<www_authenticate_uri or
+    /// auth_url>"`.
+    pub fn www_authenticate(&self) -> Option<HeaderValue> {
+        let Backend::Keystone(k) = &self.backend else {
+            return None;
+        };
+        let o = &k.settings().options;
+        let uri = o.www_authenticate_uri.as_deref().unwrap_or(&o.auth_url);
+        HeaderValue::from_str(&format!("Keystone uri=\"{}\"", uri.replace('"', "%22"))).ok()
+    }
+
+    /// Keystone mode: how many validations are remembered right now.
+    #[cfg(all(test, feature = "fake-glance"))]
+    fn remembered(&self) -> usize {
+        match &self.backend {
+            Backend::Keystone(k) => k.remembered(),
+            _ => 0,
+        }
+    }
+}
+
+/// The single `X-Auth-Token` of the request, if it is usable: present once
+/// (or repeated with the same value), non-empty, printable ASCII, at most
+/// 8 KiB.
+fn subject_token(headers: &HeaderMap) -> Option<&str> {
+    let mut values = headers.get_all("x-auth-token").iter();
+    let first = values.next()?;
+    if values.any(|v| v != first) {
+        return None;
+    }
+    let token = first.to_str().ok()?.trim();
+    (!token.is_empty()
+        && token.len() <= MAX_TOKEN_LEN
+        && token.bytes().all(|b| b.is_ascii_graphic()))
+    .then_some(token)
 }

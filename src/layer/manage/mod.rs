@@ -41,7 +41,7 @@
 //! let upstream = service_fn(|_req: Request<RequestBody<RequestBody<Full<Bytes>>>>| async {
 //!     Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"{}"))))
 //! });
-//! let auth = ManagementAuth::static_tokens(vec!["s3cret".into()]);
+//! let auth = ManagementAuth::static_tokens(["s3cret"]);
 //! let svc = ServiceBuilder::new()
 //!     .layer(CacheManageLayer::new(Some(cache.clone()), auth))
 //!     .layer(cache)

@@ -106,10 +106,14 @@ impl Responder {
                  understand how to supply the credentials required.",
             ),
             Refusal::Forbidden(rule) => self.forbidden(*rule),
-            Refusal::Unavailable(why) => self.error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &format!("The identity service could not be reached to check the token: {why}"),
-            ),
+            Refusal::Unavailable(_) => {
+                // The cause names the identity service and its user: the
+                // handler logs it; the client gets a fixed text.
+                self.error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The identity service could not be reached to check the token.",
+                )
+            }
         }
     }
 
