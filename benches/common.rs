@@ -1,0 +1,83 @@
+//! Shared pieces of the criterion benches: an in-memory "upstream" that
+//! streams a generated image with its Content-MD5, and a cache stack over it.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use glance_cache::auth::HitAuthorization;
+use glance_cache::layer::cache::{Cache, CacheLayer, RequestBody};
+use glance_cache::store::CacheStore;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full, StreamBody};
+use md5::{Digest, Md5};
+use tower::ServiceExt;
+
+pub type Upstream = tower::util::BoxCloneService<
+    Request<RequestBody<Full<Bytes>>>,
+    Response<http_body_util::combinators::UnsyncBoxBody<Bytes, Infallible>>,
+    Infallible,
+>;
+
+/// 64 KiB frames of a fixed pattern, `size` bytes in all (never one buffer).
+pub fn upstream(size: u64) -> Upstream {
+    let chunk = Bytes::from((0..64 * 1024).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
+    let mut md5 = Md5::new();
+    let full = size / chunk.len() as u64;
+    for _ in 0..full {
+        md5.update(&chunk);
+    }
+    let md5 = hex::encode(md5.finalize());
+    let svc = tower::service_fn(move |_req: Request<RequestBody<Full<Bytes>>>| {
+        let (chunk, md5) = (chunk.clone(), md5.clone());
+        async move {
+            let frames = futures_util::stream::iter(
+                (0..full).map(move |_| Ok::<_, Infallible>(http_body::Frame::data(chunk.clone()))),
+            );
+            let resp = Response::builder()
+                .header("content-md5", md5)
+                .header("content-length", full * 64 * 1024)
+                .body(StreamBody::new(frames).boxed_unsync())
+                .unwrap();
+            Ok::<_, Infallible>(resp)
+        }
+    });
+    tower::util::BoxCloneService::new(svc)
+}
+
+pub async fn stack(dir: &std::path::Path, size: u64) -> (Cache<Upstream>, CacheStore) {
+    let store = CacheStore::builder(dir)
+        .with_min_free_disk(0)
+        .with_max_size(u64::MAX)
+        .open()
+        .await
+        .unwrap();
+    let layer = CacheLayer::new(store.clone()).with_hit_authorization(HitAuthorization::None);
+    (tower::Layer::layer(&layer, upstream(size)), store)
+}
+
+/// GETs the image through `svc`, counting bytes without keeping them.
+pub async fn download(svc: &Cache<Upstream>, id: &str) -> u64 {
+    let req = Request::get(format!("/v2/images/{id}/file"))
+        .body(Full::default())
+        .unwrap();
+    let resp = svc.clone().oneshot(req).await.unwrap();
+    let mut body = resp.into_body();
+    let mut n = 0;
+    while let Some(frame) = body.frame().await {
+        n += frame
+            .unwrap()
+            .into_data()
+            .map(|d| d.len() as u64)
+            .unwrap_or(0);
+    }
+    n
+}
+
+pub fn image_id(n: u64) -> String {
+    format!(
+        "{:08x}-0000-4000-8000-{:012x}",
+        n >> 48,
+        n & 0xffff_ffff_ffff
+    )
+}

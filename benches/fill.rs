@@ -1,0 +1,36 @@
+//! A miss: the fill streams the upstream body to disk with MD5 verification
+//! (writer and hasher on their own threads) while the client follows it.
+
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+const SIZE: u64 = 128 << 20;
+
+fn fill(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (svc, store) = rt.block_on(common::stack(dir.path(), SIZE));
+    let next = AtomicU64::new(1);
+    let mut g = c.benchmark_group("miss");
+    g.throughput(Throughput::Bytes(SIZE));
+    g.sample_size(10);
+    g.bench_function("128MiB_verified", |b| {
+        b.to_async(&rt).iter(|| async {
+            let id = common::image_id(next.fetch_add(1, Ordering::Relaxed));
+            assert_eq!(common::download(&svc, &id).await, SIZE);
+            // Keep the disk from filling up across iterations.
+            let parsed = id.parse().unwrap();
+            while store.lookup(&parsed).await.unwrap().is_none() {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+            store.invalidate(&parsed).await.unwrap();
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, fill);
+criterion_main!(benches);
