@@ -93,6 +93,7 @@
 mod body;
 mod future;
 mod headers;
+pub(crate) use headers::remove_hop_by_hop;
 mod service;
 
 #[cfg(test)]

@@ -121,6 +121,12 @@ impl<B> std::fmt::Debug for ResponseBody<B> {
     }
 }
 
+impl<B> From<B> for ResponseBody<B> {
+    fn from(body: B) -> Self {
+        ResponseBody::upstream(body)
+    }
+}
+
 impl<B> ResponseBody<B> {
     pub(crate) fn upstream(body: B) -> Self {
         ResponseBody {

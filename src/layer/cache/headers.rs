@@ -8,18 +8,6 @@ pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-openstack-r
 /// Glance's `max_request_id_length` default.
 const MAX_REQUEST_ID: usize = 64;
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1); never replayed from a stored head.
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-authenticate",
-];
-
 /// The request id for a response the cache answers itself: the client's
 /// `X-Openstack-Request-ID` (with Glance's `req-` prefix), or a new one.
 pub(crate) fn request_id(request: &HeaderMap) -> HeaderValue {
@@ -62,19 +50,7 @@ pub(crate) fn hit_headers(size: u64, md5: Option<&str>, request_id: HeaderValue)
 /// without the upstream's request id (each follower gets its own).
 pub(crate) fn replayable(upstream: &HeaderMap) -> HeaderMap {
     let mut h = upstream.clone();
-    let listed: Vec<HeaderName> = upstream
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for name in listed {
-        h.remove(name);
-    }
-    for name in HOP_BY_HOP {
-        h.remove(name);
-    }
+    crate::reverse_proxy::remove_hop_by_hop(&mut h);
     h.remove(REQUEST_ID);
     h
 }

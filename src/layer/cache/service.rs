@@ -67,14 +67,14 @@ where
             Route::Other => ResponseFuture::passthrough(self.inner.call(req.map(RequestBody::new))),
             Route::Delete(id) => {
                 let future = self.inner.call(req.map(RequestBody::new));
-                ResponseFuture::cache(Box::pin(invalidate_after(self.state.clone(), future, id)))
+                ResponseFuture::handled(Box::pin(invalidate_after(self.state.clone(), future, id)))
             }
             Route::Download(id) => {
                 // Take the service that was driven to readiness; leave a clone.
                 let clone = self.inner.clone();
                 let inner = std::mem::replace(&mut self.inner, clone);
                 let download = Download::new(self.state.clone(), inner, id);
-                ResponseFuture::cache(Box::pin(download.run(req)))
+                ResponseFuture::handled(Box::pin(download.run(req)))
             }
         }
     }

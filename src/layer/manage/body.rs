@@ -31,6 +31,12 @@ impl<B> std::fmt::Debug for ManageBody<B> {
     }
 }
 
+impl<B> From<B> for ManageBody<B> {
+    fn from(body: B) -> Self {
+        ManageBody::inner(body)
+    }
+}
+
 impl<B> ManageBody<B> {
     pub(crate) fn inner(body: B) -> Self {
         ManageBody {
