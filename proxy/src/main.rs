@@ -3,6 +3,7 @@
 
 mod demo;
 mod logging;
+mod offline;
 mod serve;
 
 use std::path::PathBuf;
@@ -35,11 +36,19 @@ enum Command {
         #[arg(long, default_value_t = 256 * 1024 * 1024)]
         image_size: u64,
     },
+    #[command(flatten)]
+    Offline(offline::OfflineCommand),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    logging::init();
+    // Invoked as glance-cache-pruner/-cleaner/-prefetcher: that subcommand.
+    let cli = Cli::parse_from(offline::args_for_program_name(std::env::args_os()));
+    // One-shot maintenance stays quiet on success (cron mails what it prints).
+    let default_level = match cli.command {
+        Command::Offline(_) => "warn",
+        _ => "info",
+    };
+    logging::init(default_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -57,6 +66,7 @@ fn main() -> ExitCode {
                 serve::run(config).await
             }
             Command::Demo { image_size } => demo::run(image_size).await,
+            Command::Offline(command) => offline::run(command).await,
         }
     });
     match result {

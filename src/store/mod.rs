@@ -101,6 +101,7 @@ pub struct CacheStoreBuilder {
     max_size: u64,
     min_free_disk: u64,
     hit_chunk_size: usize,
+    reconcile: bool,
 }
 
 impl CacheStoreBuilder {
@@ -129,7 +130,18 @@ impl CacheStoreBuilder {
         self
     }
 
-    /// Creates the directory layout, opens the index and reconciles files
+    /// Whether [`open`](Self::open) reconciles files with rows (default
+    /// `true`, right for a serving proxy at startup). One-shot maintenance
+    /// commands that run beside a serving proxy turn it off: reconciling
+    /// removes every unlocked `incomplete/` file whatever its age, which
+    /// would pre-empt [`CacheStore::clean`]'s stall time.
+    pub fn with_reconcile(mut self, reconcile: bool) -> Self {
+        self.reconcile = reconcile;
+        self
+    }
+
+    /// Creates the directory layout, opens the index and, unless turned
+    /// off with [`with_reconcile`](Self::with_reconcile), reconciles files
     /// with rows (see [`CacheStore::reconcile`]).
     pub async fn open(self) -> Result<CacheStore, Error> {
         let dir = self.dir.clone();
@@ -149,8 +161,12 @@ impl CacheStoreBuilder {
                 locks: locks::MaintenanceLocks::default(),
             }),
         };
-        let report = store.reconcile().await?;
-        tracing::info!(dir = %store.root().display(), %report, "cache directory ready");
+        if self.reconcile {
+            let report = store.reconcile().await?;
+            tracing::info!(dir = %store.root().display(), %report, "cache directory ready");
+        } else {
+            tracing::debug!(dir = %store.root().display(), "cache directory opened without reconciling");
+        }
         Ok(store)
     }
 }
@@ -186,6 +202,15 @@ fn prepare(dir: &Path, sqlite_db: &str) -> Result<(PathBuf, Index), Error> {
     let db = root.join(sqlite_db);
     let index = Index::open(&db)?;
     Ok((root, index))
+}
+
+/// Whether `path` still names the open `file` (same device and inode).
+fn same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
 }
 
 /// Why a fill could not start.
@@ -237,6 +262,7 @@ impl CacheStore {
             max_size: 10 * 1024 * 1024 * 1024,
             min_free_disk: 256 * 1024 * 1024,
             hit_chunk_size: DEFAULT_HIT_CHUNK_SIZE,
+            reconcile: true,
         }
     }
 
@@ -395,6 +421,18 @@ impl CacheStore {
             Err(e) => return Err(NoFill::Failed(Error::io("statvfs", layout.root(), e))),
         }
         let path = layout.incomplete(id);
+        // Another process's reconcile or clean may unlink the file between
+        // our create and our lock: check that the path is still our file.
+        for _ in 0..3 {
+            let file = self.claim_incomplete(id, &path)?;
+            if same_file(&file, &path) {
+                return Ok(file);
+            }
+        }
+        Err(NoFill::Busy)
+    }
+
+    fn claim_incomplete(&self, id: &ImageId, path: &Path) -> Result<File, NoFill> {
         let fresh = OpenOptions::new()
             .read(true)
             .write(true)
@@ -403,22 +441,22 @@ impl CacheStore {
         let (file, stale) = match fresh {
             Ok(f) => (f, false),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                match OpenOptions::new().read(true).write(true).open(&path) {
+                match OpenOptions::new().read(true).write(true).open(path) {
                     Ok(f) => (f, true),
                     Err(_) => return Err(NoFill::Busy),
                 }
             }
-            Err(e) => return Err(NoFill::Failed(Error::io("create", &path, e))),
+            Err(e) => return Err(NoFill::Failed(Error::io("create", path, e))),
         };
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => return Err(NoFill::Busy),
-            Err(TryLockError::Error(e)) => return Err(NoFill::Failed(Error::io("lock", &path, e))),
+            Err(TryLockError::Error(e)) => return Err(NoFill::Failed(Error::io("lock", path, e))),
         }
         if stale {
             tracing::info!(image_id = %id, "taking over a stale incomplete file");
             file.set_len(0)
-                .map_err(|e| NoFill::Failed(Error::io("truncate", &path, e)))?;
+                .map_err(|e| NoFill::Failed(Error::io("truncate", path, e)))?;
         }
         Ok(file)
     }

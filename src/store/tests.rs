@@ -160,3 +160,15 @@ async fn unusable_cache_dir_is_a_clear_error() {
     assert!(msg.contains("create cache directory"), "{msg}");
     assert!(msg.contains("plain-file"), "{msg}");
 }
+
+#[test]
+fn a_file_replaced_under_its_path_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f");
+    let file = std::fs::File::create(&path).unwrap();
+    assert!(same_file(&file, &path));
+    std::fs::remove_file(&path).unwrap();
+    assert!(!same_file(&file, &path), "unlinked");
+    std::fs::write(&path, b"new").unwrap();
+    assert!(!same_file(&file, &path), "another file at the same path");
+}

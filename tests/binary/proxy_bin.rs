@@ -6,5 +6,6 @@ mod support;
 
 mod cli;
 mod glanceclient;
+mod offline;
 mod process;
 mod real_glance;
