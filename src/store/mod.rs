@@ -437,7 +437,7 @@ impl CacheStore {
             .read(true)
             .write(true)
             .create_new(true)
-            .open(&path);
+            .open(path);
         let (file, stale) = match fresh {
             Ok(f) => (f, false),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
