@@ -121,6 +121,42 @@ async fn scenario_19_empty_listing_and_35_version_discovery() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn public_endpoint_is_the_base_of_version_hrefs() {
+    use glance_cache::layer::cache::RequestBody;
+    use glance_cache::layer::manage::CacheManageLayer;
+    use glance_cache::reverse_proxy::ReverseProxy;
+
+    let glance = fake_glance().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = glance_cache::store::CacheStore::builder(dir.path())
+        .open()
+        .await
+        .unwrap();
+    let cache = glance_cache::CacheLayer::new(store);
+    let upstream = ReverseProxy::<RequestBody<RequestBody<hyper::body::Incoming>>>::new(
+        glance.url().parse().unwrap(),
+    );
+    let manage = CacheManageLayer::new(
+        Some(cache.clone()),
+        glance_cache::auth::manage::ManagementAuth::open(),
+    )
+    .with_public_endpoint(Some("https://images.example.org/".parse().unwrap()));
+    let service = tower::ServiceBuilder::new()
+        .layer(manage)
+        .layer(cache)
+        .service(upstream);
+    let served = serve_service(service).await;
+    let v = Client::new()
+        .get(&format!("{}/versions", served.url), &[])
+        .await;
+    let doc: Value = serde_json::from_slice(&v.body).unwrap();
+    assert_eq!(
+        doc["versions"][0]["links"][0]["href"],
+        "https://images.example.org/v2/"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scenario_20_queue_triggers_immediate_caching() {
     let glance = fake_glance().await;
     let dir = tempfile::tempdir().unwrap();

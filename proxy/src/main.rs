@@ -1,15 +1,15 @@
 //! `glance-cache-proxy`: a caching reverse proxy for OpenStack Glance image
 //! downloads, plus operator commands.
 
+mod config_cmd;
 mod demo;
 mod logging;
+mod manage_cli;
 mod offline;
 mod serve;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 /// Caching reverse proxy for OpenStack Glance image downloads.
@@ -24,11 +24,14 @@ struct Cli {
 enum Command {
     /// Run the caching proxy in front of the upstream image service.
     Serve {
-        /// Configuration file (oslo INI: glance-api.conf, glance-cache.conf, ...);
-        /// repeatable, later files override earlier ones.
-        #[arg(long = "config-file", value_name = "FILE")]
-        config_files: Vec<PathBuf>,
+        #[command(flatten)]
+        config: config_cmd::ConfigArgs,
     },
+    /// Check the configuration: print every option's effective value and where it came
+    /// from, and the warnings.
+    CheckConfig(config_cmd::CheckConfigArgs),
+    /// Print a commented sample configuration with every option, its help and its default.
+    SampleConfig,
     /// Start a small built-in image service and the proxy in front of it,
     /// download one image twice and show the miss and the hit.
     Demo {
@@ -36,6 +39,8 @@ enum Command {
         #[arg(long, default_value_t = 256 * 1024 * 1024)]
         image_size: u64,
     },
+    #[command(flatten)]
+    Manage(manage_cli::ManageCommand),
     #[command(flatten)]
     Offline(offline::OfflineCommand),
 }
@@ -45,7 +50,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse_from(offline::args_for_program_name(std::env::args_os()));
     // One-shot maintenance stays quiet on success (cron mails what it prints).
     let default_level = match cli.command {
-        Command::Offline(_) => "warn",
+        Command::Offline(_) | Command::Manage(_) => "warn",
         _ => "info",
     };
     logging::init(default_level);
@@ -61,11 +66,11 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve { config_files } => {
-                let config = load_config(&config_files)?;
-                serve::run(config).await
-            }
+            Command::Serve { config } => serve::run(config.load_config()?).await,
+            Command::CheckConfig(args) => config_cmd::check_config(&args),
+            Command::SampleConfig => config_cmd::sample_config(),
             Command::Demo { image_size } => demo::run(image_size).await,
+            Command::Manage(command) => manage_cli::run(command).await,
             Command::Offline(command) => offline::run(command).await,
         }
     });
@@ -76,12 +81,4 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn load_config(files: &[PathBuf]) -> anyhow::Result<glance_cache::config::Config> {
-    let loaded = glance_cache::config::Config::load(files).context("invalid configuration")?;
-    for warning in &loaded.warnings {
-        tracing::warn!("{warning}");
-    }
-    Ok(loaded.config)
 }

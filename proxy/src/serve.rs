@@ -71,7 +71,9 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
                 .layer(layer.clone())
                 .service(upstream::<RequestBody<RequestBody<Incoming>>>(&config));
             let m = &config.maintenance;
-            let mut manage = CacheManageLayer::new(Some(layer.clone()), auth.clone()).with_stall_time(stall);
+            let mut manage = CacheManageLayer::new(Some(layer.clone()), auth.clone())
+                .with_stall_time(stall)
+                .with_public_endpoint(config.public_endpoint.clone());
             if m.prefetch_enabled {
                 let prefetcher = Prefetcher::builder(layer.clone(), auth.clone())
                     .with_workers(m.prefetch_workers)

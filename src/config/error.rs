@@ -21,6 +21,19 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
+    /// A `--config-dir` directory could not be listed.
+    #[error("cannot read config directory {}: {source}", path.display())]
+    ReadDir {
+        /// The directory.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A `GLANCE_CACHE__...` environment variable that names no option (its
+    /// *value* errors are [`ConfigError::Value`]s located at the variable).
+    #[error(transparent)]
+    Environment(Box<EnvironmentError>),
     /// A line breaks the INI syntax rules (see [`SyntaxErrorKind`]).
     #[error(transparent)]
     Syntax(Box<SyntaxError>),
@@ -48,6 +61,17 @@ pub struct SyntaxError {
     pub kind: SyntaxErrorKind,
     /// The offending line, right-trimmed.
     pub text: String,
+}
+
+/// An environment variable with the configuration prefix that does not
+/// name an option, e.g. `GLANCE_CACHE__PROXY__UPSTREM_URL`.
+#[derive(Debug, thiserror::Error)]
+#[error("environment {variable}: {problem}")]
+pub struct EnvironmentError {
+    /// The variable's name.
+    pub variable: String,
+    /// What is wrong with it.
+    pub problem: String,
 }
 
 /// A value that is not valid for its option.

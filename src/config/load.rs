@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::env;
 use super::error::{
     ConfigError, ConfigWarning, InterpolationError, InterpolationProblem, ValueError, WarningKind,
 };
@@ -9,7 +10,8 @@ use super::ini;
 use super::management;
 use super::options::{
     self, enabled_backend_names, is_glance_section, OptionDef, OptionKind, Value,
-    CACHE_POLICY_SECTION, DEFAULT_SECTION, KEYSTONE_SECTION, OPTIONS, PROXY_SECTION, REDACTED,
+    CACHE_POLICY_SECTION, DEFAULT_SECTION, GLANCE_STORE_SECTION, KEYSTONE_SECTION, OPTIONS,
+    PROXY_SECTION, REDACTED,
 };
 use super::raw::{normalize_section, RawConfig, RawValue, Source};
 use super::value::interpolate;
@@ -36,7 +38,8 @@ pub struct Effective {
     pub option: &'static OptionDef,
     /// The value after interpolation, as written (`None`: unset, no default).
     /// For [secret](OptionDef::secret) options that are set, a placeholder
-    /// (`<redacted>`) instead of the value.
+    /// (`<redacted>`) instead of the value. The directories of
+    /// `filesystem_store_datadirs` are joined with `, `.
     pub value: Option<String>,
     /// Where it came from.
     pub source: Source,
@@ -44,7 +47,8 @@ pub struct Effective {
 
 impl Loaded {
     /// Where the effective value of `[section] option` came from: the file
-    /// and line of its last assignment, or [`Source::Default`].
+    /// and line of its last assignment, the environment variable that set
+    /// it, or [`Source::Default`].
     pub fn source_of(&self, section: &str, option: &str) -> Source {
         self.raw
             .get(section, option)
@@ -84,8 +88,12 @@ impl Loaded {
     }
 }
 
-/// Reads and loads `files` in order (see [`Config::load`]).
-pub(crate) fn load_files<P: AsRef<Path>>(files: &[P]) -> Result<Loaded, ConfigError> {
+/// Reads and loads `files` in order, then applies the configuration
+/// variables among `env` (see [`Config::load_with_env`]).
+pub(crate) fn load_files<P: AsRef<Path>>(
+    files: &[P],
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Loaded, ConfigError> {
     let mut sources = Vec::with_capacity(files.len());
     for path in files {
         let path = path.as_ref();
@@ -96,12 +104,38 @@ pub(crate) fn load_files<P: AsRef<Path>>(files: &[P]) -> Result<Loaded, ConfigEr
         tracing::debug!(path = %path.display(), "read configuration file");
         sources.push((path.to_path_buf(), text));
     }
-    load_texts(sources.iter().map(|(p, t)| (p.clone(), t.as_str())))
+    load_texts(sources.iter().map(|(p, t)| (p.clone(), t.as_str())), env)
 }
 
-/// Parses `(path, text)` pairs in order and builds the typed configuration.
+/// The `*.conf` files of `dir` (see [`Config::config_dir_files`]).
+pub(crate) fn config_dir_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+    let read_dir = |source| ConfigError::ReadDir {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(read_dir)? {
+        let entry = entry.map_err(read_dir)?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        // Python's glob("*.conf"): no hidden files.
+        if name.starts_with('.') || !name.ends_with(".conf") {
+            continue;
+        }
+        let path = entry.path();
+        if path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Parses `(path, text)` pairs in order, applies the configuration
+/// variables among `env`, and builds the typed configuration.
 pub(crate) fn load_texts<'t>(
     sources: impl IntoIterator<Item = (PathBuf, &'t str)>,
+    env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Loaded, ConfigError> {
     let mut raw = RawConfig::default();
     let mut files = Vec::new();
@@ -109,6 +143,15 @@ pub(crate) fn load_texts<'t>(
         let parsed = ini::parse(&path, text)?;
         files.push(path.clone());
         raw.push_file(path, parsed);
+    }
+    for setting in env::settings(env)? {
+        tracing::debug!(variable = %setting.variable, "configuration from the environment");
+        raw.push_env(
+            setting.option.section,
+            setting.option.name,
+            setting.assignments(),
+            &setting.variable,
+        );
     }
 
     let mut config = Config::default();
@@ -155,7 +198,13 @@ pub(crate) fn load_texts<'t>(
         def.apply(&mut config, value);
         effective.push(Effective {
             option: def,
-            value: (source != Source::Default || def.default.is_some()).then(|| def.shown(&text)),
+            value: (source != Source::Default || def.default.is_some()).then(|| {
+                let shown = def.shown(&text);
+                match def.kind {
+                    OptionKind::DirList => shown.replace('\n', ", "),
+                    _ => shown,
+                }
+            }),
             source: source.clone(),
         });
         values.push((def, text, source));
@@ -166,6 +215,7 @@ pub(crate) fn load_texts<'t>(
     )?);
 
     warnings.extend(structure_warnings(&raw));
+    warnings.extend(store_warnings(&config, &raw));
     let file_index = |p: &Path| files.iter().position(|f| f == p).unwrap_or(usize::MAX);
     warnings.sort_by_key(|w| (file_index(&w.path), w.line));
 
@@ -175,6 +225,34 @@ pub(crate) fn load_texts<'t>(
         raw,
         effective,
     })
+}
+
+/// glance_store refuses `filesystem_store_datadir` together with
+/// `filesystem_store_datadirs`; the former has a default, so setting only
+/// the latter is the usual mistake.
+fn store_warnings(config: &Config, raw: &RawConfig) -> Vec<ConfigWarning> {
+    let store = &config.glance_store;
+    if store.filesystem_store_datadir.is_none() || store.filesystem_store_datadirs.is_empty() {
+        return Vec::new();
+    }
+    let Some(Source::File { path, line }) = raw
+        .get(GLANCE_STORE_SECTION, "filesystem_store_datadirs")
+        .map(|v| &v.source)
+    else {
+        return Vec::new();
+    };
+    vec![ConfigWarning {
+        path: path.clone(),
+        line: *line,
+        kind: WarningKind::IgnoredOption {
+            section: GLANCE_STORE_SECTION.to_owned(),
+            option: "filesystem_store_datadirs".to_owned(),
+            reason: "filesystem_store_datadir is set too (it defaults to /var/lib/glance/images), \
+                     and Glance's filesystem store refuses both; set filesystem_store_datadir to \
+                     the empty value"
+                .to_owned(),
+        },
+    }]
 }
 
 /// Unknown sections, `[default]`, and unknown options where they look like
@@ -359,7 +437,7 @@ fn canonical_key(key: &str) -> String {
 
 /// A known option of `section` that `key` probably means: the same name in
 /// another case or with dashes, or one at most two edits away.
-fn suggest(section: &str, key: &str) -> Option<&'static str> {
+pub(crate) fn suggest(section: &str, key: &str) -> Option<&'static str> {
     let canonical = canonical_key(key);
     let candidates = || OPTIONS.iter().filter(|o| o.section == section);
     candidates()
@@ -414,12 +492,12 @@ impl<'a> Resolver<'a> {
         let (text, source) = match raw_config.get(def.section, def.name) {
             // Every assignment adds to a list option (oslo.config's
             // MultiStrOpt); the last one is its source.
-            Some(last) if def.kind == OptionKind::TokenList => {
+            Some(last) if def.kind.multi_valued() => {
                 let mut parts = Vec::new();
                 for raw in raw_config.get_all(def.section, def.name) {
                     parts.push(self.interpolate(def.section, def.name, raw)?);
                 }
-                (parts.join(","), last.source.clone())
+                (parts.join(def.kind.joiner()), last.source.clone())
             }
             Some(raw) => (
                 self.interpolate(def.section, def.name, raw)?,

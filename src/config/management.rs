@@ -388,7 +388,7 @@ pub(crate) fn resolve(
             .filter_map(|s| loaded.get(s, "admin_tokens").map(|(_, src)| (s, src)))
             .find_map(|(s, src)| match src {
                 Source::File { path, line } => Some((s, path.clone(), *line)),
-                Source::Default => None,
+                Source::Default | Source::Environment { .. } => None,
             });
         if let Some((section, path, line)) = at {
             warnings.push(ConfigWarning {

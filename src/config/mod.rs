@@ -3,6 +3,11 @@
 //!
 //! - [`Config::load`] reads files in order; later files override earlier
 //!   ones, and within a file the last assignment of an option wins.
+//!   [`Config::config_dir_files`] lists a `--config-dir` like oslo.config
+//!   does (`*.conf`, sorted). [`Config::load_with_env`] then applies
+//!   environment variables `GLANCE_CACHE__<SECTION>__<OPTION>`
+//!   ([`ENV_PREFIX`]), which override every file and are validated like
+//!   file values; [`Source`] says where each effective value came from.
 //! - The INI syntax is a port of oslo.config's reader (spec §7.2): `#` and
 //!   `;` full-line comments only (`key = v # x` has the value `v # x`),
 //!   `=` or `:` (whichever comes first), one pair of surrounding quotes
@@ -20,6 +25,7 @@
 //!   Probable typos and unknown sections become [`ConfigWarning`]s; the many
 //!   Glance options and sections this crate does not read are accepted
 //!   silently and kept in [`Loaded::raw`].
+//! - [`sample()`] renders the option table as a commented sample file.
 //!
 //! # Example
 //!
@@ -61,14 +67,32 @@
 //!     "glance-api.conf:2: [DEFAULT] image_cache_max_size = \"10G\": \
 //!      expected an integer >= 0 (bytes; unit suffixes are not supported)"
 //! );
+//! // The environment overrides every file, and errors name the variable.
+//! let env = [("GLANCE_CACHE__PROXY__UPSTREAM_URL".to_owned(), "http://127.0.0.1:9191".to_owned())];
+//! let loaded = Config::from_sources_with_env(&[("glance-api.conf", text)], env)?;
+//! assert_eq!(loaded.config.proxy.upstream_url.port_u16(), Some(9191));
+//! assert_eq!(
+//!     loaded.source_of("proxy", "upstream_url").to_string(),
+//!     "environment GLANCE_CACHE__PROXY__UPSTREAM_URL"
+//! );
+//! let env = [("GLANCE_CACHE__DEFAULT__BIND_PORT".to_owned(), "http".to_owned())];
+//! let err = Config::from_sources_with_env(&[("glance-api.conf", text)], env).unwrap_err();
+//! assert_eq!(
+//!     err.to_string(),
+//!     "environment GLANCE_CACHE__DEFAULT__BIND_PORT: [DEFAULT] bind_port = \"http\": \
+//!      expected an integer between 0 and 65535 (TCP port)"
+//! );
 //! # Ok::<(), glance_cache::config::ConfigError>(())
 //! ```
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod env;
 mod error;
+mod glance;
 mod ini;
 mod load;
 mod maintenance;
@@ -76,11 +100,16 @@ mod management;
 pub mod options;
 mod policy;
 mod raw;
+mod sample;
 mod value;
 
+pub use env::{env_var_name, ENV_PREFIX};
 pub use error::{
-    ConfigError, ConfigWarning, ConflictError, InterpolationError, InterpolationProblem,
-    SyntaxError, SyntaxErrorKind, ValueError, WarningKind,
+    ConfigError, ConfigWarning, ConflictError, EnvironmentError, InterpolationError,
+    InterpolationProblem, SyntaxError, SyntaxErrorKind, ValueError, WarningKind,
+};
+pub use glance::{
+    GlanceStoreOptions, OsloConcurrencyOptions, OsloPolicyOptions, PasteDeployOptions, StoreDir,
 };
 pub use load::{Effective, Loaded};
 pub use maintenance::MaintenanceOptions;
@@ -88,6 +117,7 @@ pub use management::{Domain, KeystoneOptions, ManagementAuthMode, ManagementOpti
 pub use options::{OptionDef, OptionKind, Unit, OPTIONS};
 pub use policy::{CachePolicy, PolicyRule, RoleRule};
 pub use raw::{RawConfig, RawValue, Source};
+pub use sample::sample;
 
 /// The typed configuration. `Default` gives every option its default.
 #[derive(Clone, Debug)]
@@ -110,6 +140,25 @@ pub struct Config {
     /// `[DEFAULT] image_cache_stall_time`: seconds after which incomplete
     /// files are cleaned. Default 86400.
     pub image_cache_stall_time: u64,
+    /// `[DEFAULT] worker_self_reference_url`: this node's URL for Glance's
+    /// centralized_db driver; `None` when unset or empty. Read for
+    /// compatibility.
+    pub worker_self_reference_url: Option<http::Uri>,
+    /// `[DEFAULT] public_endpoint`: the public base URL of the image API,
+    /// the base of the links in the versions document; `None` (unset or
+    /// empty) means "from the request".
+    pub public_endpoint: Option<http::Uri>,
+    /// `[DEFAULT] enabled_backends`: Glance's stores, name to type. Read
+    /// for compatibility. Default empty.
+    pub enabled_backends: BTreeMap<String, String>,
+    /// `[paste_deploy]`. Read for compatibility.
+    pub paste_deploy: PasteDeployOptions,
+    /// `[oslo_concurrency]`. Read for compatibility.
+    pub oslo_concurrency: OsloConcurrencyOptions,
+    /// `[glance_store]`: the filesystem store. Read for compatibility.
+    pub glance_store: GlanceStoreOptions,
+    /// `[oslo_policy]`. Read for compatibility.
+    pub oslo_policy: OsloPolicyOptions,
     /// The `[proxy]` section.
     pub proxy: ProxyOptions,
     /// Who may call the cache-management API: `[proxy] management_auth`
@@ -129,6 +178,13 @@ impl Default for Config {
             image_cache_driver: CacheDriver::CentralizedDb,
             image_cache_max_size: 10_737_418_240,
             image_cache_stall_time: 86_400,
+            worker_self_reference_url: None,
+            public_endpoint: None,
+            enabled_backends: BTreeMap::new(),
+            paste_deploy: PasteDeployOptions::default(),
+            oslo_concurrency: OsloConcurrencyOptions::default(),
+            glance_store: GlanceStoreOptions::default(),
+            oslo_policy: OsloPolicyOptions::default(),
             proxy: ProxyOptions::default(),
             management: ManagementOptions::default(),
             maintenance: MaintenanceOptions::default(),
@@ -140,18 +196,54 @@ impl Config {
     /// Loads `files` like oslo.config: in order, later files override
     /// earlier ones (Glance's cache tools read `glance-api.conf`, then
     /// `glance-cache.conf`). No files gives all defaults.
+    ///
+    /// The environment is not read; see [`Config::load_with_env`].
     pub fn load<P: AsRef<Path>>(files: &[P]) -> Result<Loaded, ConfigError> {
-        load::load_files(files)
+        load::load_files(files, [])
+    }
+
+    /// Like [`Config::load`], then applies the configuration variables
+    /// among `env` (pass `std::env::vars()`; variables without the
+    /// [`ENV_PREFIX`] are ignored): `GLANCE_CACHE__<SECTION>__<OPTION>=value`
+    /// sets `[section] option` (names are case-insensitive; `DEFAULT` is
+    /// the default section) and overrides every file. A multi-valued option
+    /// takes a comma-separated list that replaces the files' values.
+    ///
+    /// Values are interpolated and validated like file values, with
+    /// [`Source::Environment`] as their location. A prefixed variable that
+    /// names no option is a [`ConfigError::Environment`].
+    pub fn load_with_env<P: AsRef<Path>>(
+        files: &[P],
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Loaded, ConfigError> {
+        load::load_files(files, env)
     }
 
     /// Like [`Config::load`], from in-memory `(name, text)` pairs; the name
     /// is used as the path in errors, warnings and [`Source`]s.
     pub fn from_sources(sources: &[(&str, &str)]) -> Result<Loaded, ConfigError> {
+        Self::from_sources_with_env(sources, [])
+    }
+
+    /// Like [`Config::load_with_env`], from in-memory `(name, text)` pairs.
+    pub fn from_sources_with_env(
+        sources: &[(&str, &str)],
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Loaded, ConfigError> {
         load::load_texts(
             sources
                 .iter()
                 .map(|(name, text)| (PathBuf::from(name), *text)),
+            env,
         )
+    }
+
+    /// The files oslo.config's `--config-dir DIR` reads: every regular file
+    /// (or link to one) in `dir` named `*.conf` and not hidden, sorted by
+    /// name. An unreadable or missing directory is a
+    /// [`ConfigError::ReadDir`].
+    pub fn config_dir_files(dir: impl AsRef<Path>) -> Result<Vec<PathBuf>, ConfigError> {
+        load::config_dir_files(dir.as_ref())
     }
 
     /// Whether caching is on (`image_cache_dir` is set).
@@ -258,3 +350,6 @@ mod tests;
 
 #[cfg(test)]
 mod tests_management;
+
+#[cfg(test)]
+mod tests_sources;

@@ -2,11 +2,13 @@
 //! default and help text. Loading, the sample configuration and
 //! `check-config` are all driven by [`OPTIONS`].
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
 use http::Uri;
 
+use super::glance::{parse_dict, parse_store_dirs, StoreDir};
 use super::policy::{PolicyRule, RoleRule};
 use super::value::{match_choice, parse_bool, parse_python_int, render_bool, IntError};
 use super::{CacheDriver, Config, HitAuthorization};
@@ -20,6 +22,14 @@ pub const PROXY_SECTION: &str = "proxy";
 pub const KEYSTONE_SECTION: &str = "keystone_authtoken";
 /// The roles each cache-management policy rule requires.
 pub const CACHE_POLICY_SECTION: &str = "cache_policy";
+/// Glance's WSGI pipeline (read for compatibility).
+pub const PASTE_DEPLOY_SECTION: &str = "paste_deploy";
+/// oslo.concurrency's external locks (read for compatibility).
+pub const OSLO_CONCURRENCY_SECTION: &str = "oslo_concurrency";
+/// glance_store's options (read for compatibility).
+pub const GLANCE_STORE_SECTION: &str = "glance_store";
+/// oslo.policy's options (read for compatibility).
+pub const OSLO_POLICY_SECTION: &str = "oslo_policy";
 
 /// What an integer option counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,6 +75,15 @@ pub enum OptionKind {
     },
     /// An absolute `http://` URL with a host and an optional path prefix.
     HttpUrl,
+    /// An absolute `http://` or `https://` URL with a host and an optional
+    /// path prefix; empty means unset.
+    Url,
+    /// oslo.config's `Dict`: `name:value` pairs separated by commas.
+    Dict,
+    /// glance_store's directory list: `path[:priority]` items, one per
+    /// assignment (or per line of a value). Every assignment of the option,
+    /// in every file, adds to the list (oslo.config's `MultiStrOpt`).
+    DirList,
     /// oslo.config's boolean: `true`/`1`/`on`/`yes` or `false`/`0`/`off`/`no`,
     /// case-insensitive.
     Bool,
@@ -83,6 +102,23 @@ pub enum OptionKind {
         /// The largest effective value.
         cap: u64,
     },
+}
+
+impl OptionKind {
+    /// Whether every assignment of the option, in every file, adds to its
+    /// value (oslo.config's `MultiStrOpt`) instead of replacing it.
+    pub fn multi_valued(self) -> bool {
+        matches!(self, OptionKind::TokenList | OptionKind::DirList)
+    }
+
+    /// How the assignments of a [multi-valued](OptionKind::multi_valued)
+    /// option are joined into one text before conversion.
+    pub(crate) fn joiner(self) -> &'static str {
+        match self {
+            OptionKind::DirList => "\n",
+            _ => ",",
+        }
+    }
 }
 
 impl fmt::Display for OptionKind {
@@ -110,6 +146,19 @@ impl fmt::Display for OptionKind {
             ),
             OptionKind::TokenList => f.write_str(
                 "a comma-separated list of tokens (printable ASCII, no spaces); repeat the \
+                 option to add more",
+            ),
+            OptionKind::Url => f.write_str(
+                "an absolute http:// or https:// URL with a host, e.g. \
+                 https://image.example.org (a path prefix is allowed; no query; empty means \
+                 unset)",
+            ),
+            OptionKind::Dict => f.write_str(
+                "name:type pairs separated by commas, e.g. fast:rbd, local:file (empty means \
+                 none)",
+            ),
+            OptionKind::DirList => f.write_str(
+                "a directory with an optional integer priority, path[:priority]; repeat the \
                  option to add more",
             ),
             OptionKind::Roles => f.write_str(
@@ -155,6 +204,8 @@ pub(crate) enum Value {
     Bool(bool),
     List(Vec<String>),
     Roles(RoleRule),
+    Dict(BTreeMap<String, String>),
+    Dirs(Vec<StoreDir>),
 }
 
 /// One option: where it lives, what it accepts, its default and its help.
@@ -223,6 +274,14 @@ impl OptionDef {
                 .map(Value::Choice)
                 .ok_or_else(|| self.kind.to_string()),
             OptionKind::HttpUrl => parse_http_url(text).map(Value::Url),
+            OptionKind::Url if text.is_empty() => Ok(Value::Str(String::new())),
+            OptionKind::Url => parse_url(text, OptionKind::Url).map(Value::Url),
+            OptionKind::Dict => parse_dict(text)
+                .map(Value::Dict)
+                .map_err(|problem| format!("{}; {problem}", self.kind)),
+            OptionKind::DirList => parse_store_dirs(text)
+                .map(Value::Dirs)
+                .map_err(|problem| format!("{}; {problem}", self.kind)),
             OptionKind::Bool => parse_bool(text)
                 .map(Value::Bool)
                 .ok_or_else(|| self.kind.to_string()),
@@ -307,13 +366,20 @@ fn n_too_large(text: &str) -> bool {
 }
 
 pub(crate) fn parse_http_url(text: &str) -> Result<Uri, String> {
-    let generic = || OptionKind::HttpUrl.to_string();
+    parse_url(text, OptionKind::HttpUrl)
+}
+
+/// An absolute URL as `kind` ([`OptionKind::HttpUrl`] or
+/// [`OptionKind::Url`], which also accepts `https://`) describes it.
+fn parse_url(text: &str, kind: OptionKind) -> Result<Uri, String> {
+    let generic = || kind.to_string();
     if text.contains('#') {
         return Err(format!("{}; a fragment (#...) is not allowed", generic()));
     }
     let uri: Uri = text.parse().map_err(|_| generic())?;
     match uri.scheme_str() {
         Some("http") => {}
+        Some("https") if kind == OptionKind::Url => {}
         Some("https") => {
             return Err(
                 "an http:// URL: https upstreams are not supported yet (reach Glance over \
@@ -361,6 +427,20 @@ fn secs(v: &Value) -> Option<Duration> {
 fn string(v: Value) -> Option<String> {
     match v {
         Value::Str(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// A string or path where empty means unset.
+fn optional(v: Value) -> Option<Option<String>> {
+    string(v).map(|s| (!s.is_empty()).then_some(s))
+}
+
+/// A URL where empty means unset.
+fn optional_url(v: Value) -> Option<Option<Uri>> {
+    match v {
+        Value::Url(u) => Some(Some(u)),
+        Value::Str(s) if s.is_empty() => Some(None),
         _ => None,
     }
 }
@@ -595,6 +675,55 @@ pub static OPTIONS: &[OptionDef] = &[
         apply: |c, v| {
             if let Some(n) = int(&v) {
                 c.image_cache_stall_time = n;
+            }
+        },
+    },
+    OptionDef {
+        section: DEFAULT_SECTION,
+        name: "worker_self_reference_url",
+        kind: OptionKind::Url,
+        default: None,
+        glance: true,
+        secret: false,
+        help: "This node's own URL, which Glance's centralized_db cache driver uses to tell \
+               nodes apart and image import uses to reach the node holding staged data. Read \
+               for compatibility: the proxy keeps a per-node index in image_cache_sqlite_db \
+               and does not use it.",
+        apply: |c, v| {
+            if let Some(u) = optional_url(v) {
+                c.worker_self_reference_url = u;
+            }
+        },
+    },
+    OptionDef {
+        section: DEFAULT_SECTION,
+        name: "public_endpoint",
+        kind: OptionKind::Url,
+        default: None,
+        glance: true,
+        secret: false,
+        help: "Public base URL of the image API. When set, the proxy uses it as the base of \
+               the links (href) in the versions document (GET / and GET /versions), like \
+               Glance; when unset, the links are built from the request's Host header.",
+        apply: |c, v| {
+            if let Some(u) = optional_url(v) {
+                c.public_endpoint = u;
+            }
+        },
+    },
+    OptionDef {
+        section: DEFAULT_SECTION,
+        name: "enabled_backends",
+        kind: OptionKind::Dict,
+        default: None,
+        glance: true,
+        secret: false,
+        help: "Glance's multiple stores, as name:type pairs (e.g. fast:rbd, local:file). Read \
+               for compatibility: the proxy fetches every image through the upstream API, and \
+               only uses the names to accept the per-store [name] sections without warnings.",
+        apply: |c, v| {
+            if let Value::Dict(d) = v {
+                c.enabled_backends = d;
             }
         },
     },
@@ -1045,6 +1174,133 @@ pub static OPTIONS: &[OptionDef] = &[
         "manage_image_cache",
         "Roles that may use the legacy cache API (/v2/cached_images, /v2/queued_images)."
     ),
+    OptionDef {
+        section: PASTE_DEPLOY_SECTION,
+        name: "flavor",
+        kind: OptionKind::String { allow_empty: true },
+        default: None,
+        glance: true,
+        secret: false,
+        help: "Glance's WSGI pipeline (keystone, keystone+caching, ...; unset or empty is \
+               Glance's default pipeline). Read for compatibility: the proxy runs its own \
+               stack. With a caching flavor (caching, cachemanagement, keystone+caching, \
+               keystone+cachemanagement) the glance-api behind the proxy keeps a second copy \
+               of every image; use keystone there.",
+        apply: |c, v| {
+            if let Some(s) = optional(v) {
+                c.paste_deploy.flavor = s;
+            }
+        },
+    },
+    OptionDef {
+        section: PASTE_DEPLOY_SECTION,
+        name: "config_file",
+        kind: OptionKind::Path,
+        default: None,
+        glance: true,
+        secret: false,
+        help: "Glance's paste ini file (unset: glance-api-paste.ini next to the last config \
+               file). Read for compatibility; the proxy does not read it.",
+        apply: |c, v| {
+            if let Some(s) = optional(v) {
+                c.paste_deploy.config_file = s.map(Into::into);
+            }
+        },
+    },
+    OptionDef {
+        section: OSLO_CONCURRENCY_SECTION,
+        name: "lock_path",
+        kind: OptionKind::Path,
+        default: None,
+        glance: true,
+        secret: false,
+        help: "Directory of Glance's external lock files (Glance's cache uses image_cache_dir \
+               when it is unset). Read for compatibility; the proxy takes no external locks.",
+        apply: |c, v| {
+            if let Some(s) = optional(v) {
+                c.oslo_concurrency.lock_path = s.map(Into::into);
+            }
+        },
+    },
+    OptionDef {
+        section: GLANCE_STORE_SECTION,
+        name: "filesystem_store_datadir",
+        kind: OptionKind::Path,
+        default: Some(super::glance::DEFAULT_DATADIR),
+        glance: true,
+        secret: false,
+        help: "Directory of Glance's filesystem store, from which Glance's prefetcher reads \
+               image data. Read for compatibility: the proxy fetches every image through the \
+               upstream API. Set it to the empty value when filesystem_store_datadirs is \
+               used (glance_store refuses both).",
+        apply: |c, v| {
+            if let Some(s) = optional(v) {
+                c.glance_store.filesystem_store_datadir = s.map(Into::into);
+            }
+        },
+    },
+    OptionDef {
+        section: GLANCE_STORE_SECTION,
+        name: "filesystem_store_datadirs",
+        kind: OptionKind::DirList,
+        default: None,
+        glance: true,
+        secret: false,
+        help: "Several filesystem store directories, one path[:priority] per assignment \
+               (repeat the option; a higher priority is preferred, default 0). Deprecated in \
+               glance_store. Read for compatibility, like filesystem_store_datadir.",
+        apply: |c, v| {
+            if let Value::Dirs(d) = v {
+                c.glance_store.filesystem_store_datadirs = d;
+            }
+        },
+    },
+    OptionDef {
+        section: OSLO_POLICY_SECTION,
+        name: "policy_file",
+        kind: OptionKind::String { allow_empty: false },
+        default: Some("policy.yaml"),
+        glance: true,
+        secret: false,
+        help: "Glance's policy file. Read for compatibility: the proxy does not read it; who \
+               may call the cache-management API is set in [cache_policy], with Glance's rule \
+               names.",
+        apply: |c, v| {
+            if let Some(s) = string(v) {
+                c.oslo_policy.policy_file = s.into();
+            }
+        },
+    },
+    OptionDef {
+        section: OSLO_POLICY_SECTION,
+        name: "enforce_new_defaults",
+        kind: OptionKind::Bool,
+        default: Some("true"),
+        glance: true,
+        secret: false,
+        help: "Whether Glance enforces its new default policies. Read for compatibility: the \
+               [cache_policy] rules apply as written.",
+        apply: |c, v| {
+            if let Some(b) = boolean(&v) {
+                c.oslo_policy.enforce_new_defaults = b;
+            }
+        },
+    },
+    OptionDef {
+        section: OSLO_POLICY_SECTION,
+        name: "enforce_scope",
+        kind: OptionKind::Bool,
+        default: Some("true"),
+        glance: true,
+        secret: false,
+        help: "Whether Glance checks token scopes in its policies. Read for compatibility: the \
+               [cache_policy] rules apply as written.",
+        apply: |c, v| {
+            if let Some(b) = boolean(&v) {
+                c.oslo_policy.enforce_scope = b;
+            }
+        },
+    },
 ];
 
 /// The definition of `[section] name`, if this crate reads it. `section` is
@@ -1151,6 +1407,28 @@ mod tests {
             image_cache_driver: CacheDriver::Xattr,
             image_cache_max_size: 1,
             image_cache_stall_time: 1,
+            worker_self_reference_url: Some(Uri::from_static("http://x")),
+            public_endpoint: Some(Uri::from_static("http://x")),
+            enabled_backends: [("a".to_owned(), "file".to_owned())].into(),
+            paste_deploy: super::super::PasteDeployOptions {
+                flavor: Some("x".into()),
+                config_file: Some("/x".into()),
+            },
+            oslo_concurrency: super::super::OsloConcurrencyOptions {
+                lock_path: Some("/x".into()),
+            },
+            glance_store: super::super::GlanceStoreOptions {
+                filesystem_store_datadir: None,
+                filesystem_store_datadirs: vec![super::super::StoreDir {
+                    path: "/x".into(),
+                    priority: 1,
+                }],
+            },
+            oslo_policy: super::super::OsloPolicyOptions {
+                policy_file: "x".into(),
+                enforce_new_defaults: false,
+                enforce_scope: false,
+            },
             proxy: super::super::ProxyOptions {
                 upstream_url: Uri::from_static("http://x"),
                 hit_authorization: HitAuthorization::None,

@@ -8,6 +8,7 @@ use super::ini::{Header, Parsed};
 
 /// Where an effective value came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Source {
     /// Not set in any loaded file: the built-in default.
     Default,
@@ -18,6 +19,12 @@ pub enum Source {
         /// The 1-based line of the option name.
         line: usize,
     },
+    /// Set by an environment variable `GLANCE_CACHE__<SECTION>__<OPTION>`
+    /// (see [`Config::load_with_env`](super::Config::load_with_env)).
+    Environment {
+        /// The variable's name, as it was found.
+        variable: String,
+    },
 }
 
 impl fmt::Display for Source {
@@ -25,6 +32,7 @@ impl fmt::Display for Source {
         match self {
             Source::Default => f.write_str("default"),
             Source::File { path, line } => write!(f, "{}:{line}", path.display()),
+            Source::Environment { variable } => write!(f, "environment {variable}"),
         }
     }
 }
@@ -35,7 +43,8 @@ impl fmt::Display for Source {
 pub struct RawValue {
     /// The value.
     pub value: String,
-    /// The file and line it was written on (never [`Source::Default`]).
+    /// The file and line it was written on, or the environment variable
+    /// that set it (never [`Source::Default`]).
     pub source: Source,
 }
 
@@ -139,6 +148,34 @@ impl RawConfig {
                 },
             });
         }
+    }
+
+    /// Sets `[section] key` from the environment variable `variable`: its
+    /// `values` (several for a multi-valued option) replace every value the
+    /// files gave it.
+    pub(crate) fn push_env(
+        &mut self,
+        section: &str,
+        key: &str,
+        values: Vec<String>,
+        variable: &str,
+    ) {
+        let section = normalize_section(section);
+        let mut indices = Vec::with_capacity(values.len());
+        for value in values {
+            indices.push(self.entries.len());
+            self.entries.push(RawEntry {
+                section: section.clone(),
+                key: key.to_owned(),
+                value: RawValue {
+                    value,
+                    source: Source::Environment {
+                        variable: variable.to_owned(),
+                    },
+                },
+            });
+        }
+        self.index.insert((section, key.to_owned()), indices);
     }
 
     /// The effective value of a single-valued option: the last one written.
@@ -278,5 +315,33 @@ mod tests {
             line: 7,
         };
         assert_eq!(s.to_string(), "/etc/glance/glance-api.conf:7");
+        let e = Source::Environment {
+            variable: "GLANCE_CACHE__PROXY__UPSTREAM_URL".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "environment GLANCE_CACHE__PROXY__UPSTREAM_URL"
+        );
+    }
+
+    #[test]
+    fn environment_values_replace_file_values() {
+        let mut r = raw(&[(
+            "a",
+            "[proxy]\nadmin_tokens = t1\nadmin_tokens = t2\nx = 1\n",
+        )]);
+        r.push_env("PROXY", "admin_tokens", vec!["e1".into(), "e2".into()], "V");
+        let all: Vec<_> = r
+            .get_all("proxy", "admin_tokens")
+            .map(|v| v.value.as_str())
+            .collect();
+        assert_eq!(all, vec!["e1", "e2"]);
+        assert_eq!(
+            r.get("proxy", "admin_tokens").map(|v| v.source.clone()),
+            Some(Source::Environment {
+                variable: "V".into()
+            })
+        );
+        assert_eq!(r.get("proxy", "x").map(|v| v.value.as_str()), Some("1"));
     }
 }

@@ -87,6 +87,9 @@ image_cache_sqlite_db = /srv/index.db
 image_cache_driver = xattr
 image_cache_max_size = 1_000
 image_cache_stall_time = 60
+worker_self_reference_url = http://node1:9292
+public_endpoint = https://image.example.org
+enabled_backends = local:file
 [proxy]
 upstream_url = http://glance:9292/image
 hit_authorization = metadata
@@ -131,6 +134,19 @@ cache_clean = @
 cache_prune = role:admin
 list_cached_nodes = admin
 manage_image_cache = admin
+[paste_deploy]
+flavor = keystone
+config_file = /etc/glance/glance-api-paste.ini
+[oslo_concurrency]
+lock_path = /var/lock/glance
+[glance_store]
+filesystem_store_datadir =
+filesystem_store_datadirs = /srv/images:1
+[oslo_policy]
+policy_file = policy.json
+enforce_new_defaults = false
+enforce_scope = false
+[local]
 ",
     );
     assert!(l.warnings.is_empty(), "{:?}", l.warnings);
@@ -173,6 +189,26 @@ manage_image_cache = admin
     assert_eq!(g.policy.rule(PolicyRule::CacheDelete), &RoleRule::Nobody);
     assert_eq!(g.policy.rule(PolicyRule::CacheClean), &RoleRule::Everyone);
     assert_eq!(g.policy.rule(PolicyRule::CachePrune), &RoleRule::default());
+    assert_eq!(
+        c.worker_self_reference_url.as_ref().map(|u| u.to_string()),
+        Some("http://node1:9292/".to_owned())
+    );
+    assert_eq!(
+        c.public_endpoint.as_ref().map(|u| u.to_string()),
+        Some("https://image.example.org/".to_owned())
+    );
+    assert_eq!(
+        c.enabled_backends.get("local").map(String::as_str),
+        Some("file")
+    );
+    assert_eq!(c.paste_deploy.flavor.as_deref(), Some("keystone"));
+    assert!(c.paste_deploy.config_file.is_some());
+    assert!(c.oslo_concurrency.lock_path.is_some());
+    assert_eq!(c.glance_store.filesystem_store_datadir, None);
+    assert_eq!(c.glance_store.filesystem_store_datadirs.len(), 1);
+    assert_eq!(c.oslo_policy.policy_file, PathBuf::from("policy.json"));
+    assert!(!c.oslo_policy.enforce_new_defaults);
+    assert!(!c.oslo_policy.enforce_scope);
     assert!(l.effective().iter().all(|e| e.source != Source::Default));
 }
 

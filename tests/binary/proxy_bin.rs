@@ -5,7 +5,9 @@ mod common;
 mod support;
 
 mod cli;
+mod config_cmd;
 mod glanceclient;
+mod manage_cli;
 mod offline;
 mod process;
 mod real_glance;

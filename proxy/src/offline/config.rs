@@ -1,28 +1,20 @@
 //! Configuration and the cache directory, shared by the offline commands.
 
-use std::path::PathBuf;
-
 use anyhow::Context;
 use glance_cache::config::Config;
 use glance_cache::store::CacheStore;
 
-/// The configuration files of an offline command.
+/// The configuration sources of an offline command.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct ConfigFiles {
-    /// Configuration file (oslo INI: glance-api.conf, glance-cache.conf, ...);
-    /// repeatable, later files override earlier ones.
-    #[arg(long = "config-file", value_name = "FILE")]
-    pub(crate) config_files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub(crate) sources: crate::config_cmd::ConfigArgs,
 }
 
 impl ConfigFiles {
     /// Loads the configuration; warnings go to the log.
     pub(crate) fn load(&self) -> anyhow::Result<Config> {
-        let loaded = Config::load(&self.config_files).context("invalid configuration")?;
-        for warning in &loaded.warnings {
-            tracing::warn!("{warning}");
-        }
-        Ok(loaded.config)
+        self.sources.load_config()
     }
 }
 

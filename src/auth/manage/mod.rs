@@ -71,6 +71,7 @@ use http::header::{HeaderMap, HeaderValue};
 use http::StatusCode;
 
 mod keystone;
+mod password;
 mod static_tokens;
 pub(crate) mod timestamp;
 mod validations;
@@ -83,6 +84,7 @@ pub use crate::config::{
 };
 use crate::BoxError;
 use keystone::{Keystone, Settings};
+pub use password::{password_token, PasswordAuthError};
 use static_tokens::StaticTokens;
 
 /// Default bound on every Keystone exchange.

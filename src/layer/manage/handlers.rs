@@ -464,13 +464,14 @@ impl Ctx<'_> {
         ResB::Error: Into<BoxError>,
     {
         let (r, parts) = (self.r, self.parts);
-        let base = match parts
+        let host = parts
             .headers
             .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-        {
-            Some(host) => format!("http://{host}"),
-            None => "http://localhost".to_owned(),
+            .and_then(|h| h.to_str().ok());
+        let base = match (&self.state.public_endpoint, host) {
+            (Some(public), _) => public.clone(),
+            (None, Some(host)) => format!("http://{host}"),
+            (None, None) => "http://localhost".to_owned(),
         };
         let upstream = {
             let caller = Caller::new(parts);

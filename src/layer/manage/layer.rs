@@ -18,6 +18,7 @@ pub struct CacheManageLayer {
     pub(crate) auth: ManagementAuth,
     pub(crate) prefetcher: Option<Prefetcher>,
     pub(crate) stall_time: Duration,
+    pub(crate) public_endpoint: Option<String>,
 }
 
 impl CacheManageLayer {
@@ -30,6 +31,7 @@ impl CacheManageLayer {
             auth,
             prefetcher: None,
             stall_time: Duration::from_secs(86_400),
+            public_endpoint: None,
         }
     }
 
@@ -37,6 +39,13 @@ impl CacheManageLayer {
     /// Without one, images are only queued on disk (Glance's "worker paused").
     pub fn with_prefetcher(mut self, prefetcher: Prefetcher) -> Self {
         self.prefetcher = Some(prefetcher);
+        self
+    }
+
+    /// Glance's `public_endpoint`: the base of the `href`s in the version
+    /// document (default: the request's `Host`).
+    pub fn with_public_endpoint(mut self, url: Option<http::Uri>) -> Self {
+        self.public_endpoint = url.map(|u| u.to_string().trim_end_matches('/').to_string());
         self
     }
 
