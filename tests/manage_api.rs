@@ -466,7 +466,7 @@ async fn auto_prune_keeps_the_size_limit_without_cron() {
     }
     wait_for(
         "the cache back under its limit",
-        Duration::from_secs(10),
+        Duration::from_secs(30),
         || async { proxy.store().cache_size().await.unwrap() <= 30_000 },
     )
     .await;

@@ -40,11 +40,13 @@ async fn sigterm_lets_running_downloads_finish_then_exits() {
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     proxy.signal("TERM");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        std::net::TcpStream::connect(proxy.addr).is_err(),
-        "no new connections after SIGTERM"
-    );
+    let addr = proxy.addr;
+    wait_for(
+        "the listener to close after SIGTERM",
+        Duration::from_secs(10),
+        || async move { std::net::TcpStream::connect(addr).is_err() },
+    )
+    .await;
     let r = download.await.unwrap();
     assert!(r.complete(), "running download was cut: {:?}", r.error);
     assert_eq!(r.body.len() as u64, BIG_SIZE);
