@@ -1,6 +1,7 @@
 //! `glance-cache-proxy`: a caching reverse proxy for OpenStack Glance image
 //! downloads, plus operator commands.
 
+mod admin;
 mod config_cmd;
 mod demo;
 mod logging;
@@ -48,12 +49,15 @@ enum Command {
 fn main() -> ExitCode {
     // Invoked as glance-cache-pruner/-cleaner/-prefetcher: that subcommand.
     let cli = Cli::parse_from(offline::args_for_program_name(std::env::args_os()));
-    // One-shot maintenance stays quiet on success (cron mails what it prints).
-    let default_level = match cli.command {
-        Command::Offline(_) | Command::Manage(_) => "warn",
-        _ => "info",
-    };
-    logging::init(default_level);
+    // `serve` sets up logging from its configuration files. One-shot
+    // maintenance stays quiet on success (cron mails what it prints).
+    if !matches!(cli.command, Command::Serve { .. }) {
+        let quiet = matches!(cli.command, Command::Offline(_) | Command::Manage(_));
+        if let Err(e) = logging::init(&logging::LogOptions::default().with_quiet(quiet)) {
+            eprintln!("glance-cache-proxy: error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -66,7 +70,17 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve { config } => serve::run(config.load_config()?).await,
+            Command::Serve { config } => {
+                let loaded = config
+                    .load()
+                    .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+                logging::init(&logging::LogOptions::from_loaded(&loaded)?)?;
+                for warning in &loaded.warnings {
+                    tracing::warn!("{warning}");
+                }
+                let admin_listen = admin::listen_option(&loaded)?;
+                serve::run(loaded.config, admin_listen).await
+            }
             Command::CheckConfig(args) => config_cmd::check_config(&args),
             Command::SampleConfig => config_cmd::sample_config(),
             Command::Demo { image_size } => demo::run(image_size).await,

@@ -16,6 +16,7 @@ use glance_cache::reverse_proxy::ReverseProxy;
 use glance_cache::server;
 use glance_cache::store::CacheStore;
 use glance_cache::worker::{Maintenance, Prefetcher};
+use glance_cache::RequestIdLayer;
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
@@ -51,7 +52,7 @@ where
         .with_idle_timeout(config.proxy.upstream_idle_timeout)
 }
 
-pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
+pub(crate) async fn run(config: Config, admin_listen: Option<String>) -> anyhow::Result<()> {
     let auth = ManagementAuth::from_config(&config.management)
         .context("invalid management authorization settings")?;
     let cache = cache_layer(&config).await?;
@@ -62,6 +63,10 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     let local = listener.local_addr().context("listener address")?;
     let grace = config.proxy.shutdown_timeout;
     let stall = Duration::from_secs(config.image_cache_stall_time);
+    if let Some(listen) = &admin_listen {
+        let store = cache.as_ref().map(|layer| layer.store().clone());
+        crate::admin::spawn(listen, store).await?;
+    }
     match cache {
         Some(layer) => {
             tracing::info!(listen = %local, upstream = %config.proxy.upstream_url,
@@ -84,18 +89,29 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
             } else {
                 tracing::warn!("prefetch_enabled = false: queued images are not fetched until prefetching is enabled");
             }
-            Maintenance::new(layer)
+            Maintenance::new(layer.clone())
                 .with_auto_prune(m.auto_prune)
                 .with_clean_interval(m.clean_interval)
                 .with_stall_time(stall)
                 .spawn();
-            let service = ServiceBuilder::new().layer(manage).service(stack);
-            server::serve(listener, service, server::shutdown_signal(), grace).await
+            let service = ServiceBuilder::new()
+                .layer(RequestIdLayer::new())
+                .layer(manage)
+                .service(stack);
+            let served = server::serve(listener, service, server::shutdown_signal(), grace).await;
+            // The last client may be gone while its fill still commits:
+            // give running fills up to another grace period.
+            let drained = std::time::Instant::now();
+            while layer.fills_in_flight() > 0 && drained.elapsed() < grace {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            served
         }
         None => {
             tracing::warn!(listen = %local, upstream = %config.proxy.upstream_url,
                 "image_cache_dir is not set: caching is off and every request is forwarded");
             let service = ServiceBuilder::new()
+                .layer(RequestIdLayer::new())
                 .layer(CacheManageLayer::new(None, auth))
                 .service(upstream::<RequestBody<Incoming>>(&config));
             server::serve(listener, service, server::shutdown_signal(), grace).await

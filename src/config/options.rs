@@ -968,6 +968,52 @@ pub static OPTIONS: &[OptionDef] = &[
         },
     },
     OptionDef {
+        section: DEFAULT_SECTION,
+        name: "debug",
+        kind: OptionKind::Bool,
+        default: Some("false"),
+        glance: true,
+        secret: false,
+        help: "Log this program's own modules at debug level (oslo.log's option); RUST_LOG, \
+               when set, overrides the level.",
+        apply: |_, _| {},
+    },
+    OptionDef {
+        section: DEFAULT_SECTION,
+        name: "use_json",
+        kind: OptionKind::Bool,
+        default: Some("false"),
+        glance: true,
+        secret: false,
+        help: "Write logs as JSON, one object per line, with each request's request_id \
+               (oslo.log's option).",
+        apply: |_, _| {},
+    },
+    OptionDef {
+        section: DEFAULT_SECTION,
+        name: "log_file",
+        kind: OptionKind::String { allow_empty: true },
+        default: None,
+        glance: true,
+        secret: false,
+        help: "Append logs to this file instead of standard error (oslo.log's option). An \
+               empty value means standard error, which undoes a log_file set in \
+               glance-api.conf when that file is passed first.",
+        apply: |_, _| {},
+    },
+    OptionDef {
+        section: PROXY_SECTION,
+        name: "admin_listen",
+        kind: OptionKind::String { allow_empty: true },
+        default: None,
+        glance: false,
+        secret: false,
+        help: "host:port of the admin endpoint (GET /metrics in Prometheus text format, GET \
+               /healthz). Unset: off. It has no authentication: bind it to 127.0.0.1 or a \
+               management network.",
+        apply: |_, _| {},
+    },
+    OptionDef {
         section: PROXY_SECTION,
         name: "auto_prune",
         kind: OptionKind::Bool,

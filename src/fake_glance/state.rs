@@ -86,10 +86,9 @@ impl Drop for UploadDir {
                 }
             }
         };
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => drop(rt.spawn_blocking(remove)),
-            Err(_) => remove(),
-        }
+        // Synchronously: a blocking task would never run once the test's
+        // runtime shuts down, leaving uploads (hundreds of MiB) in /tmp.
+        remove();
     }
 }
 
@@ -102,9 +101,8 @@ pub(crate) fn discard(data: &Data) {
                 tracing::debug!(path = %path.display(), error = %e, "fake glance: remove upload");
             }
         };
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => drop(rt.spawn_blocking(remove)),
-            Err(_) => remove(),
-        }
+        // Synchronously: a blocking task would never run once the test's
+        // runtime shuts down, leaving uploads (hundreds of MiB) in /tmp.
+        remove();
     }
 }

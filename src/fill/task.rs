@@ -11,6 +11,7 @@ use md5::{Digest, Md5};
 use tokio::sync::mpsc;
 
 use super::{Expectation, Failure, Fill, FillRegistry, Phase};
+use crate::metrics::{FillFailure, Metrics};
 use crate::store::CacheStore;
 use crate::BoxError;
 
@@ -39,9 +40,11 @@ pub(crate) fn spawn_fill<B>(
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
+    let in_flight = store.metrics().fill_started();
     tokio::spawn(async move {
         let committed = run(&fill, body, expect, &store).await;
         registry.remove(&fill);
+        drop(in_flight);
         if committed {
             registry.notify_commit();
         }
@@ -69,7 +72,7 @@ where
         tokio::task::spawn_blocking(move || write_loop(&file, wrx, &fill))
     };
     let hasher = tokio::task::spawn_blocking(move || hash_loop(hrx));
-    let pumped = pump(body, &wtx, &htx, expect.len).await;
+    let pumped = pump(body, &wtx, &htx, expect.len, store.metrics()).await;
     drop(wtx);
     drop(htx);
     let written = match writer.await {
@@ -112,6 +115,7 @@ where
             let ok = matches!(committed, Ok(Ok(())));
             match committed {
                 Ok(Ok(())) => {
+                    store.metrics().fill_committed();
                     let verified = expect.verifiable();
                     match store
                         .record_commit(&id, size, hex::encode(md5), verified)
@@ -123,17 +127,26 @@ where
                     }
                 }
                 Ok(Err(e)) => {
+                    store.metrics().fill_failed(FillFailure::Local);
                     tracing::error!(image_id = %id, error = %e, "commit failed; entry discarded");
                     let store = store.clone();
                     let _ =
                         tokio::task::spawn_blocking(move || store.discard_incomplete(&id)).await;
                 }
-                Err(e) => tracing::error!(image_id = %id, error = %e, "commit task failed"),
+                Err(e) => {
+                    store.metrics().fill_failed(FillFailure::Local);
+                    tracing::error!(image_id = %id, error = %e, "commit task failed");
+                }
             }
             ok
         }
         Err(failure) => {
             let local = matches!(failure, Failure::Local(_));
+            store.metrics().fill_failed(match failure {
+                Failure::Upstream(_) => FillFailure::Upstream,
+                Failure::Verification(_) => FillFailure::Verification,
+                Failure::Local(_) => FillFailure::Local,
+            });
             fill.finish(Phase::Failed(failure.clone()));
             let store = store.clone();
             if local {
@@ -155,6 +168,7 @@ async fn pump<B>(
     wtx: &mpsc::Sender<Bytes>,
     htx: &mpsc::Sender<Bytes>,
     max_len: Option<u64>,
+    metrics: &Metrics,
 ) -> PumpEnd
 where
     B: Body<Data = Bytes>,
@@ -173,6 +187,7 @@ where
         };
         if !data.is_empty() {
             total += data.len() as u64;
+            metrics.upstream_bytes(data.len() as u64);
             if let Some(max) = max_len.filter(|max| total > *max) {
                 return PumpEnd::Upstream(format!(
                     "upstream sent more than its Content-Length of {max} bytes"

@@ -18,6 +18,8 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::task::JoinHandle;
 
+use crate::metrics::Metrics;
+
 /// Called once when the last byte of the file has been handed to the client.
 pub(crate) type OnComplete = Box<dyn FnOnce() + Send>;
 
@@ -29,6 +31,7 @@ pub struct FileBody {
     chunk_size: usize,
     pending: Option<JoinHandle<io::Result<Bytes>>>,
     on_complete: Option<OnComplete>,
+    metrics: Option<Metrics>,
 }
 
 impl FileBody {
@@ -40,7 +43,14 @@ impl FileBody {
             chunk_size: chunk_size.max(4096),
             pending: None,
             on_complete: None,
+            metrics: None,
         }
+    }
+
+    /// Counts every chunk read into `metrics` as hit bytes.
+    pub(crate) fn counting(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     pub(crate) fn on_complete(mut self, f: OnComplete) -> Self {
@@ -109,6 +119,9 @@ impl Body for FileBody {
             }
         };
         this.pos += bytes.len() as u64;
+        if let Some(metrics) = &this.metrics {
+            metrics.hit_bytes(bytes.len() as u64);
+        }
         if this.pos >= this.end {
             if let Some(done) = this.on_complete.take() {
                 done();

@@ -66,6 +66,7 @@ pub use index::CacheEntry;
 pub use prune::PruneReport;
 pub use reconcile::ReconcileReport;
 
+use crate::metrics::Metrics;
 use crate::{Error, ImageId};
 use index::Index;
 use layout::Layout;
@@ -91,6 +92,8 @@ struct Inner {
     hit_chunk_size: usize,
     /// Serialise prune and clean within this store (see `locks`).
     locks: locks::MaintenanceLocks,
+    /// What the cache, its fills, pruning and prefetching count.
+    metrics: Metrics,
 }
 
 /// Builds a [`CacheStore`]; see [`CacheStore::builder`].
@@ -159,6 +162,7 @@ impl CacheStoreBuilder {
                 min_free_disk: self.min_free_disk,
                 hit_chunk_size: self.hit_chunk_size,
                 locks: locks::MaintenanceLocks::default(),
+                metrics: Metrics::new(),
             }),
         };
         if self.reconcile {
@@ -276,6 +280,12 @@ impl CacheStore {
         self.inner.hit_chunk_size
     }
 
+    /// The [`Metrics`] of this cache: every layer, fill, prune and prefetch
+    /// working on this store counts into them (see [`crate::metrics`]).
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
     /// The committed entry for `id`, if any. A file without a row (committed
     /// by another process, or left by Glance) is adopted.
     pub async fn lookup(&self, id: &ImageId) -> Result<Option<CacheEntry>, Error> {
@@ -349,13 +359,15 @@ impl CacheStore {
     pub(crate) fn hit_body(&self, id: &ImageId, file: Arc<File>, size: u64) -> FileBody {
         let index = self.inner.index.clone();
         let id = id.clone();
-        FileBody::new(file, 0, size, self.inner.hit_chunk_size).on_complete(Box::new(move || {
-            tokio::spawn(async move {
-                if let Err(e) = index.record_hit(&id).await {
-                    tracing::warn!(image_id = %id, error = %e, "could not count hit");
-                }
-            });
-        }))
+        FileBody::new(file, 0, size, self.inner.hit_chunk_size)
+            .counting(self.inner.metrics.clone())
+            .on_complete(Box::new(move || {
+                tokio::spawn(async move {
+                    if let Err(e) = index.record_hit(&id).await {
+                        tracing::warn!(image_id = %id, error = %e, "could not count hit");
+                    }
+                });
+            }))
     }
 
     /// Moves a committed entry to `invalid/` and drops its row.

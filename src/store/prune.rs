@@ -122,6 +122,7 @@ impl CacheStore {
             self.inner.index.delete(&id).await?;
             if let Some(size) = removed {
                 tracing::debug!(image_id = %id, size, "pruned");
+                self.inner.metrics.evicted(size);
                 report.files += 1;
                 report.bytes += size;
                 current = current.saturating_sub(size);

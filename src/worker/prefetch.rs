@@ -255,11 +255,13 @@ where
             let service = self.service.clone();
             match fetch(&self.cache, &self.auth, service, &id, credentials.as_ref()).await {
                 Ok(()) => {
+                    self.cache.store().metrics().prefetched(true);
                     self.shared.lock_errors().remove(&id);
                     return;
                 }
                 Err(Failure::Permanent(e)) => {
                     tracing::warn!(image_id = %id, error = %e, "prefetch failed; image stays queued");
+                    self.cache.store().metrics().prefetched(false);
                     self.shared.lock_errors().insert(id.clone(), e);
                     return;
                 }
@@ -273,6 +275,7 @@ where
                     tracing::warn!(image_id = %id, attempt = attempt + 1, error = %e, "prefetch attempt failed");
                     self.shared.lock_errors().insert(id.clone(), shown);
                     if last {
+                        self.cache.store().metrics().prefetched(false);
                         return;
                     }
                     tokio::time::sleep(delay).await;

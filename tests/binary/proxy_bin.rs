@@ -8,6 +8,7 @@ mod cli;
 mod config_cmd;
 mod glanceclient;
 mod manage_cli;
+mod observability;
 mod offline;
 mod process;
 mod real_glance;

@@ -11,6 +11,7 @@ use http_body::Body;
 use http_body_util::BodyExt;
 use tokio::sync::oneshot;
 use tower::{Service, ServiceExt};
+use tracing::Instrument;
 
 use super::headers::{hit_headers, replayable, request_id, REQUEST_ID};
 use super::{CacheLayer, RequestBody, ResponseBody};
@@ -79,6 +80,7 @@ where
     }
 
     async fn forward(self, parts: request::Parts, body: ReqB) -> Result<ResB, S::Error> {
+        self.state.store.metrics().miss();
         let req = Request::from_parts(parts, RequestBody::new(body));
         let resp = self.inner.clone().oneshot(req).await?;
         Ok(resp.map(ResponseBody::upstream))
@@ -99,7 +101,10 @@ where
             .await
         {
             Decision::Allow(meta) => meta,
-            Decision::Deny(resp) => return Ok(resp.map(ResponseBody::upstream)),
+            Decision::Deny(resp) => {
+                self.state.store.metrics().hit_refused();
+                return Ok(resp.map(ResponseBody::upstream));
+            }
             Decision::Forward(why) => {
                 tracing::debug!(image_id = %self.id, why, "hit forwarded to the upstream");
                 return self.forward(parts, body).await;
@@ -127,6 +132,7 @@ where
             Some(m) => m.checksum.clone(),
             None => entry.checksum.clone(),
         };
+        self.state.store.metrics().hit();
         let body = self.state.store.hit_body(&self.id, file, entry.size);
         let mut resp = Response::new(ResponseBody::hit(body));
         *resp.headers_mut() = hit_headers(entry.size, md5.as_deref(), request_id(&parts.headers));
@@ -149,13 +155,17 @@ where
             .await
         {
             Decision::Allow(_) => {}
-            Decision::Deny(resp) => return Ok(resp.map(ResponseBody::upstream)),
+            Decision::Deny(resp) => {
+                self.state.store.metrics().hit_refused();
+                return Ok(resp.map(ResponseBody::upstream));
+            }
             Decision::Forward(_) => return self.forward(parts, body).await,
         }
         if fill.wait_head().await.is_none() {
             return self.forward(parts, body).await;
         }
         tracing::debug!(image_id = %self.id, "joined a running fill");
+        self.state.store.metrics().miss();
         Ok(self.follower_response(&fill, request_id(&parts.headers), caller))
     }
 
@@ -167,19 +177,23 @@ where
         parts: request::Parts,
         body: ReqB,
     ) -> Result<ResB, S::Error> {
+        self.state.store.metrics().miss();
         let caller = Caller::new(&parts);
         let req = Request::from_parts(parts, RequestBody::new(body));
         let (tx, rx) = oneshot::channel();
         let state = self.state.clone();
         let inner = self.inner.clone();
         // Its own task: a leader whose client goes away still starts the fill.
-        tokio::spawn(async move {
-            let led = match inner.oneshot(req).await {
-                Ok(resp) => start_fill(&state, guard, resp).await,
-                Err(e) => Led::Failed(e),
-            };
-            let _ = tx.send(led);
-        });
+        tokio::spawn(
+            async move {
+                let led = match inner.oneshot(req).await {
+                    Ok(resp) => start_fill(&state, guard, resp).await,
+                    Err(e) => Led::Failed(e),
+                };
+                let _ = tx.send(led);
+            }
+            .in_current_span(),
+        );
         match rx.await {
             Ok(Led::Filling(fill, upstream_id)) => {
                 let id = upstream_id.unwrap_or_else(|| request_id(&http::HeaderMap::new()));

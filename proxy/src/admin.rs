@@ -1,0 +1,171 @@
+//! The admin endpoint on `[proxy] admin_listen` (`host:port`; unset = off):
+//!
+//! * `GET /metrics`: the cache's metrics in the Prometheus text format
+//!   (see `glance_cache::metrics`); without a cache directory, a comment
+//!   saying so and no samples.
+//! * `GET /healthz`: `200 ok` while the process serves.
+//!
+//! It has no authentication: bind it to a loopback or management address.
+//! It keeps serving until the process exits, so the metrics stay readable
+//! while running downloads drain after SIGTERM.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::Bytes;
+use glance_cache::config::Loaded;
+use glance_cache::metrics;
+use glance_cache::server;
+use glance_cache::store::CacheStore;
+use http::header::{ALLOW, CONTENT_TYPE};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use tokio::net::TcpListener;
+
+use crate::logging::raw_option;
+
+/// Unused: the endpoint is never shut down before the process exits.
+const GRACE: Duration = Duration::from_secs(1);
+
+/// `[proxy] admin_listen` from the loaded files: `None` when unset or empty.
+pub(crate) fn listen_option(loaded: &Loaded) -> anyhow::Result<Option<String>> {
+    Ok(raw_option(loaded, "proxy", "admin_listen")?
+        .map(|(v, _)| v.trim().to_owned())
+        .filter(|v| !v.is_empty()))
+}
+
+/// Binds `listen` (`host:port`, `[v6]:port`; a name is resolved and its
+/// first address used) and serves the admin endpoint there in a task of its
+/// own. Returns the bound address.
+pub(crate) async fn spawn(listen: &str, store: Option<CacheStore>) -> anyhow::Result<SocketAddr> {
+    let addr = tokio::net::lookup_host(listen)
+        .await
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .with_context(|| {
+            format!("[proxy] admin_listen = {listen:?}: expected host:port, e.g. 127.0.0.1:9293")
+        })?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on admin_listen {addr}"))?;
+    let local = listener.local_addr().context("admin listener address")?;
+    tracing::info!(listen = %local, "admin endpoint: GET /metrics, GET /healthz");
+    let service = tower::service_fn(move |req: Request<Incoming>| {
+        let store = store.clone();
+        async move { Ok::<_, Infallible>(handle(&req, store.as_ref()).await) }
+    });
+    tokio::spawn(async move {
+        let forever = std::future::pending::<()>();
+        if let Err(e) = server::serve(listener, service, forever, GRACE).await {
+            tracing::error!(error = %e, "admin endpoint failed");
+        }
+    });
+    Ok(local)
+}
+
+async fn handle<B>(req: &Request<B>, store: Option<&CacheStore>) -> Response<Full<Bytes>> {
+    let readable = req.method() == Method::GET || req.method() == Method::HEAD;
+    match req.uri().path() {
+        "/metrics" if readable => {
+            let text = match store {
+                Some(store) => metrics::sample(store).await.to_string(),
+                None => "# caching is off (image_cache_dir is not set): no cache metrics\n".into(),
+            };
+            respond(StatusCode::OK, metrics::CONTENT_TYPE, text)
+        }
+        "/healthz" if readable => respond(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
+        "/metrics" | "/healthz" => {
+            let mut resp = respond(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "text/plain; charset=utf-8",
+                "405 Method Not Allowed\n",
+            );
+            resp.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+            resp
+        }
+        _ => respond(
+            StatusCode::NOT_FOUND,
+            "text/plain; charset=utf-8",
+            "404 Not Found\n\nThe admin endpoint serves /metrics and /healthz.\n",
+        ),
+    }
+}
+
+fn respond(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(body.into()));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use glance_cache::config::Config;
+    use http_body_util::BodyExt;
+
+    async fn call(method: Method, path: &str, store: Option<&CacheStore>) -> (StatusCode, String) {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .body(())
+            .unwrap();
+        let resp = handle(&req, store).await;
+        let status = resp.status();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn routes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CacheStore::builder(dir.path()).open().await.unwrap();
+        let (status, text) = call(Method::GET, "/metrics", Some(&store)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(text.contains("\nglance_cache_hits_total 0\n"), "{text}");
+        assert!(text.contains("\nglance_cache_entries 0\n"), "{text}");
+        assert_eq!(
+            call(Method::GET, "/healthz", None).await,
+            (StatusCode::OK, "ok\n".into())
+        );
+        let (status, text) = call(Method::GET, "/metrics", None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(text.starts_with("# caching is off"));
+        assert_eq!(
+            call(Method::POST, "/metrics", None).await.0,
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        assert_eq!(call(Method::GET, "/", None).await.0, StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn listen_option_is_optional() {
+        let loaded = Config::from_sources(&[("a.conf", "[proxy]\n")]).unwrap();
+        assert_eq!(listen_option(&loaded).unwrap(), None);
+        let loaded =
+            Config::from_sources(&[("a.conf", "[proxy]\nadmin_listen = 127.0.0.1:9293\n")])
+                .unwrap();
+        assert_eq!(
+            listen_option(&loaded).unwrap().as_deref(),
+            Some("127.0.0.1:9293")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_bad_address_is_a_clear_error() {
+        let err = spawn("no-port-here", None).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "[proxy] admin_listen = \"no-port-here\": expected host:port, e.g. 127.0.0.1:9293"
+        );
+    }
+}

@@ -1,0 +1,266 @@
+//! [`Metrics`]: the counters, as shared atomics.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use super::Snapshot;
+
+/// Why a fill failed, the `reason` label of `glance_cache_fill_failures_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FillFailure {
+    /// The upstream body broke off, errored or was longer than announced.
+    Upstream,
+    /// The size or the MD5 checksum did not match what the upstream announced.
+    Verification,
+    /// The local disk failed (write, commit or space).
+    Local,
+}
+
+impl FillFailure {
+    /// Every reason, in the order they are rendered.
+    pub const ALL: [FillFailure; 3] = [
+        FillFailure::Upstream,
+        FillFailure::Verification,
+        FillFailure::Local,
+    ];
+
+    /// The label value: `upstream`, `verification` or `local`.
+    ///
+    /// ```
+    /// use glance_cache::metrics::FillFailure;
+    /// assert_eq!(FillFailure::Verification.as_str(), "verification");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FillFailure::Upstream => "upstream",
+            FillFailure::Verification => "verification",
+            FillFailure::Local => "local",
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            FillFailure::Upstream => 0,
+            FillFailure::Verification => 1,
+            FillFailure::Local => 2,
+        }
+    }
+}
+
+impl fmt::Display for FillFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The counters of one cache (see the [module docs](super)).
+///
+/// Cheap to clone: clones share the same counters. The cache counts into
+/// them itself; read them with [`snapshot`](Metrics::snapshot) or, with the
+/// store's size and entry count, [`sample`](super::sample).
+///
+/// ```
+/// use glance_cache::metrics::Metrics;
+/// let metrics = Metrics::new();
+/// let snapshot = metrics.snapshot();
+/// assert_eq!((snapshot.hits, snapshot.misses), (0, 0));
+/// assert_eq!(snapshot.cache_size_bytes, None); // not sampled from a store
+/// ```
+#[derive(Clone, Default)]
+pub struct Metrics {
+    inner: Arc<Counters>,
+}
+
+#[derive(Default)]
+struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    hit_refusals: AtomicU64,
+    hit_bytes: AtomicU64,
+    upstream_bytes: AtomicU64,
+    fills_in_flight: AtomicU64,
+    fills_committed: AtomicU64,
+    fill_failures: [AtomicU64; 3],
+    evictions: AtomicU64,
+    evicted_bytes: AtomicU64,
+    prefetch_successes: AtomicU64,
+    prefetch_failures: AtomicU64,
+}
+
+fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+fn get(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
+}
+
+impl Metrics {
+    /// New counters, all zero.
+    pub fn new() -> Self {
+        Metrics::default()
+    }
+
+    /// The current values of the counters. The store gauges
+    /// ([`Snapshot::cache_size_bytes`], [`Snapshot::cache_entries`]) are
+    /// `None`; [`sample`](super::sample) fills them in.
+    pub fn snapshot(&self) -> Snapshot {
+        let c = &*self.inner;
+        Snapshot {
+            hits: get(&c.hits),
+            misses: get(&c.misses),
+            hit_authorization_refusals: get(&c.hit_refusals),
+            hit_bytes: get(&c.hit_bytes),
+            upstream_bytes: get(&c.upstream_bytes),
+            fills_in_flight: get(&c.fills_in_flight),
+            fills_committed: get(&c.fills_committed),
+            fill_failures_upstream: get(&c.fill_failures[FillFailure::Upstream.index()]),
+            fill_failures_verification: get(&c.fill_failures[FillFailure::Verification.index()]),
+            fill_failures_local: get(&c.fill_failures[FillFailure::Local.index()]),
+            evictions: get(&c.evictions),
+            evicted_bytes: get(&c.evicted_bytes),
+            prefetch_successes: get(&c.prefetch_successes),
+            prefetch_failures: get(&c.prefetch_failures),
+            cache_size_bytes: None,
+            cache_entries: None,
+        }
+    }
+
+    /// A download answered from a cached file.
+    pub(crate) fn hit(&self) {
+        add(&self.inner.hits, 1);
+    }
+
+    /// A download answered by the upstream or by a running fill.
+    pub(crate) fn miss(&self) {
+        add(&self.inner.misses, 1);
+    }
+
+    /// A download of a cached or caching image that the upstream refused.
+    pub(crate) fn hit_refused(&self) {
+        add(&self.inner.hit_refusals, 1);
+    }
+
+    /// `n` image bytes read from a cached file for a client.
+    pub(crate) fn hit_bytes(&self, n: u64) {
+        add(&self.inner.hit_bytes, n);
+    }
+
+    /// `n` image bytes received from the upstream by a fill.
+    pub(crate) fn upstream_bytes(&self, n: u64) {
+        add(&self.inner.upstream_bytes, n);
+    }
+
+    /// A fill starts; it counts as in flight until the guard is dropped.
+    pub(crate) fn fill_started(&self) -> FillInFlight {
+        add(&self.inner.fills_in_flight, 1);
+        FillInFlight {
+            metrics: self.clone(),
+        }
+    }
+
+    /// A fill was verified and committed.
+    pub(crate) fn fill_committed(&self) {
+        add(&self.inner.fills_committed, 1);
+    }
+
+    /// A fill failed.
+    pub(crate) fn fill_failed(&self, reason: FillFailure) {
+        add(&self.inner.fill_failures[reason.index()], 1);
+    }
+
+    /// Pruning removed an entry of `bytes` bytes.
+    pub(crate) fn evicted(&self, bytes: u64) {
+        add(&self.inner.evictions, 1);
+        add(&self.inner.evicted_bytes, bytes);
+    }
+
+    /// A prefetch job ended.
+    pub(crate) fn prefetched(&self, success: bool) {
+        if success {
+            add(&self.inner.prefetch_successes, 1);
+        } else {
+            add(&self.inner.prefetch_failures, 1);
+        }
+    }
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.snapshot();
+        f.debug_struct("Metrics")
+            .field("hits", &s.hits)
+            .field("misses", &s.misses)
+            .field("fills_in_flight", &s.fills_in_flight)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Counts one fill as in flight while it lives (see [`Metrics::fill_started`]).
+#[derive(Debug)]
+pub(crate) struct FillInFlight {
+    metrics: Metrics,
+}
+
+impl Drop for FillInFlight {
+    fn drop(&mut self) {
+        self.metrics
+            .inner
+            .fills_in_flight
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clones_share_counters() {
+        let m = Metrics::new();
+        let c = m.clone();
+        c.hit();
+        c.hit_bytes(9);
+        m.miss();
+        m.upstream_bytes(10);
+        m.hit_refused();
+        m.fill_committed();
+        m.fill_failed(FillFailure::Verification);
+        m.fill_failed(FillFailure::Local);
+        m.fill_failed(FillFailure::Local);
+        m.evicted(100);
+        m.prefetched(true);
+        m.prefetched(false);
+        m.prefetched(false);
+        let s = c.snapshot();
+        assert_eq!(
+            (s.hits, s.hit_bytes, s.misses, s.upstream_bytes),
+            (1, 9, 1, 10)
+        );
+        assert_eq!(s.hit_authorization_refusals, 1);
+        assert_eq!(s.fills_committed, 1);
+        assert_eq!(
+            (
+                s.fill_failures_upstream,
+                s.fill_failures_verification,
+                s.fill_failures_local
+            ),
+            (0, 1, 2)
+        );
+        assert_eq!((s.evictions, s.evicted_bytes), (1, 100));
+        assert_eq!((s.prefetch_successes, s.prefetch_failures), (1, 2));
+    }
+
+    #[test]
+    fn in_flight_follows_the_guards() {
+        let m = Metrics::new();
+        let a = m.fill_started();
+        let b = m.fill_started();
+        assert_eq!(m.snapshot().fills_in_flight, 2);
+        drop(a);
+        assert_eq!(m.snapshot().fills_in_flight, 1);
+        drop(b);
+        assert_eq!(m.snapshot().fills_in_flight, 0);
+    }
+}

@@ -1,0 +1,240 @@
+//! [`Snapshot`]: the values at one moment, and their exposition.
+
+use std::fmt;
+
+use super::exposition::{Exposition, Kind};
+use super::FillFailure;
+use crate::store::CacheStore;
+
+/// The metrics of one cache at one moment; see the [module docs](super) for
+/// what each value means. `Display` renders the Prometheus text format.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Snapshot {
+    /// `glance_cache_hits_total`
+    pub hits: u64,
+    /// `glance_cache_misses_total`
+    pub misses: u64,
+    /// `glance_cache_hit_authorization_refusals_total`
+    pub hit_authorization_refusals: u64,
+    /// `glance_cache_hit_bytes_total`
+    pub hit_bytes: u64,
+    /// `glance_cache_upstream_bytes_total`
+    pub upstream_bytes: u64,
+    /// `glance_cache_fills_in_flight`
+    pub fills_in_flight: u64,
+    /// `glance_cache_fills_committed_total`
+    pub fills_committed: u64,
+    /// `glance_cache_fill_failures_total{reason="upstream"}`
+    pub fill_failures_upstream: u64,
+    /// `glance_cache_fill_failures_total{reason="verification"}`
+    pub fill_failures_verification: u64,
+    /// `glance_cache_fill_failures_total{reason="local"}`
+    pub fill_failures_local: u64,
+    /// `glance_cache_evictions_total`
+    pub evictions: u64,
+    /// `glance_cache_evicted_bytes_total`
+    pub evicted_bytes: u64,
+    /// `glance_cache_prefetches_total{result="success"}`
+    pub prefetch_successes: u64,
+    /// `glance_cache_prefetches_total{result="failure"}`
+    pub prefetch_failures: u64,
+    /// `glance_cache_size_bytes`; `None` when not sampled (or unreadable).
+    pub cache_size_bytes: Option<u64>,
+    /// `glance_cache_entries`; `None` when not sampled (or unreadable).
+    pub cache_entries: Option<u64>,
+}
+
+impl Snapshot {
+    /// The failures of one reason.
+    ///
+    /// ```
+    /// use glance_cache::metrics::{FillFailure, Metrics};
+    /// assert_eq!(Metrics::new().snapshot().fill_failures(FillFailure::Local), 0);
+    /// ```
+    pub fn fill_failures(&self, reason: FillFailure) -> u64 {
+        match reason {
+            FillFailure::Upstream => self.fill_failures_upstream,
+            FillFailure::Verification => self.fill_failures_verification,
+            FillFailure::Local => self.fill_failures_local,
+        }
+    }
+}
+
+/// The counters of `store`'s [`Metrics`](super::Metrics) plus its cache
+/// size and entry count. The size is read from the directory and the count
+/// from the index, off the async threads; if either cannot be read, it is
+/// logged and left `None` (and not rendered).
+///
+/// See the [module docs](super) for an example.
+pub async fn sample(store: &CacheStore) -> Snapshot {
+    let mut snapshot = store.metrics().snapshot();
+    match store.cache_size().await {
+        Ok(size) => snapshot.cache_size_bytes = Some(size),
+        Err(e) => tracing::warn!(error = %e, "metrics: cannot read the cache size"),
+    }
+    match store.list().await {
+        Ok(entries) => snapshot.cache_entries = Some(entries.len() as u64),
+        Err(e) => tracing::warn!(error = %e, "metrics: cannot read the cache index"),
+    }
+    snapshot
+}
+
+impl fmt::Display for Snapshot {
+    /// The Prometheus text exposition format, one family per metric, with
+    /// `# HELP` and `# TYPE` lines; every label value is present (zeros
+    /// included) so rates never start from a missing series.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use Kind::{Counter, Gauge};
+        let mut e = Exposition::new(f);
+        e.single(
+            "glance_cache_hits_total",
+            Counter,
+            "Image downloads answered from a cached file.",
+            self.hits,
+        )?;
+        e.single(
+            "glance_cache_misses_total",
+            Counter,
+            "Image downloads answered by the upstream or by a running fill.",
+            self.misses,
+        )?;
+        e.single(
+            "glance_cache_hit_authorization_refusals_total",
+            Counter,
+            "Downloads of cached or caching images refused because the upstream did not authorize the caller.",
+            self.hit_authorization_refusals,
+        )?;
+        e.single(
+            "glance_cache_hit_bytes_total",
+            Counter,
+            "Image bytes sent to clients from cached files.",
+            self.hit_bytes,
+        )?;
+        e.single(
+            "glance_cache_upstream_bytes_total",
+            Counter,
+            "Image bytes received from the upstream by cache fills.",
+            self.upstream_bytes,
+        )?;
+        e.single(
+            "glance_cache_fills_in_flight",
+            Gauge,
+            "Cache fills running now.",
+            self.fills_in_flight,
+        )?;
+        e.single(
+            "glance_cache_fills_committed_total",
+            Counter,
+            "Cache fills verified and committed.",
+            self.fills_committed,
+        )?;
+        e.family(
+            "glance_cache_fill_failures_total",
+            Counter,
+            "Cache fills that failed, by reason: upstream (the upstream body broke off), \
+             verification (size or checksum mismatch), local (disk).",
+        )?;
+        for reason in FillFailure::ALL {
+            e.sample(
+                "glance_cache_fill_failures_total",
+                &[("reason", reason.as_str())],
+                self.fill_failures(reason),
+            )?;
+        }
+        e.single(
+            "glance_cache_evictions_total",
+            Counter,
+            "Cached images removed by pruning.",
+            self.evictions,
+        )?;
+        e.single(
+            "glance_cache_evicted_bytes_total",
+            Counter,
+            "Bytes of the cached images removed by pruning.",
+            self.evicted_bytes,
+        )?;
+        e.family(
+            "glance_cache_prefetches_total",
+            Counter,
+            "Prefetch jobs for queued images, by result.",
+        )?;
+        e.sample(
+            "glance_cache_prefetches_total",
+            &[("result", "success")],
+            self.prefetch_successes,
+        )?;
+        e.sample(
+            "glance_cache_prefetches_total",
+            &[("result", "failure")],
+            self.prefetch_failures,
+        )?;
+        if let Some(size) = self.cache_size_bytes {
+            e.single(
+                "glance_cache_size_bytes",
+                Gauge,
+                "The cache size: bytes of the image files in the cache directory.",
+                size,
+            )?;
+        }
+        if let Some(entries) = self.cache_entries {
+            e.single(
+                "glance_cache_entries",
+                Gauge,
+                "Committed entries in the cache index.",
+                entries,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_family_has_help_type_and_samples() {
+        let s = Snapshot {
+            hits: 2,
+            fill_failures_local: 4,
+            prefetch_failures: 1,
+            cache_size_bytes: Some(9),
+            cache_entries: Some(1),
+            ..Snapshot::default()
+        };
+        let text = s.to_string();
+        assert!(text.ends_with('\n'));
+        let mut families = 0;
+        let mut lines = text.lines().peekable();
+        while let Some(help) = lines.next() {
+            let name = help
+                .strip_prefix("# HELP ")
+                .and_then(|h| h.split(' ').next())
+                .unwrap_or_else(|| panic!("expected HELP, got {help:?}"));
+            let ty = lines.next().unwrap();
+            assert!(ty == format!("# TYPE {name} counter") || ty == format!("# TYPE {name} gauge"));
+            assert_eq!(name.ends_with("_total"), ty.ends_with("counter"), "{name}");
+            let mut samples = 0;
+            while lines.peek().is_some_and(|l| !l.starts_with('#')) {
+                let line = lines.next().unwrap();
+                assert!(line.starts_with(name), "{line}");
+                samples += 1;
+            }
+            assert!(samples > 0, "{name}");
+            families += 1;
+        }
+        assert_eq!(families, 13);
+        assert!(text.contains("\nglance_cache_hits_total 2\n"));
+        assert!(text.contains("\nglance_cache_fill_failures_total{reason=\"local\"} 4\n"));
+        assert!(text.contains("\nglance_cache_prefetches_total{result=\"failure\"} 1\n"));
+        assert!(text.contains("\nglance_cache_size_bytes 9\n"));
+    }
+
+    #[test]
+    fn store_gauges_are_left_out_when_not_sampled() {
+        let text = Snapshot::default().to_string();
+        assert!(!text.contains("glance_cache_size_bytes"));
+        assert!(!text.contains("glance_cache_entries"));
+    }
+}
