@@ -90,7 +90,11 @@ image_cache_stall_time = 60
 worker_self_reference_url = http://node1:9292
 public_endpoint = https://image.example.org
 enabled_backends = local:file
+debug = true
+use_json = true
+log_file = /var/log/glance/cache-proxy.log
 [proxy]
+admin_listen = 127.0.0.1:9393
 upstream_url = http://glance:9292/image
 hit_authorization = metadata
 authorization_cache_ttl = 0

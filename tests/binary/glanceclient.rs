@@ -127,8 +127,8 @@ async fn the_real_glance_client_manages_the_proxy_cache() {
         .get(&format!("{}/v2/images/{ida}/file", proxy.url), &[])
         .await;
     assert_eq!(r.status, 200);
-    wait_for("A committed", Duration::from_secs(30), || async {
-        cache.join(&ida).exists()
+    wait_for("A listed as cached", Duration::from_secs(30), || async {
+        tokio::task::block_in_place(|| cli.list()).0.contains(&ida)
     })
     .await;
     let (code, out, _) = cli.run(&["cache-list"]);
@@ -168,9 +168,11 @@ async fn the_real_glance_client_manages_the_proxy_cache() {
         .get(&format!("{}/v2/images/{idb}/file", proxy.url), &[])
         .await;
     assert_eq!(r.status, 200);
-    wait_for("B committed again", Duration::from_secs(30), || async {
-        cache.join(&idb).exists()
-    })
+    wait_for(
+        "B listed as cached again",
+        Duration::from_secs(30),
+        || async { tokio::task::block_in_place(|| cli.list()).0.contains(&idb) },
+    )
     .await;
     assert_eq!(cli.run(&["cache-clear", "--target", "both"]).0, 0);
     assert_eq!(cli.list(), (vec![], vec![]));
