@@ -41,7 +41,7 @@ else
 fi
 
 t=$(date +%s)
-cargo test --workspace --all-targets "$@"
+cargo test --workspace --all-targets --no-fail-fast "$@"
 targets_status=$?
 echo "run.sh: cargo test --workspace --all-targets: exit $targets_status in $(elapsed "$t")s"
 
