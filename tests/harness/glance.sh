@@ -2,7 +2,7 @@
 # Start or stop a REAL OpenStack Glance API (glance 33.0.0 under uWSGI 2.0.31) on 127.0.0.1.
 #
 #   glance.sh start --port PORT [--base DIR] [--auth noauth|headers] [--workers N]
-#                   [--debug] [--fresh] [--watch-pid PID [--purge-with-owner]]
+#                   [--cache off|on] [--debug] [--fresh] [--watch-pid PID [--purge-with-owner]]
 #                   [--timeout SECONDS]
 #   glance.sh stop  (--base DIR | --port PORT)
 #   glance.sh status (--base DIR | --port PORT)
@@ -14,7 +14,8 @@
 #     --port PORT       required (0 = pick a free port)
 #     --base DIR        state dir (default ${TMPDIR:-/tmp}/glance-cache-glance-PORT):
 #                       etc/{glance-api.conf,glance-api-paste.ini,policy.yaml,uwsgi.ini}
-#                       data/{images,staging,tasks}/  glance.sqlite  locks/
+#                       data/{images,staging,tasks}/ (+ data/cache/ with --cache on)
+#                       glance.sqlite  locks/
 #                       run/{glance-api.pid,watch.pid}  log/{uwsgi.log,glance-api.log,db_sync.log}
 #     --auth noauth     (default) every request is admin: Glance's unauthenticated-context
 #                       middleware plus a policy override ("context_is_admin": "@"), because
@@ -25,6 +26,14 @@
 #                       policy; X-Roles: admin is admin, member/reader are not). Requests
 #                       without X-Identity-Status: Confirmed get 401.
 #     --workers N       uWSGI processes (default 2: the test machines have 2 cores)
+#     --cache off       (default) NO Glance image cache: no image_cache_dir, no cache
+#                       middleware (this project is the cache).
+#     --cache on        Glance's OWN image cache, as an operator would enable it (for
+#                       side-by-side benchmarks): image_cache_dir = DIR/data/cache/,
+#                       image_cache_driver = centralized_db (Glance's default), and the
+#                       stock "cachemanagement" paste flavor (cache + cachemanage filters;
+#                       "headerauth+cachemanagement" with --auth headers), so downloads are
+#                       cached by Glance and /v2/cache answers.
 #     --debug           Glance debug logging
 #     --fresh           wipe DIR first
 #     --watch-pid PID   stop this Glance when process PID exits (a test process that is killed
@@ -32,8 +41,7 @@
 #     --purge-with-owner with --watch-pid: also delete DIR when PID exits (for a DIR that
 #                       belongs to that process, such as a test's temporary directory)
 #     --timeout S       how long to wait for Glance to come up (default 120)
-#   There is deliberately NO Glance image cache (no image_cache_dir, no cache middleware):
-#   this project is the cache.
+#   Without --cache on there is deliberately NO Glance image cache: this project is the cache.
 # stop: SIGTERM to the uWSGI master (die-on-term: graceful), waits up to 30 s, then SIGKILLs
 #   the master and the workers it had, if still alive. Keeps DIR.
 #
@@ -52,13 +60,14 @@ die() { echo "glance.sh: ERROR: $*" >&2; exit 1; }
 CMD=${1:-}
 [ -n "$CMD" ] || { usage >&2; exit 2; }
 shift
-PORT=""; BASE=""; AUTH=noauth; WORKERS=2; DEBUG=False; FRESH=0; WATCH_PID=""; TIMEOUT=120; PURGE=0
+PORT=""; BASE=""; AUTH=noauth; CACHE=off; WORKERS=2; DEBUG=False; FRESH=0; WATCH_PID=""; TIMEOUT=120; PURGE=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --port) PORT=${2:?--port needs a value}; shift 2;;
     --base) BASE=${2:?--base needs a value}; shift 2;;
     --auth) AUTH=${2:?--auth needs a value}; shift 2;;
     --workers) WORKERS=${2:?--workers needs a value}; shift 2;;
+    --cache) CACHE=${2:?--cache needs a value}; shift 2;;
     --debug) DEBUG=True; shift;;
     --fresh) FRESH=1; shift;;
     --watch-pid) WATCH_PID=${2:?--watch-pid needs a value}; shift 2;;
@@ -163,9 +172,22 @@ write_config() {
     headers) flavor="headerauth";;
     *) log "--auth must be noauth or headers, not '$AUTH'"; exit 2;;
   esac
+  local cache_lines=""
+  case "$CACHE" in
+    off) ;;
+    on)
+      flavor=${flavor:+$flavor+}cachemanagement
+      cache_lines="image_cache_dir = $BASE/data/cache/
+image_cache_driver = centralized_db
+image_cache_max_size = 10737418240
+image_cache_stall_time = 86400"
+      ;;
+    *) log "--cache must be on or off, not '$CACHE'"; exit 2;;
+  esac
 
-  # Paste pipelines: Glance's stock filters, no cache middleware. The composite name Glance
-  # loads is "glance-api" plus "-<flavor>" when [paste_deploy] flavor is set.
+  # Paste pipelines: Glance's stock filters; the cache middleware only in the *cachemanagement
+  # flavors (--cache on). The composite name Glance loads is "glance-api" plus "-<flavor>" when
+  # [paste_deploy] flavor is set.
   cat > "$BASE/etc/glance-api-paste.ini" <<EOF
 # written by glance-cache tests/harness/glance.sh
 [composite:glance-api]
@@ -178,10 +200,23 @@ paste.composite_factory = glance.api:root_app_factory
 /: api
 /healthcheck: healthcheck
 
+# --cache on: Glance's own image cache (stock cache + cachemanage filters)
+[composite:glance-api-cachemanagement]
+paste.composite_factory = glance.api:root_app_factory
+/: api
+/healthcheck: healthcheck
+
+[composite:glance-api-headerauth+cachemanagement]
+paste.composite_factory = glance.api:root_app_factory
+/: api
+/healthcheck: healthcheck
+
 [composite:api]
 paste.composite_factory = glance.api:pipeline_factory
 default = cors http_proxy_to_wsgi versionnegotiation osprofiler unauthenticated-context rootapp
 headerauth = cors http_proxy_to_wsgi versionnegotiation osprofiler context rootapp
+cachemanagement = cors http_proxy_to_wsgi versionnegotiation osprofiler unauthenticated-context cache cachemanage rootapp
+headerauth+cachemanagement = cors http_proxy_to_wsgi versionnegotiation osprofiler context cache cachemanage rootapp
 
 [composite:rootapp]
 paste.composite_factory = glance.api:root_app_factory
@@ -208,6 +243,12 @@ paste.filter_factory = glance.api.middleware.context:ContextMiddleware.factory
 [filter:unauthenticated-context]
 paste.filter_factory = glance.api.middleware.context:UnauthenticatedContextMiddleware.factory
 
+[filter:cache]
+paste.filter_factory = glance.api.middleware.cache:CacheFilter.factory
+
+[filter:cachemanage]
+paste.filter_factory = glance.api.middleware.cache_manage:CacheManageFilter.factory
+
 [filter:osprofiler]
 paste.filter_factory = osprofiler.web:WsgiMiddleware.factory
 
@@ -230,7 +271,7 @@ EOF
   fi
 
   cat > "$BASE/etc/glance-api.conf" <<EOF
-# written by glance-cache tests/harness/glance.sh (auth=$AUTH)
+# written by glance-cache tests/harness/glance.sh (auth=$AUTH, cache=$CACHE)
 [DEFAULT]
 debug = $DEBUG
 log_file = $BASE/log/glance-api.log
@@ -238,6 +279,7 @@ use_stderr = false
 enabled_backends = fs:file
 worker_self_reference_url = http://127.0.0.1:$PORT
 allow_anonymous_access = false
+$cache_lines
 
 [database]
 connection = sqlite:///$BASE/glance.sqlite
@@ -346,6 +388,7 @@ cmd_start() {
   if port_in_use "$PORT"; then log "port 127.0.0.1:$PORT is already in use"; exit 3; fi
   if [ "$FRESH" = 1 ]; then rm -rf "$BASE"; fi
   mkdir -p "$BASE"/{etc,data/images,data/staging,data/tasks,locks,run,log}
+  if [ "$CACHE" = on ]; then mkdir -p "$BASE/data/cache"; fi
   write_config
 
   # The empty schema depends only on the Glance version (the venv's), so the first db_sync's
@@ -408,7 +451,7 @@ cmd_start() {
     exit 1
   fi
   if [ -n "$WATCH_PID" ]; then start_watcher; fi
-  log "up in $(( ($(date +%s%N) - t0) / 1000000 )) ms: pid=$pid auth=$AUTH workers=$WORKERS base=$BASE"
+  log "up in $(( ($(date +%s%N) - t0) / 1000000 )) ms: pid=$pid auth=$AUTH cache=$CACHE workers=$WORKERS base=$BASE"
   echo "http://127.0.0.1:$PORT"
 }
 
