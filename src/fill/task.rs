@@ -125,6 +125,16 @@ where
                         Err(e) => tracing::warn!(image_id = %id, error = %e,
                             "image cached but not indexed; it will be adopted at the next lookup"),
                     }
+                    // A delete (image or cache entry) may have arrived during
+                    // the fsync and rename: the fill is still registered, so
+                    // it set the flag; honour it now that the entry exists.
+                    if fill.commit_cancelled() {
+                        tracing::info!(image_id = %id, "deleted while committing; entry removed");
+                        if let Err(e) = store.invalidate(&id).await {
+                            tracing::warn!(image_id = %id, error = %e, "could not remove cache entry");
+                        }
+                        return false;
+                    }
                 }
                 Ok(Err(e)) => {
                     store.metrics().fill_failed(FillFailure::Local);

@@ -376,6 +376,7 @@ cmd_start() {
   is_uint "$PORT" || { log "--port must be a number, not '$PORT'"; exit 2; }
   if ! is_uint "$WORKERS" || [ "$WORKERS" -lt 1 ]; then log "--workers must be >= 1"; exit 2; fi
   is_uint "$TIMEOUT" || { log "--timeout must be seconds"; exit 2; }
+  case "$CACHE" in on|off) ;; *) log "--cache must be on or off, not '$CACHE'"; exit 2;; esac
   { [ -x "$VENV/bin/uwsgi" ] && [ -x "$VENV/bin/glance-manage" ]; } \
     || die "no Glance venv at $VENV (set GLANCE_CACHE_VENV, or run: bash $(dirname "$SELF")/setup-python.sh)"
   command -v curl >/dev/null 2>&1 || die "curl is needed (Debian: apt-get install curl)"
