@@ -464,13 +464,16 @@ async fn auto_prune_keeps_the_size_limit_without_cron() {
         api.download(&id).await;
         proxy.settle().await;
     }
+    // Prune removes a file, then its row: wait for both views to settle.
     wait_for(
-        "the cache back under its limit",
+        "the cache back under its limit, files and index",
         Duration::from_secs(30),
-        || async { proxy.store().cache_size().await.unwrap() <= 30_000 },
+        || async {
+            proxy.store().cache_size().await.unwrap() <= 30_000 && api.listing().await.0.len() == 2
+        },
     )
     .await;
-    assert_eq!(api.listing().await.0.len(), 2);
+    assert_eq!(proxy.store().cache_size().await.unwrap(), 20_480);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
