@@ -5,8 +5,9 @@
 #
 # One command, one machine, one run, everything on 127.0.0.1. It
 #   1. checks the tools (curl >= 7.84, ps, md5sum, python3, nginx: Debian's nginx-light is
-#      installed with apt-get when missing and we are root), makes the real-Glance venv
-#      (tests/harness/setup-python.sh) and builds the proxy (cargo build --release);
+#      installed with apt-get when missing and we are root; its service is not started), makes
+#      the real-Glance venv (tests/harness/setup-python.sh) and builds the proxy (cargo build
+#      --release);
 #   2. starts two real Glances (tests/harness/glance.sh, filesystem store, uWSGI): one without
 #      a cache (the upstream of nginx and of the proxy, and the "direct upstream" reference)
 #      and one with Glance's own cache (--cache on); nginx with proxy_cache tuned as in the
@@ -110,13 +111,26 @@ if ! command -v nginx >/dev/null 2>&1; then
   [ "${GLANCE_CACHE_NO_APT:-0}" != 1 ] || die "no nginx on PATH and GLANCE_CACHE_NO_APT=1 (Debian: apt-get install nginx-light)"
   { [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; } \
     || die "no nginx on PATH: install it as root (Debian: apt-get install nginx-light)"
-  log "installing Debian's nginx-light (apt-get)"
-  if ! apt-cache policy nginx-light 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+  # nginx-light where the release has it, else nginx. The package's own service is not started
+  # (a policy-rc.d that says no, for the install, when there is none): this script runs a
+  # private nginx with its own configuration on 127.0.0.1.
+  has_candidate() { apt-cache policy "$1" 2>/dev/null | grep -q 'Candidate: [0-9]'; }
+  if ! has_candidate nginx-light && ! has_candidate nginx; then
     DEBIAN_FRONTEND=noninteractive apt-get update -q >&2 || die "apt-get update failed"
   fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nginx-light < /dev/null >&2 \
-    || die "apt-get install nginx-light failed"
-  command -v nginx >/dev/null 2>&1 || die "apt-get installed nginx-light but nginx is not on PATH"
+  NGINX_PKG=nginx-light; has_candidate nginx-light || NGINX_PKG=nginx
+  log "installing Debian's $NGINX_PKG (apt-get)"
+  MADE_POLICY=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\n# written by benches/load/run.sh for its apt-get install: start no services\nexit 101\n' \
+      > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && MADE_POLICY=1
+  fi
+  APT_STATUS=0
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$NGINX_PKG" < /dev/null >&2 \
+    || APT_STATUS=$?
+  if [ "$MADE_POLICY" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
+  [ "$APT_STATUS" = 0 ] || die "apt-get install $NGINX_PKG failed"
+  command -v nginx >/dev/null 2>&1 || die "apt-get installed $NGINX_PKG but nginx is not on PATH"
 fi
 export GLANCE_CACHE_VENV=${GLANCE_CACHE_VENV:-${HOME:-/root}/.cache/glance-cache/venv}
 bash "$ROOT/tests/harness/setup-python.sh" --quiet || die "could not set up the Glance venv (see above)"

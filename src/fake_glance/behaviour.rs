@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use http::StatusCode;
 
+use super::gate::Gate;
+
 /// What to report for a metadata field.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) enum MetaField {
@@ -50,6 +52,7 @@ pub struct Behaviour {
     pub(crate) chunk_size: Option<usize>,
     pub(crate) reset_after: Option<u64>,
     pub(crate) stall_after: Option<u64>,
+    pub(crate) hold_after: Option<(u64, Gate)>,
     pub(crate) content_md5: Md5Header,
     pub(crate) chunked: bool,
     pub(crate) corrupt: bool,
@@ -105,6 +108,15 @@ impl Behaviour {
     /// longer than `bytes`.
     pub fn stall_after(mut self, bytes: u64) -> Self {
         self.stall_after = Some(bytes);
+        self
+    }
+
+    /// Sends `bytes` of the body, then waits until `gate` is
+    /// [opened](Gate::open) (or the client goes away) and sends the rest:
+    /// the test decides when the body may end. Has no effect when the body
+    /// is not longer than `bytes` or the gate is already open.
+    pub fn hold_after(mut self, bytes: u64, gate: Gate) -> Self {
+        self.hold_after = Some((bytes, gate));
         self
     }
 

@@ -1,6 +1,6 @@
 //! Response bodies: small fixed ones, and image data streamed by a producer
 //! task that applies the image's [`Behaviour`] (delays, rate, reset, stall,
-//! corruption).
+//! hold at a gate, corruption).
 
 use std::io;
 use std::pin::Pin;
@@ -168,6 +168,10 @@ async fn produce(plan: StreamPlan, tx: &mpsc::Sender<io::Result<Bytes>>) -> io::
         .flatten()
         .min()
         .filter(|n| *n < end.saturating_sub(plan.offset));
+    let mut hold = b
+        .hold_after
+        .as_ref()
+        .filter(|(n, gate)| *n < end.saturating_sub(plan.offset) && !gate.is_open());
     let started = Instant::now();
     let mut reader = Reader::open(&plan.data, plan.offset).await?;
     let mut pos = plan.offset;
@@ -187,6 +191,12 @@ async fn produce(plan: StreamPlan, tx: &mpsc::Sender<io::Result<Bytes>>) -> io::
         if pos >= end {
             return Ok(());
         }
+        if let Some((_, gate)) = hold.filter(|(n, _)| *n == sent) {
+            tokio::select! {
+                _ = gate.opened() => hold = None,
+                _ = tx.closed() => return Err(gone()),
+            }
+        }
         if sent > 0 {
             if let Some(d) = b.chunk_delay {
                 pause(tx, d).await?;
@@ -195,6 +205,9 @@ async fn produce(plan: StreamPlan, tx: &mpsc::Sender<io::Result<Bytes>>) -> io::
         let mut n = (end - pos).min(chunk as u64);
         if let Some(cut) = cut {
             n = n.min(cut - sent);
+        }
+        if let Some((at, _)) = hold {
+            n = n.min(at - sent);
         }
         let mut bytes = reader
             .read(pos, usize::try_from(n).unwrap_or(CHUNK))

@@ -32,9 +32,10 @@
 //! `reactivate` need `member` in the owner project (or admin).
 //!
 //! Per-image (or default) [`Behaviour`]s make it misbehave: delays, slow
-//! bodies, resets, stalls, wrong or missing `Content-MD5`, chunked bodies,
-//! forced statuses, lying metadata and corrupt bytes. Every request lands in
-//! the call log ([`Call`]).
+//! bodies, resets, stalls, bodies held at a [`Gate`] until the test opens
+//! it, wrong or missing `Content-MD5`, chunked bodies, forced statuses,
+//! lying metadata and corrupt bytes. Every request lands in the call log
+//! ([`Call`]).
 //!
 //! Image data is either small in-memory bytes, a deterministic
 //! [`Pattern`] of any length (never materialised), or uploaded data in a
@@ -76,6 +77,7 @@ mod builder;
 mod calls;
 mod download;
 mod error;
+mod gate;
 mod handlers;
 mod html;
 mod image;
@@ -97,6 +99,7 @@ pub use behaviour::Behaviour;
 pub use builder::{FakeGlance, FakeGlanceBuilder};
 pub use calls::Call;
 pub use error::FakeGlanceError;
+pub use gate::Gate;
 pub use image::{FakeImage, ImageStatus, Visibility};
 pub use pattern::Pattern;
 pub use policy::{AuthMode, Identity};

@@ -1000,3 +1000,44 @@ async fn connection_close_option_and_duplicate_ids() {
         .unwrap_err();
     assert!(err.to_string().contains(PUB));
 }
+
+#[tokio::test]
+async fn hold_after_waits_for_the_gate() {
+    let g = fixture(AuthMode::NoAuth).await;
+    let gate = Gate::new();
+    g.set_behaviour(BIG, Behaviour::default().hold_after(100_000, gate.clone()));
+    let resp = client()
+        .request(
+            request(&g, Method::GET, &file(BIG), None)
+                .body(empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut body = resp.into_body();
+    let mut data = Vec::new();
+    while data.len() < 100_000 {
+        let f = body.frame().await.unwrap().unwrap();
+        data.extend_from_slice(&f.into_data().unwrap_or_default());
+    }
+    assert_eq!(data.len(), 100_000, "the body stops exactly at the hold");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), body.frame())
+            .await
+            .is_err(),
+        "nothing more before the gate opens"
+    );
+    gate.open();
+    while let Some(f) = tokio::time::timeout(Duration::from_secs(20), body.frame())
+        .await
+        .expect("the rest after the gate opens")
+    {
+        data.extend_from_slice(&f.unwrap().into_data().unwrap_or_default());
+    }
+    assert_eq!(data, Pattern::new(7).to_vec(0, BIG_LEN as usize));
+
+    // An open gate holds nothing.
+    let r = get(&g, &file(BIG), None).await;
+    assert!(r.error.is_none());
+    assert_eq!(r.body.len() as u64, BIG_LEN);
+}

@@ -3,17 +3,16 @@
 use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::BodyExt;
-use tokio::sync::mpsc;
+use tokio::sync::watch;
 
-use super::{Failure, Fill, Phase};
-use crate::store::read_chunk_at;
+use super::{Failure, Fill, Phase, Status};
+use crate::store::ChunkReader;
 use crate::BoxError;
 
 /// The rest of an image fetched from the upstream by a follower.
@@ -23,21 +22,38 @@ pub(crate) type ResumeBody = UnsyncBoxBody<Bytes, BoxError>;
 pub(crate) type Resume =
     Box<dyn FnOnce(u64) -> BoxFuture<'static, Result<ResumeBody, BoxError>> + Send>;
 
-enum Msg {
-    Data(Bytes),
-    End,
-    Error(BoxError),
-}
-
 /// The response body of a client following a fill.
 ///
-/// Fed by a small task (one chunk in flight) that reads the fill's file up
-/// to what has been written and verified. Dropping the body stops only that
-/// task, never the fill.
+/// It reads the fill's file up to what has been written (and, for the last
+/// byte, verified), at the client's pace, and sleeps on the fill's progress
+/// channel when it has caught up. Dropping the body never stops the fill.
 pub struct FollowBody {
-    rx: mpsc::Receiver<Msg>,
+    state: State,
     remaining: Option<u64>,
-    finished: bool,
+}
+
+enum State {
+    /// Reading the growing file.
+    Following(Box<Following>),
+    /// The local disk failed: asking the upstream for the rest.
+    Resuming(BoxFuture<'static, Result<ResumeBody, BoxError>>),
+    /// Relaying the upstream's rest of the image.
+    Relaying(ResumeBody),
+    /// A broken body: the error is yielded once, then the body ends.
+    Broken(Option<BoxError>),
+    Done,
+}
+
+type Wait = BoxFuture<'static, (watch::Receiver<Status>, bool)>;
+
+struct Following {
+    fill: Arc<Fill>,
+    reader: ChunkReader,
+    /// `None` while `wait` owns the receiver.
+    status: Option<watch::Receiver<Status>>,
+    wait: Option<Wait>,
+    pos: u64,
+    resume: Option<Resume>,
 }
 
 impl fmt::Debug for FollowBody {
@@ -55,87 +71,75 @@ pub(crate) fn follow(
     chunk_size: usize,
     resume: Option<Resume>,
 ) -> FollowBody {
-    let (tx, rx) = mpsc::channel(1);
-    tokio::spawn(async move {
-        if let Err(msg) = run(fill, &tx, chunk_size, resume).await {
-            let _ = tx.send(Msg::Error(msg)).await;
-        }
-    });
+    let state = match fill.file().cloned() {
+        Some(file) => State::Following(Box::new(Following {
+            reader: ChunkReader::new(file, chunk_size),
+            status: Some(fill.subscribe()),
+            fill,
+            wait: None,
+            pos: 0,
+            resume,
+        })),
+        None => State::Broken(Some("fill has no file".into())),
+    };
     FollowBody {
-        rx,
+        state,
         remaining: len,
-        finished: false,
     }
 }
 
-async fn send(tx: &mpsc::Sender<Msg>, msg: Msg) -> Result<(), ()> {
-    tx.send(msg).await.map_err(|_| ())
+/// What one step of following produced.
+enum Step {
+    Data(Bytes),
+    End,
+    Resume(Resume, u64),
 }
 
-/// Returns `Err(reason)` when the client must see a broken body; `Ok` when
-/// the body ended properly or the client went away.
-async fn run(
-    fill: Arc<Fill>,
-    tx: &mpsc::Sender<Msg>,
-    chunk_size: usize,
-    resume: Option<Resume>,
-) -> Result<(), BoxError> {
-    let file = fill
-        .file()
-        .cloned()
-        .ok_or_else(|| BoxError::from("fill has no file"))?;
-    let mut rx = fill.subscribe();
-    let mut pos = 0u64;
-    loop {
-        let status = rx.borrow_and_update().clone();
-        match &status.phase {
-            Phase::Failed(Failure::Local(why)) => {
-                let Some(resume) = resume else {
-                    return Err(format!("cache write failed: {why}").into());
-                };
-                tracing::info!(image_id = %fill.id, offset = pos, "cache write failed; continuing from the upstream");
-                return relay_rest(resume(pos).await?, tx).await;
+impl Following {
+    fn poll_step(&mut self, cx: &mut Context<'_>) -> Poll<Result<Step, BoxError>> {
+        loop {
+            if let Some(wait) = self.wait.as_mut() {
+                let (rx, alive) = ready!(wait.as_mut().poll(cx));
+                self.wait = None;
+                self.status = Some(rx);
+                if !alive {
+                    return Poll::Ready(Err("fill vanished".into()));
+                }
             }
-            Phase::Failed(failure) => return Err(failure.to_string().into()),
-            Phase::Abandoned | Phase::Waiting => return Err("fill did not start".into()),
-            Phase::Streaming | Phase::Verified => {}
-        }
-        let visible = status.visible();
-        if pos < visible {
-            let len = (visible - pos).min(chunk_size as u64) as usize;
-            let file = Arc::clone(&file);
-            let at = pos;
-            let chunk = tokio::task::spawn_blocking(move || read_chunk_at(&file, at, len))
-                .await
-                .map_err(BoxError::from)??;
-            pos += chunk.len() as u64;
-            if send(tx, Msg::Data(chunk)).await.is_err() {
-                return Ok(()); // client gone; the fill goes on without it
+            let rx = self.status.as_mut().expect("status is back after a wait");
+            let status = rx.borrow_and_update().clone();
+            match &status.phase {
+                Phase::Failed(Failure::Local(why)) => {
+                    return Poll::Ready(match self.resume.take() {
+                        Some(resume) => {
+                            tracing::info!(image_id = %self.fill.id, offset = self.pos, "cache write failed; continuing from the upstream");
+                            Ok(Step::Resume(resume, self.pos))
+                        }
+                        None => Err(format!("cache write failed: {why}").into()),
+                    });
+                }
+                Phase::Failed(failure) => return Poll::Ready(Err(failure.to_string().into())),
+                Phase::Abandoned | Phase::Waiting => {
+                    return Poll::Ready(Err("fill did not start".into()))
+                }
+                Phase::Streaming | Phase::Verified => {}
             }
-            continue;
-        }
-        if status.phase == Phase::Verified {
-            let _ = send(tx, Msg::End).await;
-            return Ok(());
-        }
-        tokio::select! {
-            changed = rx.changed() => if changed.is_err() { return Err("fill vanished".into()) },
-            _ = tx.closed() => return Ok(()),
+            let visible = status.visible();
+            if self.pos < visible {
+                let chunk = ready!(self.reader.poll_read(cx, self.pos, visible - self.pos))?;
+                self.pos += chunk.len() as u64;
+                return Poll::Ready(Ok(Step::Data(chunk)));
+            }
+            if status.phase == Phase::Verified {
+                return Poll::Ready(Ok(Step::End));
+            }
+            let mut rx = self.status.take().expect("checked above");
+            self.wait = Some(Box::pin(async move {
+                let alive = rx.changed().await.is_ok();
+                (rx, alive)
+            }));
         }
     }
-}
-
-async fn relay_rest(body: ResumeBody, tx: &mpsc::Sender<Msg>) -> Result<(), BoxError> {
-    let mut body = body;
-    while let Some(frame) = body.frame().await {
-        if let Ok(data) = frame?.into_data() {
-            if send(tx, Msg::Data(data)).await.is_err() {
-                return Ok(());
-            }
-        }
-    }
-    let _ = send(tx, Msg::End).await;
-    Ok(())
 }
 
 impl Body for FollowBody {
@@ -147,34 +151,60 @@ impl Body for FollowBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        if this.finished {
-            return Poll::Ready(None);
-        }
-        match this.rx.poll_recv(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Some(Msg::Data(data))) => {
-                if let Some(rem) = this.remaining.as_mut() {
-                    *rem = rem.saturating_sub(data.len() as u64);
+        loop {
+            let data = match &mut this.state {
+                State::Done => return Poll::Ready(None),
+                State::Broken(e) => {
+                    let e = e.take();
+                    this.state = State::Done;
+                    return Poll::Ready(e.map(Err));
                 }
-                Poll::Ready(Some(Ok(Frame::data(data))))
+                State::Following(f) => match ready!(f.poll_step(cx)) {
+                    Ok(Step::Data(data)) => data,
+                    Ok(Step::End) => {
+                        this.state = State::Done;
+                        return Poll::Ready(None);
+                    }
+                    Ok(Step::Resume(resume, pos)) => {
+                        this.state = State::Resuming(resume(pos));
+                        continue;
+                    }
+                    Err(e) => {
+                        this.state = State::Broken(Some(e));
+                        continue;
+                    }
+                },
+                State::Resuming(fut) => {
+                    this.state = match ready!(fut.as_mut().poll(cx)) {
+                        Ok(body) => State::Relaying(body),
+                        Err(e) => State::Broken(Some(e)),
+                    };
+                    continue;
+                }
+                State::Relaying(body) => match ready!(Pin::new(body).poll_frame(cx)) {
+                    None => {
+                        this.state = State::Done;
+                        return Poll::Ready(None);
+                    }
+                    Some(Err(e)) => {
+                        this.state = State::Broken(Some(e));
+                        continue;
+                    }
+                    Some(Ok(frame)) => match frame.into_data() {
+                        Ok(data) => data,
+                        Err(_) => continue, // trailers: nothing to relay
+                    },
+                },
+            };
+            if let Some(rem) = this.remaining.as_mut() {
+                *rem = rem.saturating_sub(data.len() as u64);
             }
-            Poll::Ready(Some(Msg::End)) => {
-                this.finished = true;
-                Poll::Ready(None)
-            }
-            Poll::Ready(Some(Msg::Error(e))) => {
-                this.finished = true;
-                Poll::Ready(Some(Err(e)))
-            }
-            Poll::Ready(None) => {
-                this.finished = true;
-                Poll::Ready(Some(Err("image download stopped unexpectedly".into())))
-            }
+            return Poll::Ready(Some(Ok(Frame::data(data))));
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.finished || self.remaining == Some(0)
+        matches!(self.state, State::Done) || self.remaining == Some(0)
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -15,9 +15,11 @@ use crate::metrics::{FillFailure, Metrics};
 use crate::store::CacheStore;
 use crate::BoxError;
 
-/// Chunks queued towards the writer and the hasher (each). With hyper's
-/// usual frame sizes this bounds a fill to well under a MiB in flight.
-const CHANNEL_DEPTH: usize = 16;
+/// Chunks queued towards the writer and the hasher (each). A chunk is a
+/// slice of hyper's read buffer (up to 1 MiB with the reverse proxy's client)
+/// and keeps that buffer alive, so the depth bounds a fill's memory: at 16 one
+/// 1 GiB miss grew the proxy by 33 MiB; at 4 both threads still stay fed.
+const CHANNEL_DEPTH: usize = 4;
 
 /// Publish progress at least this often while draining queued chunks.
 const PUBLISH_EVERY: u64 = 1 << 20;

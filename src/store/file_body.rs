@@ -2,22 +2,22 @@
 //!
 //! object_store's own `into_stream()` reads 8 KiB per blocking task, about ten
 //! times slower than the page cache allows (research §2.1). This body reads
-//! `chunk_size` bytes (256 KiB by default) per `spawn_blocking` with `pread`,
-//! which keeps memory at one chunk per download.
+//! `chunk_size` bytes (256 KiB by default) per read through a
+//! [`ChunkReader`]: on the async worker when the page cache holds the bytes,
+//! on the blocking pool when the disk must be read, into buffers reused for
+//! the whole download.
 
 use std::fmt;
 use std::fs::File;
-use std::future::Future;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use tokio::task::JoinHandle;
 
+use super::chunk_reader::ChunkReader;
 use crate::metrics::Metrics;
 
 /// Called once when the last byte of the file has been handed to the client.
@@ -25,11 +25,9 @@ pub(crate) type OnComplete = Box<dyn FnOnce() + Send>;
 
 /// A response body that reads `[start, end)` of a file in large chunks.
 pub struct FileBody {
-    file: Arc<File>,
+    reader: ChunkReader,
     pos: u64,
     end: u64,
-    chunk_size: usize,
-    pending: Option<JoinHandle<io::Result<Bytes>>>,
     on_complete: Option<OnComplete>,
     metrics: Option<Metrics>,
 }
@@ -37,11 +35,9 @@ pub struct FileBody {
 impl FileBody {
     pub(crate) fn new(file: Arc<File>, start: u64, end: u64, chunk_size: usize) -> Self {
         FileBody {
-            file,
+            reader: ChunkReader::new(file, chunk_size),
             pos: start,
             end,
-            chunk_size: chunk_size.max(4096),
-            pending: None,
             on_complete: None,
             metrics: None,
         }
@@ -68,22 +64,6 @@ impl fmt::Debug for FileBody {
     }
 }
 
-/// Reads exactly `len` bytes at `pos`; a file shorter than expected is an error.
-pub(crate) fn read_chunk_at(file: &File, pos: u64, len: usize) -> io::Result<Bytes> {
-    let mut buf = vec![0u8; len];
-    file.read_exact_at(&mut buf, pos).map_err(|e| {
-        if e.kind() == io::ErrorKind::UnexpectedEof {
-            io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("cached file ended before offset {}", pos + len as u64),
-            )
-        } else {
-            e
-        }
-    })?;
-    Ok(Bytes::from(buf))
-}
-
 impl Body for FileBody {
     type Data = Bytes;
     type Error = io::Error;
@@ -96,26 +76,11 @@ impl Body for FileBody {
         if this.pos >= this.end {
             return Poll::Ready(None);
         }
-        if this.pending.is_none() {
-            let file = Arc::clone(&this.file);
-            let pos = this.pos;
-            let len = (this.end - pos).min(this.chunk_size as u64) as usize;
-            this.pending = Some(tokio::task::spawn_blocking(move || {
-                read_chunk_at(&file, pos, len)
-            }));
-        }
-        let handle = this.pending.as_mut().expect("set above");
-        let result = ready!(Pin::new(handle).poll(cx));
-        this.pending = None;
-        let bytes = match result {
-            Ok(Ok(bytes)) => bytes,
-            Ok(Err(e)) => {
+        let bytes = match ready!(this.reader.poll_read(cx, this.pos, this.end - this.pos)) {
+            Ok(bytes) => bytes,
+            Err(e) => {
                 this.end = this.pos;
                 return Poll::Ready(Some(Err(e)));
-            }
-            Err(join) => {
-                this.end = this.pos;
-                return Poll::Ready(Some(Err(io::Error::other(join))));
             }
         };
         this.pos += bytes.len() as u64;
@@ -136,14 +101,6 @@ impl Body for FileBody {
 
     fn size_hint(&self) -> SizeHint {
         SizeHint::with_exact(self.end.saturating_sub(self.pos))
-    }
-}
-
-impl Drop for FileBody {
-    fn drop(&mut self) {
-        if let Some(handle) = self.pending.take() {
-            handle.abort();
-        }
     }
 }
 
@@ -170,7 +127,7 @@ mod tests {
             frames += 1;
         }
         assert_eq!(got, data);
-        assert_eq!(frames, 16);
+        assert!(frames >= 16, "64 KiB chunks at most: {frames} frames");
         assert!(done.load(Ordering::SeqCst));
     }
 

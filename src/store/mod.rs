@@ -38,8 +38,11 @@
 //! ```
 
 mod blocking;
+mod chunk_reader;
 mod clean;
 mod clear;
+#[cfg(any(test, feature = "fake-glance"))]
+mod commit_hold;
 mod disk;
 mod file_body;
 mod index;
@@ -58,8 +61,10 @@ use std::sync::Arc;
 use object_store::local::LocalFileSystem;
 use object_store::{GetOptions, GetResultPayload, ObjectStore, ObjectStoreExt};
 
+pub(crate) use chunk_reader::ChunkReader;
 pub use clean::CleanReport;
-pub(crate) use file_body::read_chunk_at;
+#[cfg(any(test, feature = "fake-glance"))]
+pub use commit_hold::CommitHold;
 pub use file_body::FileBody;
 pub(crate) use index::now_epoch;
 pub use index::CacheEntry;
@@ -94,6 +99,9 @@ struct Inner {
     locks: locks::MaintenanceLocks,
     /// What the cache, its fills, pruning and prefetching count.
     metrics: Metrics,
+    /// Test hook: see [`CacheStore::hold_commits`].
+    #[cfg(any(test, feature = "fake-glance"))]
+    commit_hold: commit_hold::Slot,
 }
 
 /// Builds a [`CacheStore`]; see [`CacheStore::builder`].
@@ -163,6 +171,8 @@ impl CacheStoreBuilder {
                 hit_chunk_size: self.hit_chunk_size,
                 locks: locks::MaintenanceLocks::default(),
                 metrics: Metrics::new(),
+                #[cfg(any(test, feature = "fake-glance"))]
+                commit_hold: commit_hold::Slot::default(),
             }),
         };
         if self.reconcile {
@@ -480,6 +490,8 @@ impl CacheStore {
         let from = layout.incomplete(id);
         let to = layout.entry(id);
         file.sync_all().map_err(|e| Error::io("fsync", &from, e))?;
+        #[cfg(any(test, feature = "fake-glance"))]
+        self.inner.commit_hold.pause(id);
         std::fs::rename(&from, &to).map_err(|e| Error::io("rename", &from, e))?;
         disk::sync_dir(layout.root()).map_err(|e| Error::io("fsync", layout.root(), e))?;
         match std::fs::remove_file(layout.queue(id)) {
@@ -488,6 +500,27 @@ impl CacheStore {
             Err(e) => tracing::warn!(image_id = %id, error = %e, "could not remove queue marker"),
         }
         Ok(())
+    }
+
+    /// Test hook, compiled only for unit tests and with the `fake-glance`
+    /// feature: from now on every commit of this store stops in its commit
+    /// window (after the file's fsync, before its rename) until the
+    /// returned [`CommitHold`] is released or dropped. A new hold replaces
+    /// the previous one.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), glance_cache::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = glance_cache::store::CacheStore::builder(dir.path()).open().await?;
+    /// let hold = store.hold_commits();
+    /// // ... start a fill, `hold.reached().await`, act, then:
+    /// hold.release();
+    /// # Ok(()) }
+    /// ```
+    #[cfg(any(test, feature = "fake-glance"))]
+    pub fn hold_commits(&self) -> CommitHold {
+        self.inner.commit_hold.install()
     }
 
     /// Records a committed fill in the index.

@@ -51,11 +51,10 @@
 set -euo pipefail
 
 SELF=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")
+HARNESS=glance.sh SERVICE=glance PIDNAME=glance-api
 VENV=${GLANCE_CACHE_VENV:-${HOME:-/root}/.cache/glance-cache/venv}
-
-usage() { awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$0"; }
-log() { echo "glance.sh: $*" >&2; }
-die() { echo "glance.sh: ERROR: $*" >&2; exit 1; }
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "$SELF")/lib.sh"
 
 CMD=${1:-}
 [ -n "$CMD" ] || { usage >&2; exit 2; }
@@ -78,93 +77,20 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-is_uint() { case "$1" in ''|*[!0-9]*) return 1;; *) return 0;; esac; }
-alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null; }
-
-resolve_base() {
-  if [ -z "$BASE" ]; then
-    [ -n "$PORT" ] || { log "give --base DIR or --port PORT"; exit 2; }
-    BASE=${TMPDIR:-/tmp}/glance-cache-glance-$PORT
-  fi
-  PIDFILE=$BASE/run/glance-api.pid
-  WATCHFILE=$BASE/run/watch.pid
-  PGIDFILE=$BASE/run/glance-api.pgid
-}
-
-print_logs() {
-  local f
-  for f in "$BASE/log/uwsgi.log" "$BASE/log/glance-api.log"; do
-    if [ -s "$f" ]; then
-      echo "---- last 40 lines of $f ----" >&2
-      tail -n 40 "$f" >&2 || true
-    fi
-  done
-  echo "---- end of logs ----" >&2
-}
+print_logs() { print_log_tails "$BASE/log/uwsgi.log" "$BASE/log/glance-api.log"; }
 
 # ------------------------------------------------------------------------------- stop
 cmd_stop() {
   resolve_base
-  if [ -f "$WATCHFILE" ]; then
-    local w; w=$(cat "$WATCHFILE" 2>/dev/null || true)
-    # the watcher calls "glance.sh stop" itself: don't kill the caller
-    if is_uint "$w" && [ "$w" != "$$" ] && [ "$w" != "$PPID" ] && alive "$w"; then kill -TERM "$w" 2>/dev/null || true; fi
-    rm -f "$WATCHFILE"
-  fi
-  local pid="" pgid="" kids="" _i
-  pid=$(cat "$PIDFILE" 2>/dev/null || true)
-  pgid=$(cat "$PGIDFILE" 2>/dev/null || true)
-  if is_uint "$pid" && alive "$pid"; then
-    kids=$(ps -o pid= --ppid "$pid" 2>/dev/null | tr -s ' \n' ' ' || true)
-    kill -TERM "$pid" 2>/dev/null || true
-    for _i in $(seq 1 300); do
-      alive "$pid" || break
-      sleep 0.1
-    done
-    if alive "$pid"; then log "uWSGI master $pid still alive after 30 s: SIGKILL"; kill -KILL "$pid" 2>/dev/null || true; fi
-    for k in $kids; do
-      if alive "$k"; then kill -KILL "$k" 2>/dev/null || true; fi
-    done
-  elif [ -z "$pgid" ]; then
+  stop_watcher   # the watcher calls "glance.sh stop" itself: stop_watcher spares the caller
+  # shellcheck disable=SC2119  # no AFTER_TERM: Glance has nothing next to uWSGI
+  if ! stop_uwsgi; then
     log "not running (no live pid in $PIDFILE)"; rm -f "$PIDFILE"; return 0
   fi
-  # Stragglers (a worker the master had not reported yet): uWSGI's daemonize made its own
-  # session and process group, recorded at start; never our own group.
-  if is_uint "$pgid" && [ "$pgid" -gt 1 ] && [ "$pgid" != "$(ps -o pgid= -p $$ | tr -d ' ')" ] \
-     && kill -0 -- "-$pgid" 2>/dev/null; then
-    sleep 0.5
-    kill -KILL -- "-$pgid" 2>/dev/null || true
-    log "killed the remaining processes of group $pgid"
-  fi
-  rm -f "$PIDFILE" "$PGIDFILE"
-  log "stopped (master ${pid:-none}, workers:${kids:- none}) in $BASE"
-}
-
-cmd_status() {
-  resolve_base
-  local pid
-  pid=$(cat "$PIDFILE" 2>/dev/null || true)
-  if is_uint "$pid" && alive "$pid"; then echo "running pid=$pid base=$BASE"; else echo "stopped base=$BASE"; return 1; fi
+  log "stopped (master ${STOP_PID:-none}, workers:${STOP_KIDS:- none}) in $BASE"
 }
 
 # ------------------------------------------------------------------------------ start
-free_port() {
-  "$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-port_in_use() {
-  "$VENV/bin/python" - "$1" <<'PY'
-import socket, sys
-s = socket.socket()
-try:
-    s.bind(("127.0.0.1", int(sys.argv[1])))
-except OSError:
-    sys.exit(0)
-finally:
-    s.close()
-sys.exit(1)
-PY
-}
-
 write_config() {
   local flavor=""
   case "$AUTH" in
@@ -338,44 +264,8 @@ procname-prefix-spaced = glance-cache-test-glance-$PORT
 EOF
 }
 
-start_watcher() {
-  is_uint "$WATCH_PID" || { log "--watch-pid needs a pid, not '$WATCH_PID'"; exit 2; }
-  local master; master=$(cat "$PIDFILE")
-  # Detached (own session, no inherited stdio) so that it outlives a Ctrl-C of the test run
-  # and never holds the caller's stdout/stderr pipes open. Bounded: at most 24 h.
-  local setsid_cmd=()
-  command -v setsid >/dev/null 2>&1 && setsid_cmd=(setsid)
-  # shellcheck disable=SC2016  # the script's variables expand in the watcher, not here
-  "${setsid_cmd[@]}" bash -c '
-    owner=$1; master=$2; self=$3; base=$4; purge=$5
-    for _ in $(seq 1 86400); do
-      kill -0 "$master" 2>/dev/null || exit 0
-      if ! kill -0 "$owner" 2>/dev/null; then
-        echo "owner $owner gone: stopping glance"
-        bash "$self" stop --base "$base"
-        if [ "$purge" = 1 ]; then rm -rf "$base"; fi
-        exit 0
-      fi
-      sleep 1
-    done
-    bash "$self" stop --base "$base"
-  ' glance-watch "$WATCH_PID" "$master" "$SELF" "$BASE" "$PURGE" </dev/null >> "$BASE/log/watch.log" 2>&1 &
-  echo $! > "$WATCHFILE"
-}
-
-# Reads the master's pid and records its process group (uWSGI's daemonize made a new session).
-record_pid() {
-  pid=$(cat "$PIDFILE" 2>/dev/null || true)
-  is_uint "$pid" || { pid=""; return 0; }
-  local g; g=$(ps -o pgid= -p "$pid" 2>/dev/null | tr -d ' ' || true)
-  if is_uint "$g"; then echo "$g" > "$PGIDFILE"; fi
-}
-
 cmd_start() {
-  [ -n "$PORT" ] || { log "start needs --port PORT (0 = any free port)"; exit 2; }
-  is_uint "$PORT" || { log "--port must be a number, not '$PORT'"; exit 2; }
-  if ! is_uint "$WORKERS" || [ "$WORKERS" -lt 1 ]; then log "--workers must be >= 1"; exit 2; fi
-  is_uint "$TIMEOUT" || { log "--timeout must be seconds"; exit 2; }
+  check_start_options
   case "$CACHE" in on|off) ;; *) log "--cache must be on or off, not '$CACHE'"; exit 2;; esac
   { [ -x "$VENV/bin/uwsgi" ] && [ -x "$VENV/bin/glance-manage" ]; } \
     || die "no Glance venv at $VENV (set GLANCE_CACHE_VENV, or run: bash $(dirname "$SELF")/setup-python.sh)"
@@ -408,58 +298,22 @@ cmd_start() {
     fi
   fi
 
-  rm -f "$PIDFILE" "$PGIDFILE"
-  if [ -f "$BASE/log/uwsgi.log" ]; then mv "$BASE/log/uwsgi.log" "$BASE/log/uwsgi.log.prev"; fi
   local t0; t0=$(date +%s%N)
-  "$VENV/bin/uwsgi" --ini "$BASE/etc/uwsgi.ini" < /dev/null >&2 || { print_logs; die "uwsgi did not start"; }
-
-  # Wait (bounded): pid file, then /versions answering, then every worker having loaded the
-  # app (lazy-apps: each worker imports Glance itself, a few seconds each).
-  local deadline=$(( $(date +%s) + TIMEOUT )) pid="" code="" ready=0 state=wait_pid
-  while [ "$(date +%s)" -lt "$deadline" ]; do
-    if [ -z "$pid" ] && [ -s "$PIDFILE" ]; then record_pid; fi
-    if grep -q 'Address already in use' "$BASE/log/uwsgi.log" 2>/dev/null; then
-      cmd_stop >/dev/null 2>&1 || true
-      log "port 127.0.0.1:$PORT is already in use (uWSGI could not bind)"; exit 3
-    fi
-    if [ -n "$pid" ] && ! alive "$pid"; then state=master_died; break; fi
-    if grep -q 'no app loaded' "$BASE/log/uwsgi.log" 2>/dev/null; then state=no_app; break; fi
-    if [ -n "$pid" ]; then
-      if [ "$state" = wait_pid ]; then state=wait_http; fi
-      if [ "$state" = wait_http ]; then
-        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$PORT/versions" || true)
-        case "$code" in 200|300) state=wait_workers;; esac
-      fi
-      if [ "$state" = wait_workers ]; then
-        ready=$(grep -c 'WSGI app 0 (mountpoint=.*) ready' "$BASE/log/uwsgi.log" 2>/dev/null || true)
-        if [ "${ready:-0}" -ge "$WORKERS" ]; then state=up; break; fi
-      fi
-    fi
-    sleep 0.2
-  done
-
-  if [ "$state" != up ]; then
-    # make sure the pid and process group are known, so that the cleanup finds everything
-    local _i
-    for _i in $(seq 1 50); do
-      [ -n "$pid" ] && break
-      if [ -s "$PIDFILE" ]; then record_pid; break; fi
-      sleep 0.2
-    done
-    log "Glance did not come up on 127.0.0.1:$PORT (state: $state, last /versions status: ${code:-none}, workers ready: ${ready:-0}/$WORKERS, timeout ${TIMEOUT}s)"
+  launch_uwsgi || { print_logs; die "uwsgi did not start"; }
+  wait_uwsgi_up "http://127.0.0.1:$PORT/versions" "200 300"
+  if [ "$UP_STATE" = port_in_use ]; then
+    cmd_stop >/dev/null 2>&1 || true
+    log "port 127.0.0.1:$PORT is already in use (uWSGI could not bind)"; exit 3
+  fi
+  if [ "$UP_STATE" != up ]; then
+    log "Glance did not come up on 127.0.0.1:$PORT (state: $UP_STATE, last /versions status: ${UP_CODE:-none}, workers ready: ${UP_READY:-0}/$WORKERS, timeout ${TIMEOUT}s)"
     print_logs
     cmd_stop >/dev/null 2>&1 || true
     exit 1
   fi
-  if [ -n "$WATCH_PID" ]; then start_watcher; fi
-  log "up in $(( ($(date +%s%N) - t0) / 1000000 )) ms: pid=$pid auth=$AUTH cache=$CACHE workers=$WORKERS base=$BASE"
+  if [ -n "$WATCH_PID" ]; then start_watcher 0; fi
+  log "up in $(( ($(date +%s%N) - t0) / 1000000 )) ms: pid=$MASTER_PID auth=$AUTH cache=$CACHE workers=$WORKERS base=$BASE"
   echo "http://127.0.0.1:$PORT"
 }
 
-case "$CMD" in
-  start) cmd_start;;
-  stop) cmd_stop;;
-  status) cmd_status;;
-  -h|--help|help) usage;;
-  *) log "unknown command '$CMD'"; usage >&2; exit 2;;
-esac
+run_command "$CMD"

@@ -55,13 +55,12 @@
 set -euo pipefail
 
 SELF=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")
+HARNESS=keystone.sh SERVICE=keystone PIDNAME=keystone
 VENV=${GLANCE_CACHE_KEYSTONE_VENV:-${HOME:-/root}/.cache/glance-cache/keystone-venv}
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "$SELF")/lib.sh"
 # Bump when the provisioned users/projects change: older cached DBs are then ignored.
 TEMPLATE=$VENV/glance-cache-harness/keystone-provisioned-v1
-
-usage() { awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$0"; }
-log() { echo "keystone.sh: $*" >&2; }
-die() { echo "keystone.sh: ERROR: $*" >&2; exit 1; }
 
 CMD=${1:-}
 [ -n "$CMD" ] || { usage >&2; exit 2; }
@@ -83,29 +82,14 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-is_uint() { case "$1" in ''|*[!0-9]*) return 1;; *) return 0;; esac; }
-alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null; }
-
-resolve_base() {
-  if [ -z "$BASE" ]; then
-    [ -n "$PORT" ] || { log "give --base DIR or --port PORT"; exit 2; }
-    BASE=${TMPDIR:-/tmp}/glance-cache-keystone-$PORT
-  fi
-  PIDFILE=$BASE/run/keystone.pid
-  PGIDFILE=$BASE/run/keystone.pgid
+# lib.sh's resolve_base, plus the private memcached's pid file
+resolve_paths() {
+  resolve_base
   MPIDFILE=$BASE/run/memcached.pid
-  WATCHFILE=$BASE/run/watch.pid
 }
 
 print_logs() {
-  local f
-  for f in "$BASE/log/memcached.log" "$BASE/log/uwsgi.log" "$BASE/log/keystone.log" "$BASE/log/provision.log"; do
-    if [ -s "$f" ]; then
-      echo "---- last 40 lines of $f ----" >&2
-      tail -n 40 "$f" >&2 || true
-    fi
-  done
-  echo "---- end of logs ----" >&2
+  print_log_tails "$BASE/log/memcached.log" "$BASE/log/uwsgi.log" "$BASE/log/keystone.log" "$BASE/log/provision.log"
 }
 
 # ------------------------------------------------------------------------------- stop
@@ -117,7 +101,13 @@ memcached_pid() {
 }
 
 # SIGTERM makes memcached exit at its next clock tick (up to ~2 s): stop sends it together
-# with uWSGI's and waits for both.
+# with uWSGI's (term_memcached) and waits for both.
+term_memcached() {
+  local m
+  m=$(memcached_pid)
+  if [ -n "$m" ]; then kill -TERM "$m" 2>/dev/null || true; fi
+}
+
 stop_memcached() {
   [ -f "$MPIDFILE" ] || return 0
   local m _i
@@ -134,68 +124,14 @@ stop_memcached() {
 }
 
 cmd_stop() {
-  resolve_base
-  if [ -f "$WATCHFILE" ]; then
-    local w; w=$(cat "$WATCHFILE" 2>/dev/null || true)
-    # the watcher calls "keystone.sh stop" itself: don't kill the caller
-    if is_uint "$w" && [ "$w" != "$$" ] && [ "$w" != "$PPID" ] && alive "$w"; then kill -TERM "$w" 2>/dev/null || true; fi
-    rm -f "$WATCHFILE"
-  fi
-  local pid="" pgid="" kids="" k m _i
-  pid=$(cat "$PIDFILE" 2>/dev/null || true)
-  pgid=$(cat "$PGIDFILE" 2>/dev/null || true)
-  if is_uint "$pid" && alive "$pid"; then
-    kids=$(ps -o pid= --ppid "$pid" 2>/dev/null | tr -s ' \n' ' ' || true)
-    kill -TERM "$pid" 2>/dev/null || true
-    m=$(memcached_pid)
-    if [ -n "$m" ]; then kill -TERM "$m" 2>/dev/null || true; fi
-    for _i in $(seq 1 300); do
-      alive "$pid" || break
-      sleep 0.1
-    done
-    if alive "$pid"; then log "uWSGI master $pid still alive after 30 s: SIGKILL"; kill -KILL "$pid" 2>/dev/null || true; fi
-    for k in $kids; do
-      if alive "$k"; then kill -KILL "$k" 2>/dev/null || true; fi
-    done
-  fi
-  # Stragglers (a worker the master had not reported yet): uWSGI's daemonize made its own
-  # session and process group, recorded at start; never our own group.
-  if is_uint "$pgid" && [ "$pgid" -gt 1 ] && [ "$pgid" != "$(ps -o pgid= -p $$ | tr -d ' ')" ] \
-     && kill -0 -- "-$pgid" 2>/dev/null; then
-    sleep 0.5
-    kill -KILL -- "-$pgid" 2>/dev/null || true
-    log "killed the remaining processes of group $pgid"
-  fi
-  rm -f "$PIDFILE" "$PGIDFILE"
+  resolve_paths
+  stop_watcher   # the watcher calls "keystone.sh stop" itself: stop_watcher spares the caller
+  stop_uwsgi term_memcached || rm -f "$PIDFILE" "$PGIDFILE"
   stop_memcached
-  log "stopped (master ${pid:-none}, workers:${kids:- none}) in $BASE"
-}
-
-cmd_status() {
-  resolve_base
-  local pid
-  pid=$(cat "$PIDFILE" 2>/dev/null || true)
-  if is_uint "$pid" && alive "$pid"; then echo "running pid=$pid base=$BASE"; else echo "stopped base=$BASE"; return 1; fi
+  log "stopped (master ${STOP_PID:-none}, workers:${STOP_KIDS:- none}) in $BASE"
 }
 
 # ------------------------------------------------------------------------------ start
-free_port() {
-  "$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-port_in_use() {
-  "$VENV/bin/python" - "$1" <<'PY'
-import socket, sys
-s = socket.socket()
-try:
-    s.bind(("127.0.0.1", int(sys.argv[1])))
-except OSError:
-    sys.exit(0)
-finally:
-    s.close()
-sys.exit(1)
-PY
-}
-
 # True when a memcached answers "version" at $1 (a unix socket path, or host:port).
 memcached_answers() {
   "$VENV/bin/python" - "$1" <<'PY' 2>/dev/null
@@ -225,17 +161,15 @@ start_memcached() {
   stop_memcached
   local sock=$BASE/run/memcached.sock user_args=() attempt where m _i
   [ "$(id -u)" = 0 ] && user_args=(-u root)   # memcached refuses to run as root without -u
-  local setsid_cmd=()
-  command -v setsid >/dev/null 2>&1 && setsid_cmd=(setsid)
   for attempt in 1 2 3 4 5; do
     if [ "${#sock}" -le 100 ]; then
       where=$sock
-      "${setsid_cmd[@]}" memcached "${user_args[@]}" -s "$sock" -a 0700 -m 64 -c 1024 \
+      "${SETSID_CMD[@]}" memcached "${user_args[@]}" -s "$sock" -a 0700 -m 64 -c 1024 \
         < /dev/null >> "$BASE/log/memcached.log" 2>&1 &
     else
       # a unix socket path is limited to ~108 bytes: TCP on a free loopback port instead
       where=127.0.0.1:$(free_port)
-      "${setsid_cmd[@]}" memcached "${user_args[@]}" -l 127.0.0.1 -p "${where##*:}" -U 0 -m 64 -c 1024 \
+      "${SETSID_CMD[@]}" memcached "${user_args[@]}" -l 127.0.0.1 -p "${where##*:}" -U 0 -m 64 -c 1024 \
         < /dev/null >> "$BASE/log/memcached.log" 2>&1 &
     fi
     m=$!
@@ -474,42 +408,6 @@ src.backup(dst); dst.close(); src.close()
   rm -rf "$tmp"
 }
 
-start_watcher() {
-  is_uint "$WATCH_PID" || { log "--watch-pid needs a pid, not '$WATCH_PID'"; exit 2; }
-  local master; master=$(cat "$PIDFILE")
-  # Detached (own session, no inherited stdio) so that it outlives a Ctrl-C of the test run
-  # and never holds the caller's stdout/stderr pipes open. Bounded: at most 24 h.
-  local setsid_cmd=()
-  command -v setsid >/dev/null 2>&1 && setsid_cmd=(setsid)
-  # shellcheck disable=SC2016  # the script's variables expand in the watcher, not here
-  "${setsid_cmd[@]}" bash -c '
-    owner=$1; master=$2; self=$3; base=$4; purge=$5
-    for _ in $(seq 1 86400); do
-      if ! kill -0 "$master" 2>/dev/null; then
-        bash "$self" stop --base "$base"   # uWSGI died: its memcached goes too
-        exit 0
-      fi
-      if ! kill -0 "$owner" 2>/dev/null; then
-        echo "owner $owner gone: stopping keystone"
-        bash "$self" stop --base "$base"
-        if [ "$purge" = 1 ]; then rm -rf "$base"; fi
-        exit 0
-      fi
-      sleep 1
-    done
-    bash "$self" stop --base "$base"
-  ' keystone-watch "$WATCH_PID" "$master" "$SELF" "$BASE" "$PURGE" </dev/null >> "$BASE/log/watch.log" 2>&1 &
-  echo $! > "$WATCHFILE"
-}
-
-# Reads the master's pid and records its process group (uWSGI's daemonize made a new session).
-record_pid() {
-  pid=$(cat "$PIDFILE" 2>/dev/null || true)
-  is_uint "$pid" || { pid=""; return 0; }
-  local g; g=$(ps -o pgid= -p "$pid" 2>/dev/null | tr -d ' ' || true)
-  if is_uint "$g"; then echo "$g" > "$PGIDFILE"; fi
-}
-
 fail_start() {
   log "$1"
   print_logs
@@ -524,18 +422,15 @@ on_start_exit() {
 }
 
 cmd_start() {
-  [ -n "$PORT" ] || { log "start needs --port PORT (0 = any free port)"; exit 2; }
-  is_uint "$PORT" || { log "--port must be a number, not '$PORT'"; exit 2; }
-  if ! is_uint "$WORKERS" || [ "$WORKERS" -lt 1 ]; then log "--workers must be >= 1"; exit 2; fi
+  check_start_options
   if ! is_uint "$EXPIRATION" || [ "$EXPIRATION" -lt 1 ]; then log "--token-expiration must be seconds >= 1"; exit 2; fi
-  is_uint "$TIMEOUT" || { log "--timeout must be seconds"; exit 2; }
   { [ -x "$VENV/bin/uwsgi" ] && [ -x "$VENV/bin/keystone-manage" ]; } \
     || die "no Keystone venv at $VENV (set GLANCE_CACHE_KEYSTONE_VENV, or run: bash $(dirname "$SELF")/setup-python.sh --with-keystone)"
   command -v memcached >/dev/null 2>&1 \
     || die "no memcached on PATH (bash $(dirname "$SELF")/setup-python.sh --with-keystone installs it; Debian: apt-get install memcached)"
   command -v curl >/dev/null 2>&1 || die "curl is needed (Debian: apt-get install curl)"
   if [ "$PORT" = 0 ]; then PORT=$(free_port); fi
-  resolve_base
+  resolve_paths
   URL=http://127.0.0.1:$PORT/v3
 
   if [ -f "$PIDFILE" ] && alive "$(cat "$PIDFILE" 2>/dev/null || true)"; then
@@ -554,41 +449,13 @@ cmd_start() {
   write_keys
   prepare_db
 
-  rm -f "$PIDFILE" "$PGIDFILE"
-  if [ -f "$BASE/log/uwsgi.log" ]; then mv "$BASE/log/uwsgi.log" "$BASE/log/uwsgi.log.prev"; fi
-  "$VENV/bin/uwsgi" --ini "$BASE/etc/uwsgi.ini" < /dev/null >&2 || fail_start "uwsgi did not start"
-
-  # Wait (bounded): pid file, then GET /v3 answering, then every worker having loaded the
-  # app (lazy-apps: each worker imports Keystone itself).
-  local deadline=$(( $(date +%s) + TIMEOUT )) pid="" code="" ready=0 state=wait_pid
-  while [ "$(date +%s)" -lt "$deadline" ]; do
-    if [ -z "$pid" ] && [ -s "$PIDFILE" ]; then record_pid; fi
-    if grep -q 'Address already in use' "$BASE/log/uwsgi.log" 2>/dev/null; then
-      log "port 127.0.0.1:$PORT is already in use (uWSGI could not bind)"; exit 3
-    fi
-    if [ -n "$pid" ] && ! alive "$pid"; then state=master_died; break; fi
-    if grep -q 'no app loaded' "$BASE/log/uwsgi.log" 2>/dev/null; then state=no_app; break; fi
-    if [ -n "$pid" ]; then
-      if [ "$state" = wait_pid ]; then state=wait_http; fi
-      if [ "$state" = wait_http ]; then
-        code=$(curl -s --noproxy '*' -o /dev/null -w '%{http_code}' --max-time 2 "$URL" || true)
-        if [ "$code" = 200 ]; then state=wait_workers; fi
-      fi
-      if [ "$state" = wait_workers ]; then
-        ready=$(grep -c 'WSGI app 0 (mountpoint=.*) ready' "$BASE/log/uwsgi.log" 2>/dev/null || true)
-        if [ "${ready:-0}" -ge "$WORKERS" ]; then state=up; break; fi
-      fi
-    fi
-    sleep 0.2
-  done
-  if [ "$state" != up ]; then
-    local _i
-    for _i in $(seq 1 50); do
-      [ -n "$pid" ] && break
-      if [ -s "$PIDFILE" ]; then record_pid; break; fi
-      sleep 0.2
-    done
-    fail_start "Keystone did not come up at $URL (state: $state, last GET /v3 status: ${code:-none}, workers ready: ${ready:-0}/$WORKERS, timeout ${TIMEOUT}s)"
+  launch_uwsgi || fail_start "uwsgi did not start"
+  wait_uwsgi_up "$URL" 200
+  if [ "$UP_STATE" = port_in_use ]; then
+    log "port 127.0.0.1:$PORT is already in use (uWSGI could not bind)"; exit 3   # on_start_exit stops
+  fi
+  if [ "$UP_STATE" != up ]; then
+    fail_start "Keystone did not come up at $URL (state: $UP_STATE, last GET /v3 status: ${UP_CODE:-none}, workers ready: ${UP_READY:-0}/$WORKERS, timeout ${TIMEOUT}s)"
   fi
 
   if [ "$NEED_PROVISION" = 1 ]; then
@@ -597,16 +464,10 @@ cmd_start() {
   else
     rest_setup retarget || fail_start "pointing the identity endpoints at $URL failed (log: $BASE/log/provision.log)"
   fi
-  if [ -n "$WATCH_PID" ]; then start_watcher; fi
+  if [ -n "$WATCH_PID" ]; then start_watcher 1; fi   # uWSGI died: its memcached goes too
   trap - EXIT
-  log "up in $(( ($(date +%s%N) - t0) / 1000000 )) ms: pid=$pid workers=$WORKERS token_expiration=${EXPIRATION}s memcached=$MEMCACHE_SERVER base=$BASE"
+  log "up in $(( ($(date +%s%N) - t0) / 1000000 )) ms: pid=$MASTER_PID workers=$WORKERS token_expiration=${EXPIRATION}s memcached=$MEMCACHE_SERVER base=$BASE"
   echo "$URL"
 }
 
-case "$CMD" in
-  start) cmd_start;;
-  stop) cmd_stop;;
-  status) cmd_status;;
-  -h|--help|help) usage;;
-  *) log "unknown command '$CMD'"; usage >&2; exit 2;;
-esac
+run_command "$CMD"

@@ -1,0 +1,221 @@
+//! [`ChunkReader`]: positional reads of a cached file for a response body.
+//!
+//! Two costs dominated a hit in the load profile (BENCHMARKS.md): a thread
+//! hop per chunk (one `spawn_blocking` per 256 KiB read: ~40% of the CPU in
+//! thread switches and scheduler locks) and a freshly zeroed buffer per chunk.
+//! This reader removes both:
+//!
+//! * it first reads with `preadv2(RWF_NOWAIT)`, which copies what the page
+//!   cache holds and never waits for the disk — so a warm file is read on the
+//!   async worker in the time of a `memcpy`, and only a read that would block
+//!   goes to the blocking pool (kernels or filesystems without `RWF_NOWAIT`
+//!   get the blocking read every time);
+//! * the buffers handed to hyper come back to a small per-body pool when hyper
+//!   drops them, so a download allocates and zeroes its buffers once.
+
+use std::fs::File;
+use std::future::Future;
+use std::io::{self, IoSliceMut};
+use std::os::unix::fs::FileExt;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use rustix::io::{preadv2, Errno, ReadWriteFlags};
+use tokio::task::JoinHandle;
+
+/// Spare buffers a body keeps for reuse (the one hyper is sending is extra).
+const POOL_MAX: usize = 2;
+
+type Pool = Arc<Mutex<Vec<Vec<u8>>>>;
+
+/// A blocking read in progress: the buffer and how many bytes it holds.
+type BlockingRead = JoinHandle<io::Result<(Vec<u8>, usize)>>;
+
+/// Reads chunks of one file at caller-given offsets, at most one at a time.
+pub(crate) struct ChunkReader {
+    file: Arc<File>,
+    chunk_size: usize,
+    pool: Pool,
+    nowait: bool,
+    pending: Option<BlockingRead>,
+}
+
+impl ChunkReader {
+    pub(crate) fn new(file: Arc<File>, chunk_size: usize) -> Self {
+        ChunkReader {
+            file,
+            chunk_size: chunk_size.max(4096),
+            pool: Arc::new(Mutex::new(Vec::with_capacity(POOL_MAX))),
+            nowait: true,
+            pending: None,
+        }
+    }
+
+    /// Reads up to `max` bytes (at most one chunk) at `pos`; a file that
+    /// ends before `pos + 1` is an `UnexpectedEof` error.
+    ///
+    /// After `Pending`, call again with the same `pos` and `max`.
+    pub(crate) fn poll_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        pos: u64,
+        max: u64,
+    ) -> Poll<io::Result<Bytes>> {
+        if self.pending.is_none() {
+            let len = max.min(self.chunk_size as u64) as usize;
+            let mut buf = self.buffer();
+            if self.nowait {
+                match read_nowait(&self.file, &mut buf[..len], pos) {
+                    Ok(0) => {} // the blocking read reports the short file
+                    Ok(n) => return Poll::Ready(Ok(self.bytes(buf, n))),
+                    Err(Errno::AGAIN) => {}
+                    Err(Errno::OPNOTSUPP | Errno::INVAL | Errno::NOSYS) => {
+                        tracing::debug!(
+                            "RWF_NOWAIT reads unsupported here; reading on the blocking pool"
+                        );
+                        self.nowait = false;
+                    }
+                    Err(e) => return Poll::Ready(Err(e.into())),
+                }
+            }
+            let file = Arc::clone(&self.file);
+            self.pending = Some(tokio::task::spawn_blocking(move || {
+                read_exact_at(&file, &mut buf[..len], pos)?;
+                Ok((buf, len))
+            }));
+        }
+        let handle = self.pending.as_mut().expect("set above");
+        let result = ready!(Pin::new(handle).poll(cx));
+        self.pending = None;
+        let (buf, len) = result.map_err(io::Error::other)??;
+        Poll::Ready(Ok(self.bytes(buf, len)))
+    }
+
+    fn buffer(&self) -> Vec<u8> {
+        let spare = self.pool.lock().map(|mut p| p.pop()).unwrap_or(None);
+        match spare {
+            Some(buf) if buf.len() == self.chunk_size => buf,
+            _ => vec![0u8; self.chunk_size],
+        }
+    }
+
+    fn bytes(&self, buf: Vec<u8>, len: usize) -> Bytes {
+        Bytes::from_owner(Pooled {
+            buf,
+            len,
+            pool: Arc::clone(&self.pool),
+        })
+    }
+}
+
+impl Drop for ChunkReader {
+    fn drop(&mut self) {
+        if let Some(handle) = self.pending.take() {
+            handle.abort();
+        }
+    }
+}
+
+/// A chunk handed to hyper; its buffer returns to the body's pool on drop.
+struct Pooled {
+    buf: Vec<u8>,
+    len: usize,
+    pool: Pool,
+}
+
+impl AsRef<[u8]> for Pooled {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        if let Ok(mut pool) = self.pool.lock() {
+            if pool.len() < POOL_MAX {
+                pool.push(std::mem::take(&mut self.buf));
+            }
+        }
+    }
+}
+
+/// Copies what the page cache holds of `[pos, pos + buf.len())`, without
+/// waiting for the disk: `EAGAIN` when the first byte is not cached.
+fn read_nowait(file: &File, buf: &mut [u8], pos: u64) -> Result<usize, Errno> {
+    loop {
+        match preadv2(
+            file,
+            &mut [IoSliceMut::new(buf)],
+            pos,
+            ReadWriteFlags::NOWAIT,
+        ) {
+            Err(Errno::INTR) => continue,
+            other => return other,
+        }
+    }
+}
+
+/// Reads exactly `buf.len()` bytes at `pos`; a file shorter than expected is an error.
+fn read_exact_at(file: &File, buf: &mut [u8], pos: u64) -> io::Result<()> {
+    file.read_exact_at(buf, pos).map_err(|e| {
+        if e.kind() == io::ErrorKind::UnexpectedEof {
+            io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("cached file ended before offset {}", pos + buf.len() as u64),
+            )
+        } else {
+            e
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::poll_fn;
+    use std::io::Write;
+
+    fn file_with(data: &[u8]) -> Arc<File> {
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(data).unwrap();
+        Arc::new(f)
+    }
+
+    #[tokio::test]
+    async fn reads_chunks_at_the_given_offsets() {
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let mut r = ChunkReader::new(file_with(&data), 4096);
+        let a = poll_fn(|cx| r.poll_read(cx, 0, 100_000)).await.unwrap();
+        assert_eq!(&a[..], &data[..4096]);
+        let b = poll_fn(|cx| r.poll_read(cx, 99_000, 1_000)).await.unwrap();
+        assert_eq!(&b[..], &data[99_000..]);
+    }
+
+    #[tokio::test]
+    async fn buffers_come_back_to_the_pool_when_hyper_drops_them() {
+        let data = vec![5u8; 3 * 4096];
+        let mut r = ChunkReader::new(file_with(&data), 4096);
+        let a = poll_fn(|cx| r.poll_read(cx, 0, 4096)).await.unwrap();
+        let first = a.as_ptr();
+        drop(a);
+        assert_eq!(r.pool.lock().unwrap().len(), 1);
+        let b = poll_fn(|cx| r.poll_read(cx, 4096, 4096)).await.unwrap();
+        assert_eq!(b.as_ptr(), first, "the dropped buffer is reused");
+        // A chunk still held by the client is never overwritten.
+        let c = poll_fn(|cx| r.poll_read(cx, 8192, 4096)).await.unwrap();
+        assert_ne!(c.as_ptr(), b.as_ptr());
+        assert!(b.iter().chain(c.iter()).all(|&x| x == 5));
+    }
+
+    #[tokio::test]
+    async fn a_file_shorter_than_announced_is_an_error() {
+        let mut r = ChunkReader::new(file_with(&[1u8; 1000]), 4096);
+        // What is there is served (a short read), then the end is an error.
+        let a = poll_fn(|cx| r.poll_read(cx, 0, 4096)).await.unwrap();
+        assert!(!a.is_empty() && a.len() <= 1000);
+        let err = poll_fn(|cx| r.poll_read(cx, 1000, 4096)).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    }
+}
