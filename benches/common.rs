@@ -81,3 +81,52 @@ pub fn image_id(n: u64) -> String {
         n & 0xffff_ffff_ffff
     )
 }
+
+/// `size` bytes of a fixed pattern as 64 KiB frames (the last one shorter),
+/// generated as they are sent.
+pub fn pattern_body(size: u64) -> http_body_util::combinators::UnsyncBoxBody<Bytes, Infallible> {
+    const FRAME: u64 = 64 * 1024;
+    let chunk = Bytes::from((0..FRAME).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
+    let frames = (0..size.div_ceil(FRAME)).map(move |n| {
+        let len = (size - n * FRAME).min(FRAME) as usize;
+        Ok::<_, Infallible>(http_body::Frame::data(chunk.slice(..len)))
+    });
+    StreamBody::new(futures_util::stream::iter(frames)).boxed_unsync()
+}
+
+/// An HTTP upstream on 127.0.0.1:0, served on the current runtime until it
+/// ends: every request gets `size` bytes ([`pattern_body`]) with their
+/// Content-Length.
+pub async fn http_upstream(size: u64) -> std::net::SocketAddr {
+    let svc = tower::service_fn(move |_req: Request<hyper::body::Incoming>| async move {
+        let resp = Response::builder()
+            .header("content-length", size)
+            .body(pattern_body(size))
+            .unwrap();
+        Ok::<_, Infallible>(resp)
+    });
+    serve_local(svc).await
+}
+
+/// Serves `service` on 127.0.0.1:0 on the current runtime until it ends.
+pub async fn serve_local<S, B>(service: S) -> std::net::SocketAddr
+where
+    S: tower::Service<Request<hyper::body::Incoming>, Response = Response<B>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<glance_cache::BoxError>,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<glance_cache::BoxError>,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(glance_cache::server::serve(
+        listener,
+        service,
+        std::future::pending(),
+        std::time::Duration::from_secs(1),
+    ));
+    addr
+}

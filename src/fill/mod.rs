@@ -86,6 +86,8 @@ pub(crate) enum Phase {
 pub(crate) struct Status {
     pub(crate) written: u64,
     pub(crate) phase: Phase,
+    /// The fill is over and unregistered: committed (or not) and forgotten.
+    pub(crate) settled: bool,
 }
 
 impl Status {
@@ -114,6 +116,7 @@ impl Fill {
         let (status, _) = watch::channel(Status {
             written: 0,
             phase: Phase::Waiting,
+            settled: false,
         });
         Arc::new(Fill {
             id,
@@ -154,6 +157,20 @@ impl Fill {
 
     pub(crate) fn finish(&self, phase: Phase) {
         self.status.send_modify(|s| s.phase = phase);
+    }
+
+    /// Marks the fill as over; called when it leaves the registry.
+    pub(crate) fn settle(&self) {
+        self.status.send_modify(|s| s.settled = true);
+    }
+
+    /// Waits until the fill is over: its task has committed the entry (or
+    /// failed, or the fill was abandoned) and unregistered it. Clients still
+    /// reading the file do not delay this.
+    pub(crate) async fn settled(&self) {
+        let mut rx = self.subscribe();
+        // The sender lives in `self`: the channel cannot close while we wait.
+        let _ = rx.wait_for(|s| s.settled).await;
     }
 
     pub(crate) fn cancel_commit(&self) {

@@ -77,10 +77,13 @@ impl FillRegistry {
 
     /// Unregisters `fill` (and only that fill: a newer one for the same id stays).
     pub(crate) fn remove(&self, fill: &Arc<Fill>) {
-        let mut fills = self.lock();
-        if fills.get(&fill.id).is_some_and(|f| Arc::ptr_eq(f, fill)) {
-            fills.remove(&fill.id);
+        {
+            let mut fills = self.lock();
+            if fills.get(&fill.id).is_some_and(|f| Arc::ptr_eq(f, fill)) {
+                fills.remove(&fill.id);
+            }
         }
+        fill.settle();
     }
 
     /// Signalled after every commit (wakes the maintenance task).
@@ -113,8 +116,10 @@ mod tests {
             panic!("second caller must follow")
         };
         assert!(Arc::ptr_eq(&f, guard.fill()));
+        assert!(!f.status().settled);
         drop(guard);
         assert_eq!(f.status().phase, Phase::Abandoned);
+        assert!(f.status().settled, "an abandoned fill is over");
         assert_eq!(reg.len(), 0);
         assert!(matches!(reg.join_or_lead(&id), Joined::Leader(_)));
     }

@@ -757,34 +757,3 @@ fn assert_traits() {
     send_static::<ReverseProxy<Incoming>>();
     clone::<ReverseProxy<Incoming>>();
 }
-
-/// Throughput of a 1 GiB download, direct and through the proxy. Run with
-/// `cargo test --release --lib throughput -- --ignored --nocapture`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a measurement, not a check; run in release"]
-async fn throughput_of_a_1_gib_download() {
-    const LEN: u64 = 1 << 30;
-    let upstream = spawn_server(tower::service_fn(|_req: Request<Incoming>| async {
-        Ok::<_, Infallible>(Response::new(GenBody::new(LEN, true)))
-    }))
-    .await;
-    let proxy = spawn_proxy(upstream).await;
-    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
-    for (name, addr) in [
-        ("direct", upstream),
-        ("proxied", proxy),
-        ("direct", upstream),
-        ("proxied", proxy),
-    ] {
-        let uri: http::Uri = format!("http://{addr}/x").parse().unwrap();
-        let started = Instant::now();
-        let mut body = client.get(uri).await.unwrap().into_body();
-        let mut len = 0u64;
-        while let Some(frame) = body.frame().await {
-            len += frame.unwrap().into_data().map_or(0, |d| d.len() as u64);
-        }
-        assert_eq!(len, LEN);
-        let secs = started.elapsed().as_secs_f64();
-        eprintln!("{name}: {:.0} MB/s", LEN as f64 / secs / 1e6);
-    }
-}

@@ -28,6 +28,9 @@ use crate::{BoxError, ImageId};
 /// Longest wait between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
+/// Longest wait for a downloaded image's fill to finish its commit.
+const COMMIT_WAIT: Duration = Duration::from_secs(60);
+
 /// Handle to the prefetch workers. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Prefetcher {
@@ -390,22 +393,19 @@ where
     if resp.status() != StatusCode::OK {
         return Err(classify(resp.status(), "download"));
     }
-    let mut body = std::pin::pin!(resp.into_body());
-    while let Some(frame) = body.frame().await {
-        if let Err(e) = frame {
-            return Err(Failure::Transient(format!(
-                "download broke off: {}",
-                e.into()
-            )));
+    {
+        let mut body = std::pin::pin!(resp.into_body());
+        while let Some(frame) = body.frame().await {
+            if let Err(e) = frame {
+                return Err(Failure::Transient(format!(
+                    "download broke off: {}",
+                    e.into()
+                )));
+            }
         }
     }
     // The fill commits right after its last byte was released.
-    for _ in 0..600 {
-        if cache.fills.get(id).is_none() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    fill_finished(cache, id, COMMIT_WAIT).await;
     if store.lookup(id).await.map_err(io)?.is_some() {
         tracing::info!(image_id = %id, "prefetched");
         let _ = store.dequeue(id).await;
@@ -415,5 +415,130 @@ where
             "downloaded but not cached (see the proxy log: space, size limit or another writer)"
                 .into(),
         ))
+    }
+}
+
+/// Waits, at most `limit`, until the fill of `id` in flight now (if any)
+/// has finished.
+///
+/// The fill settles when its task has committed (or failed) and unregistered
+/// it; clients still reading it do not matter. No polling: the wait ends on
+/// that event, and the caller's lookup decides what happened.
+async fn fill_finished(cache: &CacheLayer, id: &ImageId, limit: Duration) {
+    let Some(fill) = cache.fills.get(id) else {
+        return;
+    };
+    if tokio::time::timeout(limit, fill.settled()).await.is_err() {
+        tracing::debug!(image_id = %id, "fill still running after the commit wait; checking the cache");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use http_body_util::Full;
+    use tower::{service_fn, ServiceBuilder};
+
+    use super::*;
+    use crate::fill::{Joined, Phase};
+    use crate::store::CacheStore;
+
+    const ID: &str = "66666666-6666-4666-8666-666666666666";
+    /// md5 of `IMAGEDATA`.
+    const MD5: &str = "0fc85dbea99575776296eaaa1d314eb1";
+
+    async fn cache(dir: &std::path::Path) -> CacheLayer {
+        let store = CacheStore::builder(dir)
+            .with_min_free_disk(0)
+            .open()
+            .await
+            .unwrap();
+        CacheLayer::new(store)
+    }
+
+    /// Registers a fill of [`ID`] the way a download starts one.
+    fn start_fill(cache: &CacheLayer) -> Arc<crate::fill::Fill> {
+        let Joined::Leader(guard) = cache.fills.join_or_lead(&ImageId::parse(ID).unwrap()) else {
+            panic!("no fill yet")
+        };
+        guard.started()
+    }
+
+    // The clock is paused: it moves only when every task waits for a timer,
+    // and then straight to that timer. A sleep loop would show as elapsed
+    // time; waiting for the fill's channel to close does not.
+    #[tokio::test(start_paused = true)]
+    async fn the_wait_ends_when_the_fill_task_lets_go_without_polling() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = cache(dir.path()).await;
+        let id = ImageId::parse(ID).unwrap();
+        let start = tokio::time::Instant::now();
+        fill_finished(&cache, &id, COMMIT_WAIT).await;
+        assert_eq!(start.elapsed(), Duration::ZERO, "no fill: no wait");
+
+        // The order of the fill task: Verified, commit, unregister, drop.
+        let fill = start_fill(&cache);
+        fill.finish(Phase::Verified);
+        let waiter = tokio::spawn({
+            let (cache, id) = (cache.clone(), id.clone());
+            async move { fill_finished(&cache, &id, COMMIT_WAIT).await }
+        });
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!waiter.is_finished(), "still committing");
+        cache.fills.remove(&fill);
+        waiter.await.unwrap();
+        assert_eq!(start.elapsed(), Duration::ZERO, "no timer fired");
+        drop(fill);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fill_that_never_ends_is_waited_for_at_most_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = cache(dir.path()).await;
+        let id = ImageId::parse(ID).unwrap();
+        let _fill = start_fill(&cache);
+        let limit = Duration::from_secs(7);
+        let start = tokio::time::Instant::now();
+        fill_finished(&cache, &id, limit).await;
+        assert_eq!(start.elapsed(), limit);
+    }
+
+    type Upstream = Request<RequestBody<RequestBody<Full<Bytes>>>>;
+
+    /// An image service answering the metadata and the file of [`ID`].
+    async fn glance(req: Upstream) -> Result<Response<Full<Bytes>>, Infallible> {
+        let resp = if req.uri().path().ends_with("/file") {
+            Response::builder()
+                .header("content-md5", MD5)
+                .header("content-length", "9")
+                .body(Full::new(Bytes::from_static(b"IMAGEDATA")))
+        } else {
+            Response::builder().body(Full::new(Bytes::from(format!(
+                r#"{{"id": "{ID}", "status": "active", "size": 9, "checksum": "{MD5}"}}"#
+            ))))
+        };
+        Ok(resp.expect("static response"))
+    }
+
+    #[tokio::test]
+    async fn a_prefetch_returns_once_its_fill_has_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = cache(dir.path()).await;
+        let stack = ServiceBuilder::new()
+            .layer(cache.clone())
+            .service(service_fn(glance));
+        let auth = ManagementAuth::static_tokens(["ADMIN"]);
+        let id = ImageId::parse(ID).unwrap();
+        let store = cache.store().clone();
+        store.queue_image(&id).await.unwrap();
+
+        let outcome = fetch(&cache, &auth, stack, &id, None).await;
+        assert!(outcome.is_ok(), "the prefetch succeeds");
+        assert_eq!(cache.fills_in_flight(), 0, "the fill task is done");
+        assert_eq!(store.lookup(&id).await.unwrap().map(|e| e.size), Some(9));
+        assert!(!store.is_queued(&id).await.unwrap(), "dequeued");
     }
 }

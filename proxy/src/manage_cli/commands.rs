@@ -10,7 +10,6 @@ use serde_json::{json, Value};
 
 use super::auth::Credentials;
 use super::client::{Answer, CallError, ManageClient};
-use super::exact::{self, Node};
 use super::isotime::iso8601_utc;
 use super::options::{CommonArgs, Format};
 use super::prompt;
@@ -237,10 +236,7 @@ impl Job {
                 if images.is_empty() {
                     return emit("No cached images.");
                 }
-                emit(&cached_listing(
-                    images,
-                    &String::from_utf8_lossy(&answer.raw),
-                ))
+                emit(&cached_listing(images))
             }
             Kind::ListQueued => {
                 let images = self.list(answer, "queued_images")?;
@@ -329,9 +325,9 @@ impl Job {
     }
 }
 
-/// `list-cached`'s output for a non-empty `images` list (parsed from `raw`):
+/// `list-cached`'s output for a non-empty `images` list:
 /// `Found N cached images...` and the table.
-fn cached_listing(images: &[Value], raw: &str) -> String {
+fn cached_listing(images: &[Value]) -> String {
     let mut table = Table::new(&[
         ("ID", Align::Center),
         ("Last Accessed (UTC)", Align::Center),
@@ -339,21 +335,11 @@ fn cached_listing(images: &[Value], raw: &str) -> String {
         ("Size", Align::Right),
         ("Hits", Align::Right),
     ]);
-    // The timestamps as written, read exactly (see `exact`).
-    let scanned = exact::parse(raw);
-    let rows = scanned
-        .as_ref()
-        .and_then(|doc| doc.get("cached_images"))
-        .map_or(&[][..], Node::items);
-    for (i, image) in images.iter().enumerate() {
-        let stamp = |key: &str| {
-            let exact = rows.get(i).and_then(|r| r.get(key)).and_then(Node::number);
-            exact.or_else(|| image[key].as_f64())
-        };
+    for image in images {
         table.add_row(vec![
             text(&image["image_id"]),
-            time(&image["last_accessed"], stamp("last_accessed"), true),
-            time(&image["last_modified"], stamp("last_modified"), false),
+            time(&image["last_accessed"], true),
+            time(&image["last_modified"], false),
             text(&image["size"]),
             text(&image["hits"]),
         ]);
@@ -399,10 +385,9 @@ fn text(value: &Value) -> String {
     }
 }
 
-/// A time cell for `value`, whose number is `seconds`: ISO-8601 UTC, `N/A`
-/// for a never-accessed 0.
-fn time(value: &Value, seconds: Option<f64>, zero_is_never: bool) -> String {
-    match seconds {
+/// A time cell for `value`: ISO-8601 UTC, `N/A` for a never-accessed 0.
+fn time(value: &Value, zero_is_never: bool) -> String {
+    match value.as_f64() {
         Some(t) if zero_is_never && t == 0.0 => "N/A".to_owned(),
         Some(t) => iso8601_utc(t).unwrap_or_else(|| text(value)),
         None => text(value),
@@ -457,14 +442,15 @@ mod tests {
 
     #[test]
     fn listed_times_are_those_python_prints_for_the_json_text() {
-        // serde_json alone reads these one unit in the last place off, and
-        // would print ...29.984313 and ...30.012635.
+        // serde_json without its `float_roundtrip` feature (see Cargo.toml)
+        // reads these one unit in the last place off, and would print
+        // ...29.984313 and ...30.012635.
         let raw = r#"{"cached_images": [{"image_id": "a7998f07-4bca-4460-9f11-a1a70ddca252",
             "hits": 3, "last_accessed": 1795508789.9843137, "last_modified": 1795508790.0126343,
             "size": 1048576}]}"#;
         let doc: Value = serde_json::from_str(raw).expect("json");
         let images = doc["cached_images"].as_array().expect("rows");
-        let listing = cached_listing(images, raw);
+        let listing = cached_listing(images);
         let expected = "\
 Found 1 cached images...
 +--------------------------------------+----------------------------+----------------------------+---------+------+
@@ -476,7 +462,7 @@ Found 1 cached images...
     }
 
     fn cell(v: Value, zero_is_never: bool) -> String {
-        time(&v, v.as_f64(), zero_is_never)
+        time(&v, zero_is_never)
     }
 
     #[test]

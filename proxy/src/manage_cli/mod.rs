@@ -44,7 +44,6 @@
 mod auth;
 mod client;
 mod commands;
-mod exact;
 mod isotime;
 mod options;
 mod prompt;

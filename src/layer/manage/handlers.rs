@@ -224,11 +224,10 @@ impl Ctx<'_> {
         let Ok(id) = ImageId::parse(raw) else {
             return r.image_not_found(raw);
         };
-        let status = match self.lookup(inner, &id).await {
-            Lookup::Found { status } => status,
-            Lookup::NotFound => return r.image_not_found(raw),
-            Lookup::Refused(resp) => return resp.map(ManageBody::inner),
-            Lookup::Failed(why) => return r.error(StatusCode::BAD_GATEWAY, &why),
+        let status = match self.image_status(inner, &id).await {
+            Ok(Some(status)) => status,
+            Ok(None) => return r.image_not_found(raw),
+            Err(resp) => return resp,
         };
         let cache = match self.admit(PolicyRule::CacheImage).await {
             Ok(c) => c,
@@ -261,12 +260,11 @@ impl Ctx<'_> {
         let Ok(id) = ImageId::parse(raw) else {
             return r.image_not_found(raw);
         };
-        match self.lookup(inner, &id).await {
-            Lookup::Found { .. } => {}
-            Lookup::Refused(resp) => return resp.map(ManageBody::inner),
-            Lookup::Failed(why) => return r.error(StatusCode::BAD_GATEWAY, &why),
+        match self.image_status(inner, &id).await {
+            Ok(Some(_)) => {}
+            Err(resp) => return resp,
             // Unknown upstream but still here: let the operator clean up.
-            Lookup::NotFound => {
+            Ok(None) => {
                 let known = match &self.state.cache {
                     Some(c) => {
                         let store = c.store();
@@ -405,6 +403,28 @@ impl Ctx<'_> {
                 Err(e) => r.internal("cannot clear the queue", &e),
             },
             _ => r.error(StatusCode::NOT_FOUND, "The resource could not be found."),
+        }
+    }
+
+    /// [`Self::lookup`] as a handler uses it: the image's status (`None`:
+    /// the upstream does not know the image), or the answer to return at
+    /// once (the upstream's own refusal, or 502 when the lookup failed).
+    async fn image_status<S, ReqB, ResB>(
+        &self,
+        inner: S,
+        id: &ImageId,
+    ) -> Result<Option<String>, Response<ManageBody<ResB>>>
+    where
+        S: Service<Request<RequestBody<ReqB>>, Response = Response<ResB>>,
+        S::Error: Into<BoxError>,
+        ResB: Body<Data = Bytes>,
+        ResB::Error: Into<BoxError>,
+    {
+        match self.lookup(inner, id).await {
+            Lookup::Found { status } => Ok(Some(status)),
+            Lookup::NotFound => Ok(None),
+            Lookup::Refused(resp) => Err(resp.map(ManageBody::inner)),
+            Lookup::Failed(why) => Err(self.r.error(StatusCode::BAD_GATEWAY, &why)),
         }
     }
 
