@@ -223,3 +223,39 @@ async fn followers_of_a_fill_are_authorized_too() {
     assert_eq!(leader.body.len() as u64, common::fixture::BIG_SIZE);
     assert_eq!(glance.file_gets(BIG), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followers_with_the_leaders_credentials_are_not_asked_again() {
+    let glance = fake_glance().await;
+    glance.set_behaviour(
+        BIG,
+        glance_cache::fake_glance::Behaviour::default().rate(20 << 20),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(&glance.url(), dir.path(), ProxyOptions::default()).await;
+    let c = Client::new();
+    let get = |t: &'static str| {
+        let c = c.clone();
+        let url = proxy.file_url(BIG);
+        tokio::spawn(async move { c.get(&url, &token(t)).await })
+    };
+    let leader = get("MEMBER");
+    wait_for("fill to start", Duration::from_secs(10), || async {
+        proxy.layer.fills_in_flight() == 1
+    })
+    .await;
+    let same: Vec<_> = (0..3).map(|_| get("MEMBER")).collect();
+    let other = get("ADMIN");
+    for r in same.into_iter().chain([leader, other]) {
+        let r = r.await.unwrap();
+        assert_eq!(r.status, 200);
+        assert!(r.complete(), "{:?}", r.error);
+        assert_eq!(r.body.len() as u64, common::fixture::BIG_SIZE);
+    }
+    assert_eq!(glance.file_gets(BIG), 1, "one upstream download");
+    assert_eq!(
+        (glance.metadata_gets(BIG), glance.ranged_file_gets(BIG)),
+        (1, 1),
+        "only the follower with other credentials was authorized"
+    );
+}

@@ -107,6 +107,10 @@ pub(crate) struct Fill {
     status: watch::Sender<Status>,
     head: OnceLock<Head>,
     file: OnceLock<Arc<File>>,
+    /// The credentials of the request that started the fill: the upstream
+    /// answered that request with the image, so a follower presenting the
+    /// very same credentials needs no separate authorization.
+    leader: OnceLock<Vec<u8>>,
     /// Set when the image was deleted upstream during the fill: verify, serve, but never commit.
     cancelled: AtomicBool,
 }
@@ -123,6 +127,7 @@ impl Fill {
             status,
             head: OnceLock::new(),
             file: OnceLock::new(),
+            leader: OnceLock::new(),
             cancelled: AtomicBool::new(false),
         })
     }
@@ -142,6 +147,16 @@ impl Fill {
 
     pub(crate) fn file(&self) -> Option<&Arc<File>> {
         self.file.get()
+    }
+
+    /// Records the identity key of the request that leads the fill.
+    pub(crate) fn set_leader_identity(&self, identity: Vec<u8>) {
+        let _ = self.leader.set(identity);
+    }
+
+    /// Whether `identity` is that of the request that leads the fill.
+    pub(crate) fn led_by(&self, identity: &[u8]) -> bool {
+        self.leader.get().is_some_and(|l| l.as_slice() == identity)
     }
 
     /// Publishes the head and the file and moves to `Streaming`.

@@ -148,18 +148,23 @@ where
         body: ReqB,
     ) -> Result<ResB, S::Error> {
         let caller = Caller::new(&parts);
-        match self
-            .state
-            .authz
-            .authorize(self.inner.clone(), &caller, &self.id)
-            .await
-        {
-            Decision::Allow(_) => {}
-            Decision::Deny(resp) => {
-                self.state.store.metrics().hit_refused();
-                return Ok(resp.map(ResponseBody::upstream));
+        // The upstream is sending the leader the image right now: a follower
+        // with the leader's exact credentials has its answer once the fill
+        // has started (and forwards its own request if it has not).
+        if !fill.led_by(&caller.identity_key()) {
+            match self
+                .state
+                .authz
+                .authorize(self.inner.clone(), &caller, &self.id)
+                .await
+            {
+                Decision::Allow(_) => {}
+                Decision::Deny(resp) => {
+                    self.state.store.metrics().hit_refused();
+                    return Ok(resp.map(ResponseBody::upstream));
+                }
+                Decision::Forward(_) => return self.forward(parts, body).await,
             }
-            Decision::Forward(_) => return self.forward(parts, body).await,
         }
         if fill.wait_head().await.is_none() {
             return self.forward(parts, body).await;
@@ -179,6 +184,7 @@ where
     ) -> Result<ResB, S::Error> {
         self.state.store.metrics().miss();
         let caller = Caller::new(&parts);
+        guard.fill().set_leader_identity(caller.identity_key());
         let req = Request::from_parts(parts, RequestBody::new(body));
         let (tx, rx) = oneshot::channel();
         let state = self.state.clone();
