@@ -260,6 +260,11 @@ http {
       sendfile off; output_buffers 2 1m;
       add_header X-Cache-Status \$upstream_cache_status;
     }
+    # the machine's ceiling: the image files served from disk (page cache), no proxying
+    location /static/ {
+      alias $TMP/data/;
+      sendfile off; output_buffers 2 1m;
+    }
   }
 }
 EOF

@@ -77,6 +77,16 @@ impl HitAuthorizer {
         self.decisions.ttl()
     }
 
+    /// Remembers that the upstream has just served `id` to `caller` (it
+    /// answered the caller's own download with the image), so that the
+    /// caller's next hits within the TTL need no round trip.
+    pub(crate) fn served(&self, caller: &Caller, id: &ImageId) {
+        if self.mode != HitAuthorization::None {
+            self.decisions
+                .allow(caller.identity_key(), id.clone(), None);
+        }
+    }
+
     pub(crate) async fn authorize<S, ReqB, ResB>(
         &self,
         inner: S,

@@ -30,6 +30,8 @@ pub(crate) type Resume =
 pub struct FollowBody {
     state: State,
     remaining: Option<u64>,
+    /// Whether the body has returned `Pending` (or data) at least once.
+    head_out: bool,
 }
 
 enum State {
@@ -85,6 +87,7 @@ pub(crate) fn follow(
     FollowBody {
         state,
         remaining: len,
+        head_out: false,
     }
 }
 
@@ -142,15 +145,9 @@ impl Following {
     }
 }
 
-impl Body for FollowBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.get_mut();
+impl FollowBody {
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self;
         loop {
             let data = match &mut this.state {
                 State::Done => return Poll::Ready(None),
@@ -202,6 +199,34 @@ impl Body for FollowBody {
             return Poll::Ready(Some(Ok(Frame::data(data))));
         }
     }
+}
+
+impl Body for FollowBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        match this.poll_next(cx) {
+            // A body that fails at its first poll makes hyper close the
+            // connection before the response head is out. Yield once
+            // instead, so that the client always gets the head and then a
+            // truncated body, like any download that breaks.
+            Poll::Ready(Some(Err(e))) if !this.head_out => {
+                this.head_out = true;
+                this.state = State::Broken(Some(e));
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            poll => {
+                this.head_out = true;
+                poll
+            }
+        }
+    }
 
     fn is_end_stream(&self) -> bool {
         matches!(self.state, State::Done) || self.remaining == Some(0)
@@ -212,5 +237,68 @@ impl Body for FollowBody {
             Some(n) => SizeHint::with_exact(n),
             None => SizeHint::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::poll_fn;
+    use std::io::Write;
+
+    use http::HeaderMap;
+    use http_body_util::BodyExt;
+
+    use super::*;
+    use crate::fill::Head;
+    use crate::ImageId;
+
+    fn started_fill(data: &[u8]) -> Arc<Fill> {
+        let fill = Fill::new(ImageId::parse("40000000-0000-4000-8000-000000000001").unwrap());
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(data).unwrap();
+        let head = Head {
+            status: http::StatusCode::OK,
+            headers: HeaderMap::new(),
+            content_length: Some(data.len() as u64),
+        };
+        fill.start(head, Arc::new(file));
+        fill
+    }
+
+    #[tokio::test]
+    async fn reads_what_is_written_and_ends_after_verification() {
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+        let fill = started_fill(&data);
+        fill.set_written(100_000);
+        let mut body = follow(Arc::clone(&fill), Some(300_000), 65536, None);
+        let mut got = Vec::new();
+        while got.len() < 100_000 - 1 {
+            got.extend_from_slice(&body.frame().await.unwrap().unwrap().into_data().unwrap());
+        }
+        assert_eq!(got.len(), 100_000 - 1, "the last written byte is held back");
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert!(Pin::new(&mut body).poll_frame(&mut cx).is_pending());
+        fill.set_written(300_000);
+        fill.finish(Phase::Verified);
+        let rest = body.collect().await.unwrap().to_bytes();
+        got.extend_from_slice(&rest);
+        assert_eq!(got, data);
+    }
+
+    #[tokio::test]
+    async fn a_fill_that_failed_before_the_first_poll_still_lets_the_head_out() {
+        let fill = started_fill(b"IMAGEDATA");
+        fill.finish(Phase::Failed(Failure::Upstream("reset".into())));
+        let mut body = follow(fill, Some(9), 65536, None);
+        let first = poll_fn(|cx| {
+            let woke = Pin::new(&mut body).poll_frame(cx);
+            Poll::Ready(woke.is_pending())
+        })
+        .await;
+        assert!(first, "one Pending first, so that hyper sends the head");
+        let err = body.frame().await.unwrap().unwrap_err();
+        assert!(err.to_string().contains("reset"), "{err}");
+        assert!(body.frame().await.is_none());
     }
 }

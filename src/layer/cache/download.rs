@@ -202,6 +202,7 @@ where
         );
         match rx.await {
             Ok(Led::Filling(fill, upstream_id)) => {
+                self.state.authz.served(&caller, &self.id);
                 let id = upstream_id.unwrap_or_else(|| request_id(&http::HeaderMap::new()));
                 Ok(self.follower_response(&fill, id, caller))
             }
