@@ -73,9 +73,15 @@ async fn cache_layer_over_a_service_fn() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    // Another caller: the upstream is asked before the hit is served.
     let hit = svc
         .clone()
-        .oneshot(Request::get(&url).body(Full::default()).unwrap())
+        .oneshot(
+            Request::get(&url)
+                .header("x-auth-token", "OTHER")
+                .body(Full::default())
+                .unwrap(),
+        )
         .await
         .unwrap();
     assert!(hit.body().is_hit());
@@ -93,6 +99,15 @@ async fn cache_layer_over_a_service_fn() {
         2,
         "metadata + ranged probe before the hit"
     );
+    // The caller whose download filled the cache was just served the image
+    // by the upstream: within the TTL its hit asks nothing.
+    let again = svc
+        .clone()
+        .oneshot(Request::get(&url).body(Full::default()).unwrap())
+        .await
+        .unwrap();
+    assert!(again.body().is_hit());
+    assert_eq!(probes.load(Ordering::SeqCst), 2, "no new probe");
 
     // Other requests pass straight through.
     let other = svc

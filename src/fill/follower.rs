@@ -30,8 +30,8 @@ pub(crate) type Resume =
 pub struct FollowBody {
     state: State,
     remaining: Option<u64>,
-    /// Whether the body has returned `Pending` (or data) at least once.
-    head_out: bool,
+    /// Whether the last poll returned `Pending` (so hyper has flushed).
+    flushed: bool,
 }
 
 enum State {
@@ -87,7 +87,7 @@ pub(crate) fn follow(
     FollowBody {
         state,
         remaining: len,
-        head_out: false,
+        flushed: false,
     }
 }
 
@@ -211,18 +211,19 @@ impl Body for FollowBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         match this.poll_next(cx) {
-            // A body that fails at its first poll makes hyper close the
-            // connection before the response head is out. Yield once
-            // instead, so that the client always gets the head and then a
-            // truncated body, like any download that breaks.
-            Poll::Ready(Some(Err(e))) if !this.head_out => {
-                this.head_out = true;
+            // hyper flushes what it has buffered (the head, the last chunks)
+            // only when the body is pending; an error at any other moment
+            // closes the connection with them unsent. Yield once first, so
+            // that the client always gets the head and every byte before
+            // the break, like any download that breaks.
+            Poll::Ready(Some(Err(e))) if !this.flushed => {
+                this.flushed = true;
                 this.state = State::Broken(Some(e));
                 cx.waker().wake_by_ref();
                 Poll::Pending
             }
             poll => {
-                this.head_out = true;
+                this.flushed = poll.is_pending();
                 poll
             }
         }
@@ -287,7 +288,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_fill_that_failed_before_the_first_poll_still_lets_the_head_out() {
+    async fn a_broken_fill_yields_pending_before_its_error_so_hyper_flushes() {
         let fill = started_fill(b"IMAGEDATA");
         fill.finish(Phase::Failed(Failure::Upstream("reset".into())));
         let mut body = follow(fill, Some(9), 65536, None);
@@ -300,5 +301,20 @@ mod tests {
         let err = body.frame().await.unwrap().unwrap_err();
         assert!(err.to_string().contains("reset"), "{err}");
         assert!(body.frame().await.is_none());
+
+        // Data, then a failure: Pending between them as well.
+        let fill = started_fill(b"IMAGEDATA");
+        fill.set_written(9);
+        let mut body = follow(Arc::clone(&fill), Some(9), 65536, None);
+        let data = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(&data[..], b"IMAGEDAT", "all but the held-back byte");
+        fill.finish(Phase::Failed(Failure::Verification("md5".into())));
+        let pending =
+            poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx).is_pending())).await;
+        assert!(
+            pending,
+            "Pending before the error, so that hyper flushes the data"
+        );
+        assert!(body.frame().await.unwrap().is_err());
     }
 }

@@ -75,8 +75,11 @@ async fn metrics_after_a_miss_and_a_hit() {
 
     let url = format!("{}/v2/images/{PUB}/file", proxy.url);
     assert_eq!(c.get(&url, &[MEMBER]).await.body, b"IMAGEDATA");
+    // Committed and over: a request during the commit would join the fill.
+    let metrics_url = format!("{admin_url}/metrics");
     wait_for("the fill to commit", Duration::from_secs(10), || async {
-        cache.join(PUB).exists()
+        let text = String::from_utf8(c.get(&metrics_url, &[]).await.body).unwrap();
+        cache.join(PUB).exists() && sample(&text, "glance_cache_fills_in_flight") == Some(0)
     })
     .await;
     assert_eq!(c.get(&url, &[MEMBER]).await.body, b"IMAGEDATA");
