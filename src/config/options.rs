@@ -777,7 +777,9 @@ pub static OPTIONS: &[OptionDef] = &[
         glance: false,
         secret: false,
         help: "Seconds a hit authorization result is remembered, per token and image; \
-               results are never shared between tokens. 0 turns the memory off; at most 30.",
+               results are never shared between tokens. The upstream serving a caller's own \
+               download of the image counts as a positive result. 0 turns the memory off; \
+               at most 30.",
         apply: |c, v| {
             if let Some(d) = secs(&v) {
                 c.proxy.authorization_cache_ttl = d;

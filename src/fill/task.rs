@@ -17,8 +17,9 @@ use crate::BoxError;
 
 /// Chunks queued towards the writer and the hasher (each). A chunk is a
 /// slice of hyper's read buffer (up to 1 MiB with the reverse proxy's client)
-/// and keeps that buffer alive, so the depth bounds a fill's memory: at 16 one
-/// 1 GiB miss grew the proxy by 33 MiB; at 4 both threads still stay fed.
+/// and keeps that buffer alive, so the depth bounds a fill's memory: with 16,
+/// a proxy serving one 1 GiB miss peaked at 43–72 MiB RSS; with 4, at 27 MiB,
+/// and the fill was no slower (BENCHMARKS.md).
 const CHANNEL_DEPTH: usize = 4;
 
 /// Publish progress at least this often while draining queued chunks.
