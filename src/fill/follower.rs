@@ -30,8 +30,6 @@ pub(crate) type Resume =
 pub struct FollowBody {
     state: State,
     remaining: Option<u64>,
-    /// Whether the last poll returned `Pending` (so hyper has flushed).
-    flushed: bool,
 }
 
 enum State {
@@ -87,7 +85,6 @@ pub(crate) fn follow(
     FollowBody {
         state,
         remaining: len,
-        flushed: false,
     }
 }
 
@@ -209,24 +206,7 @@ impl Body for FollowBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.get_mut();
-        match this.poll_next(cx) {
-            // hyper flushes what it has buffered (the head, the last chunks)
-            // only when the body is pending; an error at any other moment
-            // closes the connection with them unsent. Yield once first, so
-            // that the client always gets the head and every byte before
-            // the break, like any download that breaks.
-            Poll::Ready(Some(Err(e))) if !this.flushed => {
-                this.flushed = true;
-                this.state = State::Broken(Some(e));
-                cx.waker().wake_by_ref();
-                Poll::Pending
-            }
-            poll => {
-                this.flushed = poll.is_pending();
-                poll
-            }
-        }
+        self.get_mut().poll_next(cx)
     }
 
     fn is_end_stream(&self) -> bool {
@@ -243,7 +223,6 @@ impl Body for FollowBody {
 
 #[cfg(test)]
 mod tests {
-    use std::future::poll_fn;
     use std::io::Write;
 
     use http::HeaderMap;
@@ -285,36 +264,5 @@ mod tests {
         let rest = body.collect().await.unwrap().to_bytes();
         got.extend_from_slice(&rest);
         assert_eq!(got, data);
-    }
-
-    #[tokio::test]
-    async fn a_broken_fill_yields_pending_before_its_error_so_hyper_flushes() {
-        let fill = started_fill(b"IMAGEDATA");
-        fill.finish(Phase::Failed(Failure::Upstream("reset".into())));
-        let mut body = follow(fill, Some(9), 65536, None);
-        let first = poll_fn(|cx| {
-            let woke = Pin::new(&mut body).poll_frame(cx);
-            Poll::Ready(woke.is_pending())
-        })
-        .await;
-        assert!(first, "one Pending first, so that hyper sends the head");
-        let err = body.frame().await.unwrap().unwrap_err();
-        assert!(err.to_string().contains("reset"), "{err}");
-        assert!(body.frame().await.is_none());
-
-        // Data, then a failure: Pending between them as well.
-        let fill = started_fill(b"IMAGEDATA");
-        fill.set_written(9);
-        let mut body = follow(Arc::clone(&fill), Some(9), 65536, None);
-        let data = body.frame().await.unwrap().unwrap().into_data().unwrap();
-        assert_eq!(&data[..], b"IMAGEDAT", "all but the held-back byte");
-        fill.finish(Phase::Failed(Failure::Verification("md5".into())));
-        let pending =
-            poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx).is_pending())).await;
-        assert!(
-            pending,
-            "Pending before the error, so that hyper flushes the data"
-        );
-        assert!(body.frame().await.unwrap().is_err());
     }
 }

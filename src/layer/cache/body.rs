@@ -93,9 +93,17 @@ pin_project! {
     /// The response body of the [`Cache`](super::Cache) service: the
     /// upstream's own body, a cached file, a running fill, or a short
     /// message the cache wrote itself.
+    ///
+    /// A body error is always preceded by one `Pending`: hyper flushes what
+    /// it has buffered (the response head, the last chunks) only while the
+    /// body is pending, and an error at any other moment closes the
+    /// connection with them unsent. So a download that breaks always reaches
+    /// the client as the head plus every byte before the break.
     pub struct ResponseBody<B> {
         #[pin]
         kind: ResponseKind<B>,
+        flushed: bool,
+        deferred: Option<BoxError>,
     }
 }
 
@@ -131,18 +139,24 @@ impl<B> ResponseBody<B> {
     pub(crate) fn upstream(body: B) -> Self {
         ResponseBody {
             kind: ResponseKind::Upstream { body },
+            flushed: false,
+            deferred: None,
         }
     }
 
     pub(crate) fn hit(body: FileBody) -> Self {
         ResponseBody {
             kind: ResponseKind::Hit { body },
+            flushed: false,
+            deferred: None,
         }
     }
 
     pub(crate) fn follow(body: FollowBody) -> Self {
         ResponseBody {
             kind: ResponseKind::Follow { body },
+            flushed: false,
+            deferred: None,
         }
     }
 
@@ -151,6 +165,8 @@ impl<B> ResponseBody<B> {
             kind: ResponseKind::Message {
                 data: Some(text.into()),
             },
+            flushed: false,
+            deferred: None,
         }
     }
 
@@ -180,17 +196,36 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.project().kind.project() {
+        let this = self.project();
+        if let Some(e) = this.deferred.take() {
+            return Poll::Ready(Some(Err(e)));
+        }
+        let poll = match this.kind.project() {
             ResponseKindProj::Upstream { body } => body.poll_frame(cx).map_err(Into::into),
             ResponseKindProj::Hit { body } => body.poll_frame(cx).map_err(Into::into),
             ResponseKindProj::Follow { body } => body.poll_frame(cx),
             ResponseKindProj::Message { data } => {
                 Poll::Ready(data.take().map(|d| Ok(Frame::data(d))))
             }
+        };
+        match poll {
+            Poll::Ready(Some(Err(e))) if !*this.flushed => {
+                *this.flushed = true;
+                *this.deferred = Some(e);
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            poll => {
+                *this.flushed = poll.is_pending();
+                poll
+            }
         }
     }
 
     fn is_end_stream(&self) -> bool {
+        if self.deferred.is_some() {
+            return false;
+        }
         match &self.kind {
             ResponseKind::Upstream { body } => body.is_end_stream(),
             ResponseKind::Hit { body } => body.is_end_stream(),
@@ -208,5 +243,94 @@ where
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::poll_fn;
+    use std::io::Write;
+    use std::sync::Arc;
+
+    use http_body_util::BodyExt;
+
+    use super::*;
+
+    /// Polls once; whether the body answered `Pending`.
+    async fn pends<B>(body: &mut ResponseBody<B>) -> bool
+    where
+        B: Body<Data = Bytes> + Unpin,
+        B::Error: Into<BoxError>,
+    {
+        poll_fn(|cx| Poll::Ready(Pin::new(&mut *body).poll_frame(cx).is_pending())).await
+    }
+
+    #[tokio::test]
+    async fn an_error_comes_after_one_pending_so_that_hyper_flushes() {
+        // A cached file shorter than its entry: 8 bytes, then a read error.
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(b"IMAGEDAT").unwrap();
+        let file = FileBody::new(Arc::new(f), 0, 9, 4096);
+        let mut body = ResponseBody::<http_body_util::Empty<Bytes>>::hit(file);
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(&first[..], b"IMAGEDAT");
+        assert!(pends(&mut body).await, "Pending before the error");
+        assert!(body.frame().await.unwrap().is_err());
+
+        // A body failing at its first poll: Pending first, so the head goes out.
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(b"").unwrap();
+        let file = FileBody::new(Arc::new(f), 0, 9, 4096);
+        let mut body = ResponseBody::<http_body_util::Empty<Bytes>>::hit(file);
+        assert!(!body.is_end_stream());
+        assert!(pends(&mut body).await);
+        assert!(!body.is_end_stream(), "the error is still to come");
+        assert!(body.frame().await.unwrap().is_err());
+    }
+
+    /// An upstream body that breaks at once, or after one chunk.
+    struct Breaks(Option<Bytes>);
+
+    impl Body for Breaks {
+        type Data = Bytes;
+        type Error = std::io::Error;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+            Poll::Ready(Some(match self.0.take() {
+                Some(data) => Ok(Frame::data(data)),
+                None => Err(std::io::Error::other("connection reset")),
+            }))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_that_breaks_at_once_lets_the_head_out_first() {
+        let mut body = ResponseBody::upstream(Breaks(None));
+        assert!(
+            pends(&mut body).await,
+            "Pending first, so hyper sends the head"
+        );
+        assert!(!body.is_end_stream(), "the error is still to come");
+        let err = body.frame().await.unwrap().unwrap_err();
+        assert!(err.to_string().contains("reset"), "{err}");
+
+        let mut body = ResponseBody::upstream(Breaks(Some(Bytes::from_static(b"IMAGE"))));
+        assert!(body.frame().await.unwrap().is_ok());
+        assert!(
+            pends(&mut body).await,
+            "Pending before the error: the chunk is flushed"
+        );
+        assert!(body.frame().await.unwrap().is_err());
+    }
+
+    #[tokio::test]
+    async fn data_and_the_end_are_not_delayed() {
+        let mut body = ResponseBody::<http_body_util::Empty<Bytes>>::message("hello");
+        let data = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(&data[..], b"hello");
+        assert!(body.frame().await.is_none());
     }
 }
