@@ -8,6 +8,7 @@
 //! `CI=true`, where it fails.
 
 mod common {
+    pub mod harness_process;
     pub mod real_keystone;
 }
 

@@ -6,6 +6,7 @@
 //! except under `CI=true`, where it fails.
 
 mod common {
+    pub mod harness_process;
     pub mod real_glance;
 }
 

@@ -8,6 +8,7 @@
 //! --with-keystone` makes them), except under `CI=true`, where it fails.
 
 mod common {
+    pub mod harness_process;
     pub mod real_keystone;
 }
 

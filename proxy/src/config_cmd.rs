@@ -28,6 +28,8 @@ the file and line, or the environment variable); 2 usage error.";
 
 /// Where the configuration comes from: flatten it into every command that
 /// reads the configuration.
+// The doc comments are clap's help text (plain text, `<SECTION>` is not HTML).
+#[allow(rustdoc::invalid_html_tags)]
 #[derive(Clone, Debug, Default, clap::Args)]
 pub(crate) struct ConfigArgs {
     /// Configuration file (oslo.config INI: glance-api.conf, glance-cache-proxy.conf, ...);

@@ -71,6 +71,7 @@
 //! # }
 //! ```
 
+pub(crate) mod accept_loop;
 mod behaviour;
 mod body;
 mod builder;

@@ -1,18 +1,17 @@
-//! The running server: accept loop, one task per connection, the call log
-//! wrapper, and the [`RunningFakeGlance`] handle.
+//! The running server: the call log wrapper around the routes, served by
+//! the shared [`AcceptLoop`], and the [`RunningFakeGlance`] handle.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use http::header::{self, HeaderValue};
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::{AbortHandle, JoinHandle, JoinSet};
+use tokio::net::TcpListener;
 
+use super::accept_loop::AcceptLoop;
 use super::behaviour::Behaviour;
 use super::body::FakeBody;
 use super::calls::Call;
@@ -30,19 +29,9 @@ use super::state::{self, lock, Shared};
 #[derive(Clone)]
 pub struct RunningFakeGlance {
     shared: Arc<Shared>,
-    guard: Arc<Guard>,
-}
-
-/// Stops the accept loop (and with it every connection) when dropped.
-struct Guard {
-    task: Mutex<Option<JoinHandle<()>>>,
-    abort: AbortHandle,
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        self.abort.abort();
-    }
+    /// Stops the accept loop (and with it every connection) when the last
+    /// clone is dropped.
+    server: Arc<AcceptLoop>,
 }
 
 impl std::fmt::Debug for RunningFakeGlance {
@@ -54,46 +43,17 @@ impl std::fmt::Debug for RunningFakeGlance {
 }
 
 pub(crate) fn start(shared: Arc<Shared>, listener: TcpListener) -> RunningFakeGlance {
-    let task = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
-    let abort = task.abort_handle();
-    RunningFakeGlance {
-        shared,
-        guard: Arc::new(Guard {
-            task: Mutex::new(Some(task)),
-            abort,
-        }),
-    }
-}
-
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    // Dropping the set (when this task is aborted) aborts every connection.
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    connections.spawn(serve_connection(stream, Arc::clone(&shared)));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "fake glance: accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                }
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
-    }
-}
-
-async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
-    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-        let shared = Arc::clone(&shared);
-        async move { handle(&shared, req).await }
-    });
     let mut http = hyper::server::conn::http1::Builder::new();
     // uWSGI-served Glance sends no Date header.
     http.auto_date_header(false);
-    if let Err(e) = http.serve_connection(TokioIo::new(stream), service).await {
-        tracing::debug!(error = %e, "fake glance: connection ended with an error");
+    let state = Arc::clone(&shared);
+    let server = AcceptLoop::spawn(listener, "fake glance", http, move |req| {
+        let shared = Arc::clone(&state);
+        async move { handle(&shared, req).await }
+    });
+    RunningFakeGlance {
+        shared,
+        server: Arc::new(server),
     }
 }
 
@@ -268,10 +228,6 @@ impl RunningFakeGlance {
     /// Stops accepting and cuts every open connection; waits until the
     /// listener is closed. Later calls do nothing.
     pub async fn shutdown(&self) {
-        self.guard.abort.abort();
-        let task = lock(&self.guard.task).take();
-        if let Some(task) = task {
-            let _ = task.await;
-        }
+        self.server.shutdown().await;
     }
 }

@@ -1,21 +1,20 @@
-//! The running server: accept loop, one task per connection, and the
-//! [`RunningFakeKeystone`] handle.
+//! The running server: the request handler, served by the fake Glance's
+//! [`AcceptLoop`], and the [`RunningFakeKeystone`] handle.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::{AbortHandle, JoinHandle, JoinSet};
+use tokio::net::TcpListener;
 
 use super::state::{lock, State};
+use crate::fake_glance::accept_loop::AcceptLoop;
 
 /// Largest request body read (password authentication is under 1 KiB).
 const BODY_LIMIT: usize = 64 * 1024;
@@ -28,18 +27,9 @@ const BODY_LIMIT: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct RunningFakeKeystone {
     state: Arc<State>,
-    guard: Arc<Guard>,
-}
-
-struct Guard {
-    task: Mutex<Option<JoinHandle<()>>>,
-    abort: AbortHandle,
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        self.abort.abort();
-    }
+    /// Stops the accept loop (and with it every connection) when the last
+    /// clone is dropped.
+    server: Arc<AcceptLoop>,
 }
 
 impl std::fmt::Debug for RunningFakeKeystone {
@@ -51,46 +41,15 @@ impl std::fmt::Debug for RunningFakeKeystone {
 }
 
 pub(crate) fn start(state: Arc<State>, listener: TcpListener) -> RunningFakeKeystone {
-    let task = tokio::spawn(accept_loop(listener, Arc::clone(&state)));
-    let abort = task.abort_handle();
-    RunningFakeKeystone {
-        state,
-        guard: Arc::new(Guard {
-            task: Mutex::new(Some(task)),
-            abort,
-        }),
-    }
-}
-
-async fn accept_loop(listener: TcpListener, state: Arc<State>) {
-    // Dropping the set (when this task is aborted) aborts every connection.
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    connections.spawn(serve_connection(stream, Arc::clone(&state)));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "fake keystone: accept failed");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
-    }
-}
-
-async fn serve_connection(stream: TcpStream, state: Arc<State>) {
-    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-        let state = Arc::clone(&state);
+    let http = hyper::server::conn::http1::Builder::new();
+    let shared = Arc::clone(&state);
+    let server = AcceptLoop::spawn(listener, "fake keystone", http, move |req| {
+        let state = Arc::clone(&shared);
         async move { Ok::<_, Infallible>(handle(&state, req).await) }
     });
-    if let Err(e) = hyper::server::conn::http1::Builder::new()
-        .serve_connection(TokioIo::new(stream), service)
-        .await
-    {
-        tracing::debug!(error = %e, "fake keystone: connection ended with an error");
+    RunningFakeKeystone {
+        state,
+        server: Arc::new(server),
     }
 }
 
@@ -232,10 +191,6 @@ impl RunningFakeKeystone {
     /// Stops accepting and cuts every open connection; waits until the
     /// listener is closed. Later calls do nothing.
     pub async fn shutdown(&self) {
-        self.guard.abort.abort();
-        let task = lock(&self.guard.task).take();
-        if let Some(task) = task {
-            let _ = task.await;
-        }
+        self.server.shutdown().await;
     }
 }

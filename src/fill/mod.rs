@@ -1,6 +1,6 @@
 //! Fills: one upstream download per image, followed by every waiting client.
 //!
-//! A miss starts a [`Fill`]. Its task alone pulls the upstream body into
+//! A miss starts a fill. Its task alone pulls the upstream body into
 //! `incomplete/<id>` (writing on one blocking thread, hashing MD5 on another)
 //! and publishes how many bytes are on disk through a `watch` channel. Every
 //! client, the first one included, is a *follower*: it reads the growing

@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod fixture;
+pub mod harness_process;
 pub mod real_glance;
 pub mod real_keystone;
 

@@ -34,10 +34,11 @@
 //! ```
 #![allow(dead_code)]
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+use super::harness_process::{self, run, skip_or_fail, HarnessProcess, HarnessScript};
 
 /// How the real Glance authenticates requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,17 +84,8 @@ pub struct RealGlance {
     pub url: String,
     /// The authentication flavor it runs with.
     pub auth: GlanceAuth,
-    base: tempfile::TempDir,
-    port: u16,
-    script: PathBuf,
-    venv: PathBuf,
-    stopped: bool,
+    process: HarnessProcess,
 }
-
-/// Exit status of `glance.sh start` when the port was taken before uWSGI could bind it.
-const EXIT_PORT_IN_USE: i32 = 3;
-/// How often `start` retries with another port when the chosen one was taken meanwhile.
-const PORT_ATTEMPTS: usize = 5;
 
 impl RealGlance {
     /// Starts a real Glance with `auth`, 2 uWSGI workers, and waits until every worker serves.
@@ -102,85 +94,38 @@ impl RealGlance {
     /// test can skip. Panics when the venv is missing and `CI=true`, and whenever Glance does
     /// not come up (with the tail of its logs).
     pub fn start(auth: GlanceAuth) -> Option<RealGlance> {
-        let venv = venv_dir();
-        let ready = venv.join("bin/uwsgi").is_file() && venv.join("bin/glance-manage").is_file();
-        if !ready {
+        let script = harness_script();
+        let venv = script.venv();
+        if !(venv.join("bin/uwsgi").is_file() && venv.join("bin/glance-manage").is_file()) {
             let why = format!(
                 "no real-Glance venv at {} (set GLANCE_CACHE_VENV, or run `bash tests/harness/setup-python.sh`, \
                  which `bash tests/run.sh` does)",
                 venv.display()
             );
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("{why}; CI=true: a test that needs a real Glance fails instead of skipping");
-            }
-            eprintln!("SKIPPED (real Glance unavailable): {why}");
-            return None;
+            return skip_or_fail("Glance", &why);
         }
-        let script = find_script();
-        let base = tempfile::Builder::new()
-            .prefix("real-glance-")
-            .tempdir()
-            .unwrap_or_else(|e| panic!("cannot create a temporary directory for Glance: {e}"));
-
-        for attempt in 1..=PORT_ATTEMPTS {
-            let port = free_port();
-            let out = Command::new("bash")
-                .arg(&script)
-                .arg("start")
-                .args(["--port", &port.to_string()])
-                .arg("--base")
-                .arg(base.path())
-                .args(["--auth", auth.flag()])
-                .args(["--workers", "2"])
-                .args(["--watch-pid", &std::process::id().to_string()])
-                .arg("--purge-with-owner")
-                .env("GLANCE_CACHE_VENV", &venv)
-                .stdin(Stdio::null())
-                .output()
-                .unwrap_or_else(|e| panic!("cannot run bash {}: {e}", script.display()));
-            match out.status.code() {
-                Some(0) => {
-                    let url = String::from_utf8_lossy(&out.stdout).trim().to_string();
-                    assert_eq!(
-                        url,
-                        format!("http://127.0.0.1:{port}"),
-                        "unexpected output from glance.sh start"
-                    );
-                    return Some(RealGlance {
-                        url,
-                        auth,
-                        base,
-                        port,
-                        script,
-                        venv,
-                        stopped: false,
-                    });
-                }
-                Some(EXIT_PORT_IN_USE) if attempt < PORT_ATTEMPTS => continue,
-                _ => panic!(
-                    "real Glance did not start ({}), base {}:\n{}",
-                    out.status,
-                    base.path().display(),
-                    String::from_utf8_lossy(&out.stderr)
-                ),
-            }
-        }
-        unreachable!("the last attempt either returns or panics")
+        let extra = ["--auth", auth.flag(), "--workers", "2"].map(String::from);
+        let process = script.start(&extra, "");
+        Some(RealGlance {
+            url: process.url().to_string(),
+            auth,
+            process,
+        })
     }
 
     /// The TCP port Glance listens on (127.0.0.1).
     pub fn port(&self) -> u16 {
-        self.port
+        self.process.port()
     }
 
     /// Glance's state directory (`etc/`, `data/images/`, `log/`, `glance.sqlite`).
     pub fn base_dir(&self) -> &Path {
-        self.base.path()
+        self.process.base_dir()
     }
 
     /// The venv Glance runs from (its `bin/glance` is python-glanceclient).
     pub fn venv(&self) -> &Path {
-        &self.venv
+        self.process.venv()
     }
 
     /// Headers the harness sends on its own setup calls: none for [`GlanceAuth::NoAuth`],
@@ -298,50 +243,13 @@ impl RealGlance {
 
     /// The last `lines` lines of Glance's uWSGI and API logs (for assertion messages).
     pub fn log_tail(&self, lines: usize) -> String {
-        let mut out = String::new();
-        for name in ["uwsgi.log", "glance-api.log"] {
-            let path = self.base.path().join("log").join(name);
-            let text = std::fs::read_to_string(&path).unwrap_or_default();
-            let all: Vec<&str> = text.lines().collect();
-            out.push_str(&format!("---- {} ----\n", path.display()));
-            for line in &all[all.len().saturating_sub(lines)..] {
-                out.push_str(line);
-                out.push('\n');
-            }
-        }
-        out
+        self.process
+            .log_tail(&["uwsgi.log", "glance-api.log"], lines)
     }
 
     /// Stops Glance now (also done on drop). Panics if the stop script fails.
     pub fn stop(&mut self) {
-        if !self.stopped {
-            self.stopped = true;
-            if let Err(e) = self.run_stop() {
-                panic!("{e}");
-            }
-        }
-    }
-
-    fn run_stop(&self) -> Result<(), String> {
-        let out = Command::new("bash")
-            .arg(&self.script)
-            .arg("stop")
-            .arg("--base")
-            .arg(self.base.path())
-            .env("GLANCE_CACHE_VENV", &self.venv)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run bash {} stop: {e}", self.script.display()))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "stopping real Glance in {} failed ({}): {}",
-                self.base.path().display(),
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            ))
-        }
+        self.process.stop();
     }
 
     /// Hex MD5 of a file (Glance's `checksum`), via coreutils `md5sum`.
@@ -356,65 +264,12 @@ impl RealGlance {
     }
 }
 
-impl Drop for RealGlance {
-    fn drop(&mut self) {
-        if !self.stopped {
-            self.stopped = true;
-            // Never panic in drop (it may run while a test is already panicking).
-            if let Err(e) = self.run_stop() {
-                eprintln!("warning: {e}");
-            }
-        }
-    }
-}
-
 /// `GLANCE_CACHE_VENV`, else `$HOME/.cache/glance-cache/venv`.
 pub fn venv_dir() -> PathBuf {
-    match std::env::var_os("GLANCE_CACHE_VENV") {
-        Some(v) if !v.is_empty() => PathBuf::from(v),
-        _ => {
-            let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
-            PathBuf::from(home).join(".cache/glance-cache/venv")
-        }
-    }
+    harness_process::venv_dir("GLANCE_CACHE_VENV", "venv")
 }
 
-/// `tests/harness/glance.sh`, found from this crate's manifest dir upwards (so that a member
-/// crate of the workspace can include this module too).
-fn find_script() -> PathBuf {
-    let start = Path::new(env!("CARGO_MANIFEST_DIR"));
-    start
-        .ancestors()
-        .map(|dir| dir.join("tests/harness/glance.sh"))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "tests/harness/glance.sh not found above {}",
-                start.display()
-            )
-        })
-}
-
-/// A port that was free a moment ago (the kernel's pick for 127.0.0.1:0).
-fn free_port() -> u16 {
-    let listener =
-        TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind 127.0.0.1:0: {e}"));
-    listener
-        .local_addr()
-        .unwrap_or_else(|e| panic!("local_addr: {e}"))
-        .port()
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+/// `tests/harness/glance.sh` with the Glance venv.
+fn harness_script() -> HarnessScript {
+    HarnessScript::new("glance.sh", "Glance", "GLANCE_CACHE_VENV", "venv")
 }

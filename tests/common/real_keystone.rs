@@ -54,10 +54,11 @@
 //! ```
 #![allow(dead_code)]
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
+
+use super::harness_process::{self, run, skip_or_fail, HarnessProcess, HarnessScript};
 
 /// A user of the test Keystone, as `tests/harness/keystone.sh` wrote it to `users.json`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,17 +135,8 @@ pub struct RealKeystone {
     /// Identity API URL, `http://127.0.0.1:PORT/v3` (no trailing slash).
     pub url: String,
     users: serde_json::Value,
-    base: tempfile::TempDir,
-    port: u16,
-    script: PathBuf,
-    venv: PathBuf,
-    stopped: bool,
+    process: HarnessProcess,
 }
-
-/// Exit status of `keystone.sh start` when the port was taken before uWSGI could bind it.
-const EXIT_PORT_IN_USE: i32 = 3;
-/// How often `start` retries with another port when the chosen one was taken meanwhile.
-const PORT_ATTEMPTS: usize = 5;
 
 impl RealKeystone {
     /// Starts a real Keystone with the default [`KeystoneOptions`] and waits until every
@@ -159,7 +151,8 @@ impl RealKeystone {
 
     /// Like [`RealKeystone::start`], with `options`.
     pub fn start_with(options: KeystoneOptions) -> Option<RealKeystone> {
-        let venv = venv_dir();
+        let script = harness_script();
+        let venv = script.venv();
         let mut missing = Vec::new();
         if !(venv.join("bin/uwsgi").is_file() && venv.join("bin/keystone-manage").is_file()) {
             missing.push(format!(
@@ -179,20 +172,9 @@ impl RealKeystone {
                 "{}; run `bash tests/harness/setup-python.sh --with-keystone` (`bash tests/run.sh` does)",
                 missing.join(", ")
             );
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!(
-                    "{why}; CI=true: a test that needs a real Keystone fails instead of skipping"
-                );
-            }
-            eprintln!("SKIPPED (real Keystone unavailable): {why}");
-            return None;
+            return skip_or_fail("Keystone", &why);
         }
 
-        let script = find_script();
-        let base = tempfile::Builder::new()
-            .prefix("real-keystone-")
-            .tempdir()
-            .unwrap_or_else(|e| panic!("cannot create a temporary directory for Keystone: {e}"));
         let mut extra: Vec<String> = Vec::new();
         if let Some(expiration) = options.token_expiration {
             extra.push("--token-expiration".into());
@@ -200,70 +182,32 @@ impl RealKeystone {
         }
         extra.push("--workers".into());
         extra.push(options.workers.unwrap_or(2).max(1).to_string());
-
-        for attempt in 1..=PORT_ATTEMPTS {
-            let port = free_port();
-            let out = Command::new("bash")
-                .arg(&script)
-                .arg("start")
-                .args(["--port", &port.to_string()])
-                .arg("--base")
-                .arg(base.path())
-                .args(&extra)
-                .args(["--watch-pid", &std::process::id().to_string()])
-                .arg("--purge-with-owner")
-                .env("GLANCE_CACHE_KEYSTONE_VENV", &venv)
-                .stdin(Stdio::null())
-                .output()
-                .unwrap_or_else(|e| panic!("cannot run bash {}: {e}", script.display()));
-            match out.status.code() {
-                Some(0) => {
-                    let url = String::from_utf8_lossy(&out.stdout).trim().to_string();
-                    assert_eq!(
-                        url,
-                        format!("http://127.0.0.1:{port}/v3"),
-                        "unexpected output from keystone.sh start"
-                    );
-                    let users_path = base.path().join("users.json");
-                    let users = std::fs::read_to_string(&users_path)
-                        .ok()
-                        .and_then(|text| serde_json::from_str(&text).ok())
-                        .unwrap_or_else(|| panic!("unreadable {}", users_path.display()));
-                    return Some(RealKeystone {
-                        url,
-                        users,
-                        base,
-                        port,
-                        script,
-                        venv,
-                        stopped: false,
-                    });
-                }
-                Some(EXIT_PORT_IN_USE) if attempt < PORT_ATTEMPTS => continue,
-                _ => panic!(
-                    "real Keystone did not start ({}), base {}:\n{}",
-                    out.status,
-                    base.path().display(),
-                    String::from_utf8_lossy(&out.stderr)
-                ),
-            }
-        }
-        unreachable!("the last attempt either returns or panics")
+        let process = script.start(&extra, "/v3");
+        let users_path = process.base_dir().join("users.json");
+        let users = std::fs::read_to_string(&users_path)
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_else(|| panic!("unreadable {}", users_path.display()));
+        Some(RealKeystone {
+            url: process.url().to_string(),
+            users,
+            process,
+        })
     }
 
     /// The TCP port Keystone listens on (127.0.0.1).
     pub fn port(&self) -> u16 {
-        self.port
+        self.process.port()
     }
 
     /// Keystone's state directory (`etc/`, `log/`, `keystone.sqlite`, `users.json`).
     pub fn base_dir(&self) -> &Path {
-        self.base.path()
+        self.process.base_dir()
     }
 
     /// The venv Keystone runs from.
     pub fn venv(&self) -> &Path {
-        &self.venv
+        self.process.venv()
     }
 
     /// The names of all users (`admin`, `alt`, `demo`, `glance`, `validator`, `viewer`).
@@ -409,7 +353,7 @@ impl RealKeystone {
         ["keystone.pid", "memcached.pid"]
             .iter()
             .filter_map(|name| {
-                std::fs::read_to_string(self.base.path().join("run").join(name))
+                std::fs::read_to_string(self.base_dir().join("run").join(name))
                     .ok()
                     .and_then(|text| text.trim().parse().ok())
             })
@@ -418,74 +362,28 @@ impl RealKeystone {
 
     /// The last `lines` lines of Keystone's uWSGI and API logs (for assertion messages).
     pub fn log_tail(&self, lines: usize) -> String {
-        let mut out = String::new();
-        for name in ["uwsgi.log", "keystone.log"] {
-            let path = self.base.path().join("log").join(name);
-            let text = std::fs::read_to_string(&path).unwrap_or_default();
-            let all: Vec<&str> = text.lines().collect();
-            out.push_str(&format!("---- {} ----\n", path.display()));
-            for line in &all[all.len().saturating_sub(lines)..] {
-                out.push_str(line);
-                out.push('\n');
-            }
-        }
-        out
+        self.process.log_tail(&["uwsgi.log", "keystone.log"], lines)
     }
 
     /// Stops Keystone and its memcached now (also done on drop). Panics if the stop fails.
     pub fn stop(&mut self) {
-        if !self.stopped {
-            self.stopped = true;
-            if let Err(e) = self.run_stop() {
-                panic!("{e}");
-            }
-        }
-    }
-
-    fn run_stop(&self) -> Result<(), String> {
-        let out = Command::new("bash")
-            .arg(&self.script)
-            .arg("stop")
-            .arg("--base")
-            .arg(self.base.path())
-            .env("GLANCE_CACHE_KEYSTONE_VENV", &self.venv)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run bash {} stop: {e}", self.script.display()))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "stopping real Keystone in {} failed ({}): {}",
-                self.base.path().display(),
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            ))
-        }
-    }
-}
-
-impl Drop for RealKeystone {
-    fn drop(&mut self) {
-        if !self.stopped {
-            self.stopped = true;
-            // Never panic in drop (it may run while a test is already panicking).
-            if let Err(e) = self.run_stop() {
-                eprintln!("warning: {e}");
-            }
-        }
+        self.process.stop();
     }
 }
 
 /// `GLANCE_CACHE_KEYSTONE_VENV`, else `$HOME/.cache/glance-cache/keystone-venv`.
 pub fn venv_dir() -> PathBuf {
-    match std::env::var_os("GLANCE_CACHE_KEYSTONE_VENV") {
-        Some(v) if !v.is_empty() => PathBuf::from(v),
-        _ => {
-            let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
-            PathBuf::from(home).join(".cache/glance-cache/keystone-venv")
-        }
-    }
+    harness_process::venv_dir("GLANCE_CACHE_KEYSTONE_VENV", "keystone-venv")
+}
+
+/// `tests/harness/keystone.sh` with the Keystone venv.
+fn harness_script() -> HarnessScript {
+    HarnessScript::new(
+        "keystone.sh",
+        "Keystone",
+        "GLANCE_CACHE_KEYSTONE_VENV",
+        "keystone-venv",
+    )
 }
 
 /// Splits `curl -i` output (headers, blank line, body) into a [`KeystoneResponse`].
@@ -505,44 +403,4 @@ fn parse_response(text: &str) -> Option<KeystoneResponse> {
         headers,
         body: body.to_string(),
     })
-}
-
-/// `tests/harness/keystone.sh`, found from this crate's manifest dir upwards (so that a
-/// member crate of the workspace can include this module too).
-fn find_script() -> PathBuf {
-    let start = Path::new(env!("CARGO_MANIFEST_DIR"));
-    start
-        .ancestors()
-        .map(|dir| dir.join("tests/harness/keystone.sh"))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "tests/harness/keystone.sh not found above {}",
-                start.display()
-            )
-        })
-}
-
-/// A port that was free a moment ago (the kernel's pick for 127.0.0.1:0).
-fn free_port() -> u16 {
-    let listener =
-        TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind 127.0.0.1:0: {e}"));
-    listener
-        .local_addr()
-        .unwrap_or_else(|e| panic!("local_addr: {e}"))
-        .port()
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }

@@ -56,26 +56,15 @@ VENV=${GLANCE_CACHE_VENV:-${HOME:-/root}/.cache/glance-cache/venv}
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$SELF")/lib.sh"
 
-CMD=${1:-}
-[ -n "$CMD" ] || { usage >&2; exit 2; }
-shift
-PORT=""; BASE=""; AUTH=noauth; CACHE=off; WORKERS=2; DEBUG=False; FRESH=0; WATCH_PID=""; TIMEOUT=120; PURGE=0
-while [ $# -gt 0 ]; do
+AUTH=noauth; CACHE=off
+# Glance's own options (lib.sh's parse_command_line does the rest).
+parse_option() {
   case "$1" in
-    --port) PORT=${2:?--port needs a value}; shift 2;;
-    --base) BASE=${2:?--base needs a value}; shift 2;;
-    --auth) AUTH=${2:?--auth needs a value}; shift 2;;
-    --workers) WORKERS=${2:?--workers needs a value}; shift 2;;
-    --cache) CACHE=${2:?--cache needs a value}; shift 2;;
-    --debug) DEBUG=True; shift;;
-    --fresh) FRESH=1; shift;;
-    --watch-pid) WATCH_PID=${2:?--watch-pid needs a value}; shift 2;;
-    --timeout) TIMEOUT=${2:?--timeout needs a value}; shift 2;;
-    --purge-with-owner) PURGE=1; shift;;
-    -h|--help) usage; exit 0;;
-    *) log "unknown option '$1'"; usage >&2; exit 2;;
+    --auth) AUTH=${2:?--auth needs a value}; SHIFT=2;;
+    --cache) CACHE=${2:?--cache needs a value}; SHIFT=2;;
   esac
-done
+}
+parse_command_line "$@"
 
 print_logs() { print_log_tails "$BASE/log/uwsgi.log" "$BASE/log/glance-api.log"; }
 
@@ -238,30 +227,7 @@ EOF
   #  - chunked-input-limit 10 MiB: glanceclient uploads chunked in 1 MiB chunks and uWSGI's
   #    default limit (1 MiB) makes Glance answer 500 "unable to receive chunked part";
   #  - daemonize + pidfile so that start returns and stop finds the master.
-  cat > "$BASE/etc/uwsgi.ini" <<EOF
-[uwsgi]
-socket-timeout = 10
-http-auto-chunked = true
-http-chunked-input = true
-http-raw-body = true
-lazy-apps = true
-add-header = Connection: close
-buffer-size = 65535
-chunked-input-limit = 10485760
-thunder-lock = true
-enable-threads = true
-exit-on-reload = true
-die-on-term = true
-master = true
-processes = $WORKERS
-http-socket = 127.0.0.1:$PORT
-module = glance.wsgi.api:application
-virtualenv = $VENV
-env = OS_GLANCE_CONFIG_DIR=$BASE/etc
-pidfile = $PIDFILE
-daemonize = $BASE/log/uwsgi.log
-procname-prefix-spaced = glance-cache-test-glance-$PORT
-EOF
+  write_uwsgi_ini glance.wsgi.api:application OS_GLANCE_CONFIG_DIR "chunked-input-limit = 10485760"
 }
 
 cmd_start() {
@@ -273,10 +239,7 @@ cmd_start() {
   if [ "$PORT" = 0 ]; then PORT=$(free_port); fi
   resolve_base
 
-  if [ -f "$PIDFILE" ] && alive "$(cat "$PIDFILE" 2>/dev/null || true)"; then
-    die "a Glance is already running in $BASE (pid $(cat "$PIDFILE")); stop it first"
-  fi
-  if port_in_use "$PORT"; then log "port 127.0.0.1:$PORT is already in use"; exit 3; fi
+  check_not_running Glance
   if [ "$FRESH" = 1 ]; then rm -rf "$BASE"; fi
   mkdir -p "$BASE"/{etc,data/images,data/staging,data/tasks,locks,run,log}
   if [ "$CACHE" = on ]; then mkdir -p "$BASE/data/cache"; fi

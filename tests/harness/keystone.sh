@@ -62,25 +62,14 @@ VENV=${GLANCE_CACHE_KEYSTONE_VENV:-${HOME:-/root}/.cache/glance-cache/keystone-v
 # Bump when the provisioned users/projects change: older cached DBs are then ignored.
 TEMPLATE=$VENV/glance-cache-harness/keystone-provisioned-v1
 
-CMD=${1:-}
-[ -n "$CMD" ] || { usage >&2; exit 2; }
-shift
-PORT=""; BASE=""; EXPIRATION=3600; WORKERS=2; DEBUG=False; FRESH=0; WATCH_PID=""; TIMEOUT=120; PURGE=0
-while [ $# -gt 0 ]; do
+EXPIRATION=3600
+# Keystone's own option (lib.sh's parse_command_line does the rest).
+parse_option() {
   case "$1" in
-    --port) PORT=${2:?--port needs a value}; shift 2;;
-    --base) BASE=${2:?--base needs a value}; shift 2;;
-    --token-expiration) EXPIRATION=${2:?--token-expiration needs a value}; shift 2;;
-    --workers) WORKERS=${2:?--workers needs a value}; shift 2;;
-    --debug) DEBUG=True; shift;;
-    --fresh) FRESH=1; shift;;
-    --watch-pid) WATCH_PID=${2:?--watch-pid needs a value}; shift 2;;
-    --purge-with-owner) PURGE=1; shift;;
-    --timeout) TIMEOUT=${2:?--timeout needs a value}; shift 2;;
-    -h|--help) usage; exit 0;;
-    *) log "unknown option '$1'"; usage >&2; exit 2;;
+    --token-expiration) EXPIRATION=${2:?--token-expiration needs a value}; SHIFT=2;;
   esac
-done
+}
+parse_command_line "$@"
 
 # lib.sh's resolve_base, plus the private memcached's pid file
 resolve_paths() {
@@ -229,29 +218,7 @@ EOF
 
   # uWSGI: devstack's Keystone uwsgi settings (module keystone.wsgi.api), bound to 127.0.0.1,
   # daemonized with a pid file so that start returns and stop finds the master.
-  cat > "$BASE/etc/uwsgi.ini" <<EOF
-[uwsgi]
-socket-timeout = 10
-http-auto-chunked = true
-http-chunked-input = true
-http-raw-body = true
-lazy-apps = true
-add-header = Connection: close
-buffer-size = 65535
-thunder-lock = true
-enable-threads = true
-exit-on-reload = true
-die-on-term = true
-master = true
-processes = $WORKERS
-http-socket = 127.0.0.1:$PORT
-module = keystone.wsgi.api:application
-virtualenv = $VENV
-env = OS_KEYSTONE_CONFIG_DIR=$BASE/etc
-pidfile = $PIDFILE
-daemonize = $BASE/log/uwsgi.log
-procname-prefix-spaced = glance-cache-test-keystone-$PORT
-EOF
+  write_uwsgi_ini keystone.wsgi.api:application OS_KEYSTONE_CONFIG_DIR
 }
 
 # Fernet and credential key repositories as keystone-manage fernet_setup / credential_setup
@@ -433,10 +400,7 @@ cmd_start() {
   resolve_paths
   URL=http://127.0.0.1:$PORT/v3
 
-  if [ -f "$PIDFILE" ] && alive "$(cat "$PIDFILE" 2>/dev/null || true)"; then
-    die "a Keystone is already running in $BASE (pid $(cat "$PIDFILE")); stop it first"
-  fi
-  if port_in_use "$PORT"; then log "port 127.0.0.1:$PORT is already in use"; exit 3; fi
+  check_not_running Keystone
   if [ "$FRESH" = 1 ]; then
     cmd_stop >/dev/null 2>&1 || true   # a memcached left from an earlier start
     rm -rf "$BASE"

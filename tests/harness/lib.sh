@@ -7,12 +7,14 @@
 #   SELF          absolute path of the harness script (the watcher runs "bash $SELF stop")
 #   HARNESS       its name in messages ("glance.sh")
 #   VENV          the service's venv (its python picks ports)
+# before calling parse_command_line, a function parse_option for its own options (see there);
 # and before calling resolve_base:
 #   SERVICE       short name: default state dir ${TMPDIR:-/tmp}/glance-cache-SERVICE-PORT,
 #                 watcher process "SERVICE-watch" (glance, keystone)
 #   PIDNAME       run/PIDNAME.pid and run/PIDNAME.pgid of the uWSGI master (glance-api, keystone)
 # Globals it reads: PORT, BASE, WORKERS, TIMEOUT, WATCH_PID, PURGE.
-# Globals it sets: PIDFILE, PGIDFILE, WATCHFILE (resolve_base); MASTER_PID (record_pid);
+# Globals it sets: CMD and the common options (parse_command_line);
+#   PIDFILE, PGIDFILE, WATCHFILE (resolve_base); MASTER_PID (record_pid);
 #   UP_STATE, UP_CODE, UP_READY (wait_uwsgi_up); STOP_PID, STOP_KIDS (stop_uwsgi).
 
 usage() { awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$0"; }
@@ -25,6 +27,38 @@ alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null; }
 # setsid when there is one: detached processes get their own session
 SETSID_CMD=()
 if command -v setsid >/dev/null 2>&1; then SETSID_CMD=(setsid); fi
+
+# parse_command_line ARG...: CMD (the first ARG; usage and exit 2 without one), then the options
+# every harness takes: --port PORT, --base DIR, --workers N (default 2), --debug (DEBUG=True,
+# default False), --fresh (FRESH=1), --watch-pid PID, --purge-with-owner (PURGE=1), --timeout S
+# (default 120), -h/--help. Any other option goes to the harness's parse_option OPTION [VALUE],
+# which sets its variable and SHIFT to the number of words it took; SHIFT left at 0: unknown
+# option, usage and exit 2.
+# shellcheck disable=SC2034  # DEBUG and FRESH are read by the harness, not here
+parse_command_line() {
+  CMD=${1:-}
+  [ -n "$CMD" ] || { usage >&2; exit 2; }
+  shift
+  PORT=""; BASE=""; WORKERS=2; DEBUG=False; FRESH=0; WATCH_PID=""; TIMEOUT=120; PURGE=0
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --port) PORT=${2:?--port needs a value}; shift 2;;
+      --base) BASE=${2:?--base needs a value}; shift 2;;
+      --workers) WORKERS=${2:?--workers needs a value}; shift 2;;
+      --debug) DEBUG=True; shift;;
+      --fresh) FRESH=1; shift;;
+      --watch-pid) WATCH_PID=${2:?--watch-pid needs a value}; shift 2;;
+      --timeout) TIMEOUT=${2:?--timeout needs a value}; shift 2;;
+      --purge-with-owner) PURGE=1; shift;;
+      -h|--help) usage; exit 0;;
+      *)
+        SHIFT=0
+        parse_option "$@"
+        [ "$SHIFT" -gt 0 ] || { log "unknown option '$1'"; usage >&2; exit 2; }
+        shift "$SHIFT";;
+    esac
+  done
+}
 
 # The options every start takes (exit 2 on a bad one).
 check_start_options() {
@@ -75,6 +109,47 @@ PY
 }
 
 # ------------------------------------------------------------------------------- start
+# check_not_running NAME: dies when a NAME (the service) already runs in BASE; exits 3 when
+# 127.0.0.1:PORT is taken.
+check_not_running() {
+  if [ -f "$PIDFILE" ] && alive "$(cat "$PIDFILE" 2>/dev/null || true)"; then
+    die "a $1 is already running in $BASE (pid $(cat "$PIDFILE")); stop it first"
+  fi
+  if port_in_use "$PORT"; then log "port 127.0.0.1:$PORT is already in use"; exit 3; fi
+}
+
+# write_uwsgi_ini MODULE CONFIG_VAR [EXTRA]: $BASE/etc/uwsgi.ini serving the WSGI application
+# MODULE (lazy-apps: each worker loads it) on 127.0.0.1:PORT with WORKERS processes, the
+# service finding its configuration in $BASE/etc through the environment variable CONFIG_VAR;
+# daemonized with pid file PIDFILE (so that start returns and stop finds the master). EXTRA:
+# more lines, written after buffer-size.
+write_uwsgi_ini() {
+  cat > "$BASE/etc/uwsgi.ini" <<EOF
+[uwsgi]
+socket-timeout = 10
+http-auto-chunked = true
+http-chunked-input = true
+http-raw-body = true
+lazy-apps = true
+add-header = Connection: close
+buffer-size = 65535
+${3:+$3
+}thunder-lock = true
+enable-threads = true
+exit-on-reload = true
+die-on-term = true
+master = true
+processes = $WORKERS
+http-socket = 127.0.0.1:$PORT
+module = $1
+virtualenv = $VENV
+env = $2=$BASE/etc
+pidfile = $PIDFILE
+daemonize = $BASE/log/uwsgi.log
+procname-prefix-spaced = glance-cache-test-$SERVICE-$PORT
+EOF
+}
+
 # Starts uWSGI daemonized from $BASE/etc/uwsgi.ini (its pidfile is $PIDFILE, its log
 # $BASE/log/uwsgi.log; the previous log is kept as uwsgi.log.prev). Fails when uwsgi does.
 launch_uwsgi() {

@@ -41,7 +41,7 @@ impl Kind {
         }
     }
 
-    /// Glance's words for "Failed to <action>. Got error:".
+    /// Glance's words for `"Failed to <action>. Got error:"`.
     fn action(self) -> &'static str {
         match self {
             Kind::ListCached => "show cached images",
