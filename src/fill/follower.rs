@@ -102,6 +102,8 @@ impl Following {
                 let (rx, alive) = ready!(wait.as_mut().poll(cx));
                 self.wait = None;
                 self.status = Some(rx);
+                // The sender lives in the `Fill` this body holds: never closed
+                // while we wait. Checked anyway rather than assumed.
                 if !alive {
                     return Poll::Ready(Err("fill vanished".into()));
                 }
@@ -246,23 +248,44 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn reads_what_is_written_and_ends_after_verification() {
+    async fn reads_what_is_written_and_wakes_up_for_more() {
         let data: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
         let fill = started_fill(&data);
         fill.set_written(100_000);
-        let mut body = follow(Arc::clone(&fill), Some(300_000), 65536, None);
-        let mut got = Vec::new();
-        while got.len() < 100_000 - 1 {
-            got.extend_from_slice(&body.frame().await.unwrap().unwrap().into_data().unwrap());
-        }
-        assert_eq!(got.len(), 100_000 - 1, "the last written byte is held back");
+        let body = follow(Arc::clone(&fill), Some(300_000), 65536, None);
+        // A real task with a real waker: a lost wakeup would hang it.
+        let reader = tokio::spawn(async move {
+            let mut body = body;
+            let mut got = Vec::new();
+            while let Some(frame) = body.frame().await {
+                got.extend_from_slice(&frame.unwrap().into_data().unwrap());
+            }
+            got
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!reader.is_finished(), "waits for the rest of the fill");
+        fill.set_written(200_000);
+        tokio::task::yield_now().await;
+        fill.set_written(300_000);
+        fill.finish(Phase::Verified);
+        let got = tokio::time::timeout(std::time::Duration::from_secs(10), reader)
+            .await
+            .expect("the follower woke up and ended")
+            .unwrap();
+        assert_eq!(got, data);
+    }
+
+    #[tokio::test]
+    async fn the_last_byte_waits_for_verification() {
+        let fill = started_fill(b"IMAGEDATA");
+        fill.set_written(9);
+        let mut body = follow(Arc::clone(&fill), Some(9), 65536, None);
+        let data = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(&data[..], b"IMAGEDAT", "the last byte is held back");
         let waker = futures_util::task::noop_waker();
         let mut cx = Context::from_waker(&waker);
         assert!(Pin::new(&mut body).poll_frame(&mut cx).is_pending());
-        fill.set_written(300_000);
-        fill.finish(Phase::Verified);
-        let rest = body.collect().await.unwrap().to_bytes();
-        got.extend_from_slice(&rest);
-        assert_eq!(got, data);
+        fill.finish(Phase::Failed(Failure::Verification("md5".into())));
+        assert!(body.frame().await.unwrap().is_err(), "never the last byte");
     }
 }

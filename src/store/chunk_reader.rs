@@ -7,13 +7,19 @@
 //!
 //! * it first reads with `preadv2(RWF_NOWAIT)`, which copies what the page
 //!   cache holds and never waits for the disk — so a warm file is read on the
-//!   async worker in the time of a `memcpy` (tens of microseconds per chunk,
-//!   no longer than hyper's own copy of it into the socket), and only a read
-//!   that would block
+//!   async worker in about the time of a `memcpy` (tens of microseconds per
+//!   chunk, like hyper's own copy of it into the socket; fill files are opened
+//!   `O_NOATIME` so that reading a growing file writes no atime), and only a
+//!   read that would block
 //!   goes to the blocking pool (kernels or filesystems without `RWF_NOWAIT`
 //!   get the blocking read every time);
 //! * the buffers handed to hyper come back to a small per-body pool when hyper
-//!   drops them, so a download allocates and zeroes its buffers once.
+//!   drops them, so a download allocates and zeroes its buffers once. A body
+//!   keeps at most [`POOL_MAX`] spare chunks (512 KiB at the default chunk
+//!   size) besides the ones hyper holds, until it is dropped.
+//!
+//! Both paths return what the file holds: a read may be short, and only a
+//! read that finds no byte at all at `pos` is an `UnexpectedEof` error.
 
 use std::fs::File;
 use std::future::Future;
@@ -55,10 +61,11 @@ impl ChunkReader {
         }
     }
 
-    /// Reads up to `max` bytes (at most one chunk) at `pos`; a file that
-    /// ends before `pos + 1` is an `UnexpectedEof` error.
+    /// Reads up to `max` bytes (at most one chunk) at `pos`, possibly fewer;
+    /// a file that ends at or before `pos` is an `UnexpectedEof` error.
     ///
-    /// After `Pending`, call again with the same `pos` and `max`.
+    /// After `Pending`, call again with the same `pos` (`max` is ignored
+    /// while a read is in flight).
     pub(crate) fn poll_read(
         &mut self,
         cx: &mut Context<'_>,
@@ -84,8 +91,8 @@ impl ChunkReader {
             }
             let file = Arc::clone(&self.file);
             self.pending = Some(tokio::task::spawn_blocking(move || {
-                read_exact_at(&file, &mut buf[..len], pos)?;
-                Ok((buf, len))
+                let n = read_some_at(&file, &mut buf[..len], pos)?;
+                Ok((buf, n))
             }));
         }
         let handle = self.pending.as_mut().expect("set above");
@@ -159,18 +166,25 @@ fn read_nowait(file: &File, buf: &mut [u8], pos: u64) -> Result<usize, Errno> {
     }
 }
 
-/// Reads exactly `buf.len()` bytes at `pos`; a file shorter than expected is an error.
-fn read_exact_at(file: &File, buf: &mut [u8], pos: u64) -> io::Result<()> {
-    file.read_exact_at(buf, pos).map_err(|e| {
-        if e.kind() == io::ErrorKind::UnexpectedEof {
-            io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("cached file ended before offset {}", pos + buf.len() as u64),
-            )
-        } else {
-            e
+/// Reads what the file holds of `[pos, pos + buf.len())` (retrying short
+/// reads until the end of the file); no byte at all is an `UnexpectedEof` error.
+fn read_some_at(file: &File, buf: &mut [u8], pos: u64) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match file.read_at(&mut buf[got..], pos + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
-    })
+    }
+    if got == 0 && !buf.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("cached file ended at offset {pos}, before its announced length"),
+        ));
+    }
+    Ok(got)
 }
 
 #[cfg(test)]
@@ -185,14 +199,47 @@ mod tests {
         Arc::new(f)
     }
 
+    /// A reader that never tries `RWF_NOWAIT`, as on a filesystem without it.
+    fn blocking_only(file: Arc<File>, chunk: usize) -> ChunkReader {
+        let mut r = ChunkReader::new(file, chunk);
+        r.nowait = false;
+        r
+    }
+
+    fn readers(data: &[u8], chunk: usize) -> [ChunkReader; 2] {
+        [
+            ChunkReader::new(file_with(data), chunk),
+            blocking_only(file_with(data), chunk),
+        ]
+    }
+
     #[tokio::test]
     async fn reads_chunks_at_the_given_offsets() {
         let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        for mut r in readers(&data, 4096) {
+            let a = poll_fn(|cx| r.poll_read(cx, 0, 100_000)).await.unwrap();
+            assert_eq!(&a[..], &data[..4096]);
+            let b = poll_fn(|cx| r.poll_read(cx, 99_000, 1_000)).await.unwrap();
+            assert_eq!(&b[..], &data[99_000..]);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_page_cache_path_is_taken_when_the_data_is_there() {
+        let data = vec![9u8; 8192];
         let mut r = ChunkReader::new(file_with(&data), 4096);
-        let a = poll_fn(|cx| r.poll_read(cx, 0, 100_000)).await.unwrap();
-        assert_eq!(&a[..], &data[..4096]);
-        let b = poll_fn(|cx| r.poll_read(cx, 99_000, 1_000)).await.unwrap();
-        assert_eq!(&b[..], &data[99_000..]);
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        // Just written: in the page cache. Ready at the first poll, no thread hop
+        // (unless this filesystem lacks RWF_NOWAIT; then the read must still work).
+        match r.poll_read(&mut cx, 0, 8192) {
+            Poll::Ready(chunk) => assert_eq!(chunk.unwrap().len(), 4096),
+            Poll::Pending => {
+                assert!(!r.nowait, "pending although the data is cached");
+                let chunk = poll_fn(|cx| r.poll_read(cx, 0, 8192)).await.unwrap();
+                assert_eq!(chunk.len(), 4096);
+            }
+        }
     }
 
     #[tokio::test]
@@ -213,11 +260,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_file_shorter_than_announced_is_an_error() {
-        let mut r = ChunkReader::new(file_with(&[1u8; 1000]), 4096);
-        // What is there is served (a short read), then the end is an error.
-        let a = poll_fn(|cx| r.poll_read(cx, 0, 4096)).await.unwrap();
-        assert!(!a.is_empty() && a.len() <= 1000);
-        let err = poll_fn(|cx| r.poll_read(cx, 1000, 4096)).await.unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        for mut r in readers(&[1u8; 1000], 4096) {
+            // What is there is served (a short read), then the end is an error.
+            let a = poll_fn(|cx| r.poll_read(cx, 0, 4096)).await.unwrap();
+            assert_eq!(a.len(), 1000);
+            let err = poll_fn(|cx| r.poll_read(cx, 1000, 4096)).await.unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        }
     }
 }

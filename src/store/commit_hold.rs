@@ -1,8 +1,9 @@
 //! A test hook that holds commits open in the commit window.
 //!
-//! Compiled only for the crate's unit tests and with the `fake-glance`
-//! feature (which the integration tests enable); a normal build has neither
-//! the hook nor its check in `CacheStore::commit_blocking`. It lets a test
+//! Compiled only for the crate's unit tests and with the `test-hooks`
+//! feature (which only this package's dev-dependency enables, for the
+//! integration tests); a normal build, the proxy binary's included, has
+//! neither the hook nor its check in `CacheStore::commit_blocking`. It lets a test
 //! act (a delete, say) while a verified fill is between its fsync and its
 //! rename, which no timing can arrange reliably.
 

@@ -41,7 +41,7 @@ mod blocking;
 mod chunk_reader;
 mod clean;
 mod clear;
-#[cfg(any(test, feature = "fake-glance"))]
+#[cfg(any(test, feature = "test-hooks"))]
 mod commit_hold;
 mod disk;
 mod file_body;
@@ -55,6 +55,7 @@ mod size;
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -63,7 +64,7 @@ use object_store::{GetOptions, GetResultPayload, ObjectStore, ObjectStoreExt};
 
 pub(crate) use chunk_reader::ChunkReader;
 pub use clean::CleanReport;
-#[cfg(any(test, feature = "fake-glance"))]
+#[cfg(any(test, feature = "test-hooks"))]
 pub use commit_hold::CommitHold;
 pub use file_body::FileBody;
 pub(crate) use index::now_epoch;
@@ -100,7 +101,7 @@ struct Inner {
     /// What the cache, its fills, pruning and prefetching count.
     metrics: Metrics,
     /// Test hook: see [`CacheStore::hold_commits`].
-    #[cfg(any(test, feature = "fake-glance"))]
+    #[cfg(any(test, feature = "test-hooks"))]
     commit_hold: commit_hold::Slot,
 }
 
@@ -171,7 +172,7 @@ impl CacheStoreBuilder {
                 hit_chunk_size: self.hit_chunk_size,
                 locks: locks::MaintenanceLocks::default(),
                 metrics: Metrics::new(),
-                #[cfg(any(test, feature = "fake-glance"))]
+                #[cfg(any(test, feature = "test-hooks"))]
                 commit_hold: commit_hold::Slot::default(),
             }),
         };
@@ -455,10 +456,14 @@ impl CacheStore {
     }
 
     fn claim_incomplete(&self, id: &ImageId, path: &Path) -> Result<File, NoFill> {
+        // O_NOATIME: followers read the file while it grows, so its mtime
+        // keeps passing its atime and every read would update the atime — a
+        // journal write that can stall a read on the async worker.
         let fresh = OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
+            .custom_flags(rustix::fs::OFlags::NOATIME.bits() as i32)
             .open(path);
         let (file, stale) = match fresh {
             Ok(f) => (f, false),
@@ -490,7 +495,7 @@ impl CacheStore {
         let from = layout.incomplete(id);
         let to = layout.entry(id);
         file.sync_all().map_err(|e| Error::io("fsync", &from, e))?;
-        #[cfg(any(test, feature = "fake-glance"))]
+        #[cfg(any(test, feature = "test-hooks"))]
         self.inner.commit_hold.pause(id);
         std::fs::rename(&from, &to).map_err(|e| Error::io("rename", &from, e))?;
         disk::sync_dir(layout.root()).map_err(|e| Error::io("fsync", layout.root(), e))?;
@@ -502,7 +507,7 @@ impl CacheStore {
         Ok(())
     }
 
-    /// Test hook, compiled only for unit tests and with the `fake-glance`
+    /// Test hook, compiled only for unit tests and with the `test-hooks`
     /// feature: from now on every commit of this store stops in its commit
     /// window (after the file's fsync, before its rename) until the
     /// returned [`CommitHold`] is released or dropped. A new hold replaces
@@ -518,7 +523,7 @@ impl CacheStore {
     /// hold.release();
     /// # Ok(()) }
     /// ```
-    #[cfg(any(test, feature = "fake-glance"))]
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn hold_commits(&self) -> CommitHold {
         self.inner.commit_hold.install()
     }

@@ -467,7 +467,7 @@ mod tests {
 
     // The clock is paused: it moves only when every task waits for a timer,
     // and then straight to that timer. A sleep loop would show as elapsed
-    // time; waiting for the fill's channel to close does not.
+    // time; waiting for the fill to settle does not.
     #[tokio::test(start_paused = true)]
     async fn the_wait_ends_when_the_fill_task_lets_go_without_polling() {
         let dir = tempfile::tempdir().unwrap();

@@ -94,15 +94,17 @@ pin_project! {
     /// upstream's own body, a cached file, a running fill, or a short
     /// message the cache wrote itself.
     ///
-    /// A body error is always preceded by one `Pending`: hyper flushes what
-    /// it has buffered (the response head, the last chunks) only while the
-    /// body is pending, and an error at any other moment closes the
-    /// connection with them unsent. So a download that breaks always reaches
-    /// the client as the head plus every byte before the break.
+    /// A body error is always preceded by one `Pending`: hyper's HTTP/1
+    /// connection flushes what it has buffered (the response head, the last
+    /// chunks) when the body is pending, and an error at any other moment
+    /// closes the connection with them unsent. So a download that breaks
+    /// reaches the client as the head plus what the socket took before the
+    /// break (all of it unless the client is slower than the sender), not as
+    /// a connection closed without a response.
     pub struct ResponseBody<B> {
         #[pin]
         kind: ResponseKind<B>,
-        flushed: bool,
+        last_pending: bool,
         deferred: Option<BoxError>,
     }
 }
@@ -139,7 +141,7 @@ impl<B> ResponseBody<B> {
     pub(crate) fn upstream(body: B) -> Self {
         ResponseBody {
             kind: ResponseKind::Upstream { body },
-            flushed: false,
+            last_pending: false,
             deferred: None,
         }
     }
@@ -147,7 +149,7 @@ impl<B> ResponseBody<B> {
     pub(crate) fn hit(body: FileBody) -> Self {
         ResponseBody {
             kind: ResponseKind::Hit { body },
-            flushed: false,
+            last_pending: false,
             deferred: None,
         }
     }
@@ -155,7 +157,7 @@ impl<B> ResponseBody<B> {
     pub(crate) fn follow(body: FollowBody) -> Self {
         ResponseBody {
             kind: ResponseKind::Follow { body },
-            flushed: false,
+            last_pending: false,
             deferred: None,
         }
     }
@@ -165,7 +167,7 @@ impl<B> ResponseBody<B> {
             kind: ResponseKind::Message {
                 data: Some(text.into()),
             },
-            flushed: false,
+            last_pending: false,
             deferred: None,
         }
     }
@@ -209,14 +211,14 @@ where
             }
         };
         match poll {
-            Poll::Ready(Some(Err(e))) if !*this.flushed => {
-                *this.flushed = true;
+            Poll::Ready(Some(Err(e))) if !*this.last_pending => {
+                *this.last_pending = true;
                 *this.deferred = Some(e);
                 cx.waker().wake_by_ref();
                 Poll::Pending
             }
             poll => {
-                *this.flushed = poll.is_pending();
+                *this.last_pending = poll.is_pending();
                 poll
             }
         }
