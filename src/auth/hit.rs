@@ -77,13 +77,13 @@ impl HitAuthorizer {
         self.decisions.ttl()
     }
 
-    /// Remembers that the upstream has just served `id` to `caller` (it
-    /// answered the caller's own download with the image), so that the
-    /// caller's next hits within the TTL need no round trip.
-    pub(crate) fn served(&self, caller: &Caller, id: &ImageId) {
+    /// Remembers that the upstream has just served `id` to the caller with
+    /// this [`identity_key`](Caller::identity_key) (it answered the caller's
+    /// own download with the image), so that the caller's next hits within
+    /// the TTL need no round trip.
+    pub(crate) fn served(&self, identity: Vec<u8>, id: &ImageId) {
         if self.mode != HitAuthorization::None {
-            self.decisions
-                .allow(caller.identity_key(), id.clone(), None);
+            self.decisions.allow(identity, id.clone(), None);
         }
     }
 

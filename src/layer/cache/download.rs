@@ -184,7 +184,8 @@ where
     ) -> Result<ResB, S::Error> {
         self.state.store.metrics().miss();
         let caller = Caller::new(&parts);
-        guard.fill().set_leader_identity(caller.identity_key());
+        let identity = caller.identity_key();
+        guard.fill().set_leader_identity(identity.clone());
         let req = Request::from_parts(parts, RequestBody::new(body));
         let (tx, rx) = oneshot::channel();
         let state = self.state.clone();
@@ -202,7 +203,7 @@ where
         );
         match rx.await {
             Ok(Led::Filling(fill, upstream_id)) => {
-                self.state.authz.served(&caller, &self.id);
+                self.state.authz.served(identity, &self.id);
                 let id = upstream_id.unwrap_or_else(|| request_id(&http::HeaderMap::new()));
                 Ok(self.follower_response(&fill, id, caller))
             }
