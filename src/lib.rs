@@ -14,11 +14,6 @@ pub mod server;
 pub mod store;
 pub mod worker;
 
-#[cfg(feature = "fake-glance")]
-pub mod fake_glance;
-#[cfg(feature = "fake-glance")]
-pub mod fake_keystone;
-
 pub use error::{BoxError, Error};
 pub use image_id::ImageId;
 pub use layer::cache::CacheLayer;

@@ -6,7 +6,7 @@ mod common;
 use common::client::raw_request;
 use common::fixture::fake_glance;
 use common::*;
-use glance_cache::fake_glance::Behaviour;
+use glance_cache_support::fake_glance::Behaviour;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn path_tricks_and_malformed_ids_are_forwarded_untouched() {

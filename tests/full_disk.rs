@@ -9,7 +9,7 @@ use std::process::Command;
 
 use common::fixture::{fake_glance, BIG_SIZE};
 use common::*;
-use glance_cache::fake_glance::Behaviour;
+use glance_cache_support::fake_glance::Behaviour;
 
 const MEMBER: [(&str, &str); 1] = [("x-auth-token", "MEMBER")];
 

@@ -65,7 +65,10 @@ async fn scenario_15_deactivated_cached_image_goes_to_the_upstream() {
     let dir = tempfile::tempdir().unwrap();
     let proxy = Proxy::start(&glance.url(), dir.path(), ProxyOptions::default()).await;
     cached(&proxy, DEACT).await;
-    glance.set_status(DEACT, glance_cache::fake_glance::ImageStatus::Deactivated);
+    glance.set_status(
+        DEACT,
+        glance_cache_support::fake_glance::ImageStatus::Deactivated,
+    );
     let c = Client::new();
     let member = c.get(&proxy.file_url(DEACT), &token("MEMBER")).await;
     assert_eq!(member.status, 403, "upstream's answer relayed");
@@ -199,7 +202,7 @@ async fn followers_of_a_fill_are_authorized_too() {
     let glance = fake_glance().await;
     glance.set_behaviour(
         BIG,
-        glance_cache::fake_glance::Behaviour::default().rate(20 << 20),
+        glance_cache_support::fake_glance::Behaviour::default().rate(20 << 20),
     );
     let dir = tempfile::tempdir().unwrap();
     let proxy = Proxy::start(&glance.url(), dir.path(), ProxyOptions::default()).await;
@@ -229,7 +232,7 @@ async fn followers_with_the_leaders_credentials_are_not_asked_again() {
     let glance = fake_glance().await;
     glance.set_behaviour(
         BIG,
-        glance_cache::fake_glance::Behaviour::default().rate(20 << 20),
+        glance_cache_support::fake_glance::Behaviour::default().rate(20 << 20),
     );
     let dir = tempfile::tempdir().unwrap();
     let proxy = Proxy::start(&glance.url(), dir.path(), ProxyOptions::default()).await;

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use common::fixture::{fake_glance, BIG_SIZE};
 use common::*;
-use glance_cache::fake_glance::{Behaviour, Gate};
 use glance_cache::metrics::{FillFailure, Snapshot};
+use glance_cache_support::fake_glance::{Behaviour, Gate};
 use http::StatusCode;
 
 const ADMIN: [(&str, &str); 1] = [("x-auth-token", "ADMIN")];

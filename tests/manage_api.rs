@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::fixture::fake_glance;
 use common::*;
-use glance_cache::fake_glance::{FakeImage, RunningFakeGlance, Visibility};
+use glance_cache_support::fake_glance::{FakeImage, RunningFakeGlance, Visibility};
 use http::Method;
 use serde_json::Value;
 
@@ -625,7 +625,7 @@ async fn prefetch_of_an_image_being_downloaded_joins_its_fill() {
     let glance = fake_glance().await;
     glance.set_behaviour(
         BIG,
-        glance_cache::fake_glance::Behaviour::default().rate(25 << 20),
+        glance_cache_support::fake_glance::Behaviour::default().rate(25 << 20),
     );
     let dir = tempfile::tempdir().unwrap();
     let proxy = Proxy::start(&glance.url(), dir.path(), ProxyOptions::default()).await;
@@ -664,7 +664,7 @@ async fn failed_prefetch_stays_queued_with_its_error_and_the_worker_lives_on() {
     let glance = fake_glance().await;
     glance.set_behaviour(
         PRIV,
-        glance_cache::fake_glance::Behaviour::default()
+        glance_cache_support::fake_glance::Behaviour::default()
             .force_status(http::StatusCode::INTERNAL_SERVER_ERROR),
     );
     let dir = tempfile::tempdir().unwrap();
@@ -711,7 +711,7 @@ async fn failed_prefetch_stays_queued_with_its_error_and_the_worker_lives_on() {
 async fn the_queue_is_replayed_at_startup() {
     // Without a service token, replayed entries are fetched anonymously: a
     // no-auth upstream (Keystone-backed replays are tested with Keystone).
-    let glance = glance_cache::fake_glance::FakeGlance::builder()
+    let glance = glance_cache_support::fake_glance::FakeGlance::builder()
         .image(
             FakeImage::new(PUB)
                 .bytes("IMAGEDATA")
@@ -719,7 +719,7 @@ async fn the_queue_is_replayed_at_startup() {
         )
         .token(
             "ADMIN",
-            glance_cache::fake_glance::Identity::new("admin").roles(["admin"]),
+            glance_cache_support::fake_glance::Identity::new("admin").roles(["admin"]),
         )
         .spawn()
         .await

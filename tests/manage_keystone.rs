@@ -11,7 +11,7 @@ use common::real_keystone::RealKeystone;
 use common::*;
 use glance_cache::auth::manage::ManagementAuth;
 use glance_cache::config::Config;
-use glance_cache::fake_glance::{AuthMode, FakeGlance, FakeImage, Identity, Visibility};
+use glance_cache_support::fake_glance::{AuthMode, FakeGlance, FakeImage, Identity, Visibility};
 use http::Method;
 
 struct Setup {
@@ -49,7 +49,7 @@ fn auth_for(ks: &RealKeystone) -> ManagementAuth {
 }
 
 /// The fake Glance knows Keystone's tokens as the same identities.
-async fn glance_for(s: &Setup) -> glance_cache::fake_glance::RunningFakeGlance {
+async fn glance_for(s: &Setup) -> glance_cache_support::fake_glance::RunningFakeGlance {
     let demo_project = s.ks.user("demo").project_id;
     FakeGlance::builder()
         .auth(AuthMode::Tokens)

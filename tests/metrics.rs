@@ -9,8 +9,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::fixture::{alphabet, fake_glance, BIG_SIZE};
 use common::*;
-use glance_cache::fake_glance::Behaviour;
 use glance_cache::metrics;
+use glance_cache_support::fake_glance::Behaviour;
 use http::{Method, StatusCode};
 
 const MEMBER: [(&str, &str); 1] = [("x-auth-token", "MEMBER")];

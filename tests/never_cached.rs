@@ -4,7 +4,7 @@ mod common;
 
 use common::fixture::fake_glance;
 use common::*;
-use glance_cache::fake_glance::Behaviour;
+use glance_cache_support::fake_glance::Behaviour;
 use http::StatusCode;
 
 const MEMBER: (&str, &str) = ("x-auth-token", "MEMBER");

@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
-use glance_cache::fake_glance::{FakeGlance, FakeImage, Visibility};
 use glance_cache::layer::cache::{CacheLayer, RequestBody};
 use glance_cache::reverse_proxy::ReverseProxy;
 use glance_cache::store::CacheStore;
+use glance_cache_support::fake_glance::{FakeGlance, FakeImage, Visibility};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;

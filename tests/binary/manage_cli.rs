@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use glance_cache::fake_glance::RunningFakeGlance;
+use glance_cache_support::fake_glance::RunningFakeGlance;
 use serde_json::{json, Value};
 
 use super::common::fixture::fake_glance;

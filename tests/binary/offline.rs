@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use glance_cache::fake_glance::{Behaviour, FakeGlance, FakeImage, RunningFakeGlance};
-use glance_cache::fake_keystone::{FakeKeystone, FakeUser};
 use glance_cache::store::CacheStore;
+use glance_cache_support::fake_glance::{Behaviour, FakeGlance, FakeImage, RunningFakeGlance};
+use glance_cache_support::fake_keystone::{FakeKeystone, FakeUser};
 
 use super::common::*;
 use super::support::*;

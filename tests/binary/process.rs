@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use glance_cache::fake_glance::Behaviour;
+use glance_cache_support::fake_glance::Behaviour;
 
 use super::common::fixture::{fake_glance, BIG_SIZE};
 use super::common::*;

@@ -1,6 +1,6 @@
 //! The spec §11 fixture on the fake Glance: tokens and images.
 
-use glance_cache::fake_glance::{
+use glance_cache_support::fake_glance::{
     AuthMode, FakeGlance, FakeImage, Identity, ImageStatus, RunningFakeGlance, Visibility,
 };
 

@@ -176,7 +176,7 @@ impl Keystone {
     }
 
     /// Number of validations remembered.
-    #[cfg(all(test, feature = "fake-glance"))]
+    #[cfg(test)]
     pub(crate) fn remembered(&self) -> usize {
         self.validations.len()
     }

@@ -76,7 +76,7 @@ mod static_tokens;
 pub(crate) mod timestamp;
 mod validations;
 
-#[cfg(all(test, feature = "fake-glance"))]
+#[cfg(test)]
 mod tests;
 
 pub use crate::config::{
@@ -389,7 +389,7 @@ impl ManagementAuth {
     }
 
     /// Keystone mode: how many validations are remembered right now.
-    #[cfg(all(test, feature = "fake-glance"))]
+    #[cfg(test)]
     fn remembered(&self) -> usize {
         match &self.backend {
             Backend::Keystone(k) => k.remembered(),

@@ -12,7 +12,7 @@
 //! use std::time::Duration;
 //!
 //! use glance_cache::auth::manage::{password_token, KeystoneOptions, PasswordAuthError};
-//! use glance_cache::fake_keystone::{FakeKeystone, FakeUser};
+//! use glance_cache_support::fake_keystone::{FakeKeystone, FakeUser};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> std::io::Result<()> {
@@ -100,11 +100,11 @@ pub async fn password_token(
     })
 }
 
-#[cfg(all(test, feature = "fake-glance"))]
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::{Domain, Project};
-    use crate::fake_keystone::{FakeKeystone, RunningFakeKeystone};
+    use glance_cache_support::fake_keystone::{FakeKeystone, RunningFakeKeystone};
 
     const TIMEOUT: Duration = Duration::from_secs(5);
 

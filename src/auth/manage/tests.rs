@@ -6,7 +6,7 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 
 use super::*;
 use crate::config::{Config, Domain, Project};
-use crate::fake_keystone::{FakeKeystone, FakeUser, RunningFakeKeystone};
+use glance_cache_support::fake_keystone::{FakeKeystone, FakeUser, RunningFakeKeystone};
 
 async fn keystone() -> RunningFakeKeystone {
     FakeKeystone::builder()

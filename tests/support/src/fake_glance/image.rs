@@ -202,7 +202,7 @@ impl DigestHasher {
 /// `shared`, Glance's default.
 ///
 /// ```
-/// use glance_cache::fake_glance::{FakeImage, ImageStatus, Visibility};
+/// use glance_cache_support::fake_glance::{FakeImage, ImageStatus, Visibility};
 ///
 /// let small = FakeImage::new("6c5d7e0a-3f43-4d3c-9c55-7b1f8a1e2d01")
 ///     .bytes("IMAGEDATA")

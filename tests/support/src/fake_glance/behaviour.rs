@@ -33,7 +33,7 @@ pub(crate) enum Md5Header {
 ///
 /// ```
 /// use std::time::Duration;
-/// use glance_cache::fake_glance::Behaviour;
+/// use glance_cache_support::fake_glance::Behaviour;
 ///
 /// // Send the headers after 200 ms, then 1 MiB of the body, then abort.
 /// let flaky = Behaviour::default()

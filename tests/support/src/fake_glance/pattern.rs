@@ -12,7 +12,7 @@ use super::image::Digests;
 /// A deterministic pseudo-random byte stream selected by a seed.
 ///
 /// ```
-/// use glance_cache::fake_glance::Pattern;
+/// use glance_cache_support::fake_glance::Pattern;
 ///
 /// let p = Pattern::new(7);
 /// let whole = p.to_vec(0, 100);

@@ -13,7 +13,6 @@ use http_body_util::Full;
 use serde_json::{json, Value};
 
 use super::FakeUser;
-use crate::auth::manage::timestamp;
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -321,8 +320,8 @@ impl State {
             "methods": ["password"],
             "user": {"domain": domain, "id": u.id, "name": u.name, "password_expires_at": null},
             "audit_ids": [t.audit_id],
-            "expires_at": timestamp::format(t.expires_at),
-            "issued_at": timestamp::format(t.issued_at),
+            "expires_at": keystone_time(t.expires_at),
+            "issued_at": keystone_time(t.issued_at),
         });
         if t.scoped {
             token["project"] = json!({"domain": domain, "id": u.project_id, "name": u.project});
@@ -358,6 +357,13 @@ fn error(status: StatusCode, message: &str) -> Reply {
             "title": status.canonical_reason().unwrap_or("Error"),
         }}),
     )
+}
+
+/// Formats like Keystone: `YYYY-MM-DDTHH:MM:SS.ffffffZ` (UTC).
+fn keystone_time(t: std::time::SystemTime) -> String {
+    chrono::DateTime::<chrono::Utc>::from(t)
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string()
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! An in-process fake of Glance's v2 image API (feature `fake-glance`).
+//! An in-process fake of Glance's v2 image API.
 //!
 //! It is the upstream of the integration tests, which can make it misbehave
 //! on demand and count every call, and of the proxy's `demo` command. On the
@@ -46,7 +46,7 @@
 //! # Example
 //!
 //! ```
-//! use glance_cache::fake_glance::{AuthMode, Behaviour, FakeGlance, FakeImage, Identity, Visibility};
+//! use glance_cache_support::fake_glance::{AuthMode, Behaviour, FakeGlance, FakeImage, Identity, Visibility};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {

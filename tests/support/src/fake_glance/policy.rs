@@ -23,7 +23,7 @@ pub enum AuthMode {
 /// `admin` ⇒ `member` ⇒ `reader`.
 ///
 /// ```
-/// use glance_cache::fake_glance::Identity;
+/// use glance_cache_support::fake_glance::Identity;
 ///
 /// let member = Identity::new("X").roles(["member"]);
 /// assert!(member.has_role("reader"));

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 /// goes away or the fake shuts down, like [`Behaviour::stall_after`].
 ///
 /// ```
-/// use glance_cache::fake_glance::{Behaviour, Gate};
+/// use glance_cache_support::fake_glance::{Behaviour, Gate};
 ///
 /// let gate = Gate::new();
 /// // Send 1 MiB of the body, then the rest once the test opens the gate.

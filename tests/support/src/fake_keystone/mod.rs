@@ -1,4 +1,4 @@
-//! An in-process fake of Keystone's token API (feature `fake-glance`), for
+//! An in-process fake of Keystone's token API, for
 //! tests of management-call authorization.
 //!
 //! It answers like Keystone 30 (as recorded in the project's Keystone
@@ -21,7 +21,7 @@
 //! # Example
 //!
 //! ```
-//! use glance_cache::fake_keystone::{FakeKeystone, FakeUser};
+//! use glance_cache_support::fake_keystone::{FakeKeystone, FakeUser};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> std::io::Result<()> {
