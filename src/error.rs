@@ -34,9 +34,6 @@ pub enum Error {
     /// The index thread is gone (the process is shutting down).
     #[error("cache index thread has stopped")]
     IndexGone,
-    /// A configuration problem (see [`crate::config::ConfigError`]).
-    #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
 }
 
 impl Error {

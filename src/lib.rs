@@ -3,7 +3,6 @@
 #![warn(missing_docs, rust_2018_idioms, unreachable_pub)]
 
 pub mod auth;
-pub mod config;
 mod error;
 pub mod fill;
 pub mod image_id;

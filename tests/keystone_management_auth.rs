@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::real_keystone::{KeystoneOptions as HarnessOptions, RealKeystone};
 use glance_cache::auth::manage::{ManagementAuth, ManagementAuthMode, PolicyRule, Refusal};
-use glance_cache::config::{Config, KeystoneOptions};
+use glance_cache_config::{Config, KeystoneOptions};
 use http::{HeaderMap, HeaderValue};
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -63,7 +63,7 @@ fn glance_api_conf(keystone: &RealKeystone, token_cache_time: u64) -> String {
 fn from_conf(text: &str) -> ManagementAuth {
     let loaded = Config::from_sources(&[("glance-api.conf", text)]).expect("config loads");
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
-    ManagementAuth::from_config(&loaded.config.management).expect("management auth")
+    loaded.config.management.auth().expect("management auth")
 }
 
 #[test]

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use common::real_keystone::RealKeystone;
 use common::*;
 use glance_cache::auth::manage::ManagementAuth;
-use glance_cache::config::Config;
+use glance_cache_config::Config;
 use glance_cache_support::fake_glance::{AuthMode, FakeGlance, FakeImage, Identity, Visibility};
 use http::Method;
 
@@ -45,7 +45,7 @@ fn auth_for(ks: &RealKeystone) -> ManagementAuth {
         ks.url, glance.password
     );
     let loaded = Config::from_sources(&[("glance-api.conf", &conf)]).expect("config");
-    ManagementAuth::from_config(&loaded.config.management).expect("keystone auth")
+    loaded.config.management.auth().expect("keystone auth")
 }
 
 /// The fake Glance knows Keystone's tokens as the same identities.

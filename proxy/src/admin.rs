@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
-use glance_cache::config::Loaded;
 use glance_cache::metrics;
 use glance_cache::server;
 use glance_cache::store::CacheStore;
@@ -25,17 +24,8 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
-use crate::logging::raw_option;
-
 /// Unused: the endpoint is never shut down before the process exits.
 const GRACE: Duration = Duration::from_secs(1);
-
-/// `[proxy] admin_listen` from the loaded files: `None` when unset or empty.
-pub(crate) fn listen_option(loaded: &Loaded) -> anyhow::Result<Option<String>> {
-    Ok(raw_option(loaded, "proxy", "admin_listen")?
-        .map(|(v, _)| v.trim().to_owned())
-        .filter(|v| !v.is_empty()))
-}
 
 /// Binds `listen` (`host:port`, `[v6]:port`; a name is resolved and its
 /// first address used) and serves the admin endpoint there in a task of its
@@ -110,7 +100,7 @@ fn respond(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use glance_cache::config::Config;
+    use glance_cache_config::Config;
     use http_body_util::BodyExt;
 
     async fn call(method: Method, path: &str, store: Option<&CacheStore>) -> (StatusCode, String) {
@@ -149,13 +139,17 @@ mod tests {
 
     #[test]
     fn listen_option_is_optional() {
-        let loaded = Config::from_sources(&[("a.conf", "[proxy]\n")]).unwrap();
-        assert_eq!(listen_option(&loaded).unwrap(), None);
-        let loaded =
-            Config::from_sources(&[("a.conf", "[proxy]\nadmin_listen = 127.0.0.1:9293\n")])
-                .unwrap();
+        let listen = |text: &str| {
+            Config::from_sources(&[("a.conf", text)])
+                .unwrap()
+                .config
+                .proxy
+                .admin_listen
+        };
+        assert_eq!(listen("[proxy]\n"), None);
+        assert_eq!(listen("[proxy]\nadmin_listen =\n"), None);
         assert_eq!(
-            listen_option(&loaded).unwrap().as_deref(),
+            listen("[proxy]\nadmin_listen = 127.0.0.1:9293\n").as_deref(),
             Some("127.0.0.1:9293")
         );
     }

@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use glance_cache::config::{
+use glance_cache_config::{
     Config, ConfigError, Effective, EnvironmentError, Loaded, ManagementAuthMode, ENV_PREFIX,
 };
 
@@ -204,7 +204,7 @@ fn shown(e: &Effective) -> String {
 /// `glance-cache-proxy sample-config`: the commented sample configuration
 /// (`etc/glance-cache-proxy.conf.sample` is this output).
 pub(crate) fn sample_config() -> anyhow::Result<()> {
-    write_stdout(&glance_cache::config::sample())
+    write_stdout(&glance_cache_config::sample())
 }
 
 /// Writes `text` to stdout; a closed pipe (`| head`) is not an error.

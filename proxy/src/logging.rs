@@ -27,7 +27,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use anyhow::Context;
-use glance_cache::config::{Loaded, Source};
+use glance_cache_config::LoggingOptions;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::EnvFilter;
 
@@ -52,17 +52,14 @@ pub(crate) struct LogOptions {
 }
 
 impl LogOptions {
-    /// Reads `debug`, `use_json` and `log_file` from `[DEFAULT]` of the
-    /// loaded files (with `$name` interpolation and oslo.config's booleans).
-    pub(crate) fn from_loaded(loaded: &Loaded) -> anyhow::Result<Self> {
-        Ok(LogOptions {
-            debug: bool_option(loaded, "DEFAULT", "debug")?.unwrap_or(false),
-            use_json: bool_option(loaded, "DEFAULT", "use_json")?.unwrap_or(false),
-            log_file: raw_option(loaded, "DEFAULT", "log_file")?
-                .filter(|(v, _)| !v.is_empty())
-                .map(|(v, _)| PathBuf::from(v)),
+    /// `debug`, `use_json` and `log_file` from the loaded configuration.
+    pub(crate) fn from_config(logging: &LoggingOptions) -> Self {
+        LogOptions {
+            debug: logging.debug,
+            use_json: logging.use_json,
+            log_file: logging.log_file.clone(),
             quiet: false,
-        })
+        }
     }
 
     /// Quiet: `warn` rather than `info` unless `debug` is set.
@@ -78,34 +75,6 @@ impl LogOptions {
             (false, true) => WARN,
             (false, false) => INFO,
         }
-    }
-}
-
-/// The interpolated value of `[section] key` and where it was set, if it was.
-pub(crate) fn raw_option(
-    loaded: &Loaded,
-    section: &str,
-    key: &str,
-) -> anyhow::Result<Option<(String, Source)>> {
-    let value = loaded
-        .interpolated(section, key)
-        .context("invalid configuration")?;
-    Ok(value.map(|v| (v, loaded.source_of(section, key))))
-}
-
-/// `[section] key` as an oslo.config boolean (`true`/`false`, `yes`/`no`,
-/// `on`/`off`, `1`/`0`, any case).
-fn bool_option(loaded: &Loaded, section: &str, key: &str) -> anyhow::Result<Option<bool>> {
-    let Some((value, source)) = raw_option(loaded, section, key)? else {
-        return Ok(None);
-    };
-    match value.to_lowercase().as_str() {
-        "true" | "1" | "on" | "yes" => Ok(Some(true)),
-        "false" | "0" | "off" | "no" => Ok(Some(false)),
-        _ => anyhow::bail!(
-            "invalid configuration: {source}: [{section}] {key} = {value:?}: \
-             expected a boolean (true or false)"
-        ),
     }
 }
 
@@ -166,24 +135,24 @@ fn open_append(path: &std::path::Path) -> anyhow::Result<File> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use glance_cache::config::Config;
+    use glance_cache_config::Config;
 
-    fn load(text: &str) -> Loaded {
-        Config::from_sources(&[("proxy.conf", text)]).unwrap()
+    fn options(sources: &[(&str, &str)]) -> LogOptions {
+        LogOptions::from_config(&Config::from_sources(sources).unwrap().config.logging)
     }
 
     #[test]
     fn defaults_when_unset() {
-        let options = LogOptions::from_loaded(&load("[DEFAULT]\n")).unwrap();
+        let options = options(&[("proxy.conf", "[DEFAULT]\n")]);
         assert_eq!(options, LogOptions::default());
     }
 
     #[test]
     fn reads_oslo_log_options() {
-        let loaded = load(
+        let options = options(&[(
+            "proxy.conf",
             "[DEFAULT]\nstate = /var/log\ndebug = True\nuse_json = yes\nlog_file = $state/proxy.log\n",
-        );
-        let options = LogOptions::from_loaded(&loaded).unwrap();
+        )]);
         assert!(options.debug && options.use_json);
         assert_eq!(options.log_file, Some(PathBuf::from("/var/log/proxy.log")));
     }
@@ -202,15 +171,14 @@ mod tests {
 
     #[test]
     fn an_empty_log_file_in_a_later_file_means_stderr() {
-        let loaded = Config::from_sources(&[
+        let options = options(&[
             (
                 "glance-api.conf",
                 "[DEFAULT]\nlog_file = /var/log/glance/api.log\n",
             ),
             ("proxy.conf", "[DEFAULT]\nlog_file =\n"),
-        ])
-        .unwrap();
-        assert_eq!(LogOptions::from_loaded(&loaded).unwrap().log_file, None);
+        ]);
+        assert_eq!(options.log_file, None);
     }
 
     #[test]

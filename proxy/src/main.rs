@@ -74,12 +74,11 @@ fn main() -> ExitCode {
                 let loaded = config
                     .load()
                     .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
-                logging::init(&logging::LogOptions::from_loaded(&loaded)?)?;
+                logging::init(&logging::LogOptions::from_config(&loaded.config.logging))?;
                 for warning in &loaded.warnings {
                     tracing::warn!("{warning}");
                 }
-                let admin_listen = admin::listen_option(&loaded)?;
-                serve::run(loaded.config, admin_listen).await
+                serve::run(loaded.config).await
             }
             Command::CheckConfig(args) => config_cmd::check_config(&args),
             Command::SampleConfig => config_cmd::sample_config(),

@@ -8,8 +8,6 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use glance_cache::auth::manage::ManagementAuth;
-use glance_cache::config::Config;
 use glance_cache::layer::cache::{CacheLayer, RequestBody};
 use glance_cache::layer::manage::CacheManageLayer;
 use glance_cache::reverse_proxy::ReverseProxy;
@@ -17,6 +15,7 @@ use glance_cache::server;
 use glance_cache::store::CacheStore;
 use glance_cache::worker::{Maintenance, Prefetcher};
 use glance_cache::RequestIdLayer;
+use glance_cache_config::Config;
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
@@ -52,8 +51,10 @@ where
         .with_idle_timeout(config.proxy.upstream_idle_timeout)
 }
 
-pub(crate) async fn run(config: Config, admin_listen: Option<String>) -> anyhow::Result<()> {
-    let auth = ManagementAuth::from_config(&config.management)
+pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
+    let auth = config
+        .management
+        .auth()
         .context("invalid management authorization settings")?;
     let cache = cache_layer(&config).await?;
     let addr = (config.bind_host.as_str(), config.bind_port);
@@ -63,7 +64,7 @@ pub(crate) async fn run(config: Config, admin_listen: Option<String>) -> anyhow:
     let local = listener.local_addr().context("listener address")?;
     let grace = config.proxy.shutdown_timeout;
     let stall = Duration::from_secs(config.image_cache_stall_time);
-    if let Some(listen) = &admin_listen {
+    if let Some(listen) = &config.proxy.admin_listen {
         let store = cache.as_ref().map(|layer| layer.store().clone());
         crate::admin::spawn(listen, store).await?;
     }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use tower::{Service, ServiceExt};
 
 use super::decisions::Decisions;
-use super::{Caller, HitAuthorization};
+use super::Caller;
 use crate::layer::cache::RequestBody;
 use crate::{BoxError, ImageId};
 
@@ -26,6 +26,59 @@ pub(crate) struct ImageMeta {
     pub(crate) size: Option<u64>,
     #[serde(default)]
     pub(crate) checksum: Option<String>,
+}
+
+/// How a cache hit is authorized with the caller's credentials before it
+/// is served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HitAuthorization {
+    /// `probe`: a one-byte ranged download as the caller (Glance applies its
+    /// `download_image` policy to it as to a full download).
+    Probe,
+    /// `metadata`: the image record only (cannot tell a reader from a member).
+    Metadata,
+    /// `none`: no check (trusted networks only).
+    None,
+}
+
+impl HitAuthorization {
+    /// Every mode.
+    pub const ALL: [HitAuthorization; 3] = [
+        HitAuthorization::Probe,
+        HitAuthorization::Metadata,
+        HitAuthorization::None,
+    ];
+
+    /// The mode's name, as in `[proxy] hit_authorization`.
+    ///
+    /// ```
+    /// use glance_cache::auth::HitAuthorization;
+    /// assert_eq!(HitAuthorization::Probe.as_str(), "probe");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HitAuthorization::Probe => "probe",
+            HitAuthorization::Metadata => "metadata",
+            HitAuthorization::None => "none",
+        }
+    }
+
+    /// The mode called `name`.
+    ///
+    /// ```
+    /// use glance_cache::auth::HitAuthorization;
+    /// assert_eq!(HitAuthorization::from_name("metadata"), Some(HitAuthorization::Metadata));
+    /// assert_eq!(HitAuthorization::from_name("Probe"), None);
+    /// ```
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for HitAuthorization {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// What to do with a request for cached bytes.

@@ -28,4 +28,4 @@ pub mod manage;
 pub(crate) use caller::Caller;
 pub(crate) use hit::{Decision, HitAuthorizer, ImageMeta};
 
-pub use crate::config::HitAuthorization;
+pub use hit::HitAuthorization;

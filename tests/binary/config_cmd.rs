@@ -174,7 +174,7 @@ fn check_config_shows_each_value_with_its_source_in_precedence_order() {
     );
     // Every option of the table is listed once.
     let options = out.lines().filter(|l| l.starts_with('[')).count();
-    assert_eq!(options, glance_cache::config::OPTIONS.len(), "{out}");
+    assert_eq!(options, glance_cache_config::OPTIONS.len(), "{out}");
     assert!(
         r.stderr
             .contains("glance-cache-proxy: the configuration is valid (0 warnings)"),

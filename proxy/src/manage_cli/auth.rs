@@ -13,7 +13,7 @@ use std::fmt;
 use std::time::Duration;
 
 use glance_cache::auth::manage::{password_token, KeystoneOptions, PasswordAuthError};
-use glance_cache::config::{Domain, Project};
+use glance_cache_config::{Domain, Project};
 
 use super::options::{AuthArgs, Strategy};
 

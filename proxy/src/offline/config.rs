@@ -1,8 +1,8 @@
 //! Configuration and the cache directory, shared by the offline commands.
 
 use anyhow::Context;
-use glance_cache::config::Config;
 use glance_cache::store::CacheStore;
+use glance_cache_config::Config;
 
 /// The configuration sources of an offline command.
 #[derive(Debug, Clone, clap::Args)]

@@ -5,9 +5,9 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use glance_cache::auth::manage::ManagementAuth;
-use glance_cache::config::Config;
 use glance_cache::reverse_proxy::ReverseProxy;
 use glance_cache::{CacheLayer, ImageId};
+use glance_cache_config::Config;
 use tokio::task::JoinSet;
 
 use super::config::{open_store, ConfigFiles};

@@ -21,8 +21,8 @@ use serde_json::json;
 use super::static_tokens::digest;
 use super::timestamp;
 use super::validations::{TokenKey, Validations};
+use super::{Domain, KeystoneOptions, Project};
 use super::{Principal, Refusal};
-use crate::config::{Domain, KeystoneOptions, Project};
 
 const X_AUTH_TOKEN: HeaderName = HeaderName::from_static("x-auth-token");
 const X_SUBJECT_TOKEN: HeaderName = HeaderName::from_static("x-subject-token");

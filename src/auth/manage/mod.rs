@@ -34,8 +34,7 @@
 //! # Example
 //!
 //! ```
-//! use glance_cache::auth::manage::{ManagementAuth, PolicyRule, Refusal};
-//! use glance_cache::config::{CachePolicy, RoleRule};
+//! use glance_cache::auth::manage::{CachePolicy, ManagementAuth, PolicyRule, Refusal, RoleRule};
 //! use http::{HeaderMap, HeaderValue, StatusCode};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -59,9 +58,6 @@
 //! assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
 //! # }
 //! ```
-//!
-//! From the configuration: `ManagementAuth::from_config(&config.management)`
-//! (it logs a warning at startup in the `open` and `deny` modes).
 
 use std::fmt;
 use std::sync::Arc;
@@ -71,7 +67,9 @@ use http::header::{HeaderMap, HeaderValue};
 use http::StatusCode;
 
 mod keystone;
+mod keystone_options;
 mod password;
+mod policy;
 mod static_tokens;
 pub(crate) mod timestamp;
 mod validations;
@@ -79,12 +77,11 @@ mod validations;
 #[cfg(test)]
 mod tests;
 
-pub use crate::config::{
-    CachePolicy, KeystoneOptions, ManagementAuthMode, ManagementOptions, PolicyRule, RoleRule,
-};
 use crate::BoxError;
 use keystone::{Keystone, Settings};
+pub use keystone_options::{Domain, InvalidAuthUrl, KeystoneOptions, ManagementAuthMode, Project};
 pub use password::{password_token, PasswordAuthError};
+pub use policy::{CachePolicy, InvalidRoleRule, PolicyRule, RoleRule};
 use static_tokens::StaticTokens;
 
 /// Default bound on every Keystone exchange.
@@ -153,19 +150,14 @@ impl Refusal {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ManagementAuthError {
-    /// Keystone mode without `[keystone_authtoken]` credentials.
-    #[error("management_auth is keystone but no [keystone_authtoken] credentials are configured")]
-    MissingKeystoneOptions,
-    /// Static mode without tokens.
-    #[error("management_auth is static but admin_tokens is empty")]
-    NoAdminTokens,
-    /// `auth_url` is not a usable URL (https is not supported yet).
-    #[error("[keystone_authtoken] auth_url = {url:?}: expected {expected}")]
+    /// `auth_url` is not a usable URL.
+    #[error("[keystone_authtoken] auth_url = {url:?}: expected {problem}")]
     InvalidAuthUrl {
         /// The configured URL.
         url: String,
-        /// What is expected instead.
-        expected: String,
+        /// What is wrong with it.
+        #[source]
+        problem: InvalidAuthUrl,
     },
 }
 
@@ -203,31 +195,6 @@ impl fmt::Debug for ManagementAuth {
 }
 
 impl ManagementAuth {
-    /// Builds what `m` describes (see [`ManagementOptions`]), with its
-    /// policy and token cache time. Logs a warning in the `open` and `deny`
-    /// modes.
-    pub fn from_config(m: &ManagementOptions) -> Result<Self, ManagementAuthError> {
-        if let Some(warning) = m.auth.startup_warning() {
-            tracing::warn!("{warning}");
-        }
-        let auth = match m.auth {
-            ManagementAuthMode::Keystone => {
-                let options = m
-                    .keystone
-                    .clone()
-                    .ok_or(ManagementAuthError::MissingKeystoneOptions)?;
-                Self::keystone(options)?.with_token_cache_time(m.token_cache_time)
-            }
-            ManagementAuthMode::Static if m.admin_tokens.is_empty() => {
-                return Err(ManagementAuthError::NoAdminTokens)
-            }
-            ManagementAuthMode::Static => Self::static_tokens(&m.admin_tokens),
-            ManagementAuthMode::Open => Self::open(),
-            ManagementAuthMode::Deny => Self::deny(),
-        };
-        Ok(auth.with_policy(m.policy.clone()))
-    }
-
     /// Validates tokens with Keystone using `options` as the service
     /// credentials. Fails when `auth_url` is not an `http://` URL. Nothing
     /// is sent to Keystone before the first check.
@@ -235,9 +202,9 @@ impl ManagementAuth {
         let identity =
             options
                 .identity_url()
-                .map_err(|expected| ManagementAuthError::InvalidAuthUrl {
+                .map_err(|problem| ManagementAuthError::InvalidAuthUrl {
                     url: options.auth_url.clone(),
-                    expected,
+                    problem,
                 })?;
         Ok(Self::with_backend(Backend::Keystone(Arc::new(
             Keystone::new(Settings {

@@ -34,19 +34,20 @@
 use std::time::Duration;
 
 use super::keystone::{Keystone, ServiceTokenError, Settings};
-use super::KeystoneOptions;
+use super::{InvalidAuthUrl, KeystoneOptions};
 
 /// Why [`password_token`] got no token.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PasswordAuthError {
     /// `auth_url` is not a usable `http://` URL.
-    #[error("auth URL {url:?}: expected {expected}")]
+    #[error("auth URL {url:?}: expected {problem}")]
     InvalidAuthUrl {
         /// The URL as given.
         url: String,
-        /// What is expected instead.
-        expected: String,
+        /// What is wrong with it.
+        #[source]
+        problem: InvalidAuthUrl,
     },
     /// Keystone answered 401: wrong user, password, project or domain, or
     /// no role on the project.
@@ -78,13 +79,12 @@ pub async fn password_token(
     options: &KeystoneOptions,
     timeout: Duration,
 ) -> Result<String, PasswordAuthError> {
-    let identity =
-        options
-            .identity_url()
-            .map_err(|expected| PasswordAuthError::InvalidAuthUrl {
-                url: options.auth_url.clone(),
-                expected,
-            })?;
+    let identity = options
+        .identity_url()
+        .map_err(|problem| PasswordAuthError::InvalidAuthUrl {
+            url: options.auth_url.clone(),
+            problem,
+        })?;
     let keystone = Keystone::new(Settings {
         options: options.clone(),
         identity,
@@ -103,7 +103,7 @@ pub async fn password_token(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Domain, Project};
+    use crate::auth::manage::{Domain, Project};
     use glance_cache_support::fake_keystone::{FakeKeystone, RunningFakeKeystone};
 
     const TIMEOUT: Duration = Duration::from_secs(5);

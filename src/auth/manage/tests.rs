@@ -5,7 +5,6 @@ use std::time::{Duration, Instant};
 use http::{HeaderMap, HeaderValue, StatusCode};
 
 use super::*;
-use crate::config::{Config, Domain, Project};
 use glance_cache_support::fake_keystone::{FakeKeystone, FakeUser, RunningFakeKeystone};
 
 async fn keystone() -> RunningFakeKeystone {
@@ -612,70 +611,8 @@ async fn open_and_deny() {
     assert_eq!(deny.service_token().await.expect("none"), None);
 }
 
-// ---- from the configuration --------------------------------------------------
-
-#[tokio::test]
-async fn from_loaded_configuration() {
-    let ks = keystone().await;
-    let text = format!(
-        "[keystone_authtoken]\nauth_url = {}\nusername = glance\npassword = glance-secret\n\
-         project_name = service\nuser_domain_name = Default\nproject_domain_name = Default\n\
-         token_cache_time = 0\n[cache_policy]\ncache_list = admin, member\n",
-        ks.root_url()
-    );
-    let config = Config::from_sources(&[("glance-api.conf", &text)])
-        .expect("loads")
-        .config;
-    let auth = ManagementAuth::from_config(&config.management).expect("builds");
-    assert_eq!(auth.mode(), ManagementAuthMode::Keystone);
-    let demo = user_token(&ks, "demo");
-    auth.check(&demo, PolicyRule::CacheList)
-        .await
-        .expect("member lists");
-    auth.check(&demo, PolicyRule::CacheList)
-        .await
-        .expect("again");
-    assert_eq!(ks.validations(), 2, "token_cache_time = 0");
-    assert_eq!(
-        auth.check(&demo, PolicyRule::CacheDelete).await,
-        Err(Refusal::Forbidden(PolicyRule::CacheDelete))
-    );
-
-    let cfg = |text: &str| {
-        Config::from_sources(&[("glance-api.conf", text)])
-            .expect("loads")
-            .config
-            .management
-    };
-    let s = ManagementAuth::from_config(&cfg("[proxy]\nadmin_tokens = t1\n")).expect("static");
-    assert_eq!(s.mode(), ManagementAuthMode::Static);
-    s.check(&token("t1"), PolicyRule::CacheList)
-        .await
-        .expect("t1");
-    let o = ManagementAuth::from_config(&cfg("[proxy]\nmanagement_auth = open\n")).expect("open");
-    assert_eq!(o.mode(), ManagementAuthMode::Open);
-    let d = ManagementAuth::from_config(&cfg("")).expect("deny");
-    assert_eq!(d.mode(), ManagementAuthMode::Deny);
-}
-
 #[test]
-fn from_hand_built_options_errors() {
-    let m = ManagementOptions {
-        auth: ManagementAuthMode::Keystone,
-        ..ManagementOptions::default()
-    };
-    assert!(matches!(
-        ManagementAuth::from_config(&m),
-        Err(ManagementAuthError::MissingKeystoneOptions)
-    ));
-    let m = ManagementOptions {
-        auth: ManagementAuthMode::Static,
-        ..ManagementOptions::default()
-    };
-    assert!(matches!(
-        ManagementAuth::from_config(&m),
-        Err(ManagementAuthError::NoAdminTokens)
-    ));
+fn an_https_auth_url_is_refused_with_a_reason() {
     let e = ManagementAuth::keystone(KeystoneOptions::new("https://ks:5000", "g", "p", "s"))
         .expect_err("https");
     assert!(e.to_string().contains("https is not supported yet"), "{e}");

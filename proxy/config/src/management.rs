@@ -5,66 +5,33 @@
 use std::fmt;
 use std::time::Duration;
 
-use http::Uri;
-
 use super::error::{ConfigError, ConfigWarning, ConflictError, ValueError, WarningKind};
-use super::options::{
-    parse_http_url, OptionDef, DEFAULT_SECTION, KEYSTONE_SECTION, PROXY_SECTION, REDACTED,
-};
-use super::policy::CachePolicy;
+use super::options::{parse_http_url, OptionDef, DEFAULT_SECTION, KEYSTONE_SECTION, PROXY_SECTION};
 use super::raw::Source;
 use super::value::match_choice;
 use super::Config;
+use glance_cache::auth::manage::{
+    CachePolicy, Domain, KeystoneOptions, ManagementAuth, ManagementAuthError, ManagementAuthMode,
+    Project,
+};
 
-/// How management calls are authenticated: `[proxy] management_auth`
-/// after `auto` is resolved.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ManagementAuthMode {
-    /// `X-Auth-Token` is validated with Keystone; roles come from the token.
-    Keystone,
-    /// `X-Auth-Token` must be one of the configured admin tokens.
-    Static,
-    /// Every caller counts as admin (lab or loopback-only setups).
-    Open,
-    /// Every management call is refused with 401.
-    Deny,
-}
-
-impl ManagementAuthMode {
-    /// The name used in configuration files.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ManagementAuthMode::Keystone => "keystone",
-            ManagementAuthMode::Static => "static",
-            ManagementAuthMode::Open => "open",
-            ManagementAuthMode::Deny => "deny",
-        }
-    }
-
-    /// What to tell the operator at startup about this mode, if anything
-    /// (`open` and `deny`).
-    pub fn startup_warning(self) -> Option<&'static str> {
-        match self {
-            ManagementAuthMode::Open => Some(
-                "cache-management API is OPEN: every caller is treated as admin ([proxy] \
-                 management_auth = open); use this only in a lab or when the proxy listens on \
-                 loopback only",
-            ),
-            ManagementAuthMode::Deny => Some(
-                "cache-management API refuses every call with 401: no way to authenticate \
-                 callers is configured. To enable it, set [keystone_authtoken] auth_url, \
-                 username, password and project_name (tokens validated with Keystone, roles \
-                 checked against [cache_policy]), or [proxy] admin_tokens (static admin \
-                 tokens), or [proxy] management_auth = open (lab or loopback only)",
-            ),
-            ManagementAuthMode::Keystone | ManagementAuthMode::Static => None,
-        }
-    }
-}
-
-impl fmt::Display for ManagementAuthMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+/// What to tell the operator at startup about `mode`, if anything (`open`
+/// and `deny`).
+pub fn startup_warning(mode: ManagementAuthMode) -> Option<&'static str> {
+    match mode {
+        ManagementAuthMode::Open => Some(
+            "cache-management API is OPEN: every caller is treated as admin ([proxy] \
+             management_auth = open); use this only in a lab or when the proxy listens on \
+             loopback only",
+        ),
+        ManagementAuthMode::Deny => Some(
+            "cache-management API refuses every call with 401: no way to authenticate \
+             callers is configured. To enable it, set [keystone_authtoken] auth_url, \
+             username, password and project_name (tokens validated with Keystone, roles \
+             checked against [cache_policy]), or [proxy] admin_tokens (static admin \
+             tokens), or [proxy] management_auth = open (lab or loopback only)",
+        ),
+        ManagementAuthMode::Keystone | ManagementAuthMode::Static => None,
     }
 }
 
@@ -117,170 +84,61 @@ impl fmt::Debug for ManagementOptions {
     }
 }
 
-/// A Keystone domain, by id or by name.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Domain {
-    /// `{"id": ...}`.
-    Id(String),
-    /// `{"name": ...}`.
-    Name(String),
+/// Why [`ManagementOptions::auth`] cannot build the authorization.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthSettingsError {
+    /// Keystone mode without `[keystone_authtoken]` credentials.
+    #[error("management_auth is keystone but no [keystone_authtoken] credentials are configured")]
+    MissingKeystoneOptions,
+    /// Static mode without tokens.
+    #[error("management_auth is static but admin_tokens is empty")]
+    NoAdminTokens,
+    /// The Keystone settings are unusable.
+    #[error(transparent)]
+    Keystone(#[from] ManagementAuthError),
 }
 
-impl Default for Domain {
-    /// keystoneauth's fallback: the domain id `default`.
-    fn default() -> Self {
-        Domain::Id("default".to_owned())
-    }
-}
-
-/// The project a service token is scoped to.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Project {
-    /// By id (no domain needed).
-    Id(String),
-    /// By name, in a domain.
-    Name {
-        /// The project name.
-        name: String,
-        /// Its domain.
-        domain: Domain,
-    },
-}
-
-/// The service credentials the proxy signs in to Keystone with, to
-/// validate the tokens of management calls (`[keystone_authtoken]`).
-/// `Debug` never shows the password.
-///
-/// ```
-/// use glance_cache::config::{Domain, KeystoneOptions, Project};
-///
-/// let ks = KeystoneOptions::new("http://127.0.0.1:5000", "glance", "secret", "service")
-///     .with_user_domain(Domain::Name("Default".into()));
-/// assert_eq!(ks.identity_url().unwrap(), "http://127.0.0.1:5000/v3");
-/// assert_eq!(
-///     ks.project,
-///     Project::Name { name: "service".into(), domain: Domain::Id("default".into()) }
-/// );
-/// assert!(!format!("{ks:?}").contains("secret"));
-/// ```
-#[derive(Clone, PartialEq, Eq)]
-pub struct KeystoneOptions {
-    /// `auth_url` as configured: Keystone's endpoint, with or without
-    /// `/v3` (see [`KeystoneOptions::identity_url`]).
-    pub auth_url: String,
-    /// `username`.
-    pub username: String,
-    /// `password`.
-    pub password: String,
-    /// `user_domain_id` / `user_domain_name` (default: id `default`).
-    pub user_domain: Domain,
-    /// `project_id`, or `project_name` with its domain.
-    pub project: Project,
-    /// `region_name`.
-    pub region_name: Option<String>,
-    /// `www_authenticate_uri`: the Keystone URL for `WWW-Authenticate`
-    /// headers (default: `auth_url`).
-    pub www_authenticate_uri: Option<String>,
-}
-
-impl fmt::Debug for KeystoneOptions {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeystoneOptions")
-            .field("auth_url", &self.auth_url)
-            .field("username", &self.username)
-            .field("password", &REDACTED)
-            .field("user_domain", &self.user_domain)
-            .field("project", &self.project)
-            .field("region_name", &self.region_name)
-            .field("www_authenticate_uri", &self.www_authenticate_uri)
-            .finish()
-    }
-}
-
-impl KeystoneOptions {
-    /// Credentials of user `username` (in the domain with id `default`),
-    /// scoped to project `project_name` (in the domain with id `default`).
-    pub fn new(
-        auth_url: impl Into<String>,
-        username: impl Into<String>,
-        password: impl Into<String>,
-        project_name: impl Into<String>,
-    ) -> Self {
-        KeystoneOptions {
-            auth_url: auth_url.into(),
-            username: username.into(),
-            password: password.into(),
-            user_domain: Domain::default(),
-            project: Project::Name {
-                name: project_name.into(),
-                domain: Domain::default(),
-            },
-            region_name: None,
-            www_authenticate_uri: None,
+impl ManagementOptions {
+    /// The management-call authorization these options describe, with its
+    /// policy and token cache time. Logs a warning in the `open` and `deny`
+    /// modes.
+    pub fn auth(&self) -> Result<ManagementAuth, AuthSettingsError> {
+        if let Some(warning) = startup_warning(self.auth) {
+            tracing::warn!("{warning}");
         }
-    }
-
-    /// Sets the domain of the user.
-    pub fn with_user_domain(mut self, domain: Domain) -> Self {
-        self.user_domain = domain;
-        self
-    }
-
-    /// Sets the project scope.
-    pub fn with_project(mut self, project: Project) -> Self {
-        self.project = project;
-        self
-    }
-
-    /// Sets `region_name`.
-    pub fn with_region_name(mut self, region: impl Into<String>) -> Self {
-        self.region_name = Some(region.into());
-        self
-    }
-
-    /// Sets `www_authenticate_uri`.
-    pub fn with_www_authenticate_uri(mut self, uri: impl Into<String>) -> Self {
-        self.www_authenticate_uri = Some(uri.into());
-        self
-    }
-
-    /// The identity v3 base URL: `auth_url` with a trailing `/` removed and
-    /// `/v3` appended unless it is already there (a trailing `/v2.0` is
-    /// replaced). Only `http://` is supported; the error says what is
-    /// expected.
-    pub fn identity_url(&self) -> Result<Uri, String> {
-        identity_url(&self.auth_url)
+        let auth = match self.auth {
+            ManagementAuthMode::Keystone => {
+                let options = self
+                    .keystone
+                    .clone()
+                    .ok_or(AuthSettingsError::MissingKeystoneOptions)?;
+                ManagementAuth::keystone(options)?.with_token_cache_time(self.token_cache_time)
+            }
+            ManagementAuthMode::Static if self.admin_tokens.is_empty() => {
+                return Err(AuthSettingsError::NoAdminTokens)
+            }
+            ManagementAuthMode::Static => ManagementAuth::static_tokens(&self.admin_tokens),
+            ManagementAuthMode::Open => ManagementAuth::open(),
+            ManagementAuthMode::Deny => ManagementAuth::deny(),
+        };
+        Ok(auth.with_policy(self.policy.clone()))
     }
 }
 
-/// See [`KeystoneOptions::identity_url`].
-pub(crate) fn identity_url(text: &str) -> Result<Uri, String> {
-    if text
-        .trim_start()
-        .get(..8)
-        .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+/// `auth_url` checked like any http URL option (for its message), then as
+/// Keystone needs it.
+fn check_auth_url(text: &str) -> Result<(), String> {
+    if let Err(e @ glance_cache::auth::manage::InvalidAuthUrl::Https) =
+        KeystoneOptions::new(text, "", "", "").identity_url()
     {
-        return Err(
-            "an http:// URL: https is not supported yet for Keystone (give an http:// \
-             endpoint, e.g. the internal one, in a later --config-file, or set [proxy] \
-             management_auth to static, open or deny)"
-                .to_owned(),
-        );
+        return Err(e.to_string());
     }
-    let uri = parse_http_url(text)?;
-    let mut path = uri.path().trim_end_matches('/');
-    if let Some(base) = path.strip_suffix("/v2.0") {
-        path = base;
-    }
-    let path = if path.ends_with("/v3") {
-        path.to_owned()
-    } else {
-        format!("{path}/v3")
-    };
-    let authority = uri.authority().map(|a| a.as_str()).unwrap_or_default();
-    format!("http://{authority}{path}")
-        .parse()
-        .map_err(|_| super::options::OptionKind::HttpUrl.to_string())
+    parse_http_url(text)?;
+    KeystoneOptions::new(text, "", "", "")
+        .identity_url()
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// The loaded options: each one's text after interpolation and where it
@@ -441,7 +299,7 @@ fn keystone_options(
             problem: format!("[keystone_authtoken] {name} is not set ({why})"),
         }))
     };
-    identity_url(url).map_err(|expected| invalid("auth_url", expected))?;
+    check_auth_url(url).map_err(|expected| invalid("auth_url", expected))?;
     if let Some(auth_type) = loaded.keystone("auth_type") {
         if !["password", "v3password"]
             .iter()
@@ -505,39 +363,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn identity_urls() {
-        for (given, expected) in [
-            ("http://ks:5000", "http://ks:5000/v3"),
-            ("http://ks:5000/", "http://ks:5000/v3"),
-            ("http://ks:5000/v3", "http://ks:5000/v3"),
-            ("http://ks:5000/v3/", "http://ks:5000/v3"),
-            ("http://ks/identity", "http://ks/identity/v3"),
-            ("http://ks/identity/v3", "http://ks/identity/v3"),
-            ("http://ks:5000/v2.0", "http://ks:5000/v3"),
-            ("HTTP://[::1]:5000", "http://[::1]:5000/v3"),
-        ] {
-            assert_eq!(
-                identity_url(given).map(|u| u.to_string()),
-                Ok(expected.to_owned()),
-                "{given}"
-            );
-        }
-        let https = identity_url("https://ks:5000/v3").expect_err("https");
-        assert!(https.contains("not supported yet"), "{https}");
-        assert!(identity_url("HTTPS://ks").is_err());
-        assert!(identity_url("ks:5000").is_err());
-        assert!(identity_url("").is_err());
-    }
-
-    #[test]
-    fn keystone_options_debug_redacts_the_password() {
-        let k = KeystoneOptions::new("http://ks", "glance", "hunter2", "service");
-        let d = format!("{k:?}");
-        assert!(!d.contains("hunter2"), "{d}");
-        assert!(d.contains("glance"), "{d}");
-    }
-
-    #[test]
     fn management_options_debug_redacts_tokens() {
         let m = ManagementOptions {
             admin_tokens: vec!["tok-1".into(), "tok-2".into()],
@@ -550,13 +375,13 @@ mod tests {
 
     #[test]
     fn startup_warnings() {
-        assert!(ManagementAuthMode::Open.startup_warning().is_some());
-        let deny = ManagementAuthMode::Deny.startup_warning().expect("warns");
+        assert!(startup_warning(ManagementAuthMode::Open).is_some());
+        let deny = startup_warning(ManagementAuthMode::Deny).expect("warns");
         assert!(
             deny.contains("admin_tokens") && deny.contains("auth_url"),
             "{deny}"
         );
-        assert!(ManagementAuthMode::Keystone.startup_warning().is_none());
-        assert!(ManagementAuthMode::Static.startup_warning().is_none());
+        assert!(startup_warning(ManagementAuthMode::Keystone).is_none());
+        assert!(startup_warning(ManagementAuthMode::Static).is_none());
     }
 }

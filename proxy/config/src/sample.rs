@@ -75,12 +75,12 @@ const SECTIONS: &[(&str, &str)] = &[
 /// gives the defaults. `etc/glance-cache-proxy.conf.sample` is this text.
 ///
 /// ```
-/// let sample = glance_cache::config::sample();
+/// let sample = glance_cache_config::sample();
 /// assert!(sample.contains("\n[proxy]\n"));
 /// assert!(sample.contains("\n#image_cache_max_size = 10737418240\n"));
-/// let loaded = glance_cache::config::Config::from_sources(&[("sample.conf", &sample)])?;
+/// let loaded = glance_cache_config::Config::from_sources(&[("sample.conf", &sample)])?;
 /// assert!(loaded.warnings.is_empty());
-/// # Ok::<(), glance_cache::config::ConfigError>(())
+/// # Ok::<(), glance_cache_config::ConfigError>(())
 /// ```
 pub fn sample() -> String {
     let mut out = String::new();
@@ -163,12 +163,14 @@ mod tests {
     use super::super::{Config, Source};
     use super::*;
 
-    /// The committed file, relative to the crate root.
+    /// The committed file, relative to the repository root.
     const SAMPLE_PATH: &str = "etc/glance-cache-proxy.conf.sample";
 
     #[test]
     fn committed_sample_is_the_generated_one() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(SAMPLE_PATH);
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(SAMPLE_PATH);
         let committed = std::fs::read_to_string(&path).unwrap_or_default();
         let generated = sample();
         if committed != generated {

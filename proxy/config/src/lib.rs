@@ -31,7 +31,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use glance_cache::config::{CacheDriver, Config, Source};
+//! use glance_cache_config::{CacheDriver, Config, Source};
 //!
 //! let text = "\
 //! [DEFAULT]
@@ -82,7 +82,7 @@
 //!     "environment GLANCE_CACHE__DEFAULT__BIND_PORT: [DEFAULT] bind_port = \"http\": \
 //!      expected an integer between 0 and 65535 (TCP port)"
 //! );
-//! # Ok::<(), glance_cache::config::ConfigError>(())
+//! # Ok::<(), glance_cache_config::ConfigError>(())
 //! ```
 
 use std::collections::BTreeMap;
@@ -98,7 +98,6 @@ mod load;
 mod maintenance;
 mod management;
 pub mod options;
-mod policy;
 mod raw;
 mod sample;
 mod value;
@@ -111,11 +110,14 @@ pub use error::{
 pub use glance::{
     GlanceStoreOptions, OsloConcurrencyOptions, OsloPolicyOptions, PasteDeployOptions, StoreDir,
 };
+pub use glance_cache::auth::manage::{
+    CachePolicy, Domain, KeystoneOptions, ManagementAuthMode, PolicyRule, Project, RoleRule,
+};
+pub use glance_cache::auth::HitAuthorization;
 pub use load::{Effective, Loaded};
 pub use maintenance::MaintenanceOptions;
-pub use management::{Domain, KeystoneOptions, ManagementAuthMode, ManagementOptions, Project};
+pub use management::{AuthSettingsError, ManagementOptions};
 pub use options::{OptionDef, OptionKind, Unit, OPTIONS};
-pub use policy::{CachePolicy, PolicyRule, RoleRule};
 pub use raw::{RawConfig, RawValue, Source};
 pub use sample::sample;
 
@@ -166,6 +168,20 @@ pub struct Config {
     pub management: ManagementOptions,
     /// The prefetch worker, pruning and cleaning (`[proxy]` options).
     pub maintenance: MaintenanceOptions,
+    /// Logging: oslo.log's `debug`, `use_json` and `log_file`.
+    pub logging: LoggingOptions,
+}
+
+/// Logging, with oslo.log's option names (`[DEFAULT]`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LoggingOptions {
+    /// `debug`: this program's own modules log at debug level. Default false.
+    pub debug: bool,
+    /// `use_json`: one JSON object per line instead of text. Default false.
+    pub use_json: bool,
+    /// `log_file`: append to this file instead of standard error; `None`
+    /// when unset or empty.
+    pub log_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -188,6 +204,7 @@ impl Default for Config {
             proxy: ProxyOptions::default(),
             management: ManagementOptions::default(),
             maintenance: MaintenanceOptions::default(),
+            logging: LoggingOptions::default(),
         }
     }
 }
@@ -290,6 +307,9 @@ pub struct ProxyOptions {
     /// `min_free_disk`: bytes that must stay free on the cache filesystem
     /// for a fill to start. Default 256 MiB.
     pub min_free_disk: u64,
+    /// `admin_listen`: `host:port` of the admin endpoint (metrics, health);
+    /// `None` (unset or empty) means off.
+    pub admin_listen: Option<String>,
 }
 
 impl Default for ProxyOptions {
@@ -304,6 +324,7 @@ impl Default for ProxyOptions {
             shutdown_timeout: Duration::from_secs(30),
             hit_chunk_size: 262_144,
             min_free_disk: 268_435_456,
+            admin_listen: None,
         }
     }
 }
@@ -326,27 +347,11 @@ impl fmt::Display for CacheDriver {
     }
 }
 
-/// `[proxy] hit_authorization`: how a cache hit is authorized with the
-/// caller's credentials before it is served (spec Appendix A).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum HitAuthorization {
-    /// `probe`: image record plus a one-byte ranged download from the
-    /// upstream (also checks the download right).
-    Probe,
-    /// `metadata`: the image record only.
-    Metadata,
-    /// `none`: no check (trusted networks only).
-    None,
-}
-
-impl fmt::Display for HitAuthorization {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod tests_auth;
 
 #[cfg(test)]
 mod tests_management;

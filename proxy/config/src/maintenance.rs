@@ -11,7 +11,7 @@ const MAX_RETRY_DELAY: Duration = Duration::from_secs(300);
 ///
 /// ```
 /// use std::time::Duration;
-/// use glance_cache::config::MaintenanceOptions;
+/// use glance_cache_config::MaintenanceOptions;
 ///
 /// let m = MaintenanceOptions::default();
 /// assert_eq!(m.retry_delay(0), Duration::from_secs(5));

@@ -224,7 +224,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::config::ini;
+    use crate::ini;
 
     fn raw(files: &[(&str, &str)]) -> RawConfig {
         let mut raw = RawConfig::default();

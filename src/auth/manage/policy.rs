@@ -1,5 +1,5 @@
-//! The `[cache_policy]` section: which roles each cache-management policy
-//! rule of Glance requires (spec §9).
+//! Which roles each of Glance's cache-management policy rules requires
+//! (Glance's `[cache_policy]` names and defaults).
 
 use std::fmt;
 
@@ -65,6 +65,11 @@ impl fmt::Display for PolicyRule {
     }
 }
 
+/// Why a policy value is not a [`RoleRule`]; the text says what is wrong.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidRoleRule(String);
+
 /// Who passes one rule.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RoleRule {
@@ -112,9 +117,21 @@ impl RoleRule {
         }
     }
 
-    /// Parses an option value: `@`, `!`, or comma-separated role names
-    /// (`role:` prefixes removed). On failure, says what is wrong.
-    pub(crate) fn parse(text: &str) -> Result<Self, String> {
+    /// Parses Glance's policy syntax for a rule that only names roles: `@`,
+    /// `!`, or comma-separated role names (`role:` prefixes removed).
+    ///
+    /// ```
+    /// use glance_cache::auth::manage::RoleRule;
+    ///
+    /// assert_eq!(RoleRule::parse("role:admin, Operator").unwrap(), RoleRule::any_of(["admin", "operator"]));
+    /// assert_eq!(RoleRule::parse("!").unwrap(), RoleRule::Nobody);
+    /// assert!(RoleRule::parse("rule:admin_or_owner").is_err());
+    /// ```
+    pub fn parse(text: &str) -> Result<Self, InvalidRoleRule> {
+        Self::parse_roles(text).map_err(InvalidRoleRule)
+    }
+
+    fn parse_roles(text: &str) -> Result<Self, String> {
         let items: Vec<&str> = text
             .split(',')
             .map(str::trim)
@@ -166,7 +183,7 @@ impl fmt::Display for RoleRule {
 /// `Default` is Glance's: `admin` for every rule.
 ///
 /// ```
-/// use glance_cache::config::{CachePolicy, PolicyRule, RoleRule};
+/// use glance_cache::auth::manage::{CachePolicy, PolicyRule, RoleRule};
 ///
 /// let policy = CachePolicy::default()
 ///     .with_rule(PolicyRule::CacheList, RoleRule::any_of(["admin", "Operator"]));

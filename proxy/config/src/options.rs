@@ -4,14 +4,15 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use http::Uri;
 
 use super::glance::{parse_dict, parse_store_dirs, StoreDir};
-use super::policy::{PolicyRule, RoleRule};
 use super::value::{match_choice, parse_bool, parse_python_int, render_bool, IntError};
 use super::{CacheDriver, Config, HitAuthorization};
+use glance_cache::auth::manage::{PolicyRule, RoleRule};
 
 /// The section of Glance's own options.
 pub const DEFAULT_SECTION: &str = "DEFAULT";
@@ -532,26 +533,6 @@ impl CacheDriver {
     }
 }
 
-impl HitAuthorization {
-    /// The name used in configuration files.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HitAuthorization::Probe => "probe",
-            HitAuthorization::Metadata => "metadata",
-            HitAuthorization::None => "none",
-        }
-    }
-
-    fn from_choice(s: &str) -> Option<Self> {
-        match s {
-            "probe" => Some(HitAuthorization::Probe),
-            "metadata" => Some(HitAuthorization::Metadata),
-            "none" => Some(HitAuthorization::None),
-            _ => None,
-        }
-    }
-}
-
 /// Every option this crate reads, in sample-configuration order.
 pub static OPTIONS: &[OptionDef] = &[
     OptionDef {
@@ -759,7 +740,7 @@ pub static OPTIONS: &[OptionDef] = &[
                none: no check; only for trusted networks.",
         apply: |c, v| {
             if let Value::Choice(s) = v {
-                if let Some(h) = HitAuthorization::from_choice(s) {
+                if let Some(h) = HitAuthorization::from_name(s) {
                     c.proxy.hit_authorization = h;
                 }
             }
@@ -978,7 +959,11 @@ pub static OPTIONS: &[OptionDef] = &[
         secret: false,
         help: "Log this program's own modules at debug level (oslo.log's option); RUST_LOG, \
                when set, overrides the level.",
-        apply: |_, _| {},
+        apply: |c, v| {
+            if let Some(b) = boolean(&v) {
+                c.logging.debug = b;
+            }
+        },
     },
     OptionDef {
         section: DEFAULT_SECTION,
@@ -989,7 +974,11 @@ pub static OPTIONS: &[OptionDef] = &[
         secret: false,
         help: "Write logs as JSON, one object per line, with each request's request_id \
                (oslo.log's option).",
-        apply: |_, _| {},
+        apply: |c, v| {
+            if let Some(b) = boolean(&v) {
+                c.logging.use_json = b;
+            }
+        },
     },
     OptionDef {
         section: DEFAULT_SECTION,
@@ -1001,7 +990,11 @@ pub static OPTIONS: &[OptionDef] = &[
         help: "Append logs to this file instead of standard error (oslo.log's option). An \
                empty value means standard error, which undoes a log_file set in \
                glance-api.conf when that file is passed first.",
-        apply: |_, _| {},
+        apply: |c, v| {
+            if let Some(path) = optional(v) {
+                c.logging.log_file = path.map(PathBuf::from);
+            }
+        },
     },
     OptionDef {
         section: PROXY_SECTION,
@@ -1013,7 +1006,13 @@ pub static OPTIONS: &[OptionDef] = &[
         help: "host:port of the admin endpoint (GET /metrics in Prometheus text format, GET \
                /healthz). Unset: off. It has no authentication: bind it to 127.0.0.1 or a \
                management network.",
-        apply: |_, _| {},
+        apply: |c, v| {
+            if let Some(listen) = optional(v) {
+                c.proxy.admin_listen = listen
+                    .map(|l| l.trim().to_owned())
+                    .filter(|l| !l.is_empty());
+            }
+        },
     },
     OptionDef {
         section: PROXY_SECTION,
@@ -1487,6 +1486,7 @@ mod tests {
                 shutdown_timeout: Duration::ZERO,
                 hit_chunk_size: 0,
                 min_free_disk: 0,
+                admin_listen: Some("x:1".into()),
             },
             // auth and keystone are resolved after loading, not applied.
             management: super::super::ManagementOptions {
@@ -1505,6 +1505,11 @@ mod tests {
                 prefetch_retry_delay: Duration::ZERO,
                 auto_prune: false,
                 clean_interval: Duration::ZERO,
+            },
+            logging: super::super::LoggingOptions {
+                debug: true,
+                use_json: true,
+                log_file: Some("/x".into()),
             },
         };
         for o in OPTIONS {

@@ -18,7 +18,7 @@ pub const ENV_PREFIX: &str = "GLANCE_CACHE__";
 /// The environment variable that sets `[section] option`.
 ///
 /// ```
-/// use glance_cache::config::env_var_name;
+/// use glance_cache_config::env_var_name;
 ///
 /// assert_eq!(env_var_name("proxy", "upstream_url"), "GLANCE_CACHE__PROXY__UPSTREAM_URL");
 /// assert_eq!(
