@@ -6,15 +6,15 @@ use std::convert::Infallible;
 
 use bytes::Bytes;
 use glance_cache::auth::HitAuthorization;
-use glance_cache::layer::cache::{Cache, CacheLayer, RequestBody};
 use glance_cache::store::CacheStore;
+use glance_cache::{GlanceCache, RequestBody, Stack};
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full, StreamBody};
 use md5::{Digest, Md5};
 use tower::ServiceExt;
 
-pub type Upstream = tower::util::BoxCloneService<
-    Request<RequestBody<Full<Bytes>>>,
+pub type Upstream = tower::util::BoxCloneSyncService<
+    Request<RequestBody>,
     Response<http_body_util::combinators::UnsyncBoxBody<Bytes, Infallible>>,
     Infallible,
 >;
@@ -28,7 +28,7 @@ pub fn upstream(size: u64) -> Upstream {
         md5.update(&chunk);
     }
     let md5 = hex::encode(md5.finalize());
-    let svc = tower::service_fn(move |_req: Request<RequestBody<Full<Bytes>>>| {
+    let svc = tower::service_fn(move |_req: Request<RequestBody>| {
         let (chunk, md5) = (chunk.clone(), md5.clone());
         async move {
             let frames = futures_util::stream::iter(
@@ -42,24 +42,28 @@ pub fn upstream(size: u64) -> Upstream {
             Ok::<_, Infallible>(resp)
         }
     });
-    tower::util::BoxCloneService::new(svc)
+    tower::util::BoxCloneSyncService::new(svc)
 }
 
-pub async fn stack(dir: &std::path::Path, size: u64) -> (Cache<Upstream>, CacheStore) {
+/// The stack that ships over [`upstream`], with hit authorization off.
+pub async fn stack(dir: &std::path::Path, size: u64) -> (Stack<Upstream>, GlanceCache) {
     let store = CacheStore::builder(dir)
         .with_min_free_disk(0)
         .with_max_size(u64::MAX)
         .open()
         .await
         .unwrap();
-    let layer = CacheLayer::new(store.clone()).with_hit_authorization(HitAuthorization::None);
-    (tower::Layer::layer(&layer, upstream(size)), store)
+    let cache = GlanceCache::builder(store)
+        .hit_authorization(HitAuthorization::None)
+        .build();
+    let stack = Stack::builder(&cache).upstream(upstream(size)).build();
+    (stack, cache)
 }
 
 /// GETs the image through `svc`, counting bytes without keeping them.
-pub async fn download(svc: &Cache<Upstream>, id: &str) -> u64 {
+pub async fn download(svc: &Stack<Upstream>, id: &str) -> u64 {
     let req = Request::get(format!("/v2/images/{id}/file"))
-        .body(Full::default())
+        .body(Full::<Bytes>::default())
         .unwrap();
     let resp = svc.clone().oneshot(req).await.unwrap();
     let mut body = resp.into_body();

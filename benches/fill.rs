@@ -12,7 +12,7 @@ const SIZE: u64 = 128 << 20;
 fn fill(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (svc, store) = rt.block_on(common::stack(dir.path(), SIZE));
+    let (svc, cache) = rt.block_on(common::stack(dir.path(), SIZE));
     let next = AtomicU64::new(1);
     let mut g = c.benchmark_group("miss");
     g.throughput(Throughput::Bytes(SIZE));
@@ -23,10 +23,8 @@ fn fill(c: &mut Criterion) {
             assert_eq!(common::download(&svc, &id).await, SIZE);
             // Keep the disk from filling up across iterations.
             let parsed = id.parse().unwrap();
-            while store.lookup(&parsed).await.unwrap().is_none() {
-                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-            }
-            store.invalidate(&parsed).await.unwrap();
+            cache.settled(&parsed).await;
+            assert!(cache.invalidate(&parsed).await.unwrap(), "it was committed");
         })
     });
     g.finish();

@@ -14,11 +14,9 @@ fn hit(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let id = common::image_id(1);
     let svc = rt.block_on(async {
-        let (svc, store) = common::stack(dir.path(), SIZE).await;
+        let (svc, cache) = common::stack(dir.path(), SIZE).await;
         assert_eq!(common::download(&svc, &id).await, SIZE);
-        while store.list().await.unwrap().is_empty() {
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
+        cache.settled(&id.parse().unwrap()).await;
         svc
     });
     let mut g = c.benchmark_group("hit");

@@ -8,12 +8,11 @@ use std::convert::Infallible;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
 use glance_cache::auth::manage::ManagementAuth;
-use glance_cache::layer::cache::{CacheLayer, RequestBody};
-use glance_cache::layer::manage::CacheManageLayer;
 use glance_cache::store::CacheStore;
+use glance_cache::{GlanceCache, RequestBody, Stack};
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
-use tower::{ServiceBuilder, ServiceExt};
+use tower::ServiceExt;
 
 const ENTRIES: u64 = 10_000;
 
@@ -37,22 +36,19 @@ fn index(c: &mut Criterion) {
         b.to_async(&rt)
             .iter(|| async { store.list().await.unwrap().len() })
     });
-    let cache = CacheLayer::new(store.clone());
-    let upstream = tower::service_fn(
-        |_req: Request<RequestBody<RequestBody<Full<Bytes>>>>| async {
-            Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
-        },
-    );
-    let svc = ServiceBuilder::new()
-        .layer(CacheManageLayer::new(
-            Some(cache.clone()),
-            ManagementAuth::open(),
-        ))
-        .layer(cache)
-        .service(upstream);
+    let cache = GlanceCache::builder(store.clone()).build();
+    let upstream = tower::service_fn(|_req: Request<RequestBody>| async {
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+    });
+    let svc = Stack::builder(&cache)
+        .management(ManagementAuth::open())
+        .upstream(upstream)
+        .build();
     c.bench_function("manage/get_v2_cache_10k", |b| {
         b.to_async(&rt).iter(|| async {
-            let req = Request::get("/v2/cache").body(Full::default()).unwrap();
+            let req = Request::get("/v2/cache")
+                .body(Full::<Bytes>::default())
+                .unwrap();
             let resp = svc.clone().oneshot(req).await.unwrap();
             resp.into_body().collect().await.unwrap().to_bytes().len()
         })

@@ -14,8 +14,7 @@
 //! use std::time::Duration;
 //!
 //! use bytes::Bytes;
-//! use glance_cache::reverse_proxy::ClientAddr;
-//! use glance_cache::server::{serve, shutdown_signal};
+//! use glance_cache::server::{serve, shutdown_signal, ClientAddr};
 //! use http::{Request, Response};
 //! use http_body_util::Full;
 //! use hyper::body::Incoming;
@@ -33,6 +32,7 @@
 //! ```
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::pin;
 use std::time::Duration;
 
@@ -47,8 +47,25 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tower::{Service, ServiceExt};
 
-use crate::reverse_proxy::ClientAddr;
 use crate::BoxError;
+
+/// The address of the peer that sent a request.
+///
+/// [`serve`] inserts it into every request's extensions;
+/// [`ReverseProxy`](crate::reverse_proxy::ReverseProxy) appends it to `X-Forwarded-For`.
+/// Requests without it are forwarded without an `X-Forwarded-For` entry of
+/// their own.
+///
+/// ```
+/// use glance_cache::server::ClientAddr;
+///
+/// let mut req = http::Request::new(());
+/// req.extensions_mut()
+///     .insert(ClientAddr("192.0.2.7:40000".parse().unwrap()));
+/// assert_eq!(req.extensions().get::<ClientAddr>().unwrap().0.port(), 40000);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientAddr(pub SocketAddr);
 
 /// Pause after a failed `accept` (EMFILE and friends) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);

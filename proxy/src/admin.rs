@@ -17,7 +17,7 @@ use anyhow::Context;
 use bytes::Bytes;
 use glance_cache::metrics;
 use glance_cache::server;
-use glance_cache::store::CacheStore;
+use glance_cache::GlanceCache;
 use http::header::{ALLOW, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
@@ -30,7 +30,7 @@ const GRACE: Duration = Duration::from_secs(1);
 /// Binds `listen` (`host:port`, `[v6]:port`; a name is resolved and its
 /// first address used) and serves the admin endpoint there in a task of its
 /// own. Returns the bound address.
-pub(crate) async fn spawn(listen: &str, store: Option<CacheStore>) -> anyhow::Result<SocketAddr> {
+pub(crate) async fn spawn(listen: &str, cache: Option<GlanceCache>) -> anyhow::Result<SocketAddr> {
     let addr = tokio::net::lookup_host(listen)
         .await
         .ok()
@@ -44,8 +44,8 @@ pub(crate) async fn spawn(listen: &str, store: Option<CacheStore>) -> anyhow::Re
     let local = listener.local_addr().context("admin listener address")?;
     tracing::info!(listen = %local, "admin endpoint: GET /metrics, GET /healthz");
     let service = tower::service_fn(move |req: Request<Incoming>| {
-        let store = store.clone();
-        async move { Ok::<_, Infallible>(handle(&req, store.as_ref()).await) }
+        let cache = cache.clone();
+        async move { Ok::<_, Infallible>(handle(&req, cache.as_ref()).await) }
     });
     tokio::spawn(async move {
         let forever = std::future::pending::<()>();
@@ -56,12 +56,12 @@ pub(crate) async fn spawn(listen: &str, store: Option<CacheStore>) -> anyhow::Re
     Ok(local)
 }
 
-async fn handle<B>(req: &Request<B>, store: Option<&CacheStore>) -> Response<Full<Bytes>> {
+async fn handle<B>(req: &Request<B>, cache: Option<&GlanceCache>) -> Response<Full<Bytes>> {
     let readable = req.method() == Method::GET || req.method() == Method::HEAD;
     match req.uri().path() {
         "/metrics" if readable => {
-            let text = match store {
-                Some(store) => metrics::sample(store).await.to_string(),
+            let text = match cache {
+                Some(cache) => cache.metrics_snapshot().await.to_string(),
                 None => "# caching is off (image_cache_dir is not set): no cache metrics\n".into(),
             };
             respond(StatusCode::OK, metrics::CONTENT_TYPE, text)
@@ -103,13 +103,13 @@ mod tests {
     use glance_cache_config::Config;
     use http_body_util::BodyExt;
 
-    async fn call(method: Method, path: &str, store: Option<&CacheStore>) -> (StatusCode, String) {
+    async fn call(method: Method, path: &str, cache: Option<&GlanceCache>) -> (StatusCode, String) {
         let req = Request::builder()
             .method(method)
             .uri(path)
             .body(())
             .unwrap();
-        let resp = handle(&req, store).await;
+        let resp = handle(&req, cache).await;
         let status = resp.status();
         let body = resp.into_body().collect().await.unwrap().to_bytes();
         (status, String::from_utf8(body.to_vec()).unwrap())
@@ -118,8 +118,12 @@ mod tests {
     #[tokio::test]
     async fn routes() {
         let dir = tempfile::tempdir().unwrap();
-        let store = CacheStore::builder(dir.path()).open().await.unwrap();
-        let (status, text) = call(Method::GET, "/metrics", Some(&store)).await;
+        let store = glance_cache::store::CacheStore::builder(dir.path())
+            .open()
+            .await
+            .unwrap();
+        let cache = GlanceCache::builder(store).build();
+        let (status, text) = call(Method::GET, "/metrics", Some(&cache)).await;
         assert_eq!(status, StatusCode::OK);
         assert!(text.contains("\nglance_cache_hits_total 0\n"), "{text}");
         assert!(text.contains("\nglance_cache_entries 0\n"), "{text}");

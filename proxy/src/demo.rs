@@ -6,17 +6,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
-use glance_cache::layer::cache::{CacheLayer, RequestBody};
+use glance_cache::auth::manage::ManagementAuth;
 use glance_cache::reverse_proxy::ReverseProxy;
 use glance_cache::store::CacheStore;
+use glance_cache::{GlanceCache, ImageId, Stack};
 use glance_cache_support::fake_glance::{FakeGlance, FakeImage, Visibility};
 use http_body_util::{BodyExt, Empty};
-use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use md5::{Digest, Md5};
 use tokio::net::TcpListener;
-use tower::ServiceBuilder;
 
 const IMAGE: &str = "c0ffee00-0000-4000-8000-000000000001";
 
@@ -36,20 +35,24 @@ pub(crate) async fn run(size: u64) -> anyhow::Result<()> {
         .open()
         .await
         .context("opening the cache directory")?;
-    let layer = CacheLayer::new(store.clone());
-    let upstream = ReverseProxy::<RequestBody<Incoming>>::new(glance.url().parse()?);
-    let service = ServiceBuilder::new().layer(layer.clone()).service(upstream);
+    let cache = GlanceCache::builder(store.clone()).build();
+    // The stack `serve` runs; the built-in image service lets anyone
+    // download, so the management API is open (on loopback).
+    let stack = Stack::builder(&cache)
+        .management(ManagementAuth::open())
+        .upstream(ReverseProxy::new(glance.url().parse()?))
+        .build();
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(glance_cache::server::serve(
+    let server = tokio::spawn(stack.serve(
         listener,
-        service,
         async {
             let _ = stopped.await;
         },
         Duration::from_secs(5),
     ));
+    let id = ImageId::parse(IMAGE).context("demo image id")?;
 
     println!("image service (built-in, Glance API):  {}", glance.url());
     println!("caching proxy:                         http://{addr}");
@@ -68,19 +71,16 @@ pub(crate) async fn run(size: u64) -> anyhow::Result<()> {
         let (status, len, md5) = download(&url).await?;
         let secs = started.elapsed().as_secs_f64().max(1e-6);
         // The fill commits right after its last byte went out.
-        for _ in 0..500 {
-            if layer.fills_in_flight() == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        cache.settled(&id).await;
         println!(
             "{label}: HTTP {status}, {len} bytes, md5 {md5}, {:>7.1} MiB/s, upstream downloads: {}",
             len as f64 / secs / (1 << 20) as f64,
             glance.file_gets(IMAGE)
         );
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Stopped (and drained) first, so that the hit has been counted.
+    let _ = stop.send(());
+    let _ = server.await;
     println!();
     for entry in store.list().await? {
         println!(
@@ -88,8 +88,6 @@ pub(crate) async fn run(size: u64) -> anyhow::Result<()> {
             entry.image_id, entry.size, entry.hits, entry.verified
         );
     }
-    let _ = stop.send(());
-    let _ = server.await;
     glance.shutdown().await;
     Ok(())
 }

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::ImageMeta;
+use crate::upstream::ImageFacts;
 use crate::ImageId;
 
 /// Most decisions remembered at once; beyond that, expired ones are
@@ -16,7 +16,7 @@ type Key = (Vec<u8>, ImageId);
 #[derive(Debug)]
 pub(crate) struct Decisions {
     ttl: Duration,
-    map: Mutex<HashMap<Key, (Instant, Option<ImageMeta>)>>,
+    map: Mutex<HashMap<Key, (Instant, Option<ImageFacts>)>>,
 }
 
 impl Decisions {
@@ -27,17 +27,13 @@ impl Decisions {
         }
     }
 
-    pub(crate) fn ttl(&self) -> Duration {
-        self.ttl
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, (Instant, Option<ImageMeta>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, (Instant, Option<ImageFacts>)>> {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// `Some(meta)` when `identity` was allowed to download `id` less than
     /// `ttl` ago.
-    pub(crate) fn get(&self, identity: &[u8], id: &ImageId) -> Option<Option<ImageMeta>> {
+    pub(crate) fn get(&self, identity: &[u8], id: &ImageId) -> Option<Option<ImageFacts>> {
         if self.ttl.is_zero() {
             return None;
         }
@@ -53,7 +49,7 @@ impl Decisions {
         }
     }
 
-    pub(crate) fn allow(&self, identity: Vec<u8>, id: ImageId, meta: Option<ImageMeta>) {
+    pub(crate) fn allow(&self, identity: Vec<u8>, id: ImageId, meta: Option<ImageFacts>) {
         if self.ttl.is_zero() {
             return;
         }

@@ -3,30 +3,13 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{header, Request, Response, StatusCode};
+use http::{Request, Response};
 use http_body::Body;
-use http_body_util::{BodyExt, Limited};
-use serde::Deserialize;
-use tower::{Service, ServiceExt};
+use tower::Service;
 
 use super::decisions::Decisions;
-use super::Caller;
-use crate::layer::cache::RequestBody;
+use crate::upstream::{Caller, ImageFacts, Reply, RequestBody, Upstream, UpstreamError};
 use crate::{BoxError, ImageId};
-
-/// Largest image-metadata document read from the upstream.
-const METADATA_LIMIT: usize = 1 << 20;
-
-/// The parts of Glance's image record a hit needs.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-pub(crate) struct ImageMeta {
-    #[serde(default)]
-    pub(crate) status: String,
-    #[serde(default)]
-    pub(crate) size: Option<u64>,
-    #[serde(default)]
-    pub(crate) checksum: Option<String>,
-}
 
 /// How a cache hit is authorized with the caller's credentials before it
 /// is served.
@@ -84,20 +67,25 @@ impl std::fmt::Display for HitAuthorization {
 /// What to do with a request for cached bytes.
 #[derive(Debug)]
 pub(crate) enum Decision<B> {
-    /// Serve from the cache; the image record when it was fetched.
-    Allow(Option<ImageMeta>),
-    /// Send the caller's request to the upstream (deactivated image, or the
-    /// upstream's answer was not conclusive).
-    Forward(&'static str),
+    /// Serve from the cache; what the upstream said about the image, when
+    /// it was asked.
+    Allow(Option<ImageFacts>),
+    /// Send the caller's request to the upstream (a deactivated image in
+    /// `metadata` mode, or no conclusive answer).
+    Forward(Unsure),
     /// Relay the upstream's refusal (401, 403, 404) unchanged.
     Deny(Response<B>),
 }
 
-enum Answer<B> {
-    Yes,
-    Meta(ImageMeta),
-    Deny(Response<B>),
-    Unsure(&'static str),
+/// Why the upstream's answer was not conclusive.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Unsure {
+    /// The image is not active (`metadata` mode): the upstream decides.
+    #[error("the image is not active")]
+    NotActive,
+    /// The question failed.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
 }
 
 /// Hit authorization policy plus its decision memory.
@@ -107,27 +95,12 @@ pub(crate) struct HitAuthorizer {
     decisions: Decisions,
 }
 
-fn is_refusal(status: StatusCode) -> bool {
-    matches!(
-        status,
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::NOT_FOUND
-    )
-}
-
 impl HitAuthorizer {
     pub(crate) fn new(mode: HitAuthorization, ttl: Duration) -> Self {
         HitAuthorizer {
             mode,
             decisions: Decisions::new(ttl),
         }
-    }
-
-    pub(crate) fn mode(&self) -> HitAuthorization {
-        self.mode
-    }
-
-    pub(crate) fn ttl(&self) -> Duration {
-        self.decisions.ttl()
     }
 
     /// Remembers that the upstream has just served `id` to the caller with
@@ -140,104 +113,50 @@ impl HitAuthorizer {
         }
     }
 
-    pub(crate) async fn authorize<S, ReqB, ResB>(
+    /// Asks the upstream, as `caller`, whether `caller` may download `id`:
+    /// one round trip (the download probe, or the image record in
+    /// `metadata` mode) unless a positive answer for the same credentials
+    /// is remembered.
+    pub(crate) async fn authorize<S, B>(
         &self,
-        inner: S,
+        upstream: Upstream<S>,
         caller: &Caller,
         id: &ImageId,
-    ) -> Decision<ResB>
+    ) -> Decision<B>
     where
-        S: Service<Request<RequestBody<ReqB>>, Response = Response<ResB>> + Clone,
-        ResB: Body<Data = Bytes>,
-        ResB::Error: Into<BoxError>,
+        S: Service<Request<RequestBody>, Response = Response<B>> + Clone,
+        S::Error: Into<BoxError>,
+        B: Body<Data = Bytes>,
+        B::Error: Into<BoxError>,
     {
         if self.mode == HitAuthorization::None {
             return Decision::Allow(None);
         }
         let identity = caller.identity_key();
-        if let Some(meta) = self.decisions.get(&identity, id) {
-            return Decision::Allow(meta);
+        if let Some(facts) = self.decisions.get(&identity, id) {
+            return Decision::Allow(facts);
         }
-        let metadata = metadata(inner.clone(), caller, id);
-        let (meta, download) = if self.mode == HitAuthorization::Probe {
-            let (m, d) = tokio::join!(metadata, probe(inner, caller, id));
-            (m, d)
+        let reply = if self.mode == HitAuthorization::Probe {
+            upstream.probe(caller, id).await
         } else {
-            (metadata.await, Answer::Yes)
+            match upstream.image_record(caller, id).await {
+                // Deactivated images are the upstream's to serve or refuse.
+                Reply::Ok(record) if !record.is_active() => {
+                    return Decision::Forward(Unsure::NotActive)
+                }
+                Reply::Ok(record) => Reply::Ok(record.facts()),
+                Reply::Refused(resp) => Reply::Refused(resp),
+                Reply::Failed(e) => Reply::Failed(e),
+            }
         };
-        let meta = match meta {
-            Answer::Meta(meta) => meta,
-            Answer::Deny(resp) => return Decision::Deny(resp),
-            Answer::Unsure(why) => return Decision::Forward(why),
-            Answer::Yes => return Decision::Forward("no image metadata"),
-        };
-        if meta.status != "active" {
-            // Deactivated images are the upstream's to serve or refuse (spec §1.4 step 5).
-            return Decision::Forward("image is not active");
+        match reply {
+            Reply::Ok(facts) => {
+                self.decisions
+                    .allow(identity, id.clone(), Some(facts.clone()));
+                Decision::Allow(Some(facts))
+            }
+            Reply::Refused(resp) => Decision::Deny(resp),
+            Reply::Failed(e) => Decision::Forward(e.into()),
         }
-        match download {
-            Answer::Yes | Answer::Meta(_) => {}
-            Answer::Deny(resp) => return Decision::Deny(resp),
-            Answer::Unsure(why) => return Decision::Forward(why),
-        }
-        self.decisions
-            .allow(identity, id.clone(), Some(meta.clone()));
-        Decision::Allow(Some(meta))
-    }
-}
-
-/// `GET /v2/images/{id}` as the caller.
-async fn metadata<S, ReqB, ResB>(inner: S, caller: &Caller, id: &ImageId) -> Answer<ResB>
-where
-    S: Service<Request<RequestBody<ReqB>>, Response = Response<ResB>>,
-    ResB: Body<Data = Bytes>,
-    ResB::Error: Into<BoxError>,
-{
-    let mut req = caller.get(&format!("/v2/images/{id}"), RequestBody::empty());
-    req.headers_mut().insert(
-        header::ACCEPT,
-        http::HeaderValue::from_static("application/json"),
-    );
-    let Ok(resp) = inner.oneshot(req).await else {
-        return Answer::Unsure("image metadata request failed");
-    };
-    let status = resp.status();
-    if is_refusal(status) {
-        return Answer::Deny(resp);
-    }
-    if status != StatusCode::OK {
-        return Answer::Unsure("unexpected answer to the image metadata request");
-    }
-    let Ok(body) = Limited::new(resp.into_body(), METADATA_LIMIT)
-        .collect()
-        .await
-    else {
-        return Answer::Unsure("image metadata could not be read");
-    };
-    match serde_json::from_slice::<ImageMeta>(&body.to_bytes()) {
-        Ok(meta) => Answer::Meta(meta),
-        Err(_) => Answer::Unsure("image metadata is not JSON"),
-    }
-}
-
-/// A 1-byte ranged download as the caller: Glance applies its
-/// `download_image` policy to it exactly as to a full download.
-async fn probe<S, ReqB, ResB>(inner: S, caller: &Caller, id: &ImageId) -> Answer<ResB>
-where
-    S: Service<Request<RequestBody<ReqB>>, Response = Response<ResB>>,
-{
-    let mut req = caller.get(&format!("/v2/images/{id}/file"), RequestBody::empty());
-    req.headers_mut()
-        .insert(header::RANGE, http::HeaderValue::from_static("bytes=0-0"));
-    let Ok(resp) = inner.oneshot(req).await else {
-        return Answer::Unsure("download probe failed");
-    };
-    match resp.status() {
-        // 416: an empty image; the caller passed the policy check to get there.
-        StatusCode::PARTIAL_CONTENT | StatusCode::OK | StatusCode::RANGE_NOT_SATISFIABLE => {
-            Answer::Yes
-        }
-        s if is_refusal(s) => Answer::Deny(resp),
-        _ => Answer::Unsure("unexpected answer to the download probe"),
     }
 }

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
@@ -27,31 +27,34 @@ pub(crate) type Resume =
 /// It reads the fill's file up to what has been written (and, for the last
 /// byte, verified), at the client's pace, and sleeps on the fill's progress
 /// channel when it has caught up. Dropping the body never stops the fill.
-pub struct FollowBody {
+pub(crate) struct FollowBody {
     state: State,
     remaining: Option<u64>,
 }
 
 enum State {
-    /// Reading the growing file.
-    Following(Box<Following>),
+    /// Reading what the fill has made visible.
+    Reading(Box<Following>, watch::Receiver<Status>),
+    /// Caught up: waiting for the fill to publish progress.
+    Waiting(Box<Following>, Wait),
     /// The local disk failed: asking the upstream for the rest.
     Resuming(BoxFuture<'static, Result<ResumeBody, BoxError>>),
     /// Relaying the upstream's rest of the image.
     Relaying(ResumeBody),
-    /// A broken body: the error is yielded once, then the body ends.
-    Broken(Option<BoxError>),
+    /// Broken before it began: the error is yielded once.
+    Failed(BoxError),
+    /// Over (the error, if any, has been yielded).
     Done,
 }
 
+/// The fill's progress channel, lent to a future that waits for a change;
+/// `false` when the sender is gone.
 type Wait = BoxFuture<'static, (watch::Receiver<Status>, bool)>;
 
+/// What a follower needs besides the progress channel.
 struct Following {
     fill: Arc<Fill>,
     reader: ChunkReader,
-    /// `None` while `wait` owns the receiver.
-    status: Option<watch::Receiver<Status>>,
-    wait: Option<Wait>,
     pos: u64,
     resume: Option<Resume>,
 }
@@ -72,15 +75,17 @@ pub(crate) fn follow(
     resume: Option<Resume>,
 ) -> FollowBody {
     let state = match fill.file().cloned() {
-        Some(file) => State::Following(Box::new(Following {
-            reader: ChunkReader::new(file, chunk_size),
-            status: Some(fill.subscribe()),
-            fill,
-            wait: None,
-            pos: 0,
-            resume,
-        })),
-        None => State::Broken(Some("fill has no file".into())),
+        Some(file) => {
+            let rx = fill.subscribe();
+            let following = Box::new(Following {
+                reader: ChunkReader::new(file, chunk_size),
+                fill,
+                pos: 0,
+                resume,
+            });
+            State::Reading(following, rx)
+        }
+        None => State::Failed("fill has no file".into()),
     };
     FollowBody {
         state,
@@ -88,111 +93,129 @@ pub(crate) fn follow(
     }
 }
 
-/// What one step of following produced.
-enum Step {
-    Data(Bytes),
+/// What one look at the fill's status says to do next.
+enum Next {
+    /// Read up to this offset.
+    Read(u64),
+    /// Everything is out.
     End,
+    /// Nothing new: wait for a change.
+    Wait,
+    /// The local disk failed: continue from the upstream at this offset.
     Resume(Resume, u64),
+    /// The fill failed for good.
+    Fail(BoxError),
 }
 
 impl Following {
-    fn poll_step(&mut self, cx: &mut Context<'_>) -> Poll<Result<Step, BoxError>> {
-        loop {
-            if let Some(wait) = self.wait.as_mut() {
-                let (rx, alive) = ready!(wait.as_mut().poll(cx));
-                self.wait = None;
-                self.status = Some(rx);
-                // The sender lives in the `Fill` this body holds: never closed
-                // while we wait. Checked anyway rather than assumed.
-                if !alive {
-                    return Poll::Ready(Err("fill vanished".into()));
-                }
+    fn next(&mut self, rx: &mut watch::Receiver<Status>) -> Next {
+        let status = rx.borrow_and_update().clone();
+        match &status.phase {
+            Phase::Failed(Failure::Local(why)) => {
+                return match self.resume.take() {
+                    Some(resume) => {
+                        tracing::info!(image_id = %self.fill.id, offset = self.pos, "cache write failed; continuing from the upstream");
+                        Next::Resume(resume, self.pos)
+                    }
+                    None => Next::Fail(format!("cache write failed: {why}").into()),
+                };
             }
-            let rx = self.status.as_mut().expect("status is back after a wait");
-            let status = rx.borrow_and_update().clone();
-            match &status.phase {
-                Phase::Failed(Failure::Local(why)) => {
-                    return Poll::Ready(match self.resume.take() {
-                        Some(resume) => {
-                            tracing::info!(image_id = %self.fill.id, offset = self.pos, "cache write failed; continuing from the upstream");
-                            Ok(Step::Resume(resume, self.pos))
-                        }
-                        None => Err(format!("cache write failed: {why}").into()),
-                    });
-                }
-                Phase::Failed(failure) => return Poll::Ready(Err(failure.to_string().into())),
-                Phase::Abandoned | Phase::Waiting => {
-                    return Poll::Ready(Err("fill did not start".into()))
-                }
-                Phase::Streaming | Phase::Verified => {}
-            }
-            let visible = status.visible();
-            if self.pos < visible {
-                let chunk = ready!(self.reader.poll_read(cx, self.pos, visible - self.pos))?;
-                self.pos += chunk.len() as u64;
-                return Poll::Ready(Ok(Step::Data(chunk)));
-            }
-            if status.phase == Phase::Verified {
-                return Poll::Ready(Ok(Step::End));
-            }
-            let mut rx = self.status.take().expect("checked above");
-            self.wait = Some(Box::pin(async move {
-                let alive = rx.changed().await.is_ok();
-                (rx, alive)
-            }));
+            Phase::Failed(failure) => return Next::Fail(failure.to_string().into()),
+            Phase::Abandoned | Phase::Waiting => return Next::Fail("fill did not start".into()),
+            Phase::Streaming | Phase::Verified => {}
+        }
+        let visible = status.visible();
+        if self.pos < visible {
+            Next::Read(visible)
+        } else if matches!(status.phase, Phase::Verified) {
+            Next::End
+        } else {
+            Next::Wait
         }
     }
 }
 
+fn wait_for_change(mut rx: watch::Receiver<Status>) -> Wait {
+    Box::pin(async move {
+        let alive = rx.changed().await.is_ok();
+        (rx, alive)
+    })
+}
+
 impl FollowBody {
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self;
         loop {
-            let data = match &mut this.state {
+            let data = match std::mem::replace(&mut self.state, State::Done) {
                 State::Done => return Poll::Ready(None),
-                State::Broken(e) => {
-                    let e = e.take();
-                    this.state = State::Done;
-                    return Poll::Ready(e.map(Err));
-                }
-                State::Following(f) => match ready!(f.poll_step(cx)) {
-                    Ok(Step::Data(data)) => data,
-                    Ok(Step::End) => {
-                        this.state = State::Done;
-                        return Poll::Ready(None);
-                    }
-                    Ok(Step::Resume(resume, pos)) => {
-                        this.state = State::Resuming(resume(pos));
-                        continue;
-                    }
-                    Err(e) => {
-                        this.state = State::Broken(Some(e));
-                        continue;
-                    }
-                },
-                State::Resuming(fut) => {
-                    this.state = match ready!(fut.as_mut().poll(cx)) {
-                        Ok(body) => State::Relaying(body),
-                        Err(e) => State::Broken(Some(e)),
+                State::Failed(e) => return Poll::Ready(Some(Err(e))),
+                State::Waiting(following, mut wait) => {
+                    let Poll::Ready((rx, alive)) = wait.as_mut().poll(cx) else {
+                        self.state = State::Waiting(following, wait);
+                        return Poll::Pending;
                     };
+                    // The sender lives in the `Fill` this body holds: never
+                    // closed while we wait. Checked anyway rather than assumed.
+                    if !alive {
+                        return Poll::Ready(Some(Err("fill vanished".into())));
+                    }
+                    self.state = State::Reading(following, rx);
                     continue;
                 }
-                State::Relaying(body) => match ready!(Pin::new(body).poll_frame(cx)) {
-                    None => {
-                        this.state = State::Done;
-                        return Poll::Ready(None);
+                State::Reading(mut following, mut rx) => match following.next(&mut rx) {
+                    Next::Read(visible) => {
+                        let pos = following.pos;
+                        match following.reader.poll_read(cx, pos, visible - pos) {
+                            Poll::Pending => {
+                                self.state = State::Reading(following, rx);
+                                return Poll::Pending;
+                            }
+                            Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
+                            Poll::Ready(Ok(chunk)) => {
+                                following.pos += chunk.len() as u64;
+                                self.state = State::Reading(following, rx);
+                                chunk
+                            }
+                        }
                     }
-                    Some(Err(e)) => {
-                        this.state = State::Broken(Some(e));
+                    Next::End => return Poll::Ready(None),
+                    Next::Wait => {
+                        self.state = State::Waiting(following, wait_for_change(rx));
                         continue;
                     }
-                    Some(Ok(frame)) => match frame.into_data() {
-                        Ok(data) => data,
-                        Err(_) => continue, // trailers: nothing to relay
-                    },
+                    Next::Resume(resume, pos) => {
+                        self.state = State::Resuming(resume(pos));
+                        continue;
+                    }
+                    Next::Fail(e) => return Poll::Ready(Some(Err(e))),
+                },
+                State::Resuming(mut fut) => match fut.as_mut().poll(cx) {
+                    Poll::Pending => {
+                        self.state = State::Resuming(fut);
+                        return Poll::Pending;
+                    }
+                    Poll::Ready(Ok(body)) => {
+                        self.state = State::Relaying(body);
+                        continue;
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e))),
+                },
+                State::Relaying(mut body) => match Pin::new(&mut body).poll_frame(cx) {
+                    Poll::Pending => {
+                        self.state = State::Relaying(body);
+                        return Poll::Pending;
+                    }
+                    Poll::Ready(None) => return Poll::Ready(None),
+                    Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+                    Poll::Ready(Some(Ok(frame))) => {
+                        self.state = State::Relaying(body);
+                        match frame.into_data() {
+                            Ok(data) => data,
+                            Err(_) => continue, // trailers: nothing to relay
+                        }
+                    }
                 },
             };
-            if let Some(rem) = this.remaining.as_mut() {
+            if let Some(rem) = self.remaining.as_mut() {
                 *rem = rem.saturating_sub(data.len() as u64);
             }
             return Poll::Ready(Some(Ok(Frame::data(data))));
@@ -285,7 +308,12 @@ mod tests {
         let waker = futures_util::task::noop_waker();
         let mut cx = Context::from_waker(&waker);
         assert!(Pin::new(&mut body).poll_frame(&mut cx).is_pending());
-        fill.finish(Phase::Failed(Failure::Verification("md5".into())));
+        fill.finish(Phase::Failed(Failure::Verification(
+            super::super::Mismatch::Md5 {
+                got: [1; 16],
+                want: [2; 16],
+            },
+        )));
         assert!(body.frame().await.unwrap().is_err(), "never the last byte");
     }
 }

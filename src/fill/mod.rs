@@ -20,19 +20,20 @@ mod task;
 mod verify;
 
 use std::fs::File;
+use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use http::{HeaderMap, StatusCode};
 use tokio::sync::watch;
 
-use crate::ImageId;
+use crate::{BoxError, ImageId};
 
-pub use follower::FollowBody;
+pub(crate) use follower::FollowBody;
 pub(crate) use follower::{follow, Resume};
 pub(crate) use registry::{FillRegistry, Joined, LeaderGuard};
 pub(crate) use task::spawn_fill;
-pub(crate) use verify::Expectation;
+pub(crate) use verify::{Expectation, Mismatch};
 
 /// Bytes of a fill that followers may not read before verification passed.
 pub(crate) const HOLD_BACK: u64 = 1;
@@ -41,34 +42,55 @@ pub(crate) const HOLD_BACK: u64 = 1;
 #[derive(Debug, Clone)]
 pub(crate) struct Head {
     pub(crate) status: StatusCode,
-    /// End-to-end headers of the upstream response (no hop-by-hop headers).
+    /// End-to-end headers of the upstream response (no hop-by-hop headers),
+    /// without its request id (each follower gets its own).
     pub(crate) headers: HeaderMap,
     pub(crate) content_length: Option<u64>,
 }
 
+impl Head {
+    /// The head to replay from the upstream's `status` and `headers`.
+    pub(crate) fn replayed(
+        status: StatusCode,
+        headers: &HeaderMap,
+        content_length: Option<u64>,
+    ) -> Self {
+        let mut headers = headers.clone();
+        crate::headers::remove_hop_by_hop(&mut headers);
+        headers.remove(crate::headers::REQUEST_ID);
+        Head {
+            status,
+            headers,
+            content_length,
+        }
+    }
+}
+
 /// Why a fill failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(crate) enum Failure {
-    /// The upstream body broke off or errored: followers are truncated.
-    Upstream(Arc<str>),
-    /// Size or checksum mismatch: followers are truncated.
-    Verification(Arc<str>),
+    /// The upstream body broke off, or sent more than it announced:
+    /// followers are truncated.
+    Upstream(Arc<BoxError>),
+    /// The bytes are not the image the upstream announced: followers are
+    /// truncated.
+    Verification(Mismatch),
     /// The local disk failed: followers resume from the upstream.
-    Local(Arc<str>),
+    Local(Arc<io::Error>),
 }
 
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Failure::Upstream(m) => write!(f, "upstream failed: {m}"),
+            Failure::Upstream(e) => write!(f, "upstream failed: {e}"),
             Failure::Verification(m) => write!(f, "verification failed: {m}"),
-            Failure::Local(m) => write!(f, "cache write failed: {m}"),
+            Failure::Local(e) => write!(f, "cache write failed: {e}"),
         }
     }
 }
 
 /// Where a fill stands.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(crate) enum Phase {
     /// The leader is waiting for the upstream response head.
     Waiting,
@@ -188,6 +210,8 @@ impl Fill {
         let _ = rx.wait_for(|s| s.settled).await;
     }
 
+    /// The entry must not survive this fill: verify and serve, but do not
+    /// commit (or remove the entry right after a commit already under way).
     pub(crate) fn cancel_commit(&self) {
         self.cancelled.store(true, Ordering::SeqCst);
     }
@@ -200,16 +224,14 @@ impl Fill {
     /// or has already failed (the joiner must forward its own request).
     pub(crate) async fn wait_head(&self) -> Option<Head> {
         let mut rx = self.subscribe();
-        loop {
-            let phase = rx.borrow_and_update().phase.clone();
-            match phase {
-                Phase::Waiting => {}
-                Phase::Abandoned | Phase::Failed(_) => return None,
-                Phase::Streaming | Phase::Verified => return self.head.get().cloned(),
-            }
-            if rx.changed().await.is_err() {
-                return None;
-            }
+        // The sender lives in `self`: the channel cannot close while we wait.
+        let status = rx
+            .wait_for(|s| !matches!(s.phase, Phase::Waiting))
+            .await
+            .ok()?;
+        match status.phase {
+            Phase::Streaming | Phase::Verified => self.head.get().cloned(),
+            _ => None,
         }
     }
 }

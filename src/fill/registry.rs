@@ -2,15 +2,30 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify};
 
 use super::{Fill, Phase};
 use crate::ImageId;
 
 /// In-flight fills by image id.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct FillRegistry {
     fills: Mutex<HashMap<ImageId, Arc<Fill>>>,
-    committed: Arc<tokio::sync::Notify>,
+    /// How many fills are registered, for [`FillRegistry::drain`].
+    count: watch::Sender<usize>,
+    committed: Arc<Notify>,
+}
+
+impl Default for FillRegistry {
+    fn default() -> Self {
+        FillRegistry {
+            fills: Mutex::default(),
+            count: watch::channel(0).0,
+            committed: Arc::default(),
+        }
+    }
 }
 
 /// The outcome of [`FillRegistry::join_or_lead`].
@@ -68,6 +83,7 @@ impl FillRegistry {
         }
         let fill = Fill::new(id.clone());
         fills.insert(id.clone(), Arc::clone(&fill));
+        self.count.send_replace(fills.len());
         Joined::Leader(LeaderGuard {
             fill,
             registry: Arc::clone(self),
@@ -82,12 +98,31 @@ impl FillRegistry {
             if fills.get(&fill.id).is_some_and(|f| Arc::ptr_eq(f, fill)) {
                 fills.remove(&fill.id);
             }
+            self.count.send_replace(fills.len());
         }
         fill.settle();
     }
 
+    /// Marks every fill in flight as not to be committed (see
+    /// [`Fill::cancel_commit`]).
+    pub(crate) fn cancel_all(&self) {
+        for fill in self.lock().values() {
+            fill.cancel_commit();
+        }
+    }
+
+    /// Waits until no fill is in flight, at most `limit`. Returns whether
+    /// none is.
+    pub(crate) async fn drain(&self, limit: Duration) -> bool {
+        let mut count = self.count.subscribe();
+        // The sender lives in `self`: the channel cannot close while we wait.
+        tokio::time::timeout(limit, count.wait_for(|n| *n == 0))
+            .await
+            .is_ok_and(|waited| waited.is_ok())
+    }
+
     /// Signalled after every commit (wakes the maintenance task).
-    pub(crate) fn committed(&self) -> Arc<tokio::sync::Notify> {
+    pub(crate) fn committed(&self) -> Arc<Notify> {
         Arc::clone(&self.committed)
     }
 
@@ -118,7 +153,7 @@ mod tests {
         assert!(Arc::ptr_eq(&f, guard.fill()));
         assert!(!f.status().settled);
         drop(guard);
-        assert_eq!(f.status().phase, Phase::Abandoned);
+        assert!(matches!(f.status().phase, Phase::Abandoned));
         assert!(f.status().settled, "an abandoned fill is over");
         assert_eq!(reg.len(), 0);
         assert!(matches!(reg.join_or_lead(&id), Joined::Leader(_)));

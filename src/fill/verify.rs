@@ -1,7 +1,8 @@
 //! What a fill must match before it is committed (spec §1.6, §10.3).
 
-use base64::Engine;
 use http::header::{HeaderMap, CONTENT_LENGTH};
+
+use crate::upstream::md5_from_header;
 
 /// The expected size and MD5 of an upstream body, from its response headers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -21,15 +22,29 @@ pub(crate) struct BadChecksumHeader {
     value: String,
 }
 
-fn parse_md5(value: &str) -> Option<[u8; 16]> {
-    let v = value.trim();
-    let mut out = [0u8; 16];
-    if v.len() == 32 && hex::decode_to_slice(v, &mut out).is_ok() {
-        return Some(out);
-    }
-    let raw = base64::engine::general_purpose::STANDARD.decode(v).ok()?;
-    out.copy_from_slice(raw.get(..16).filter(|_| raw.len() == 16)?);
-    Some(out)
+/// How the received bytes differ from what the upstream announced.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum Mismatch {
+    /// Not the announced number of bytes.
+    #[error("received {got} bytes, Content-Length said {want}")]
+    Length {
+        /// Bytes received.
+        got: u64,
+        /// `Content-Length`.
+        want: u64,
+    },
+    /// Not the announced MD5.
+    #[error(
+        "MD5 of the received bytes is {}, the upstream said {}",
+        hex::encode(got),
+        hex::encode(want)
+    )]
+    Md5 {
+        /// MD5 of the bytes received.
+        got: [u8; 16],
+        /// The announced MD5.
+        want: [u8; 16],
+    },
 }
 
 impl Expectation {
@@ -45,7 +60,7 @@ impl Expectation {
                 if text.trim().is_empty() {
                     continue;
                 }
-                md5 = Some(parse_md5(&text).ok_or(BadChecksumHeader {
+                md5 = Some(md5_from_header(&text).ok_or(BadChecksumHeader {
                     header,
                     value: text.chars().take(64).collect(),
                 })?);
@@ -55,21 +70,13 @@ impl Expectation {
         Ok(Expectation { len, md5 })
     }
 
-    /// Checks what the fill received. `Err` names the mismatch.
-    pub(crate) fn check(&self, len: u64, md5: &[u8; 16]) -> Result<(), String> {
-        if let Some(want) = self.len {
-            if want != len {
-                return Err(format!("received {len} bytes, Content-Length said {want}"));
-            }
+    /// Checks what the fill received.
+    pub(crate) fn check(&self, len: u64, md5: &[u8; 16]) -> Result<(), Mismatch> {
+        if let Some(want) = self.len.filter(|want| *want != len) {
+            return Err(Mismatch::Length { got: len, want });
         }
-        if let Some(want) = &self.md5 {
-            if want != md5 {
-                return Err(format!(
-                    "MD5 of the received bytes is {}, the upstream said {}",
-                    hex::encode(md5),
-                    hex::encode(want)
-                ));
-            }
+        if let Some(want) = self.md5.filter(|want| want != md5) {
+            return Err(Mismatch::Md5 { got: *md5, want });
         }
         Ok(())
     }
@@ -83,6 +90,7 @@ impl Expectation {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
     use http::HeaderValue;
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
@@ -121,8 +129,16 @@ mod tests {
             len: Some(3),
             md5: Some([1; 16]),
         };
-        assert!(e.check(2, &[1; 16]).unwrap_err().contains("Content-Length"));
-        assert!(e.check(3, &[2; 16]).unwrap_err().contains("MD5"));
+        assert!(e
+            .check(2, &[1; 16])
+            .unwrap_err()
+            .to_string()
+            .contains("Content-Length"));
+        assert!(e
+            .check(3, &[2; 16])
+            .unwrap_err()
+            .to_string()
+            .contains("MD5"));
         assert!(e.check(3, &[1; 16]).is_ok());
     }
 }

@@ -58,7 +58,7 @@ impl fmt::Display for FillFailure {
 ///
 /// Cheap to clone: clones share the same counters. The cache counts into
 /// them itself; read them with [`snapshot`](Metrics::snapshot) or, with the
-/// store's size and entry count, [`sample`](super::sample).
+/// store's size and entry count, [`GlanceCache::metrics_snapshot`](crate::GlanceCache::metrics_snapshot).
 ///
 /// ```
 /// use glance_cache::metrics::Metrics;
@@ -104,7 +104,7 @@ impl Metrics {
 
     /// The current values of the counters. The store gauges
     /// ([`Snapshot::cache_size_bytes`], [`Snapshot::cache_entries`]) are
-    /// `None`; [`sample`](super::sample) fills them in.
+    /// `None`; [`GlanceCache::metrics_snapshot`](crate::GlanceCache::metrics_snapshot) fills them in.
     pub fn snapshot(&self) -> Snapshot {
         let c = &*self.inner;
         Snapshot {

@@ -1,16 +1,15 @@
 //! Prometheus metrics of a cache: hits, misses, bytes, fills, evictions.
 //!
-//! Every [`CacheStore`](crate::store::CacheStore) carries one [`Metrics`]
-//! ([`CacheStore::metrics`](crate::store::CacheStore::metrics)): the cache
-//! middleware, its fills, pruning and the prefetch workers count into the
-//! metrics of the store they work on, so a layer used in a custom stack is
-//! measured without any wiring, and two stores (or two tests) never mix
-//! their numbers. Counting is a few relaxed atomic additions.
+//! Every cache ([`GlanceCache`](crate::GlanceCache)) carries one
+//! [`Metrics`]: its layers, fills, pruning and prefetch workers count into
+//! them, so a layer used in a custom stack is measured without any wiring,
+//! and two caches (or two tests) never mix their numbers. Counting is a few
+//! relaxed atomic additions.
 //!
-//! [`sample`] takes a [`Snapshot`] of the counters plus the cache size and
-//! entry count read from the store; its [`Display`](std::fmt::Display) is
-//! the Prometheus text exposition format (version 0.0.4, served with
-//! [`CONTENT_TYPE`]):
+//! [`GlanceCache::metrics_snapshot`](crate::GlanceCache::metrics_snapshot)
+//! takes a [`Snapshot`] of the counters plus the cache size and entry count;
+//! its [`Display`](std::fmt::Display) is the Prometheus text exposition
+//! format (version 0.0.4, served with [`CONTENT_TYPE`]):
 //!
 //! | metric | type | meaning |
 //! |---|---|---|
@@ -30,25 +29,23 @@
 //!
 //! # Example
 //!
-//! One miss, then one hit, through a [`CacheLayer`](crate::CacheLayer) in
-//! front of an in-memory "upstream":
+//! One miss, then one hit, through a [`Stack`](crate::Stack) in front of an
+//! in-memory "upstream":
 //!
 //! ```
 //! use std::convert::Infallible;
 //! use bytes::Bytes;
 //! use http::{Request, Response};
 //! use http_body_util::{BodyExt, Full};
-//! use glance_cache::auth::HitAuthorization;
-//! use glance_cache::layer::cache::{CacheLayer, RequestBody};
-//! use glance_cache::metrics;
-//! use glance_cache::store::CacheStore;
-//! use tower::{service_fn, ServiceBuilder, ServiceExt};
+//! use glance_cache::{auth::HitAuthorization, store::CacheStore, GlanceCache, RequestBody, Stack};
+//! use tower::{service_fn, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 //! let dir = tempfile::tempdir()?;
 //! let store = CacheStore::builder(dir.path()).with_min_free_disk(0).open().await?;
-//! let upstream = service_fn(|_req: Request<RequestBody<Full<Bytes>>>| async {
+//! let cache = GlanceCache::builder(store).hit_authorization(HitAuthorization::None).build();
+//! let upstream = service_fn(|_req: Request<RequestBody>| async {
 //!     Ok::<_, Infallible>(
 //!         Response::builder()
 //!             .header("content-md5", "0fc85dbea99575776296eaaa1d314eb1")
@@ -56,22 +53,17 @@
 //!             .unwrap(),
 //!     )
 //! });
-//! let cache = ServiceBuilder::new()
-//!     .layer(CacheLayer::new(store.clone()).with_hit_authorization(HitAuthorization::None))
-//!     .service(upstream);
+//! let stack = Stack::builder(&cache).upstream(upstream).build();
 //!
-//! let url = "/v2/images/6f0c5cb5-5e4c-4c0f-b4a9-0d6a0f1d5e3b/file";
-//! let miss = cache.clone().oneshot(Request::get(url).body(Full::default())?).await?;
+//! let id = glance_cache::ImageId::parse("6f0c5cb5-5e4c-4c0f-b4a9-0d6a0f1d5e3b")?;
+//! let url = format!("/v2/images/{id}/file");
+//! let miss = stack.clone().oneshot(Request::get(&url).body(Full::<Bytes>::default())?).await?;
 //! miss.into_body().collect().await?;
-//! // Wait (bounded) for the fill to finish; a request meanwhile would follow it.
-//! for _ in 0..500 {
-//!     if store.metrics().snapshot().fills_in_flight == 0 { break }
-//!     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-//! }
-//! let hit = cache.oneshot(Request::get(url).body(Full::default())?).await?;
+//! cache.settled(&id).await; // the fill has committed
+//! let hit = stack.oneshot(Request::get(&url).body(Full::<Bytes>::default())?).await?;
 //! hit.into_body().collect().await?;
 //!
-//! let snapshot = metrics::sample(&store).await;
+//! let snapshot = cache.metrics_snapshot().await;
 //! assert_eq!((snapshot.hits, snapshot.misses, snapshot.hit_bytes), (1, 1, 9));
 //! let text = snapshot.to_string();
 //! assert!(text.contains("# TYPE glance_cache_hits_total counter\nglance_cache_hits_total 1\n"));
@@ -86,4 +78,4 @@ mod snapshot;
 
 pub use counters::{FillFailure, Metrics};
 pub use exposition::CONTENT_TYPE;
-pub use snapshot::{sample, Snapshot};
+pub use snapshot::Snapshot;

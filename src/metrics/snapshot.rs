@@ -4,7 +4,6 @@ use std::fmt;
 
 use super::exposition::{Exposition, Kind};
 use super::FillFailure;
-use crate::store::CacheStore;
 
 /// The metrics of one cache at one moment; see the [module docs](super) for
 /// what each value means. `Display` renders the Prometheus text format.
@@ -59,25 +58,6 @@ impl Snapshot {
             FillFailure::Local => self.fill_failures_local,
         }
     }
-}
-
-/// The counters of `store`'s [`Metrics`](super::Metrics) plus its cache
-/// size and entry count. The size is read from the directory and the count
-/// from the index, off the async threads; if either cannot be read, it is
-/// logged and left `None` (and not rendered).
-///
-/// See the [module docs](super) for an example.
-pub async fn sample(store: &CacheStore) -> Snapshot {
-    let mut snapshot = store.metrics().snapshot();
-    match store.cache_size().await {
-        Ok(size) => snapshot.cache_size_bytes = Some(size),
-        Err(e) => tracing::warn!(error = %e, "metrics: cannot read the cache size"),
-    }
-    match store.list().await {
-        Ok(entries) => snapshot.cache_entries = Some(entries.len() as u64),
-        Err(e) => tracing::warn!(error = %e, "metrics: cannot read the cache index"),
-    }
-    snapshot
 }
 
 impl fmt::Display for Snapshot {

@@ -18,8 +18,8 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 
 use super::body::{ProxyBody, UploadProgress};
-use super::headers::remove_hop_by_hop;
 use super::service::Config;
+use crate::headers::remove_hop_by_hop;
 
 /// What a pending request needs to finish: for logs, timeouts and errors.
 pub(crate) struct RequestInfo {

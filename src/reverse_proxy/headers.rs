@@ -6,30 +6,11 @@
 //!   versions document from it, so clients keep seeing the address they used.
 //! * `X-Forwarded-For`, `X-Forwarded-Proto` and `X-Forwarded-Host` tell the
 //!   upstream who asked and how.
-//! * A leading `/v2.N` path segment becomes `/v2` (spec §1.2 SIDECAR).
+//! * A leading `/v2.N` path segment becomes `/v2` ([`crate::versioning`]).
 
-use std::borrow::Cow;
 use std::net::SocketAddr;
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-
-/// The address of the peer that sent a request.
-///
-/// [`crate::server::serve`] inserts it into every request's extensions;
-/// [`ReverseProxy`](super::ReverseProxy) appends it to `X-Forwarded-For`.
-/// Requests without it are forwarded without an `X-Forwarded-For` entry of
-/// their own.
-///
-/// ```
-/// use glance_cache::reverse_proxy::ClientAddr;
-///
-/// let mut req = http::Request::new(());
-/// req.extensions_mut()
-///     .insert(ClientAddr("192.0.2.7:40000".parse().unwrap()));
-/// assert_eq!(req.extensions().get::<ClientAddr>().unwrap().0.port(), 40000);
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ClientAddr(pub SocketAddr);
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 /// `X-Forwarded-For`.
 pub(crate) static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -37,41 +18,6 @@ pub(crate) static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwa
 pub(crate) static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 /// `X-Forwarded-Host`.
 pub(crate) static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-
-/// Headers that only concern one connection and are never forwarded.
-///
-/// `Expect` is answered by our own server (it sends `100 Continue` when the
-/// body is first read), so it is not passed on either.
-const HOP_BY_HOP: [&str; 10] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "expect",
-];
-
-/// Removes the hop-by-hop headers and every header listed in `Connection`.
-pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    // Headers named by `Connection` first, while it is still there.
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in HOP_BY_HOP {
-        headers.remove(name);
-    }
-}
 
 /// Sets the forwarding headers on a request bound upstream.
 ///
@@ -109,30 +55,6 @@ pub(crate) fn add_forwarded(
     }
 }
 
-/// Rewrites a leading `/v2.N` segment (N = 0..=18, written as Glance writes
-/// it: no leading zero) to `/v2`; every other path is returned unchanged.
-///
-/// Glance accepts these tokens only in some configurations (spec §1.2); a
-/// non-caching upstream answers 300 to `/v2.14`, `/v2.16` and `/v2.18`, so
-/// the proxy forwards every accepted `v2.N` prefix as `/v2`.
-pub(crate) fn rewrite_version_prefix(path: &str) -> Cow<'_, str> {
-    let Some(rest) = path.strip_prefix("/v2.") else {
-        return Cow::Borrowed(path);
-    };
-    let end = rest.find('/').unwrap_or(rest.len());
-    let (minor, tail) = rest.split_at(end);
-    let accepted = match minor.as_bytes() {
-        [d] => d.is_ascii_digit(),
-        [b'1', d] => d.is_ascii_digit() && *d <= b'8',
-        _ => false,
-    };
-    if accepted {
-        Cow::Owned(format!("/v2{tail}"))
-    } else {
-        Cow::Borrowed(path)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,39 +68,6 @@ mod tests {
             );
         }
         h
-    }
-
-    #[test]
-    fn hop_by_hop_and_connection_named_headers_go() {
-        let mut h = map(&[
-            ("connection", "keep-alive, X-Secret"),
-            ("connection", "x-other"),
-            ("keep-alive", "timeout=5"),
-            ("proxy-connection", "keep-alive"),
-            ("te", "trailers"),
-            ("trailer", "x-checksum"),
-            ("transfer-encoding", "chunked"),
-            ("upgrade", "h2c"),
-            ("proxy-authenticate", "Basic"),
-            ("proxy-authorization", "Basic Zm9v"),
-            ("expect", "100-continue"),
-            ("x-secret", "1"),
-            ("x-other", "2"),
-            ("x-auth-token", "tok"),
-            ("content-length", "10"),
-            ("host", "glance:9292"),
-        ]);
-        remove_hop_by_hop(&mut h);
-        let mut left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
-        left.sort_unstable();
-        assert_eq!(left, ["content-length", "host", "x-auth-token"]);
-    }
-
-    #[test]
-    fn bad_connection_tokens_are_ignored() {
-        let mut h = map(&[("connection", "close, bad name, ,"), ("x-a", "1")]);
-        remove_hop_by_hop(&mut h);
-        assert_eq!(h.len(), 1);
     }
 
     #[test]
@@ -219,31 +108,5 @@ mod tests {
         assert!(!h.contains_key(&X_FORWARDED_FOR));
         assert!(!h.contains_key(&X_FORWARDED_HOST));
         assert_eq!(h[&X_FORWARDED_PROTO], "http");
-    }
-
-    #[test]
-    fn version_prefixes() {
-        for (from, to) in [
-            ("/v2.18/cache", "/v2/cache"),
-            ("/v2.14/images/x/file", "/v2/images/x/file"),
-            ("/v2.0/images", "/v2/images"),
-            ("/v2.9", "/v2"),
-            ("/v2.10/", "/v2/"),
-            ("/v2/images/x/file", "/v2/images/x/file"),
-            ("/v2/..%2e/x", "/v2/..%2e/x"),
-            ("/v1/images/x", "/v1/images/x"),
-            ("/versions", "/versions"),
-            ("/", "/"),
-            ("/v2.19/images", "/v2.19/images"),
-            ("/v2.01/images", "/v2.01/images"),
-            ("/v2./images", "/v2./images"),
-            ("/v2.1x/images", "/v2.1x/images"),
-            ("/v2.100/images", "/v2.100/images"),
-            ("/v3.1/images", "/v3.1/images"),
-            ("/x/v2.1/images", "/x/v2.1/images"),
-        ] {
-            assert_eq!(rewrite_version_prefix(from), to, "{from}");
-        }
-        assert!(matches!(rewrite_version_prefix("/v2/x"), Cow::Borrowed(_)));
     }
 }

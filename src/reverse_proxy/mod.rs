@@ -20,7 +20,7 @@
 //!   server answers `100 Continue`). The client's **`Host` is kept**, because
 //!   Glance builds the links of its versions document from it; without one,
 //!   the upstream's authority is sent. The client's address
-//!   ([`ClientAddr`], inserted by [`crate::server::serve`]) is appended to
+//!   ([`ClientAddr`](crate::server::ClientAddr), inserted by [`crate::server::serve`]) is appended to
 //!   `X-Forwarded-For`; `X-Forwarded-Proto: http` and `X-Forwarded-Host`
 //!   (the original `Host`) are set unless present. `Content-Length` is kept,
 //!   so a sized upload stays sized and a chunked one stays chunked.
@@ -93,7 +93,6 @@
 mod body;
 mod future;
 mod headers;
-pub(crate) use headers::remove_hop_by_hop;
 mod service;
 
 #[cfg(test)]
@@ -101,5 +100,4 @@ mod tests;
 
 pub use body::{IdleTimeout, ProxyBody};
 pub use future::ResponseFuture;
-pub use headers::ClientAddr;
 pub use service::{ReverseProxy, UpstreamUriError};

@@ -19,7 +19,10 @@ use tower::Service;
 
 use super::body::{ProxyBody, UploadBody, UploadProgress};
 use super::future::{error_response, RequestInfo, ResponseFuture};
-use super::headers::{add_forwarded, remove_hop_by_hop, rewrite_version_prefix, ClientAddr};
+use super::headers::add_forwarded;
+use crate::headers::remove_hop_by_hop;
+use crate::server::ClientAddr;
+use crate::versioning::forwarded_path;
 use crate::BoxError;
 
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -83,7 +86,7 @@ impl Config {
         if !path.starts_with('/') {
             return None;
         }
-        let path = rewrite_version_prefix(path);
+        let path = forwarded_path(path);
         let query = uri.query();
         let mut target = String::with_capacity(
             self.prefix.len() + path.len() + query.map_or(0, |q| q.len() + 1),

@@ -27,7 +27,7 @@ use std::io::{self, IoSliceMut};
 use std::os::unix::fs::FileExt;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use rustix::io::{preadv2, Errno, ReadWriteFlags};
@@ -72,34 +72,45 @@ impl ChunkReader {
         pos: u64,
         max: u64,
     ) -> Poll<io::Result<Bytes>> {
-        if self.pending.is_none() {
-            let len = max.min(self.chunk_size as u64) as usize;
-            let mut buf = self.buffer();
-            if self.nowait {
-                match read_nowait(&self.file, &mut buf[..len], pos) {
-                    Ok(0) => {} // the blocking read reports the short file
-                    Ok(n) => return Poll::Ready(Ok(self.bytes(buf, n))),
-                    Err(Errno::AGAIN) => {}
-                    Err(Errno::OPNOTSUPP | Errno::INVAL | Errno::NOSYS) => {
-                        tracing::debug!(
-                            "RWF_NOWAIT reads unsupported here; reading on the blocking pool"
-                        );
-                        self.nowait = false;
-                    }
-                    Err(e) => return Poll::Ready(Err(e.into())),
-                }
-            }
-            let file = Arc::clone(&self.file);
-            self.pending = Some(tokio::task::spawn_blocking(move || {
-                let n = read_some_at(&file, &mut buf[..len], pos)?;
-                Ok((buf, n))
-            }));
-        }
-        let handle = self.pending.as_mut().expect("set above");
-        let result = ready!(Pin::new(handle).poll(cx));
-        self.pending = None;
+        let mut handle = match self.pending.take() {
+            Some(handle) => handle,
+            None => match self.start_read(pos, max) {
+                Ok(handle) => handle,
+                Err(done) => return Poll::Ready(done),
+            },
+        };
+        let Poll::Ready(result) = Pin::new(&mut handle).poll(cx) else {
+            self.pending = Some(handle);
+            return Poll::Pending;
+        };
         let (buf, len) = result.map_err(io::Error::other)??;
         Poll::Ready(Ok(self.bytes(buf, len)))
+    }
+
+    /// Reads from the page cache when it holds the bytes (`Err` with the
+    /// result), or starts a read on the blocking pool.
+    fn start_read(&mut self, pos: u64, max: u64) -> Result<BlockingRead, io::Result<Bytes>> {
+        let len = max.min(self.chunk_size as u64) as usize;
+        let mut buf = self.buffer();
+        if self.nowait {
+            match read_nowait(&self.file, &mut buf[..len], pos) {
+                Ok(0) => {} // the blocking read reports the short file
+                Ok(n) => return Err(Ok(self.bytes(buf, n))),
+                Err(Errno::AGAIN) => {}
+                Err(Errno::OPNOTSUPP | Errno::INVAL | Errno::NOSYS) => {
+                    tracing::debug!(
+                        "RWF_NOWAIT reads unsupported here; reading on the blocking pool"
+                    );
+                    self.nowait = false;
+                }
+                Err(e) => return Err(Err(e.into())),
+            }
+        }
+        let file = Arc::clone(&self.file);
+        Ok(tokio::task::spawn_blocking(move || {
+            let n = read_some_at(&file, &mut buf[..len], pos)?;
+            Ok((buf, n))
+        }))
     }
 
     fn buffer(&self) -> Vec<u8> {

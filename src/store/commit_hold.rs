@@ -3,7 +3,7 @@
 //! Compiled only for the crate's unit tests and with the `test-hooks`
 //! feature (which only this package's dev-dependency enables, for the
 //! integration tests); a normal build, the proxy binary's included, has
-//! neither the hook nor its check in `CacheStore::commit_blocking`. It lets a test
+//! neither the hook nor its check in the store's commit. It lets a test
 //! act (a delete, say) while a verified fill is between its fsync and its
 //! rename, which no timing can arrange reliably.
 
@@ -124,13 +124,10 @@ mod tests {
             .await
             .unwrap();
         let id = ImageId::parse("10000000-0000-0000-0000-0000000000aa").unwrap();
-        let mut f = store.begin_fill(&id, Some(5)).unwrap();
-        f.write_all(b"hello").unwrap();
+        let f = store.begin_fill(&id, Some(5)).await.unwrap();
+        (&**f.file()).write_all(b"hello").unwrap();
         let mut hold = store.hold_commits();
-        let commit = {
-            let (store, id) = (store.clone(), id.clone());
-            tokio::task::spawn_blocking(move || store.commit_blocking(&id, &f))
-        };
+        let commit = tokio::spawn(f.commit(5, "5d41402abc4b2a76b9719d911017c592".into(), true));
         let held = tokio::time::timeout(std::time::Duration::from_secs(10), hold.reached())
             .await
             .expect("the commit reaches the hold");
@@ -144,8 +141,10 @@ mod tests {
 
         // Released for good: later commits pass.
         let other = ImageId::parse("10000000-0000-0000-0000-0000000000ab").unwrap();
-        let f = store.begin_fill(&other, Some(0)).unwrap();
-        store.commit_blocking(&other, &f).unwrap();
+        let f = store.begin_fill(&other, Some(0)).await.unwrap();
+        f.commit(0, "d41d8cd98f00b204e9800998ecf8427e".into(), true)
+            .await
+            .unwrap();
         assert!(dir.path().join(other.as_str()).is_file());
     }
 }

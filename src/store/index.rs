@@ -153,17 +153,24 @@ impl Index {
     }
 
     /// Counts one completed hit (spec §5.4, sqlite semantics).
-    pub(crate) async fn record_hit(&self, id: &ImageId) -> Result<(), Error> {
+    ///
+    /// Queued without waiting for the answer (a failure is logged): every
+    /// later statement, a listing included, sees it.
+    pub(crate) fn record_hit(&self, id: &ImageId) {
         let id = id.clone();
         let at = now_epoch();
-        self.call(move |c| {
-            c.execute(
+        let path = self.path.clone();
+        let job: Job = Box::new(move |c| {
+            if let Err(e) = c.execute(
                 "UPDATE cached_images SET hits = hits + 1, last_accessed = ?2 WHERE image_id = ?1",
                 params![id.as_str(), at],
-            )
-            .map(|_| ())
-        })
-        .await
+            ) {
+                tracing::warn!(image_id = %id, index = %path.display(), error = %e, "could not count hit");
+            }
+        });
+        if self.tx.send(job).is_err() {
+            tracing::debug!("hit not counted: the index thread has stopped");
+        }
     }
 
     pub(crate) async fn delete(&self, id: &ImageId) -> Result<bool, Error> {
@@ -282,7 +289,7 @@ mod tests {
             .await
             .unwrap();
         index.insert(&id(1), 5, None, false, 50.0).await.unwrap();
-        index.record_hit(&id(2)).await.unwrap();
+        index.record_hit(&id(2));
         let e = index.get(&id(2)).await.unwrap().unwrap();
         assert_eq!((e.hits, e.size, e.last_modified), (1, 9, 100.0));
         assert!(e.last_accessed > 100.0);

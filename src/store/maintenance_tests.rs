@@ -21,13 +21,9 @@ async fn open_max(dir: &Path, max: u64) -> CacheStore {
 
 /// Commits `size` bytes as entry `n`, the way a fill does.
 async fn commit(store: &CacheStore, n: u8, size: usize) {
-    let f = store.begin_fill(&id(n), None).unwrap();
-    (&f).write_all(&vec![n; size]).unwrap();
-    store.commit_blocking(&id(n), &f).unwrap();
-    store
-        .record_commit(&id(n), size as u64, "md5".into(), true)
-        .await
-        .unwrap();
+    let f = store.begin_fill(&id(n), None).await.unwrap();
+    (&**f.file()).write_all(&vec![n; size]).unwrap();
+    f.commit(size as u64, "md5".into(), true).await.unwrap();
 }
 
 fn set_mtime(path: &Path, at: SystemTime) {
@@ -78,8 +74,8 @@ async fn clean_removes_invalid_and_stalled_files_but_never_a_live_fill() {
     let fresh = d.join("incomplete").join(id(3).as_str());
     std::fs::write(&fresh, b"fresh").unwrap();
     // A live fill whose file looks old: it holds the lock, so it stays.
-    let live = store.begin_fill(&id(4), None).unwrap();
-    live.set_modified(days_ago(2)).unwrap();
+    let live = store.begin_fill(&id(4), None).await.unwrap();
+    live.file().set_modified(days_ago(2)).unwrap();
     // Not clean's business: queue markers and committed entries.
     commit(&store, 5, 10).await;
     assert!(store.queue_image(&id(6)).await.unwrap());
@@ -140,7 +136,7 @@ async fn prune_removes_least_recently_accessed_first() {
     }
     for n in 0..10 {
         tokio::time::sleep(Duration::from_millis(2)).await;
-        store.inner.index.record_hit(&id(n)).await.unwrap();
+        store.inner.index.record_hit(&id(n));
     }
     tokio::time::sleep(Duration::from_millis(2)).await;
     commit(&store, 99, 1024).await;
@@ -242,8 +238,8 @@ async fn prune_leaves_fills_alone_and_running_hits_finish() {
     commit(&store, 1, 4096).await;
     let entry = store.lookup(&id(1)).await.unwrap().unwrap();
     let file = store.open_hit(&entry).await.unwrap().unwrap();
-    let fill = store.begin_fill(&id(2), None).unwrap();
-    (&fill).write_all(b"in progress").unwrap();
+    let fill = store.begin_fill(&id(2), None).await.unwrap();
+    (&**fill.file()).write_all(b"in progress").unwrap();
 
     let report = store.prune().await.unwrap();
     assert_eq!(report.files, 1);
@@ -324,7 +320,7 @@ async fn queue_semantics() {
     assert!(!store.queue_image(&i).await.unwrap(), "cached already");
     assert!(!store.is_queued(&i).await.unwrap());
 
-    let _writer = store.begin_fill(&id(2), None).unwrap();
+    let _writer = store.begin_fill(&id(2), None).await.unwrap();
     assert!(!store.queue_image(&id(2)).await.unwrap(), "being cached");
     assert!(!store.is_queued(&id(2)).await.unwrap());
 

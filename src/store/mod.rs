@@ -45,6 +45,7 @@ mod clear;
 mod commit_hold;
 mod disk;
 mod file_body;
+mod fill_file;
 mod index;
 mod layout;
 mod locks;
@@ -53,9 +54,8 @@ mod queue;
 mod reconcile;
 mod size;
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -67,6 +67,9 @@ pub use clean::CleanReport;
 #[cfg(any(test, feature = "test-hooks"))]
 pub use commit_hold::CommitHold;
 pub use file_body::FileBody;
+pub(crate) use fill_file::FillFile;
+#[cfg(test)]
+use fill_file::NoFill;
 pub(crate) use index::now_epoch;
 pub use index::CacheEntry;
 pub use prune::PruneReport;
@@ -74,6 +77,7 @@ pub use reconcile::ReconcileReport;
 
 use crate::metrics::Metrics;
 use crate::{Error, ImageId};
+use blocking::blocking;
 use index::Index;
 use layout::Layout;
 
@@ -219,50 +223,6 @@ fn prepare(dir: &Path, sqlite_db: &str) -> Result<(PathBuf, Index), Error> {
     Ok((root, index))
 }
 
-/// Whether `path` still names the open `file` (same device and inode).
-fn same_file(file: &File, path: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (file.metadata(), std::fs::metadata(path)) {
-        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
-        _ => false,
-    }
-}
-
-/// Why a fill could not start.
-#[derive(Debug)]
-pub(crate) enum NoFill {
-    /// `<id>` exists already.
-    Cached,
-    /// Another writer (this or another process) holds `incomplete/<id>`.
-    Busy,
-    /// The image is larger than `image_cache_max_size`.
-    TooLarge { size: u64, max: u64 },
-    /// Not enough free disk space.
-    NoSpace { available: u64, needed: u64 },
-    /// The incomplete file could not be created.
-    Failed(Error),
-}
-
-impl std::fmt::Display for NoFill {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            NoFill::Cached => f.write_str("already cached"),
-            NoFill::Busy => f.write_str("another writer is filling it"),
-            NoFill::TooLarge { size, max } => {
-                write!(
-                    f,
-                    "image of {size} bytes exceeds image_cache_max_size {max}"
-                )
-            }
-            NoFill::NoSpace { available, needed } => write!(
-                f,
-                "not enough free disk space ({available} bytes available, {needed} needed)"
-            ),
-            NoFill::Failed(e) => write!(f, "{e}"),
-        }
-    }
-}
-
 impl CacheStore {
     /// Starts building a store for the cache directory `dir`.
     ///
@@ -321,6 +281,16 @@ impl CacheStore {
         }
     }
 
+    /// Whether `id` is cached: it has an index row and its file is there
+    /// (a row whose file was removed behind the index's back does not count).
+    pub async fn is_cached(&self, id: &ImageId) -> Result<bool, Error> {
+        if self.lookup(id).await?.is_none() {
+            return Ok(false);
+        }
+        let path = self.inner.layout.entry(id);
+        blocking("stat", &path.clone(), move || Ok(path.is_file())).await
+    }
+
     /// Every committed entry, ordered by image id.
     pub async fn list(&self) -> Result<Vec<CacheEntry>, Error> {
         self.inner.index.list().await
@@ -372,13 +342,7 @@ impl CacheStore {
         let id = id.clone();
         FileBody::new(file, 0, size, self.inner.hit_chunk_size)
             .counting(self.inner.metrics.clone())
-            .on_complete(Box::new(move || {
-                tokio::spawn(async move {
-                    if let Err(e) = index.record_hit(&id).await {
-                        tracing::warn!(image_id = %id, error = %e, "could not count hit");
-                    }
-                });
-            }))
+            .on_complete(Box::new(move || index.record_hit(&id)))
     }
 
     /// Moves a committed entry to `invalid/` and drops its row.
@@ -415,98 +379,6 @@ impl CacheStore {
         Ok(existed || had_row)
     }
 
-    /// Blocking: claims `incomplete/<id>` for a fill of `expected` bytes.
-    ///
-    /// The file is created exclusively; a leftover file is taken over only
-    /// when no process holds its lock. The returned file stays locked until
-    /// every handle to it is dropped.
-    pub(crate) fn begin_fill(&self, id: &ImageId, expected: Option<u64>) -> Result<File, NoFill> {
-        let layout = &self.inner.layout;
-        if layout.entry(id).exists() {
-            return Err(NoFill::Cached);
-        }
-        if let Some(size) = expected {
-            if size > self.inner.max_size {
-                return Err(NoFill::TooLarge {
-                    size,
-                    max: self.inner.max_size,
-                });
-            }
-        }
-        let needed = expected
-            .unwrap_or(0)
-            .saturating_add(self.inner.min_free_disk);
-        match disk::available_space(layout.root()) {
-            Ok(available) if available < needed => {
-                return Err(NoFill::NoSpace { available, needed })
-            }
-            Ok(_) => {}
-            Err(e) => return Err(NoFill::Failed(Error::io("statvfs", layout.root(), e))),
-        }
-        let path = layout.incomplete(id);
-        // Another process's reconcile or clean may unlink the file between
-        // our create and our lock: check that the path is still our file.
-        for _ in 0..3 {
-            let file = self.claim_incomplete(id, &path)?;
-            if same_file(&file, &path) {
-                return Ok(file);
-            }
-        }
-        Err(NoFill::Busy)
-    }
-
-    fn claim_incomplete(&self, id: &ImageId, path: &Path) -> Result<File, NoFill> {
-        // O_NOATIME: followers read the file while it grows, so its mtime
-        // keeps passing its atime and every read would update the atime — a
-        // journal write that can stall a read on the async worker.
-        let fresh = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .custom_flags(rustix::fs::OFlags::NOATIME.bits() as i32)
-            .open(path);
-        let (file, stale) = match fresh {
-            Ok(f) => (f, false),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                match OpenOptions::new().read(true).write(true).open(path) {
-                    Ok(f) => (f, true),
-                    Err(_) => return Err(NoFill::Busy),
-                }
-            }
-            Err(e) => return Err(NoFill::Failed(Error::io("create", path, e))),
-        };
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => return Err(NoFill::Busy),
-            Err(TryLockError::Error(e)) => return Err(NoFill::Failed(Error::io("lock", path, e))),
-        }
-        if stale {
-            tracing::info!(image_id = %id, "taking over a stale incomplete file");
-            file.set_len(0)
-                .map_err(|e| NoFill::Failed(Error::io("truncate", path, e)))?;
-        }
-        Ok(file)
-    }
-
-    /// Blocking: makes a verified fill durable and visible: fsync, rename to
-    /// `<id>`, fsync the directory, drop the queue marker.
-    pub(crate) fn commit_blocking(&self, id: &ImageId, file: &File) -> Result<(), Error> {
-        let layout = &self.inner.layout;
-        let from = layout.incomplete(id);
-        let to = layout.entry(id);
-        file.sync_all().map_err(|e| Error::io("fsync", &from, e))?;
-        #[cfg(any(test, feature = "test-hooks"))]
-        self.inner.commit_hold.pause(id);
-        std::fs::rename(&from, &to).map_err(|e| Error::io("rename", &from, e))?;
-        disk::sync_dir(layout.root()).map_err(|e| Error::io("fsync", layout.root(), e))?;
-        match std::fs::remove_file(layout.queue(id)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => tracing::warn!(image_id = %id, error = %e, "could not remove queue marker"),
-        }
-        Ok(())
-    }
-
     /// Test hook, compiled only for unit tests and with the `test-hooks`
     /// feature: from now on every commit of this store stops in its commit
     /// window (after the file's fsync, before its rename) until the
@@ -526,38 +398,6 @@ impl CacheStore {
     #[cfg(any(test, feature = "test-hooks"))]
     pub fn hold_commits(&self) -> CommitHold {
         self.inner.commit_hold.install()
-    }
-
-    /// Records a committed fill in the index.
-    pub(crate) async fn record_commit(
-        &self,
-        id: &ImageId,
-        size: u64,
-        md5: String,
-        verified: bool,
-    ) -> Result<(), Error> {
-        self.inner
-            .index
-            .insert(id, size, Some(md5), verified, now_epoch())
-            .await
-    }
-
-    /// Blocking: moves `incomplete/<id>` to `invalid/<id>` (spec §1.6 rollback).
-    pub(crate) fn quarantine_incomplete(&self, id: &ImageId) {
-        let layout = &self.inner.layout;
-        let from = layout.incomplete(id);
-        if let Err(e) = std::fs::rename(&from, layout.invalid(id)) {
-            if e.kind() != io::ErrorKind::NotFound {
-                tracing::warn!(path = %from.display(), error = %e, "could not quarantine; removing");
-                let _ = std::fs::remove_file(&from);
-            }
-        }
-    }
-
-    /// Blocking: removes `incomplete/<id>` (a verified fill that must not be
-    /// committed because the image was deleted meanwhile).
-    pub(crate) fn discard_incomplete(&self, id: &ImageId) {
-        let _ = std::fs::remove_file(self.inner.layout.incomplete(id));
     }
 
     /// Brings files and rows into agreement (run at startup):

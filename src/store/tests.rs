@@ -17,11 +17,9 @@ async fn open(dir: &Path) -> CacheStore {
 async fn fill_commit_lookup_hit_invalidate() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path()).await;
-    let mut f = store.begin_fill(&id(1), Some(5)).unwrap();
-    f.write_all(b"hello").unwrap();
-    store.commit_blocking(&id(1), &f).unwrap();
-    store
-        .record_commit(&id(1), 5, "5d41402abc4b2a76b9719d911017c592".into(), true)
+    let f = store.begin_fill(&id(1), Some(5)).await.unwrap();
+    (&**f.file()).write_all(b"hello").unwrap();
+    f.commit(5, "5d41402abc4b2a76b9719d911017c592".into(), true)
         .await
         .unwrap();
     assert!(dir.path().join(id(1).as_str()).is_file());
@@ -30,7 +28,7 @@ async fn fill_commit_lookup_hit_invalidate() {
     assert_eq!((entry.size, entry.hits, entry.verified), (5, 0, true));
     assert!(store.open_hit(&entry).await.unwrap().is_some());
     assert!(matches!(
-        store.begin_fill(&id(1), None),
+        store.begin_fill(&id(1), None).await,
         Err(NoFill::Cached)
     ));
     assert!(store.invalidate(&id(1)).await.unwrap());
@@ -42,11 +40,14 @@ async fn fill_commit_lookup_hit_invalidate() {
 async fn second_writer_is_refused_while_the_first_holds_the_lock() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path()).await;
-    let first = store.begin_fill(&id(2), None).unwrap();
-    assert!(matches!(store.begin_fill(&id(2), None), Err(NoFill::Busy)));
+    let first = store.begin_fill(&id(2), None).await.unwrap();
+    assert!(matches!(
+        store.begin_fill(&id(2), None).await,
+        Err(NoFill::Busy)
+    ));
     drop(first);
     // the lock died with the handle: the leftover is taken over
-    assert!(store.begin_fill(&id(2), None).is_ok());
+    assert!(store.begin_fill(&id(2), None).await.is_ok());
 }
 
 #[tokio::test]
@@ -59,11 +60,11 @@ async fn admission_limits() {
         .await
         .unwrap();
     assert!(matches!(
-        store.begin_fill(&id(3), Some(101)),
+        store.begin_fill(&id(3), Some(101)).await,
         Err(NoFill::TooLarge { .. })
     ));
     assert!(matches!(
-        store.begin_fill(&id(3), Some(10)),
+        store.begin_fill(&id(3), Some(10)).await,
         Err(NoFill::NoSpace { .. })
     ));
 }
@@ -72,13 +73,9 @@ async fn admission_limits() {
 async fn wrong_size_file_is_quarantined_on_open() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path()).await;
-    let f = store.begin_fill(&id(4), None).unwrap();
-    (&f).write_all(b"0123456789").unwrap();
-    store.commit_blocking(&id(4), &f).unwrap();
-    store
-        .record_commit(&id(4), 10, "x".into(), true)
-        .await
-        .unwrap();
+    let f = store.begin_fill(&id(4), None).await.unwrap();
+    (&**f.file()).write_all(b"0123456789").unwrap();
+    f.commit(10, "x".into(), true).await.unwrap();
     std::fs::write(dir.path().join(id(4).as_str()), b"0123").unwrap();
     let entry = store.lookup(&id(4)).await.unwrap().unwrap();
     assert!(store.open_hit(&entry).await.unwrap().is_none());
@@ -92,20 +89,12 @@ async fn reconcile_after_a_crash() {
     {
         let store = open(dir.path()).await;
         // committed + row
-        let f = store.begin_fill(&id(5), None).unwrap();
-        (&f).write_all(b"abc").unwrap();
-        store.commit_blocking(&id(5), &f).unwrap();
-        store
-            .record_commit(&id(5), 3, "y".into(), true)
-            .await
-            .unwrap();
+        let f = store.begin_fill(&id(5), None).await.unwrap();
+        (&**f.file()).write_all(b"abc").unwrap();
+        f.commit(3, "y".into(), true).await.unwrap();
         // row whose file vanished
-        let g = store.begin_fill(&id(6), None).unwrap();
-        store.commit_blocking(&id(6), &g).unwrap();
-        store
-            .record_commit(&id(6), 0, "z".into(), true)
-            .await
-            .unwrap();
+        let g = store.begin_fill(&id(6), None).await.unwrap();
+        g.commit(0, "z".into(), true).await.unwrap();
         std::fs::remove_file(dir.path().join(id(6).as_str())).unwrap();
     }
     // a file without row, a stale incomplete file, junk that is not an id
@@ -138,7 +127,7 @@ async fn reconcile_after_a_crash() {
 async fn reconcile_leaves_a_locked_incomplete_file_alone() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path()).await;
-    let _writer = store.begin_fill(&id(9), None).unwrap();
+    let _writer = store.begin_fill(&id(9), None).await.unwrap();
     let report = store.reconcile().await.unwrap();
     assert_eq!(
         (report.incomplete_in_use, report.stale_incomplete_removed),
@@ -166,9 +155,12 @@ fn a_file_replaced_under_its_path_is_detected() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("f");
     let file = std::fs::File::create(&path).unwrap();
-    assert!(same_file(&file, &path));
+    assert!(disk::same_file(&file, &path));
     std::fs::remove_file(&path).unwrap();
-    assert!(!same_file(&file, &path), "unlinked");
+    assert!(!disk::same_file(&file, &path), "unlinked");
     std::fs::write(&path, b"new").unwrap();
-    assert!(!same_file(&file, &path), "another file at the same path");
+    assert!(
+        !disk::same_file(&file, &path),
+        "another file at the same path"
+    );
 }

@@ -1,8 +1,8 @@
-//! [`Maintenance`]: the size limit and cleaning without cron.
+//! Maintenance: the size limit and cleaning without cron.
 
 use std::time::Duration;
 
-use crate::layer::cache::CacheLayer;
+use crate::cache::GlanceCache;
 
 /// Keeps the cache under `image_cache_max_size` and cleans it periodically.
 ///
@@ -11,25 +11,35 @@ use crate::layer::cache::CacheLayer;
 ///   the limit (Glance's stop rule).
 /// * Every `clean_interval`, `invalid/` and stalled `incomplete/` files are
 ///   removed (a live fill's file is never touched).
+///
+/// ```
+/// use std::time::Duration;
+/// use glance_cache::worker::MaintenanceOptions;
+/// let options = MaintenanceOptions::default()
+///     .with_auto_prune(true)
+///     .with_clean_interval(Duration::from_secs(600))
+///     .with_stall_time(Duration::from_secs(86_400));
+/// # let _ = options;
+/// ```
 #[derive(Debug, Clone)]
-pub struct Maintenance {
-    cache: CacheLayer,
+pub struct MaintenanceOptions {
     auto_prune: bool,
     clean_interval: Duration,
     stall_time: Duration,
 }
 
-impl Maintenance {
-    /// Maintenance of `cache` with auto-prune on and a clean every hour.
-    pub fn new(cache: CacheLayer) -> Self {
-        Maintenance {
-            cache,
+impl Default for MaintenanceOptions {
+    /// Auto-prune on, a clean every hour, Glance's one-day stall time.
+    fn default() -> Self {
+        MaintenanceOptions {
             auto_prune: true,
             clean_interval: Duration::from_secs(3600),
             stall_time: Duration::from_secs(86_400),
         }
     }
+}
 
+impl MaintenanceOptions {
     /// Prune after commits when over the limit (default true).
     pub fn with_auto_prune(mut self, on: bool) -> Self {
         self.auto_prune = on;
@@ -48,11 +58,26 @@ impl Maintenance {
         self
     }
 
-    /// Runs until the runtime shuts down.
-    pub fn spawn(self) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move { self.run().await })
+    /// Keeps `cache` maintained until the runtime shuts down.
+    pub(crate) fn spawn(self, cache: GlanceCache) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            Maintenance {
+                cache,
+                options: self,
+            }
+            .run()
+            .await
+        })
     }
+}
 
+/// The maintenance task.
+struct Maintenance {
+    cache: GlanceCache,
+    options: MaintenanceOptions,
+}
+
+impl Maintenance {
     async fn prune_if_over(&self) {
         let store = self.cache.store();
         match store.cache_size().await {
@@ -71,30 +96,41 @@ impl Maintenance {
     }
 
     async fn run(self) {
-        let committed = self.cache.fills.committed();
-        let mut clean = (!self.clean_interval.is_zero()).then(|| {
-            let mut t = tokio::time::interval(self.clean_interval);
+        let committed = self.cache.fills().committed();
+        let options = &self.options;
+        let mut clean = (!options.clean_interval.is_zero()).then(|| {
+            let mut t = tokio::time::interval(options.clean_interval);
             t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             t
         });
-        if self.auto_prune {
+        if options.auto_prune {
             self.prune_if_over().await;
         }
         loop {
             tokio::select! {
-                _ = committed.notified(), if self.auto_prune => self.prune_if_over().await,
-                _ = async { clean.as_mut().expect("guarded").tick().await }, if clean.is_some() => {
-                    match self.cache.store().clean(self.stall_time).await {
+                _ = committed.notified(), if options.auto_prune => self.prune_if_over().await,
+                _ = tick(&mut clean) => {
+                    match self.cache.store().clean(options.stall_time).await {
                         Ok(r) if r.invalid_removed + r.incomplete_removed > 0 => tracing::info!(
                             invalid = r.invalid_removed, incomplete = r.incomplete_removed, "cache cleaned"),
                         Ok(_) => {}
                         Err(e) => tracing::warn!(error = %e, "periodic clean failed"),
                     }
-                    if self.auto_prune {
+                    if options.auto_prune {
                         self.prune_if_over().await;
                     }
                 }
             }
         }
+    }
+}
+
+/// The next tick of `clean`; never, when cleaning is off.
+async fn tick(clean: &mut Option<tokio::time::Interval>) {
+    match clean {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => std::future::pending().await,
     }
 }

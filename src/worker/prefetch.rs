@@ -1,140 +1,65 @@
-//! [`Prefetcher`]: the worker behind `PUT /v2/cache/{id}` (spec §4.2, §10.3).
+//! [`Prefetcher`]: caches queued images (`PUT /v2/cache/{id}`).
 //!
 //! Unlike Glance's single worker thread, which dies on the first error and
-//! re-downloads cached images, this one runs a bounded number of workers,
-//! skips images that are cached already, retries transient failures with
-//! capped exponential backoff, keeps a failed image queued with its error
+//! re-downloads cached images, the workers are a bounded pool that skips
+//! images cached already, retries transient failures with capped
+//! exponential backoff, keeps a failed image queued with its error
 //! (visible in `GET /v2/cache`), survives panics, and replays the on-disk
-//! queue at startup. Images are fetched through the cache stack itself, so a
-//! prefetch and client downloads of the same image share one fill.
+//! queue at startup. Images are fetched through the cache service itself,
+//! so a prefetch and client downloads of the same image share one fill.
+//! The offline `prefetch` command runs the same [`Prefetcher::fetch`].
 
-use std::collections::{BTreeMap, HashSet};
-use std::marker::PhantomData;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http::header::{CONTENT_LENGTH, USER_AGENT};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body::Body;
-use http_body_util::{BodyExt, Limited};
-use serde_json::Value;
-use tokio::sync::mpsc;
-use tower::{Service, ServiceExt};
+use http_body_util::BodyExt;
+use tower::Service;
 
 use crate::auth::manage::ManagementAuth;
-use crate::layer::cache::{CacheLayer, RequestBody};
-use crate::{BoxError, ImageId};
+use crate::cache::{GlanceCache, Job};
+use crate::layer::cache::ResponseBody;
+use crate::upstream::{Caller, Reply, RequestBody, Upstream, UpstreamError};
+use crate::{BoxError, Error, ImageId};
 
 /// Longest wait between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 /// Longest wait for a downloaded image's fill to finish its commit.
-const COMMIT_WAIT: Duration = Duration::from_secs(60);
+const COMMIT_WAIT: Duration = Duration::from_secs(120);
 
-/// Handle to the prefetch workers. Cheap to clone.
+/// How the prefetch workers run.
+///
+/// ```
+/// use std::time::Duration;
+/// use glance_cache::worker::PrefetchOptions;
+/// let options = PrefetchOptions::default().with_workers(4).with_retries(3).with_retry_delay(Duration::from_secs(1));
+/// assert_eq!(options.workers(), 4);
+/// ```
 #[derive(Clone, Debug)]
-pub struct Prefetcher {
-    shared: Arc<Shared>,
-}
-
-/// A queued image and, when an operator queued it, their request headers.
-type Job = (ImageId, Option<HeaderMap>);
-
-#[derive(Debug)]
-struct Shared {
-    tx: mpsc::UnboundedSender<Job>,
-    /// Submitted and not finished: deduplicates repeated submissions.
-    pending: Mutex<HashSet<ImageId>>,
-    errors: Mutex<BTreeMap<ImageId, String>>,
-}
-
-/// Configures and starts a [`Prefetcher`].
-#[derive(Debug, Clone)]
-pub struct PrefetcherBuilder {
-    cache: CacheLayer,
-    auth: ManagementAuth,
+pub struct PrefetchOptions {
     workers: usize,
     retries: u32,
     retry_delay: Duration,
 }
 
-enum Failure {
-    /// Retrying cannot help (image gone, not active, refused).
-    Permanent(String),
-    /// Worth another attempt later.
-    Transient(String),
-}
-
-impl Shared {
-    fn lock_pending(&self) -> std::sync::MutexGuard<'_, HashSet<ImageId>> {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn lock_errors(&self) -> std::sync::MutexGuard<'_, BTreeMap<ImageId, String>> {
-        self.errors.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-impl Prefetcher {
-    /// Starts configuring workers that cache into `cache`, fetching with the
-    /// service credentials of `auth` (no token when it has none).
-    pub fn builder(cache: CacheLayer, auth: ManagementAuth) -> PrefetcherBuilder {
-        PrefetcherBuilder {
-            cache,
-            auth,
+impl Default for PrefetchOptions {
+    /// Two workers, five retries, a first backoff of 5 s.
+    fn default() -> Self {
+        PrefetchOptions {
             workers: 2,
             retries: 5,
             retry_delay: Duration::from_secs(5),
         }
     }
-
-    /// Hands `id` to the workers (once: a pending id is not queued twice).
-    /// It is fetched with the proxy's service token, or anonymously when
-    /// there is none.
-    pub fn submit(&self, id: ImageId) {
-        self.submit_with(id, None);
-    }
-
-    /// Like [`submit`](Self::submit), but without a service token the image
-    /// is fetched with `credentials`: the request headers of the operator
-    /// who queued it (their token, cookies, ...).
-    pub fn submit_with(&self, id: ImageId, credentials: Option<HeaderMap>) {
-        if !self.shared.lock_pending().insert(id.clone()) {
-            return;
-        }
-        if self.shared.tx.send((id.clone(), credentials)).is_err() {
-            self.shared.lock_pending().remove(&id);
-            tracing::error!(image_id = %id, "prefetch workers are gone; image stays queued on disk");
-        }
-    }
-
-    /// Forgets the recorded error of `id` (it was deleted from the queue).
-    pub fn forget(&self, id: &ImageId) {
-        self.shared.lock_errors().remove(id);
-    }
-
-    /// Forgets every recorded error (the queue was cleared).
-    pub fn forget_all(&self) {
-        self.shared.lock_errors().clear();
-    }
-
-    /// The last error of each image that failed (and is still queued).
-    pub fn errors(&self) -> BTreeMap<String, String> {
-        self.shared
-            .lock_errors()
-            .iter()
-            .map(|(id, e)| (id.to_string(), e.clone()))
-            .collect()
-    }
-
-    /// Images submitted and not finished yet.
-    pub fn pending(&self) -> usize {
-        self.shared.lock_pending().len()
-    }
 }
 
-impl PrefetcherBuilder {
-    /// Images fetched at once (default 2).
+impl PrefetchOptions {
+    /// Images fetched at once (default 2; at least 1).
     pub fn with_workers(mut self, n: usize) -> Self {
         self.workers = n.max(1);
         self
@@ -152,135 +77,405 @@ impl PrefetcherBuilder {
         self
     }
 
-    /// Spawns the workers over `service` (the cache stack: requests made
-    /// through it join or start fills) and replays the on-disk queue.
-    pub fn spawn<S, ReqB, ResB>(self, service: S) -> Prefetcher
-    where
-        S: Service<Request<RequestBody<ReqB>>, Response = Response<ResB>> + Clone + Send + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<BoxError> + Send + 'static,
-        ReqB: Send + 'static,
-        ResB: Body<Data = Bytes> + Send + 'static,
-        ResB::Error: Into<BoxError>,
-    {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let shared = Arc::new(Shared {
-            tx,
-            pending: Mutex::new(HashSet::new()),
-            errors: Mutex::new(BTreeMap::new()),
-        });
-        let rx = Arc::new(tokio::sync::Mutex::new(rx));
-        let worker = Worker {
-            cache: self.cache.clone(),
-            auth: self.auth,
-            service,
-            retries: self.retries,
-            retry_delay: self.retry_delay,
-            shared: Arc::clone(&shared),
-            _body: PhantomData,
+    /// Images fetched at once.
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+}
+
+/// Told how a prefetch download advances (a progress bar, say).
+pub trait PrefetchProgress: Send + Sync {
+    /// The image's size, once known.
+    fn total(&self, _bytes: u64) {}
+    /// `bytes` more arrived.
+    fn advance(&self, _bytes: u64) {}
+}
+
+impl PrefetchProgress for () {}
+
+/// What a prefetch did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Prefetched {
+    /// Downloaded, verified and committed.
+    Cached {
+        /// Image bytes received.
+        bytes: u64,
+        /// How long the download and commit took.
+        elapsed: Duration,
+    },
+    /// It was cached already; only the queue marker was removed.
+    AlreadyCached,
+    /// It was no longer queued (deleted from the queue meanwhile).
+    NotQueued,
+}
+
+/// Why a prefetch did not cache its image (it stays queued).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PrefetchError {
+    /// Keystone refused or could not issue the proxy's service token.
+    #[error("cannot get a service token from Keystone: {0}")]
+    ServiceToken(#[source] BoxError),
+    /// Another process holds the image's incomplete file.
+    #[error(
+        "busy: another process is caching it right now (it stays queued; the other \
+         process's commit removes it from the queue)"
+    )]
+    Busy,
+    /// The image service refused the lookup or the download.
+    #[error("{what}: the image service answered {status}{}", refusal_hint(*.status, *.with_token))]
+    Refused {
+        /// `image lookup` or `download`.
+        what: &'static str,
+        /// Its answer.
+        status: StatusCode,
+        /// Whether a service token was sent.
+        with_token: bool,
+    },
+    /// The image service could not be asked.
+    #[error("{what}: {source}")]
+    Upstream {
+        /// `image lookup` or `download`.
+        what: &'static str,
+        /// What went wrong.
+        #[source]
+        source: BoxError,
+    },
+    /// The image has no data to cache.
+    #[error("image status is {0:?}, not active")]
+    NotActive(String),
+    /// The image is larger than `image_cache_max_size`.
+    #[error("image of {size} bytes exceeds image_cache_max_size {max}")]
+    TooLarge {
+        /// Its size.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// The download ended early.
+    #[error("download broke off after {received} bytes: {source}")]
+    BrokeOff {
+        /// Bytes received before.
+        received: u64,
+        /// Why.
+        #[source]
+        source: BoxError,
+    },
+    /// The download finished but no entry was committed.
+    #[error(
+        "downloaded but not cached (see the proxy log: space, size limit, verification or \
+         another writer)"
+    )]
+    NotCommitted,
+    /// The cache directory failed.
+    #[error("cache directory: {0}")]
+    Store(#[from] Error),
+}
+
+fn refusal_hint(status: StatusCode, with_token: bool) -> &'static str {
+    match status {
+        StatusCode::UNAUTHORIZED if !with_token => {
+            " (no service credentials: set [keystone_authtoken] auth_url, username, password \
+             and project_name)"
+        }
+        StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT => {
+            " (is [proxy] upstream_url right and the image service up?)"
+        }
+        _ => "",
+    }
+}
+
+impl PrefetchError {
+    /// Whether trying again later cannot help (the image is gone, refused,
+    /// has no data, or is too large).
+    ///
+    /// ```
+    /// use glance_cache::worker::PrefetchError;
+    /// assert!(PrefetchError::NotActive("queued".into()).is_permanent());
+    /// assert!(!PrefetchError::Busy.is_permanent());
+    /// ```
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            PrefetchError::Refused { status, .. } => matches!(
+                *status,
+                StatusCode::NOT_FOUND
+                    | StatusCode::FORBIDDEN
+                    | StatusCode::BAD_REQUEST
+                    | StatusCode::NO_CONTENT
+            ),
+            PrefetchError::NotActive(_) | PrefetchError::TooLarge { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+/// Caches queued images through a cache service; cheap to clone.
+///
+/// A [`Stack`](crate::Stack) with prefetching runs its workers; a program
+/// that caches the queue itself (the offline `prefetch` command) gets one
+/// from [`Stack::prefetcher`](crate::Stack::prefetcher).
+pub struct Prefetcher<S> {
+    core: GlanceCache,
+    upstream: Upstream<S>,
+    auth: Option<ManagementAuth>,
+}
+
+impl<S: Clone> Clone for Prefetcher<S> {
+    fn clone(&self) -> Self {
+        Prefetcher {
+            core: self.core.clone(),
+            upstream: self.upstream.clone(),
+            auth: self.auth.clone(),
+        }
+    }
+}
+
+impl<S> fmt::Debug for Prefetcher<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Prefetcher")
+            .field("core", &self.core)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, B> Prefetcher<S>
+where
+    S: Service<Request<RequestBody>, Response = Response<ResponseBody<B>>>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError> + Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    /// Fetches through `service` (a cache service of `core`, so that a
+    /// prefetch joins or starts the same fill as a client would), as the
+    /// service user of `auth` when it has one.
+    pub(crate) fn new(core: GlanceCache, service: S, auth: Option<ManagementAuth>) -> Self {
+        Prefetcher {
+            core,
+            upstream: Upstream::new(service),
+            auth,
+        }
+    }
+
+    /// The proxy's own token, when `[keystone_authtoken]` service
+    /// credentials are configured.
+    ///
+    /// # Errors
+    ///
+    /// [`PrefetchError::ServiceToken`] when Keystone does not issue it.
+    pub async fn service_token(&self) -> Result<Option<String>, PrefetchError> {
+        match &self.auth {
+            Some(auth) => auth
+                .service_token()
+                .await
+                .map_err(PrefetchError::ServiceToken),
+            None => Ok(None),
+        }
+    }
+
+    /// Caches the queued image `id` now: skipped when it is cached already
+    /// or no longer queued; refused before any download when another
+    /// process is filling it, the upstream does not serve it, it is not
+    /// active, or it is larger than `image_cache_max_size`; otherwise
+    /// downloaded through the cache (one fill, shared with any client
+    /// download), and its commit awaited.
+    ///
+    /// It is fetched as the proxy's service user when there are service
+    /// credentials, else with `operator` (the request headers of whoever
+    /// queued it), else anonymously.
+    pub async fn fetch(
+        &self,
+        id: &ImageId,
+        operator: Option<&HeaderMap>,
+        progress: &dyn PrefetchProgress,
+    ) -> Result<Prefetched, PrefetchError> {
+        let store = self.core.store();
+        if store.is_cached(id).await? {
+            // Cached already: no second download.
+            store.dequeue(id).await?;
+            return Ok(Prefetched::AlreadyCached);
+        }
+        if !store.is_queued(id).await? {
+            return Ok(Prefetched::NotQueued);
+        }
+        if store.fill_in_progress(id).await && self.core.fills().get(id).is_none() {
+            return Err(PrefetchError::Busy);
+        }
+        let token = self.service_token().await?;
+        let with_token = token.is_some();
+        let caller = caller(token.as_deref(), operator);
+
+        // The image record: does it exist for us, is it active, will it fit?
+        let record = match self.upstream.image_record(&caller, id).await {
+            Reply::Ok(record) => record,
+            Reply::Refused(resp) => {
+                return Err(PrefetchError::Refused {
+                    what: "image lookup",
+                    status: resp.status(),
+                    with_token,
+                })
+            }
+            Reply::Failed(UpstreamError::Status(status)) => {
+                return Err(PrefetchError::Refused {
+                    what: "image lookup",
+                    status,
+                    with_token,
+                })
+            }
+            Reply::Failed(e) => {
+                return Err(PrefetchError::Upstream {
+                    what: "image lookup",
+                    source: e.into(),
+                })
+            }
         };
-        for n in 0..self.workers {
-            let (worker, rx) = (worker.clone(), Arc::clone(&rx));
+        if !record.is_active() {
+            return Err(PrefetchError::NotActive(record.status));
+        }
+        let max = store.max_size();
+        if let Some(size) = record.size.filter(|size| *size > max) {
+            return Err(PrefetchError::TooLarge { size, max });
+        }
+
+        // The download, through the cache: a fill, like any first download.
+        let started = Instant::now();
+        let resp =
+            self.upstream
+                .download(&caller, id)
+                .await
+                .map_err(|e| PrefetchError::Upstream {
+                    what: "download",
+                    source: e.into(),
+                })?;
+        if resp.status() != StatusCode::OK {
+            return Err(PrefetchError::Refused {
+                what: "download",
+                status: resp.status(),
+                with_token,
+            });
+        }
+        if resp.body().is_hit() {
+            // Committed by another process since our lookup.
+            store.dequeue(id).await?;
+            return Ok(Prefetched::AlreadyCached);
+        }
+        let total = resp
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .or(record.size);
+        if let Some(total) = total {
+            progress.total(total);
+        }
+        let mut body = std::pin::pin!(resp.into_body());
+        let mut received = 0u64;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|source| PrefetchError::BrokeOff { received, source })?;
+            if let Some(data) = frame.data_ref() {
+                received += data.len() as u64;
+                progress.advance(data.len() as u64);
+            }
+        }
+        // The last byte is released once verified; the commit follows.
+        if tokio::time::timeout(COMMIT_WAIT, self.core.settled(id))
+            .await
+            .is_err()
+        {
+            tracing::debug!(image_id = %id, "fill still running after the commit wait; checking the cache");
+        }
+        if store.is_cached(id).await? {
+            tracing::info!(image_id = %id, "prefetched");
+            store.dequeue(id).await?;
+            Ok(Prefetched::Cached {
+                bytes: received,
+                elapsed: started.elapsed(),
+            })
+        } else {
+            Err(PrefetchError::NotCommitted)
+        }
+    }
+
+    /// Starts `options.workers()` workers taking the images the cache's
+    /// queue hands them, and replays the on-disk queue.
+    pub(crate) fn spawn_workers(self, options: PrefetchOptions) {
+        let rx = Arc::new(tokio::sync::Mutex::new(
+            self.core.prefetch().start_workers(),
+        ));
+        for n in 0..options.workers {
+            let (worker, rx, options) = (self.clone(), Arc::clone(&rx), options.clone());
             tokio::spawn(async move {
                 loop {
                     let next = rx.lock().await.recv().await;
                     let Some((id, credentials)) = next else { break };
-                    let job = tokio::spawn(worker.clone().run(id.clone(), credentials));
+                    let job = tokio::spawn(
+                        worker
+                            .clone()
+                            .run((id.clone(), credentials), options.clone()),
+                    );
                     if let Err(e) = job.await {
                         tracing::error!(image_id = %id, error = %e, "prefetch job crashed; worker continues");
                         worker
-                            .shared
-                            .lock_errors()
-                            .insert(id.clone(), format!("prefetch crashed: {e}"));
+                            .core
+                            .prefetch()
+                            .record_error(&id, format!("prefetch crashed: {e}"));
                     }
-                    worker.shared.lock_pending().remove(&id);
+                    worker.core.prefetch().finished(&id);
                 }
                 tracing::debug!(worker = n, "prefetch worker stopped");
             });
         }
-        let prefetcher = Prefetcher { shared };
-        let replay = prefetcher.clone();
-        let store = self.cache.store().clone();
+        let core = self.core;
         tokio::spawn(async move {
-            match store.queued().await {
+            match core.store().queued().await {
                 Ok(ids) => {
                     if !ids.is_empty() {
                         tracing::info!(count = ids.len(), "replaying the prefetch queue");
                     }
                     for id in ids {
-                        replay.submit(id);
+                        core.prefetch().submit(id, None);
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "could not read the prefetch queue"),
             }
         });
-        prefetcher
     }
-}
 
-/// One worker's view; cheap to clone (the service and handles are shared).
-struct Worker<S, ReqB> {
-    cache: CacheLayer,
-    auth: ManagementAuth,
-    service: S,
-    retries: u32,
-    retry_delay: Duration,
-    shared: Arc<Shared>,
-    _body: PhantomData<fn(ReqB)>,
-}
-
-impl<S: Clone, ReqB> Clone for Worker<S, ReqB> {
-    fn clone(&self) -> Self {
-        Worker {
-            cache: self.cache.clone(),
-            auth: self.auth.clone(),
-            service: self.service.clone(),
-            retries: self.retries,
-            retry_delay: self.retry_delay,
-            shared: Arc::clone(&self.shared),
-            _body: PhantomData,
-        }
-    }
-}
-
-impl<S, ReqB, ResB> Worker<S, ReqB>
-where
-    S: Service<Request<RequestBody<ReqB>>, Response = Response<ResB>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError> + Send + 'static,
-    ReqB: Send + 'static,
-    ResB: Body<Data = Bytes> + Send + 'static,
-    ResB::Error: Into<BoxError>,
-{
-    async fn run(self, id: ImageId, credentials: Option<HeaderMap>) {
-        let mut delay = self.retry_delay;
-        for attempt in 0..=self.retries {
-            let service = self.service.clone();
-            match fetch(&self.cache, &self.auth, service, &id, credentials.as_ref()).await {
-                Ok(()) => {
-                    self.cache.store().metrics().prefetched(true);
-                    self.shared.lock_errors().remove(&id);
+    /// One job: fetches with retries, records the outcome.
+    async fn run(self, (id, credentials): Job, options: PrefetchOptions) {
+        let queue = self.core.prefetch();
+        let metrics = self.core.metrics();
+        let mut delay = options.retry_delay;
+        for attempt in 0..=options.retries {
+            match self.fetch(&id, credentials.as_ref(), &()).await {
+                Ok(_) => {
+                    metrics.prefetched(true);
+                    queue.forget(&id);
                     return;
                 }
-                Err(Failure::Permanent(e)) => {
+                Err(e) if e.is_permanent() => {
                     tracing::warn!(image_id = %id, error = %e, "prefetch failed; image stays queued");
-                    self.cache.store().metrics().prefetched(false);
-                    self.shared.lock_errors().insert(id.clone(), e);
+                    metrics.prefetched(false);
+                    queue.record_error(&id, e.to_string());
                     return;
                 }
-                Err(Failure::Transient(e)) => {
-                    let last = attempt == self.retries;
-                    let shown = if last {
-                        format!("gave up after {} attempts: {e}", attempt + 1)
-                    } else {
-                        e.clone()
-                    };
+                Err(e) => {
+                    let last = attempt == options.retries;
                     tracing::warn!(image_id = %id, attempt = attempt + 1, error = %e, "prefetch attempt failed");
-                    self.shared.lock_errors().insert(id.clone(), shown);
                     if last {
-                        self.cache.store().metrics().prefetched(false);
+                        queue.record_error(
+                            &id,
+                            format!("gave up after {} attempts: {e}", attempt + 1),
+                        );
+                        metrics.prefetched(false);
                         return;
                     }
+                    queue.record_error(&id, e.to_string());
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(MAX_BACKOFF);
                 }
@@ -289,256 +484,22 @@ where
     }
 }
 
-/// Who the worker is towards the upstream.
-enum Credentials<'a> {
-    Service(String),
-    Operator(&'a HeaderMap),
-    Anonymous,
-}
-
-fn request<B>(path: String, who: &Credentials<'_>) -> Request<RequestBody<B>> {
-    let mut req = Request::new(RequestBody::empty());
-    *req.uri_mut() = path.parse().unwrap_or_else(|_| http::Uri::from_static("/"));
-    match who {
-        Credentials::Service(token) => {
+/// Whom a prefetch fetches as: the service token, else the operator's
+/// headers, else nobody.
+fn caller(token: Option<&str>, operator: Option<&HeaderMap>) -> Caller {
+    let mut headers = match (token, operator) {
+        (Some(token), _) => {
+            let mut h = HeaderMap::new();
             if let Ok(value) = HeaderValue::from_str(token) {
-                req.headers_mut().insert("x-auth-token", value);
+                h.insert("x-auth-token", value);
             }
+            h
         }
-        Credentials::Operator(headers) => *req.headers_mut() = (*headers).clone(),
-        Credentials::Anonymous => {}
-    }
-    req.headers_mut().insert(
-        "x-openstack-request-id",
-        crate::layer::cache::headers::request_id(&http::HeaderMap::new()),
-    );
-    req
-}
-
-fn classify(status: StatusCode, what: &str) -> Failure {
-    let msg = format!("{what}: the image service answered {status}");
-    match status {
-        StatusCode::NOT_FOUND
-        | StatusCode::FORBIDDEN
-        | StatusCode::BAD_REQUEST
-        | StatusCode::NO_CONTENT => Failure::Permanent(msg),
-        _ => Failure::Transient(msg),
-    }
-}
-
-async fn fetch<S, ReqB, ResB>(
-    cache: &CacheLayer,
-    auth: &ManagementAuth,
-    service: S,
-    id: &ImageId,
-    operator: Option<&HeaderMap>,
-) -> Result<(), Failure>
-where
-    S: Service<Request<RequestBody<ReqB>>, Response = Response<ResB>> + Clone,
-    S::Error: Into<BoxError>,
-    ResB: Body<Data = Bytes>,
-    ResB::Error: Into<BoxError>,
-{
-    let store = cache.store();
-    let io = |e: crate::Error| Failure::Transient(format!("cache: {e}"));
-    if !store.is_queued(id).await.map_err(io)? {
-        return Ok(()); // deleted from the queue meanwhile
-    }
-    if store.lookup(id).await.map_err(io)?.is_some() {
-        // Cached already: no second download (spec scenario 39).
-        store.dequeue(id).await.map_err(io)?;
-        return Ok(());
-    }
-    let token = auth
-        .service_token()
-        .await
-        .map_err(|e| Failure::Transient(format!("cannot get a service token: {e}")))?;
-    let who = match (token, operator) {
-        (Some(token), _) => Credentials::Service(token),
-        (None, Some(headers)) => Credentials::Operator(headers),
-        (None, None) => Credentials::Anonymous,
+        (None, Some(headers)) => headers.clone(),
+        (None, None) => HeaderMap::new(),
     };
-
-    let mut meta_req = request(format!("/v2/images/{id}"), &who);
-    meta_req
-        .headers_mut()
-        .insert(header::ACCEPT, HeaderValue::from_static("application/json"));
-    let meta = service
-        .clone()
-        .oneshot(meta_req)
-        .await
-        .map_err(|e| Failure::Transient(format!("image lookup: {}", e.into())))?;
-    if meta.status() != StatusCode::OK {
-        return Err(classify(meta.status(), "image lookup"));
-    }
-    let doc = Limited::new(meta.into_body(), 1 << 20)
-        .collect()
-        .await
-        .map_err(|e| Failure::Transient(format!("image lookup: {e}")))?
-        .to_bytes();
-    let status = serde_json::from_slice::<Value>(&doc)
-        .ok()
-        .and_then(|v| v.get("status").and_then(Value::as_str).map(str::to_owned))
-        .unwrap_or_default();
-    if status != "active" {
-        return Err(Failure::Permanent(format!(
-            "image status is {status:?}, not active"
-        )));
-    }
-
-    let resp = service
-        .oneshot(request(format!("/v2/images/{id}/file"), &who))
-        .await
-        .map_err(|e| Failure::Transient(format!("download: {}", e.into())))?;
-    if resp.status() != StatusCode::OK {
-        return Err(classify(resp.status(), "download"));
-    }
-    {
-        let mut body = std::pin::pin!(resp.into_body());
-        while let Some(frame) = body.frame().await {
-            if let Err(e) = frame {
-                return Err(Failure::Transient(format!(
-                    "download broke off: {}",
-                    e.into()
-                )));
-            }
-        }
-    }
-    // The fill commits right after its last byte was released.
-    fill_finished(cache, id, COMMIT_WAIT).await;
-    if store.lookup(id).await.map_err(io)?.is_some() {
-        tracing::info!(image_id = %id, "prefetched");
-        let _ = store.dequeue(id).await;
-        Ok(())
-    } else {
-        Err(Failure::Transient(
-            "downloaded but not cached (see the proxy log: space, size limit or another writer)"
-                .into(),
-        ))
-    }
-}
-
-/// Waits, at most `limit`, until the fill of `id` in flight now (if any)
-/// has finished.
-///
-/// The fill settles when its task has committed (or failed) and unregistered
-/// it; clients still reading it do not matter. No polling: the wait ends on
-/// that event, and the caller's lookup decides what happened.
-async fn fill_finished(cache: &CacheLayer, id: &ImageId, limit: Duration) {
-    let Some(fill) = cache.fills.get(id) else {
-        return;
-    };
-    if tokio::time::timeout(limit, fill.settled()).await.is_err() {
-        tracing::debug!(image_id = %id, "fill still running after the commit wait; checking the cache");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::convert::Infallible;
-
-    use http_body_util::Full;
-    use tower::{service_fn, ServiceBuilder};
-
-    use super::*;
-    use crate::fill::{Joined, Phase};
-    use crate::store::CacheStore;
-
-    const ID: &str = "66666666-6666-4666-8666-666666666666";
-    /// md5 of `IMAGEDATA`.
-    const MD5: &str = "0fc85dbea99575776296eaaa1d314eb1";
-
-    async fn cache(dir: &std::path::Path) -> CacheLayer {
-        let store = CacheStore::builder(dir)
-            .with_min_free_disk(0)
-            .open()
-            .await
-            .unwrap();
-        CacheLayer::new(store)
-    }
-
-    /// Registers a fill of [`ID`] the way a download starts one.
-    fn start_fill(cache: &CacheLayer) -> Arc<crate::fill::Fill> {
-        let Joined::Leader(guard) = cache.fills.join_or_lead(&ImageId::parse(ID).unwrap()) else {
-            panic!("no fill yet")
-        };
-        guard.started()
-    }
-
-    // The clock is paused: it moves only when every task waits for a timer,
-    // and then straight to that timer. A sleep loop would show as elapsed
-    // time; waiting for the fill to settle does not.
-    #[tokio::test(start_paused = true)]
-    async fn the_wait_ends_when_the_fill_task_lets_go_without_polling() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = cache(dir.path()).await;
-        let id = ImageId::parse(ID).unwrap();
-        let start = tokio::time::Instant::now();
-        fill_finished(&cache, &id, COMMIT_WAIT).await;
-        assert_eq!(start.elapsed(), Duration::ZERO, "no fill: no wait");
-
-        // The order of the fill task: Verified, commit, unregister, drop.
-        let fill = start_fill(&cache);
-        fill.finish(Phase::Verified);
-        let waiter = tokio::spawn({
-            let (cache, id) = (cache.clone(), id.clone());
-            async move { fill_finished(&cache, &id, COMMIT_WAIT).await }
-        });
-        for _ in 0..10 {
-            tokio::task::yield_now().await;
-        }
-        assert!(!waiter.is_finished(), "still committing");
-        cache.fills.remove(&fill);
-        waiter.await.unwrap();
-        assert_eq!(start.elapsed(), Duration::ZERO, "no timer fired");
-        drop(fill);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_fill_that_never_ends_is_waited_for_at_most_the_limit() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = cache(dir.path()).await;
-        let id = ImageId::parse(ID).unwrap();
-        let _fill = start_fill(&cache);
-        let limit = Duration::from_secs(7);
-        let start = tokio::time::Instant::now();
-        fill_finished(&cache, &id, limit).await;
-        assert_eq!(start.elapsed(), limit);
-    }
-
-    type Upstream = Request<RequestBody<RequestBody<Full<Bytes>>>>;
-
-    /// An image service answering the metadata and the file of [`ID`].
-    async fn glance(req: Upstream) -> Result<Response<Full<Bytes>>, Infallible> {
-        let resp = if req.uri().path().ends_with("/file") {
-            Response::builder()
-                .header("content-md5", MD5)
-                .header("content-length", "9")
-                .body(Full::new(Bytes::from_static(b"IMAGEDATA")))
-        } else {
-            Response::builder().body(Full::new(Bytes::from(format!(
-                r#"{{"id": "{ID}", "status": "active", "size": 9, "checksum": "{MD5}"}}"#
-            ))))
-        };
-        Ok(resp.expect("static response"))
-    }
-
-    #[tokio::test]
-    async fn a_prefetch_returns_once_its_fill_has_committed() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = cache(dir.path()).await;
-        let stack = ServiceBuilder::new()
-            .layer(cache.clone())
-            .service(service_fn(glance));
-        let auth = ManagementAuth::static_tokens(["ADMIN"]);
-        let id = ImageId::parse(ID).unwrap();
-        let store = cache.store().clone();
-        store.queue_image(&id).await.unwrap();
-
-        let outcome = fetch(&cache, &auth, stack, &id, None).await;
-        assert!(outcome.is_ok(), "the prefetch succeeds");
-        assert_eq!(cache.fills_in_flight(), 0, "the fill task is done");
-        assert_eq!(store.lookup(&id).await.unwrap().map(|e| e.size), Some(9));
-        assert!(!store.is_queued(&id).await.unwrap(), "dequeued");
-    }
+    headers
+        .entry(USER_AGENT)
+        .or_insert(HeaderValue::from_static("glance-cache-proxy prefetch"));
+    Caller::from_headers(headers)
 }

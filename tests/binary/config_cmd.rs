@@ -633,10 +633,10 @@ fn systemd_analyze_accepts_the_units() {
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
-    if !available {
-        eprintln!("systemd-analyze is not installed: skipping the unit verification");
-        return;
-    }
+    assert!(
+        available,
+        "this test needs systemd-analyze (Debian's systemd package) to verify the units"
+    );
     let tmp = tempfile::tempdir().unwrap();
     let mut files = Vec::new();
     for unit in units("service").into_iter().chain(units("timer")) {

@@ -6,25 +6,22 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use super::common::real_glance::{venv_dir, GlanceAuth, RealGlance};
-use super::common::*;
 use super::support::*;
+use glance_cache_support::client::*;
+use glance_cache_support::real_glance::{venv_dir, GlanceAuth, RealGlance};
+use glance_cache_support::wait::*;
 
 const TOKEN: &str = "op-s3cret";
 
-fn glance_cli() -> Option<PathBuf> {
+/// The real `glance` command (python-glanceclient) from the Glance venv.
+fn glance_cli() -> PathBuf {
     let bin = venv_dir().join("bin").join("glance");
-    if bin.is_file() {
-        return Some(bin);
-    }
-    assert_ne!(
-        std::env::var("CI").as_deref(),
-        Ok("true"),
-        "python-glanceclient is missing at {} (CI=true: run tests/harness/setup-python.sh)",
+    assert!(
+        bin.is_file(),
+        "python-glanceclient is missing at {} (bash tests/run.sh installs it)",
         bin.display()
     );
-    eprintln!("skipping: no glance client at {}", bin.display());
-    None
+    bin
 }
 
 struct Cli {
@@ -86,13 +83,10 @@ fn image_file(dir: &Path, name: &str, len: usize, seed: u8) -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_real_glance_client_manages_the_proxy_cache() {
-    let Some(bin) = glance_cli() else { return };
-    let Some(glance) = tokio::task::spawn_blocking(|| RealGlance::start(GlanceAuth::NoAuth))
+    let bin = glance_cli();
+    let glance = tokio::task::spawn_blocking(|| RealGlance::start(GlanceAuth::NoAuth))
         .await
-        .unwrap()
-    else {
-        return;
-    };
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (
         image_file(dir.path(), "a.raw", 2 << 20, 3),

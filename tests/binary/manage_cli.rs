@@ -14,11 +14,13 @@ use std::time::Duration;
 use glance_cache_support::fake_glance::RunningFakeGlance;
 use serde_json::{json, Value};
 
-use super::common::fixture::fake_glance;
-use super::common::real_glance::venv_dir;
-use super::common::real_keystone::RealKeystone;
-use super::common::*;
 use super::support::*;
+use glance_cache_support::client::*;
+use glance_cache_support::fixture::fake_glance;
+use glance_cache_support::fixture::*;
+use glance_cache_support::real_glance::venv_dir;
+use glance_cache_support::real_keystone::RealKeystone;
+use glance_cache_support::wait::*;
 
 const TOKEN: &str = "op-s3cret";
 const MEMBER: [(&str, &str); 1] = [("x-auth-token", "MEMBER")];
@@ -622,26 +624,19 @@ async fn forbidden_not_enabled_and_proxy_down() {
 }
 
 /// The real glance-cache-manage from the Glance venv (tests/harness/setup-python.sh).
-fn glance_cache_manage() -> Option<PathBuf> {
+fn glance_cache_manage() -> PathBuf {
     let bin = venv_dir().join("bin").join("glance-cache-manage");
-    if bin.is_file() {
-        return Some(bin);
-    }
-    assert_ne!(
-        std::env::var("CI").as_deref(),
-        Ok("true"),
-        "glance-cache-manage is missing at {} (CI=true: run tests/harness/setup-python.sh)",
+    assert!(
+        bin.is_file(),
+        "glance-cache-manage is missing at {} (bash tests/run.sh installs it)",
         bin.display()
     );
-    eprintln!("skipping: no glance-cache-manage at {}", bin.display());
-    None
+    bin
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tables_are_byte_for_byte_the_real_glance_cache_manage() {
-    let Some(real) = glance_cache_manage() else {
-        return;
-    };
+    let real = glance_cache_manage();
     let s = Setup::start().await;
     let compare = |command: &'static str| {
         let real = real.clone();
@@ -705,12 +700,9 @@ async fn tables_are_byte_for_byte_the_real_glance_cache_manage() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keystone_password_authentication_with_a_real_keystone() {
-    let Some(ks) = tokio::task::spawn_blocking(RealKeystone::start)
+    let ks = tokio::task::spawn_blocking(RealKeystone::start)
         .await
-        .expect("join")
-    else {
-        return;
-    };
+        .expect("join");
     let glance = ks.user("glance");
     let demo = ks.user("demo");
     let dir = tempfile::tempdir().expect("tempdir");

@@ -10,13 +10,15 @@ use bytes::Bytes;
 use http::Method;
 use serde_json::Value;
 
-use super::common::fixture::fake_glance;
-use super::common::*;
 use super::support::*;
+use glance_cache_support::client::*;
+use glance_cache_support::fixture::fake_glance;
+use glance_cache_support::fixture::*;
+use glance_cache_support::wait::*;
 
 const MEMBER: (&str, &str) = ("x-auth-token", "MEMBER");
 
-fn request_id(r: &client::Reply) -> &str {
+fn request_id(r: &Reply) -> &str {
     r.header("x-openstack-request-id")
         .unwrap_or_else(|| panic!("no x-openstack-request-id on a {} response", r.status))
 }

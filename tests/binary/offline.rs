@@ -11,8 +11,9 @@ use glance_cache::store::CacheStore;
 use glance_cache_support::fake_glance::{Behaviour, FakeGlance, FakeImage, RunningFakeGlance};
 use glance_cache_support::fake_keystone::{FakeKeystone, FakeUser};
 
-use super::common::*;
 use super::support::*;
+use glance_cache_support::client::*;
+use glance_cache_support::wait::*;
 
 const A: &str = "a0000000-0000-4000-8000-00000000000a";
 const B: &str = "b0000000-0000-4000-8000-00000000000b";

@@ -6,9 +6,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use glance_cache_support::fake_glance::Behaviour;
 
-use super::common::fixture::{fake_glance, BIG_SIZE};
-use super::common::*;
 use super::support::*;
+use glance_cache_support::client::*;
+use glance_cache_support::fixture::*;
+use glance_cache_support::fixture::{fake_glance, BIG_SIZE};
+use glance_cache_support::wait::*;
 
 const MEMBER: [(&str, &str); 1] = [("x-auth-token", "MEMBER")];
 

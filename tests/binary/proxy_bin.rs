@@ -1,7 +1,5 @@
 //! Tests of the `glance-cache-proxy` binary as a process.
 
-#[path = "../common/mod.rs"]
-mod common;
 mod support;
 
 mod cli;

@@ -39,7 +39,6 @@
 
 mod clean;
 mod config;
-mod fetch;
 mod links;
 mod prefetch;
 mod progress;

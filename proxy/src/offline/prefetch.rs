@@ -1,18 +1,19 @@
-//! `prefetch`: cache every queued image, a bounded number at a time
-//! (spec §4.3, without §10.2 item 16's unbounded pool and exit status 0).
+//! `prefetch`: cache every queued image, a bounded number at a time, with
+//! the library's own prefetcher (the one the serving proxy's workers run),
+//! through the standard stack over the configured upstream.
 
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use glance_cache::auth::manage::ManagementAuth;
-use glance_cache::reverse_proxy::ReverseProxy;
-use glance_cache::{CacheLayer, ImageId};
+use glance_cache::worker::{PrefetchError, Prefetched};
+use glance_cache::{ImageId, Stack};
 use glance_cache_config::Config;
 use tokio::task::JoinSet;
 
 use super::config::{open_store, ConfigFiles};
-use super::fetch::{Fetcher, Outcome};
 use super::progress::Progress;
+use crate::serve::{cache_over, upstream};
 
 /// Arguments of `prefetch`.
 #[derive(Debug, clap::Args)]
@@ -35,16 +36,20 @@ pub(crate) struct PrefetchArgs {
 pub(crate) async fn run(args: PrefetchArgs) -> anyhow::Result<()> {
     let config = args.config.load()?;
     let store = open_store(&config, "prefetch").await?;
-    let cache = CacheLayer::new(store.clone())
-        .with_hit_authorization(config.proxy.hit_authorization)
-        .with_authorization_ttl(config.proxy.authorization_cache_ttl);
-    let fetcher = Fetcher::new(cache, upstream(&config)?, service_auth(&config)?);
+    let cache = cache_over(store.clone(), &config);
+    let stack = Stack::builder(&cache)
+        .management(service_auth(&config)?)
+        .upstream(upstream(&config)?)
+        .build();
+    let Some(prefetcher) = stack.prefetcher().cloned() else {
+        anyhow::bail!("the stack has no cache to prefetch into");
+    };
 
     let queued = store.queued().await?;
     let total = queued.len();
     if total > 0 {
         // Fail early, with one clear message, when Keystone says no.
-        fetcher.token().await.map_err(anyhow::Error::msg)?;
+        prefetcher.service_token().await?;
     }
     let next = Arc::new(Mutex::new(queued.into_iter()));
     let results = Arc::new(Mutex::new(Vec::with_capacity(total)));
@@ -52,13 +57,13 @@ pub(crate) async fn run(args: PrefetchArgs) -> anyhow::Result<()> {
     let mut jobs = JoinSet::new();
     for _ in 0..usize::from(args.jobs).min(total) {
         let (next, results) = (Arc::clone(&next), Arc::clone(&results));
-        let (fetcher, progress) = (fetcher.clone(), progress.clone());
+        let (prefetcher, progress) = (prefetcher.clone(), progress.clone());
         jobs.spawn(async move {
             loop {
                 let id = next.lock().unwrap_or_else(|e| e.into_inner()).next();
                 let Some(id) = id else { break };
                 let bar = progress.image(id.as_str());
-                let outcome = fetcher.fetch(&id, &bar).await;
+                let outcome = prefetcher.fetch(&id, None, &bar).await;
                 bar.finish(&describe(&id, &outcome));
                 results
                     .lock()
@@ -75,11 +80,11 @@ pub(crate) async fn run(args: PrefetchArgs) -> anyhow::Result<()> {
     let results = std::mem::take(&mut *results.lock().unwrap_or_else(|e| e.into_inner()));
     let cached = results
         .iter()
-        .filter(|o| matches!(o, Outcome::Cached { .. } | Outcome::AlreadyCached))
+        .filter(|o| matches!(o, Ok(Prefetched::Cached { .. } | Prefetched::AlreadyCached)))
         .count();
     let skipped = results
         .iter()
-        .filter(|o| matches!(o, Outcome::NoLongerQueued))
+        .filter(|o| matches!(o, Ok(Prefetched::NotQueued)))
         .count();
     // Anything else failed, including images of a crashed job.
     let failed = total - cached - skipped;
@@ -92,46 +97,34 @@ pub(crate) async fn run(args: PrefetchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The upstream as `serve` reaches it.
-fn upstream<B>(config: &Config) -> anyhow::Result<ReverseProxy<B>>
-where
-    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-    B::Error: Into<glance_cache::BoxError>,
-{
-    Ok(ReverseProxy::try_new(config.proxy.upstream_url.clone())
-        .context("invalid [proxy] upstream_url")?
-        .with_connect_timeout(config.proxy.upstream_connect_timeout)
-        .with_response_timeout(config.proxy.upstream_timeout)
-        .with_idle_timeout(config.proxy.upstream_idle_timeout))
-}
-
-/// The service credentials of `[keystone_authtoken]`, when configured.
+/// The service credentials of `[keystone_authtoken]`, when configured
+/// (fetches are then made as that user), else nobody's.
 ///
 /// Only the service token is needed here, so this is
-/// [`ManagementAuth::keystone`] rather than `from_config`, which would
-/// also warn about how the management API (not served here) is protected.
-fn service_auth(config: &Config) -> anyhow::Result<Option<ManagementAuth>> {
-    config
-        .management
-        .keystone
-        .clone()
-        .map(|options| {
+/// [`ManagementAuth::keystone`] rather than the management settings, which
+/// would also warn about how the management API (not served here) is
+/// protected.
+fn service_auth(config: &Config) -> anyhow::Result<ManagementAuth> {
+    match config.management.keystone.clone() {
+        Some(options) => {
             ManagementAuth::keystone(options).context("invalid [keystone_authtoken] settings")
-        })
-        .transpose()
+        }
+        None => Ok(ManagementAuth::deny()),
+    }
 }
 
 /// The one-line result of one image.
-fn describe(id: &ImageId, outcome: &Outcome) -> String {
+fn describe(id: &ImageId, outcome: &Result<Prefetched, PrefetchError>) -> String {
     match outcome {
-        Outcome::Cached { bytes, elapsed } => {
+        Ok(Prefetched::Cached { bytes, elapsed }) => {
             format!(
                 "{id}: cached {bytes} bytes in {:.1} s",
                 elapsed.as_secs_f64()
             )
         }
-        Outcome::AlreadyCached => format!("{id}: already cached"),
-        Outcome::NoLongerQueued => format!("{id}: no longer queued; skipped"),
-        Outcome::Failed(why) => format!("{id}: failed: {why}"),
+        Ok(Prefetched::AlreadyCached) => format!("{id}: already cached"),
+        Ok(Prefetched::NotQueued) => format!("{id}: no longer queued; skipped"),
+        Ok(_) => format!("{id}: done"),
+        Err(why) => format!("{id}: failed: {why}"),
     }
 }

@@ -61,6 +61,16 @@ impl Progress {
     }
 }
 
+impl glance_cache::worker::PrefetchProgress for ImageProgress {
+    fn total(&self, bytes: u64) {
+        self.set_total(bytes);
+    }
+
+    fn advance(&self, bytes: u64) {
+        ImageProgress::advance(self, bytes);
+    }
+}
+
 impl ImageProgress {
     /// The size of the image, once known.
     pub(crate) fn set_total(&self, bytes: u64) {

@@ -1,8 +1,9 @@
-//! Which requests the cache handles (spec §1.2, §1.3).
+//! Which requests the cache handles.
 
-use http::header::{HeaderMap, ACCEPT, CONTENT_RANGE, RANGE};
+use http::header::{HeaderMap, CONTENT_RANGE, RANGE};
 use http::{Method, Uri};
 
+use crate::versioning::v2_rest;
 use crate::ImageId;
 
 /// What the cache does with a request.
@@ -14,37 +15,6 @@ pub(crate) enum Route {
     Delete(ImageId),
     /// Everything else goes to the inner service untouched.
     Other,
-}
-
-/// `v2`, `v2.0` ... `v2.18`: every version token Glance accepts for the v2
-/// API (some only with the cache or multi-store enabled).
-pub(crate) fn is_v2_token(token: &str) -> bool {
-    match token.strip_prefix("v2") {
-        Some("") => true,
-        Some(minor) => minor
-            .strip_prefix('.')
-            .filter(|m| !m.is_empty() && m.len() <= 2 && m.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|m| m.parse::<u8>().ok())
-            .is_some_and(|m| m <= 18),
-        None => false,
-    }
-}
-
-/// The path below the API version (`/images/X/file`), after Glance's
-/// version negotiation: a `/v2.N` path prefix, or media-type versioning
-/// through `Accept: application/vnd.openstack.images-v2...`.
-pub(crate) fn versioned_rest<'a>(path: &'a str, headers: &HeaderMap) -> Option<&'a str> {
-    let trimmed = path.strip_prefix('/')?;
-    let (token, rest) = match trimmed.find('/') {
-        Some(i) => (&trimmed[..i], &trimmed[i..]),
-        None => (trimmed, ""),
-    };
-    if is_v2_token(token) {
-        return Some(rest);
-    }
-    let accept = headers.get(ACCEPT)?.to_str().ok()?;
-    let token = accept.strip_prefix("application/vnd.openstack.images-")?;
-    is_v2_token(token).then_some(path)
 }
 
 fn decode_segment(raw: &str) -> Option<ImageId> {
@@ -79,7 +49,7 @@ fn has_nonempty(headers: &HeaderMap, name: http::header::HeaderName) -> bool {
 
 /// Classifies a request. Never touches the filesystem.
 pub(crate) fn route(method: &Method, uri: &Uri, headers: &HeaderMap) -> Route {
-    let Some(rest) = versioned_rest(uri.path(), headers) else {
+    let Some(rest) = v2_rest(uri.path(), headers) else {
         return Route::Other;
     };
     let Some(image) = rest.strip_prefix("/images/") else {
@@ -156,6 +126,8 @@ mod tests {
             (Method::DELETE, "/v2/images/detail".to_string()),
             (Method::GET, format!("/v1/images/{ID}")),
             (Method::GET, format!("/v2.19/images/{ID}/file")),
+            (Method::GET, format!("/v2.05/images/{ID}/file")),
+            (Method::DELETE, format!("/v2.05/images/{ID}")),
             (Method::GET, format!("/v3/images/{ID}/file")),
             (Method::GET, "/v2/images/../file".to_string()),
             (Method::GET, "/v2/images/%2e%2e/file".to_string()),

@@ -3,7 +3,7 @@
 //! Wraps a service that reaches the image API (normally
 //! [`ReverseProxy`](crate::reverse_proxy::ReverseProxy)) and handles
 //! `GET /v2/images/{id}/file` (also under `/v2.N/` prefixes and media-type
-//! versioning) the way Glance's own cache does (spec §1), and better:
+//! versioning) the way Glance's own cache does, and better:
 //!
 //! * **Hit**: the upstream is asked whether this caller may download the
 //!   image ([`crate::auth`]); then the cached file streams with Glance's
@@ -12,11 +12,16 @@
 //! * **Miss**: the first request goes upstream; a cacheable answer (2xx
 //!   other than 204 and 206) starts a fill that streams into the cache
 //!   with size and MD5 verification, and every concurrent request for the
-//!   image follows that one download ([`crate::fill`]).
+//!   image follows that one download.
 //! * Ranged requests (`Range`, `Content-Range`), `HEAD`, other paths and
 //!   ids that are not canonical UUIDs pass through untouched and never
 //!   reach the filesystem.
-//! * `DELETE /v2/images/{id}` that the upstream accepts removes the entry.
+//! * `DELETE /v2/images/{id}` that the upstream accepts invalidates the
+//!   entry ([`GlanceCache::invalidate`](crate::GlanceCache::invalidate)).
+//!
+//! The inner service takes `Request<`[`RequestBody`](crate::RequestBody)`>`
+//! whatever the client's body type. Most programs use the whole
+//! [`Stack`](crate::Stack) rather than this layer alone.
 //!
 //! # Example
 //!
@@ -28,15 +33,18 @@
 //! use http::{Request, Response};
 //! use http_body_util::{BodyExt, Full};
 //! use glance_cache::auth::HitAuthorization;
-//! use glance_cache::layer::cache::{CacheLayer, RequestBody};
 //! use glance_cache::store::CacheStore;
+//! use glance_cache::{CacheLayer, GlanceCache, RequestBody};
 //! use tower::{service_fn, ServiceBuilder, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 //! let dir = tempfile::tempdir()?;
 //! let store = CacheStore::builder(dir.path()).with_min_free_disk(0).open().await?;
-//! let upstream = service_fn(|_req: Request<RequestBody<Full<Bytes>>>| async {
+//! let cache = GlanceCache::builder(store)
+//!     .hit_authorization(HitAuthorization::None)
+//!     .build();
+//! let upstream = service_fn(|_req: Request<RequestBody>| async {
 //!     Ok::<_, Infallible>(
 //!         Response::builder()
 //!             .header("content-md5", "0fc85dbea99575776296eaaa1d314eb1")
@@ -44,15 +52,16 @@
 //!             .unwrap(),
 //!     )
 //! });
-//! let cache = ServiceBuilder::new()
-//!     .layer(CacheLayer::new(store.clone()).with_hit_authorization(HitAuthorization::None))
+//! let service = ServiceBuilder::new()
+//!     .layer(CacheLayer::new(cache.clone()))
 //!     .service(upstream);
 //!
-//! let url = "/v2/images/6f0c5cb5-5e4c-4c0f-b4a9-0d6a0f1d5e3b/file";
-//! let miss = cache.clone().oneshot(Request::get(url).body(Full::default())?).await?;
+//! let id = glance_cache::ImageId::parse("6f0c5cb5-5e4c-4c0f-b4a9-0d6a0f1d5e3b")?;
+//! let url = format!("/v2/images/{id}/file");
+//! let miss = service.clone().oneshot(Request::get(&url).body(Full::default())?).await?;
 //! assert_eq!(miss.into_body().collect().await?.to_bytes(), "IMAGEDATA");
-//! # for _ in 0..200 { if !store.list().await?.is_empty() { break } tokio::time::sleep(std::time::Duration::from_millis(10)).await }
-//! let hit = cache.oneshot(Request::get(url).body(Full::default())?).await?;
+//! cache.settled(&id).await; // the fill has committed
+//! let hit = service.oneshot(Request::get(&url).body(Full::default())?).await?;
 //! assert!(hit.body().is_hit());
 //! assert_eq!(hit.headers()["content-length"], "9");
 //! # Ok(()) }
@@ -61,12 +70,12 @@
 mod body;
 mod download;
 mod future;
-pub(crate) mod headers;
+mod headers;
 mod layer;
-pub(crate) mod matcher;
+mod matcher;
 mod service;
 
-pub use body::{RequestBody, ResponseBody};
+pub use body::ResponseBody;
 pub use future::ResponseFuture;
-pub use layer::{CacheLayer, DEFAULT_AUTHORIZATION_TTL};
+pub use layer::CacheLayer;
 pub use service::Cache;

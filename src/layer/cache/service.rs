@@ -9,22 +9,24 @@ use tower::Service;
 
 use super::download::{invalidate_after, Download};
 use super::matcher::{route, Route};
-use super::{CacheLayer, RequestBody, ResponseBody, ResponseFuture};
+use super::{ResponseBody, ResponseFuture};
+use crate::cache::GlanceCache;
+use crate::upstream::RequestBody;
 use crate::BoxError;
 
-/// Serves image downloads from the cache; see [`CacheLayer`].
+/// Serves image downloads from the cache; see [`CacheLayer`](super::CacheLayer).
 #[derive(Clone, Debug)]
 pub struct Cache<S> {
-    pub(crate) inner: S,
-    pub(crate) state: CacheLayer,
+    pub(super) inner: S,
+    pub(super) core: Option<GlanceCache>,
 }
 
 impl<S> Cache<S> {
-    /// Wraps `inner` with the cache configured by `layer`.
-    pub fn new(inner: S, layer: CacheLayer) -> Self {
+    /// Wraps `inner` with `cache`.
+    pub fn new(inner: S, cache: GlanceCache) -> Self {
         Cache {
             inner,
-            state: layer,
+            core: Some(cache),
         }
     }
 
@@ -46,10 +48,11 @@ impl<S> Cache<S> {
 
 impl<S, ReqB, ResB> Service<Request<ReqB>> for Cache<S>
 where
-    S: Service<Request<RequestBody<ReqB>>, Response = Response<ResB>> + Clone + Send + 'static,
+    S: Service<Request<RequestBody>, Response = Response<ResB>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<BoxError> + Send + 'static,
-    ReqB: Send + 'static,
+    ReqB: Body<Data = Bytes> + Send + 'static,
+    ReqB::Error: Into<BoxError>,
     ResB: Body<Data = Bytes> + Send + 'static,
     ResB::Error: Into<BoxError>,
 {
@@ -63,17 +66,21 @@ where
     }
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
+        let req = req.map(RequestBody::new);
+        let Some(core) = &self.core else {
+            return ResponseFuture::passthrough(self.inner.call(req));
+        };
         match route(req.method(), req.uri(), req.headers()) {
-            Route::Other => ResponseFuture::passthrough(self.inner.call(req.map(RequestBody::new))),
+            Route::Other => ResponseFuture::passthrough(self.inner.call(req)),
             Route::Delete(id) => {
-                let future = self.inner.call(req.map(RequestBody::new));
-                ResponseFuture::handled(Box::pin(invalidate_after(self.state.clone(), future, id)))
+                let future = self.inner.call(req);
+                ResponseFuture::handled(Box::pin(invalidate_after(core.clone(), future, id)))
             }
             Route::Download(id) => {
                 // Take the service that was driven to readiness; leave a clone.
                 let clone = self.inner.clone();
                 let inner = std::mem::replace(&mut self.inner, clone);
-                let download = Download::new(self.state.clone(), inner, id);
+                let download = Download::new(core.clone(), inner, id);
                 ResponseFuture::handled(Box::pin(download.run(req)))
             }
         }

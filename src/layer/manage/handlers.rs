@@ -2,8 +2,6 @@
 //! routing, body rules, image lookup as the caller, policy, "cache enabled",
 //! then the work.
 
-use std::marker::PhantomData;
-
 use bytes::Bytes;
 use http::header::CONTENT_LENGTH;
 use http::{request, Method, Request, Response, StatusCode};
@@ -11,24 +9,20 @@ use http_body::Body;
 use http_body_util::{BodyExt, Limited};
 use serde::Serialize;
 use serde_json::{json, Value};
-use tower::{Service, ServiceExt};
+use tower::Service;
 
 use super::respond::Responder;
 use super::routes::Endpoint;
 use super::versions::merged;
 use super::{CacheManageLayer, ManageBody};
 use crate::auth::manage::{PolicyRule, Refusal};
-use crate::auth::Caller;
-use crate::layer::cache::{CacheLayer, RequestBody};
+use crate::cache::GlanceCache;
 use crate::store::CacheEntry;
+use crate::upstream::{Caller, Reply, RequestBody, Upstream};
 use crate::{BoxError, ImageId};
 
 /// Largest request body read (to be rejected) on a management call.
 const BODY_LIMIT: usize = 64 * 1024;
-/// Largest upstream document read (image record, versions).
-const DOC_LIMIT: usize = 1 << 20;
-
-type Answer<B, E> = Result<Response<ManageBody<B>>, E>;
 
 /// One row of `cached_images`, with Glance's five fields (numeric epochs).
 #[derive(Serialize)]
@@ -61,36 +55,32 @@ enum Lookup<B> {
     Failed(String),
 }
 
-pub(crate) struct Handler<S, ReqB> {
+pub(crate) struct Handler<S> {
     state: CacheManageLayer,
-    inner: S,
-    _body: PhantomData<fn(ReqB)>,
+    upstream: Upstream<S>,
 }
 
-impl<S, ReqB, ResB> Handler<S, ReqB>
+impl<S, ResB> Handler<S>
 where
-    S: Service<Request<RequestBody<ReqB>>, Response = Response<ResB>> + Clone + Send + 'static,
+    S: Service<Request<RequestBody>, Response = Response<ResB>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<BoxError> + Send + 'static,
-    ReqB: Body<Data = Bytes> + Send + 'static,
-    ReqB::Error: Into<BoxError>,
     ResB: Body<Data = Bytes> + Send + 'static,
     ResB::Error: Into<BoxError>,
 {
     pub(crate) fn new(state: CacheManageLayer, inner: S) -> Self {
         Handler {
             state,
-            inner,
-            _body: PhantomData,
+            upstream: Upstream::new(inner),
         }
     }
 
     pub(crate) async fn run(
         self,
         endpoint: Endpoint,
-        req: Request<ReqB>,
-    ) -> Answer<ResB, S::Error> {
-        let Handler { state, inner, .. } = self;
+        req: Request<RequestBody>,
+    ) -> Result<Response<ManageBody<ResB>>, S::Error> {
+        let Handler { state, upstream } = self;
         let (parts, body) = req.into_parts();
         let r = Responder::new(&parts.headers);
         let ctx = Ctx {
@@ -104,7 +94,7 @@ where
                 return Ok(r.error(StatusCode::NOT_FOUND, "The resource could not be found."))
             }
             Endpoint::Versions { multiple_choices } => {
-                return Ok(ctx.versions(inner, *multiple_choices).await)
+                return Ok(ctx.versions(upstream, *multiple_choices).await)
             }
             _ => {}
         }
@@ -116,8 +106,8 @@ where
         Ok(match endpoint {
             Endpoint::CacheList => ctx.cache_list().await,
             Endpoint::CacheClear => ctx.cache_clear().await,
-            Endpoint::CacheQueue(id) => ctx.cache_queue(inner, &id).await,
-            Endpoint::CacheDelete(id) => ctx.cache_delete(inner, &id).await,
+            Endpoint::CacheQueue(id) => ctx.cache_queue(upstream, &id).await,
+            Endpoint::CacheDelete(id) => ctx.cache_delete(upstream, &id).await,
             Endpoint::CachedNodes(_) => ctx.cached_nodes().await,
             Endpoint::Clean => ctx.clean().await,
             Endpoint::Prune => ctx.prune().await,
@@ -127,7 +117,8 @@ where
 }
 
 /// What every endpoint needs; borrowed across awaits, so it holds only
-/// `Sync` parts (never the inner service, which is passed by value).
+/// `Sync` parts (the upstream client is passed by value to the endpoints
+/// that ask the upstream).
 struct Ctx<'a> {
     state: &'a CacheManageLayer,
     parts: &'a request::Parts,
@@ -135,8 +126,8 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    /// Policy, then "is caching enabled" (spec §3.1 steps 4 and 5).
-    async fn admit<B>(&self, rule: PolicyRule) -> Result<&CacheLayer, Response<ManageBody<B>>> {
+    /// Policy, then "is caching enabled" (Glance's order of checks).
+    async fn admit<B>(&self, rule: PolicyRule) -> Result<&GlanceCache, Response<ManageBody<B>>> {
         let r = self.r;
         if let Err(refusal) = self.state.auth.check(&self.parts.headers, rule).await {
             if let Refusal::Unavailable(why) = &refusal {
@@ -148,7 +139,7 @@ impl Ctx<'_> {
             }
             return Err(r.refusal(&refusal));
         }
-        self.state.cache.as_ref().ok_or_else(|| r.disabled())
+        self.state.core.as_ref().ok_or_else(|| r.disabled())
     }
 
     async fn cache_list<B>(&self) -> Response<ManageBody<B>> {
@@ -164,11 +155,9 @@ impl Ctx<'_> {
         };
         let queued: Vec<&str> = queued.iter().map(ImageId::as_str).collect();
         let mut doc = json!({"cached_images": rows(&entries), "queued_images": queued});
-        if let Some(p) = &self.state.prefetcher {
-            let errors = p.errors();
-            if !errors.is_empty() {
-                doc["queued_image_errors"] = json!(errors);
-            }
+        let errors = cache.prefetch_errors();
+        if !errors.is_empty() {
+            doc["queued_image_errors"] = json!(errors);
         }
         r.json(StatusCode::OK, &doc)
     }
@@ -196,35 +185,31 @@ impl Ctx<'_> {
                 )
             }
         };
-        let store = cache.store();
         if cache_too {
-            if let Err(e) = store.clear_cache().await {
+            if let Err(e) = cache.clear_cache().await {
                 return r.internal("cannot clear the cache", &e);
             }
         }
         if queue_too {
-            if let Err(e) = store.clear_queue().await {
+            if let Err(e) = cache.clear_queue().await {
                 return r.internal("cannot clear the queue", &e);
-            }
-            if let Some(p) = &self.state.prefetcher {
-                p.forget_all();
             }
         }
         r.empty(StatusCode::NO_CONTENT)
     }
 
-    async fn cache_queue<S, ReqB, ResB>(&self, inner: S, raw: &str) -> Response<ManageBody<ResB>>
+    async fn cache_queue<S, B>(&self, upstream: Upstream<S>, raw: &str) -> Response<ManageBody<B>>
     where
-        S: Service<Request<RequestBody<ReqB>>, Response = Response<ResB>>,
+        S: Service<Request<RequestBody>, Response = Response<B>> + Clone,
         S::Error: Into<BoxError>,
-        ResB: Body<Data = Bytes>,
-        ResB::Error: Into<BoxError>,
+        B: Body<Data = Bytes>,
+        B::Error: Into<BoxError>,
     {
         let r = self.r;
         let Ok(id) = ImageId::parse(raw) else {
             return r.image_not_found(raw);
         };
-        let status = match self.image_status(inner, &id).await {
+        let status = match self.image_status(upstream, &id).await {
             Ok(Some(status)) => status,
             Ok(None) => return r.image_not_found(raw),
             Err(resp) => return resp,
@@ -239,33 +224,30 @@ impl Ctx<'_> {
                 "Only images with status active can be targeted for queueing",
             );
         }
-        if let Err(e) = cache.store().queue_image(&id).await {
+        let credentials = Caller::new(self.parts).headers().clone();
+        if let Err(e) = cache.queue(&id, Some(credentials)).await {
             return r.internal("cannot queue the image", &e);
-        }
-        match &self.state.prefetcher {
-            Some(p) => p.submit_with(id, Some(Caller::new(self.parts).headers().clone())),
-            None => tracing::info!(image_id = %id, "image queued; prefetching is paused"),
         }
         r.empty(StatusCode::ACCEPTED)
     }
 
-    async fn cache_delete<S, ReqB, ResB>(&self, inner: S, raw: &str) -> Response<ManageBody<ResB>>
+    async fn cache_delete<S, B>(&self, upstream: Upstream<S>, raw: &str) -> Response<ManageBody<B>>
     where
-        S: Service<Request<RequestBody<ReqB>>, Response = Response<ResB>>,
+        S: Service<Request<RequestBody>, Response = Response<B>> + Clone,
         S::Error: Into<BoxError>,
-        ResB: Body<Data = Bytes>,
-        ResB::Error: Into<BoxError>,
+        B: Body<Data = Bytes>,
+        B::Error: Into<BoxError>,
     {
         let r = self.r;
         let Ok(id) = ImageId::parse(raw) else {
             return r.image_not_found(raw);
         };
-        match self.image_status(inner, &id).await {
+        match self.image_status(upstream, &id).await {
             Ok(Some(_)) => {}
             Err(resp) => return resp,
             // Unknown upstream but still here: let the operator clean up.
             Ok(None) => {
-                let known = match &self.state.cache {
+                let known = match &self.state.core {
                     Some(c) => {
                         let store = c.store();
                         matches!(store.lookup(&id).await, Ok(Some(_)))
@@ -282,18 +264,11 @@ impl Ctx<'_> {
             Ok(c) => c,
             Err(resp) => return resp,
         };
-        if let Some(fill) = cache.fills.get(&id) {
-            fill.cancel_commit();
-        }
-        let store = cache.store();
-        if let Err(e) = store.invalidate(&id).await {
+        if let Err(e) = cache.invalidate(&id).await {
             return r.internal("cannot delete the cached image", &e);
         }
-        if let Err(e) = store.dequeue(&id).await {
+        if let Err(e) = cache.dequeue(&id).await {
             return r.internal("cannot delete the queued image", &e);
-        }
-        if let Some(p) = &self.state.prefetcher {
-            p.forget(&id);
         }
         r.empty(StatusCode::NO_CONTENT)
     }
@@ -367,13 +342,13 @@ impl Ctx<'_> {
                 Err(e) => r.internal("cannot read the cache", &e),
             },
             Endpoint::LegacyDeleteCached(raw) => match ImageId::parse(&raw) {
-                Ok(id) => match store.invalidate(&id).await {
+                Ok(id) => match cache.invalidate(&id).await {
                     Ok(_) => null(),
                     Err(e) => r.internal("cannot delete the cached image", &e),
                 },
                 Err(_) => bad_id(&raw),
             },
-            Endpoint::LegacyDeleteAllCached => match store.clear_cache().await {
+            Endpoint::LegacyDeleteAllCached => match cache.clear_cache().await {
                 Ok(n) => r.json(StatusCode::OK, &json!({"num_deleted": n})),
                 Err(e) => r.internal("cannot clear the cache", &e),
             },
@@ -392,13 +367,13 @@ impl Ctx<'_> {
                 Err(e) => r.internal("cannot read the queue", &e),
             },
             Endpoint::LegacyDeleteQueued(raw) => match ImageId::parse(&raw) {
-                Ok(id) => match store.dequeue(&id).await {
+                Ok(id) => match cache.dequeue(&id).await {
                     Ok(_) => null(),
                     Err(e) => r.internal("cannot delete the queued image", &e),
                 },
                 Err(_) => bad_id(&raw),
             },
-            Endpoint::LegacyDeleteAllQueued => match store.clear_queue().await {
+            Endpoint::LegacyDeleteAllQueued => match cache.clear_queue().await {
                 Ok(n) => r.json(StatusCode::OK, &json!({"num_deleted": n})),
                 Err(e) => r.internal("cannot clear the queue", &e),
             },
@@ -406,21 +381,22 @@ impl Ctx<'_> {
         }
     }
 
-    /// [`Self::lookup`] as a handler uses it: the image's status (`None`:
-    /// the upstream does not know the image), or the answer to return at
-    /// once (the upstream's own refusal, or 502 when the lookup failed).
-    async fn image_status<S, ReqB, ResB>(
+    /// The image's status as the caller may see it (`None`: the upstream
+    /// does not know the image, or hides it from the caller), or the answer
+    /// to return at once (the upstream's own 401, or 502 when the lookup
+    /// failed).
+    async fn image_status<S, B>(
         &self,
-        inner: S,
+        upstream: Upstream<S>,
         id: &ImageId,
-    ) -> Result<Option<String>, Response<ManageBody<ResB>>>
+    ) -> Result<Option<String>, Response<ManageBody<B>>>
     where
-        S: Service<Request<RequestBody<ReqB>>, Response = Response<ResB>>,
+        S: Service<Request<RequestBody>, Response = Response<B>> + Clone,
         S::Error: Into<BoxError>,
-        ResB: Body<Data = Bytes>,
-        ResB::Error: Into<BoxError>,
+        B: Body<Data = Bytes>,
+        B::Error: Into<BoxError>,
     {
-        match self.lookup(inner, id).await {
+        match self.lookup(upstream, id).await {
             Lookup::Found { status } => Ok(Some(status)),
             Lookup::NotFound => Ok(None),
             Lookup::Refused(resp) => Err(resp.map(ManageBody::inner)),
@@ -429,59 +405,37 @@ impl Ctx<'_> {
     }
 
     /// `GET /v2/images/{id}` on the upstream with the caller's credentials.
-    async fn lookup<S, ReqB, ResB>(&self, inner: S, id: &ImageId) -> Lookup<ResB>
+    async fn lookup<S, B>(&self, upstream: Upstream<S>, id: &ImageId) -> Lookup<B>
     where
-        S: Service<Request<RequestBody<ReqB>>, Response = Response<ResB>>,
+        S: Service<Request<RequestBody>, Response = Response<B>> + Clone,
         S::Error: Into<BoxError>,
-        ResB: Body<Data = Bytes>,
-        ResB::Error: Into<BoxError>,
+        B: Body<Data = Bytes>,
+        B::Error: Into<BoxError>,
     {
         let caller = Caller::new(self.parts);
-        let mut req = caller.get(&format!("/v2/images/{id}"), RequestBody::empty());
-        req.headers_mut().insert(
-            http::header::ACCEPT,
-            http::HeaderValue::from_static("application/json"),
-        );
-        let resp = match inner.oneshot(req).await {
-            Ok(resp) => resp,
-            Err(e) => return Lookup::Failed(format!("image lookup failed: {}", e.into())),
-        };
-        match resp.status() {
-            StatusCode::OK => {}
-            StatusCode::NOT_FOUND | StatusCode::FORBIDDEN => return Lookup::NotFound,
-            StatusCode::UNAUTHORIZED => return Lookup::Refused(resp),
-            s => {
-                return Lookup::Failed(format!(
-                    "the image service answered {s} to the image lookup"
-                ))
-            }
-        }
-        let doc = match Limited::new(resp.into_body(), DOC_LIMIT).collect().await {
-            Ok(body) => serde_json::from_slice::<Value>(&body.to_bytes()).ok(),
-            Err(_) => None,
-        };
-        match doc
-            .as_ref()
-            .and_then(|d| d.get("status"))
-            .and_then(Value::as_str)
-        {
-            Some(status) => Lookup::Found {
-                status: status.to_owned(),
+        match upstream.image_record(&caller, id).await {
+            Reply::Ok(record) => Lookup::Found {
+                status: record.status,
             },
-            None => Lookup::Failed("the image record could not be read".into()),
+            Reply::Refused(resp) if resp.status() == StatusCode::UNAUTHORIZED => {
+                Lookup::Refused(resp)
+            }
+            Reply::Refused(_) => Lookup::NotFound,
+            Reply::Failed(e) => Lookup::Failed(format!("image lookup: {e}")),
         }
     }
 
     /// The upstream's version document with the cache versions merged in.
-    async fn versions<S, ReqB, ResB>(
+    async fn versions<S, B>(
         &self,
-        inner: S,
+        upstream: Upstream<S>,
         multiple_choices: bool,
-    ) -> Response<ManageBody<ResB>>
+    ) -> Response<ManageBody<B>>
     where
-        S: Service<Request<RequestBody<ReqB>>, Response = Response<ResB>>,
-        ResB: Body<Data = Bytes>,
-        ResB::Error: Into<BoxError>,
+        S: Service<Request<RequestBody>, Response = Response<B>> + Clone,
+        S::Error: Into<BoxError>,
+        B: Body<Data = Bytes>,
+        B::Error: Into<BoxError>,
     {
         let (r, parts) = (self.r, self.parts);
         let host = parts
@@ -493,19 +447,7 @@ impl Ctx<'_> {
             (None, Some(host)) => format!("http://{host}"),
             (None, None) => "http://localhost".to_owned(),
         };
-        let upstream = {
-            let caller = Caller::new(parts);
-            let req = caller.get("/versions", RequestBody::empty());
-            match inner.oneshot(req).await {
-                Ok(resp) if resp.status().as_u16() == 200 || resp.status().as_u16() == 300 => {
-                    match Limited::new(resp.into_body(), DOC_LIMIT).collect().await {
-                        Ok(body) => serde_json::from_slice::<Value>(&body.to_bytes()).ok(),
-                        Err(_) => None,
-                    }
-                }
-                _ => None,
-            }
-        };
+        let upstream = upstream.versions(&Caller::new(parts)).await;
         let status = if multiple_choices {
             StatusCode::MULTIPLE_CHOICES
         } else {
@@ -515,7 +457,7 @@ impl Ctx<'_> {
     }
 }
 
-/// Glance's body rules (spec §3.1): GETs take no body; other methods take
+/// Glance's body rules: GETs take no body; other methods take
 /// no body either (Glance would fail with 500 on a JSON object; we answer 400).
 async fn body_rule<ReqB, B>(
     parts: &request::Parts,

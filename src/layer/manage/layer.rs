@@ -6,40 +6,43 @@ use tower::Layer;
 
 use super::CacheManage;
 use crate::auth::manage::ManagementAuth;
-use crate::layer::cache::CacheLayer;
-use crate::worker::Prefetcher;
+use crate::cache::GlanceCache;
 
 /// Answers Glance's cache management API (`/v2/cache…`, `/v2/cached_images…`,
 /// `/v2/queued_images…`) and merges the cache API versions into version
 /// discovery. See the [module docs](crate::layer::manage).
 #[derive(Clone, Debug)]
 pub struct CacheManageLayer {
-    pub(crate) cache: Option<CacheLayer>,
+    pub(crate) core: Option<GlanceCache>,
     pub(crate) auth: ManagementAuth,
-    pub(crate) prefetcher: Option<Prefetcher>,
     pub(crate) stall_time: Duration,
     pub(crate) public_endpoint: Option<String>,
 }
 
 impl CacheManageLayer {
-    /// The management API for `cache` (`None`: caching is disabled at this
-    /// site, and the v2 endpoints answer Glance's 404 after the policy
-    /// check), authorizing callers with `auth`.
-    pub fn new(cache: Option<CacheLayer>, auth: ManagementAuth) -> Self {
+    /// The management API of `cache`, authorizing callers with `auth`.
+    /// Images queued with `PUT /v2/cache/{id}` are fetched at once when the
+    /// cache has prefetch workers (see [`Stack`](crate::Stack)), and only
+    /// queued on disk otherwise (Glance's "worker paused").
+    pub fn new(cache: GlanceCache, auth: ManagementAuth) -> Self {
         CacheManageLayer {
-            cache,
+            core: Some(cache),
             auth,
-            prefetcher: None,
             stall_time: Duration::from_secs(86_400),
             public_endpoint: None,
         }
     }
 
-    /// The worker that caches images queued with `PUT /v2/cache/{id}`.
-    /// Without one, images are only queued on disk (Glance's "worker paused").
-    pub fn with_prefetcher(mut self, prefetcher: Prefetcher) -> Self {
-        self.prefetcher = Some(prefetcher);
-        self
+    /// The management API of a site without a cache: the v2 cache
+    /// endpoints answer Glance's 404 after the policy check, version
+    /// discovery and the legacy routes are the upstream's.
+    pub(crate) fn disabled(auth: ManagementAuth) -> Self {
+        CacheManageLayer {
+            core: None,
+            auth,
+            stall_time: Duration::from_secs(86_400),
+            public_endpoint: None,
+        }
     }
 
     /// Glance's `public_endpoint`: the base of the `href`s in the version

@@ -1,12 +1,12 @@
 //! [`CacheManageLayer`]: Glance's cache management API, answered by the proxy.
 //!
 //! Operators manage each node's cache exactly as with Glance, whether or not
-//! the upstream Glance has a cache of its own (spec §3, §4, §9):
+//! the upstream Glance has a cache of its own:
 //!
 //! | request | answer |
 //! |---|---|
 //! | `GET /v2/cache` | 200 `{"cached_images": [...], "queued_images": [...]}` |
-//! | `PUT /v2/cache/{id}` | 202; queued on disk and cached at once by the [`Prefetcher`](crate::worker::Prefetcher) |
+//! | `PUT /v2/cache/{id}` | 202; queued on disk and cached at once by the prefetch workers |
 //! | `DELETE /v2/cache/{id}` | 204 |
 //! | `DELETE /v2/cache` (`x-image-cache-clear-target`: `cache`, `queue` or none) | 204 |
 //! | `POST /v2/cache/clean` | 200 |
@@ -18,7 +18,7 @@
 //! Wrong methods get 405 with `Allow`; callers are authorized by
 //! [`ManagementAuth`](crate::auth::manage::ManagementAuth) with Glance's
 //! policy names; a disabled cache answers Glance's 404. Everything else goes
-//! to the inner service, normally a [`CacheLayer`](crate::CacheLayer) stack.
+//! to the inner service, normally a [`CacheLayer`](crate::CacheLayer).
 //!
 //! # Example
 //!
@@ -28,23 +28,21 @@
 //! use http::{Request, Response};
 //! use http_body_util::{BodyExt, Full};
 //! use glance_cache::auth::manage::ManagementAuth;
-//! use glance_cache::layer::cache::{CacheLayer, RequestBody};
-//! use glance_cache::layer::manage::CacheManageLayer;
 //! use glance_cache::store::CacheStore;
+//! use glance_cache::{CacheLayer, CacheManageLayer, GlanceCache, RequestBody};
 //! use tower::{service_fn, ServiceBuilder, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 //! let dir = tempfile::tempdir()?;
-//! let store = CacheStore::builder(dir.path()).open().await?;
-//! let cache = CacheLayer::new(store);
-//! let upstream = service_fn(|_req: Request<RequestBody<RequestBody<Full<Bytes>>>>| async {
+//! let cache = GlanceCache::builder(CacheStore::builder(dir.path()).open().await?).build();
+//! let upstream = service_fn(|_req: Request<RequestBody>| async {
 //!     Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"{}"))))
 //! });
 //! let auth = ManagementAuth::static_tokens(["s3cret"]);
 //! let svc = ServiceBuilder::new()
-//!     .layer(CacheManageLayer::new(Some(cache.clone()), auth))
-//!     .layer(cache)
+//!     .layer(CacheManageLayer::new(cache.clone(), auth))
+//!     .layer(CacheLayer::new(cache))
 //!     .service(upstream);
 //! let list = svc
 //!     .oneshot(Request::get("/v2/cache").header("x-auth-token", "s3cret").body(Full::default())?)

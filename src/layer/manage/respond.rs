@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::ManageBody;
 use crate::auth::manage::{PolicyRule, Refusal};
-use crate::layer::cache::headers::{request_id, REQUEST_ID};
+use crate::headers::{request_id, REQUEST_ID};
 
 /// Builds responses for one request (its `Accept` and request id).
 pub(crate) struct Responder {

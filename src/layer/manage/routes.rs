@@ -1,8 +1,9 @@
-//! Which requests the management API answers (spec §3.1 routing table, §3.3, §3.4).
+//! Which requests the management API answers: Glance's cache API, its
+//! legacy `cachemanagement` routes, and version discovery.
 
 use http::{HeaderMap, Method};
 
-use crate::layer::cache::matcher::versioned_rest;
+use crate::versioning::v2_rest;
 
 /// A management endpoint, with the raw (undecoded) image id where it has one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,7 +56,7 @@ pub(crate) fn route(method: &Method, path: &str, headers: &HeaderMap) -> Option<
             multiple_choices: path == "/",
         });
     }
-    let rest = versioned_rest(path, headers)?;
+    let rest = v2_rest(path, headers)?;
     use Endpoint::*;
     let m = method;
     let ep = match rest {

@@ -10,7 +10,7 @@ use tower::Service;
 use super::handlers::Handler;
 use super::routes::{route, Endpoint};
 use super::{CacheManageLayer, ManageBody, ResponseFuture};
-use crate::layer::cache::RequestBody;
+use crate::upstream::RequestBody;
 use crate::BoxError;
 
 /// Answers the cache management API; see [`CacheManageLayer`].
@@ -34,7 +34,7 @@ impl<S> CacheManage<S> {
 
 impl<S, ReqB, ResB> Service<Request<ReqB>> for CacheManage<S>
 where
-    S: Service<Request<RequestBody<ReqB>>, Response = Response<ResB>> + Clone + Send + 'static,
+    S: Service<Request<RequestBody>, Response = Response<ResB>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<BoxError> + Send + 'static,
     ReqB: Body<Data = Bytes> + Send + 'static,
@@ -52,12 +52,13 @@ where
     }
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
+        let req = req.map(RequestBody::new);
         let endpoint = route(req.method(), req.uri().path(), req.headers());
         let ours = match &endpoint {
             None => false,
             // Without a cache, version discovery and the legacy API are the
-            // upstream's business (spec scenario 24).
-            Some(e) if self.state.cache.is_none() => {
+            // upstream's business.
+            Some(e) if self.state.core.is_none() => {
                 !e.is_legacy() && !matches!(e, Endpoint::Versions { .. })
             }
             Some(_) => true,
@@ -69,7 +70,7 @@ where
                 let handler = Handler::new(self.state.clone(), inner);
                 ResponseFuture::handled(Box::pin(handler.run(endpoint, req)))
             }
-            _ => ResponseFuture::passthrough(self.inner.call(req.map(RequestBody::new))),
+            _ => ResponseFuture::passthrough(self.inner.call(req)),
         }
     }
 }

@@ -12,7 +12,7 @@ use tracing::Span;
 
 use super::body::{millis, Completion};
 use super::ResponseBody;
-use crate::layer::cache::headers::REQUEST_ID;
+use crate::headers::REQUEST_ID;
 
 pin_project! {
     /// Response future of [`RequestId`](super::RequestId): the inner

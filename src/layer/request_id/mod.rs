@@ -5,7 +5,7 @@
 //! front of it, the proxy must too, also on the answers the upstream never
 //! saw (a `502` for a dead upstream, a management `401`, a hit). For each
 //! request the layer picks an id with Glance's rules
-//! (`crate::layer::cache::headers::request_id`):
+//! (`crate::headers::request_id`):
 //!
 //! * the client's `X-Openstack-Request-ID`, with `req-` prepended if it
 //!   lacks it, when the result is at most 64 printable ASCII characters;
@@ -23,7 +23,7 @@
 //! Everything logged while the request is handled, its response body
 //! included, is inside a `request` span with the fields `request_id`,
 //! `method`, `path` and `client` (the peer address, when
-//! [`ClientAddr`](crate::reverse_proxy::ClientAddr) is in the request's
+//! [`ClientAddr`](crate::server::ClientAddr) is in the request's
 //! extensions). When the response body has been sent, or the client went
 //! away, one line is logged at `info` (`warn` if the body failed) with
 //! `status`, `bytes` (body bytes sent), `head_ms` (time to the response

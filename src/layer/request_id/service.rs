@@ -7,8 +7,8 @@ use http_body::Body;
 use tower::Service;
 
 use super::ResponseFuture;
-use crate::layer::cache::headers::{request_id, REQUEST_ID};
-use crate::reverse_proxy::ClientAddr;
+use crate::headers::{request_id, REQUEST_ID};
+use crate::server::ClientAddr;
 
 /// Gives every response an `x-openstack-request-id`; see [`RequestIdLayer`](super::RequestIdLayer).
 #[derive(Clone, Debug)]

@@ -12,7 +12,7 @@ use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Metadata, Subscriber};
 
 use super::RequestIdLayer;
-use crate::layer::cache::headers::REQUEST_ID;
+use crate::headers::REQUEST_ID;
 
 /// Echoes the request id it received in `x-seen-id`; answers `body`.
 async fn echo(

@@ -1,14 +1,14 @@
 //! `DELETE /v2/images/{id}` invalidation (spec §2; scenarios 16, 17), and
 //! deletes (of the image or of the cache entry) that race a fill.
 
-mod common;
-
 use std::time::Duration;
 
-use common::fixture::{fake_glance, BIG_SIZE};
-use common::*;
+use crate::proxy::*;
 use glance_cache::metrics::{FillFailure, Snapshot};
+use glance_cache_support::client::*;
 use glance_cache_support::fake_glance::{Behaviour, Gate};
+use glance_cache_support::fixture::*;
+use glance_cache_support::wait::*;
 use http::StatusCode;
 
 const ADMIN: [(&str, &str); 1] = [("x-auth-token", "ADMIN")];
@@ -80,7 +80,7 @@ async fn delete_during_a_fill_leaves_no_orphan() {
         tokio::spawn(async move { c.get(&url, &ADMIN).await })
     };
     wait_for("the fill to start", Duration::from_secs(10), || async {
-        proxy.layer.fills_in_flight() == 1
+        proxy.cache.fills_in_flight() == 1
     })
     .await;
     let del = c
@@ -88,7 +88,7 @@ async fn delete_during_a_fill_leaves_no_orphan() {
         .await;
     assert_eq!(del.status, StatusCode::NO_CONTENT);
     assert_eq!(
-        proxy.layer.fills_in_flight(),
+        proxy.cache.fills_in_flight(),
         1,
         "the delete raced the fill"
     );
@@ -109,8 +109,8 @@ async fn delete_during_a_fill_leaves_no_orphan() {
 /// A delete that arrives while a verified fill commits (after its last
 /// check before the commit, between fsync and rename) still removes the
 /// entry once the commit is done: the store holds the commit open until the
-/// delete has been answered.
-async fn delete_in_the_commit_window(path: &str) {
+/// delete has been answered (with `status`).
+async fn delete_in_the_commit_window(path: &str, status: StatusCode) {
     let glance = fake_glance().await;
     let dir = tempfile::tempdir().unwrap();
     let proxy = Proxy::start(&glance.url(), dir.path(), ProxyOptions::default()).await;
@@ -125,8 +125,8 @@ async fn delete_in_the_commit_window(path: &str) {
         .expect("the fill reaches its commit");
     assert_eq!(held.as_str(), PUB);
     let del = c.delete(&format!("{}{path}", proxy.url), &ADMIN).await;
-    assert_eq!(del.status, StatusCode::NO_CONTENT);
-    assert_eq!(proxy.layer.fills_in_flight(), 1, "the commit is still held");
+    assert_eq!(del.status, status, "{path}");
+    assert_eq!(proxy.cache.fills_in_flight(), 1, "the commit is still held");
     assert!(proxy.incomplete_path(PUB).exists(), "not renamed yet");
     hold.release();
 
@@ -144,12 +144,30 @@ async fn delete_in_the_commit_window(path: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn image_delete_during_the_commit_leaves_no_entry() {
-    delete_in_the_commit_window(&format!("/v2/images/{PUB}")).await;
+    delete_in_the_commit_window(&format!("/v2/images/{PUB}"), StatusCode::NO_CONTENT).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cache_delete_during_the_commit_leaves_no_entry() {
-    delete_in_the_commit_window(&format!("/v2/cache/{PUB}")).await;
+    delete_in_the_commit_window(&format!("/v2/cache/{PUB}"), StatusCode::NO_CONTENT).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_delete_during_the_commit_leaves_no_entry() {
+    // glance-cache-manage delete-cached-image
+    delete_in_the_commit_window(&format!("/v2/cached_images/{PUB}"), StatusCode::OK).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clear_during_the_commit_leaves_no_entry() {
+    // glance cache-clear
+    delete_in_the_commit_window("/v2/cache", StatusCode::NO_CONTENT).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_clear_during_the_commit_leaves_no_entry() {
+    // glance-cache-manage delete-all-cached-images
+    delete_in_the_commit_window("/v2/cached_images", StatusCode::OK).await;
 }
 
 fn failures(m: &Snapshot) -> [u64; 3] {

@@ -1,10 +1,9 @@
 //! What is never cached: ranges, 204, errors (scenarios 7, 8, 9, 10).
 
-mod common;
-
-use common::fixture::fake_glance;
-use common::*;
+use crate::proxy::*;
+use glance_cache_support::client::*;
 use glance_cache_support::fake_glance::Behaviour;
+use glance_cache_support::fixture::*;
 use http::StatusCode;
 
 const MEMBER: (&str, &str) = ("x-auth-token", "MEMBER");

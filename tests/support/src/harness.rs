@@ -6,11 +6,9 @@
 //! --purge-with-owner` with `DIR` a new temporary directory, retrying with another port when
 //! the script exits with status 3 (the port was taken meanwhile). The [`HarnessProcess`] it
 //! returns runs `<script> stop --base DIR` when stopped or dropped, then deletes `DIR`.
-//! [`skip_or_fail`] implements the rule for a missing Python side: skip, except under
-//! `CI=true`, where the test fails.
-//!
-//! Each `real_*` module includes this file as its own child module (`#[path]`), so that a
-//! test crate that declares only one of them needs no further `mod` line.
+//! [`unavailable`] is the rule for a missing Python side: the test fails, saying how to
+//! set it up (`bash tests/run.sh` does). A test that needs a real service never passes
+//! without it.
 //!
 //! # Example
 //! ```ignore
@@ -218,14 +216,9 @@ impl Drop for HarnessProcess {
     }
 }
 
-/// What a test does when the real `service` is unavailable for reason `why`: returns `None`
-/// (after printing why) so that the test can skip, but panics when `CI` is `true`.
-pub fn skip_or_fail<T>(service: &str, why: &str) -> Option<T> {
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{why}; CI=true: a test that needs a real {service} fails instead of skipping");
-    }
-    eprintln!("SKIPPED (real {service} unavailable): {why}");
-    None
+/// Fails the calling test: the real `service` it needs is unavailable, for reason `why`.
+pub fn unavailable(service: &str, why: &str) -> ! {
+    panic!("this test needs a real {service}, which is unavailable: {why}");
 }
 
 /// `$venv_var`, else `$HOME/.cache/glance-cache/<default>`.

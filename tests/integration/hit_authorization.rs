@@ -1,12 +1,12 @@
 //! Hit authorization against the upstream (spec §1.4, Appendix A; scenarios 3, 15).
 
-mod common;
-
 use std::time::Duration;
 
-use common::fixture::fake_glance;
-use common::*;
+use crate::proxy::*;
 use glance_cache::auth::HitAuthorization;
+use glance_cache_support::client::*;
+use glance_cache_support::fixture::*;
+use glance_cache_support::wait::*;
 
 fn token(t: &'static str) -> [(&'static str, &'static str); 1] {
     [("x-auth-token", t)]
@@ -55,15 +55,20 @@ async fn scenario_3_hits_answer_what_the_upstream_would() {
 
     let member = c.get(&proxy.file_url(PRIV), &token("MEMBER")).await;
     assert_eq!(member.status, 200);
-    assert_eq!(member.body, common::fixture::alphabet());
+    assert_eq!(member.body, glance_cache_support::fixture::alphabet());
     assert_eq!(glance.file_gets(PRIV), 1, "served from the cache");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scenario_15_deactivated_cached_image_goes_to_the_upstream() {
+async fn deactivated_cached_image_goes_to_the_upstream_in_metadata_mode() {
     let glance = fake_glance().await;
     let dir = tempfile::tempdir().unwrap();
-    let proxy = Proxy::start(&glance.url(), dir.path(), ProxyOptions::default()).await;
+    // The image record says "deactivated": the upstream decides.
+    let opts = ProxyOptions {
+        authz: HitAuthorization::Metadata,
+        ..Default::default()
+    };
+    let proxy = Proxy::start(&glance.url(), dir.path(), opts).await;
     cached(&proxy, DEACT).await;
     glance.set_status(
         DEACT,
@@ -83,6 +88,34 @@ async fn scenario_15_deactivated_cached_image_goes_to_the_upstream() {
     );
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(proxy.entry(DEACT).await.unwrap().hits, 0);
+    assert!(
+        proxy.cached_path(DEACT).exists(),
+        "deactivation does not invalidate"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deactivated_cached_image_is_refused_to_members_and_served_to_admins_in_probe_mode() {
+    // One round trip: the download probe. Glance refuses it to non-admins
+    // (403, relayed); an admin's probe passes, and the admin gets the bytes
+    // Glance would send from its store (checked against Glance 33).
+    let glance = fake_glance().await;
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(&glance.url(), dir.path(), ProxyOptions::default()).await;
+    cached(&proxy, DEACT).await;
+    glance.set_status(
+        DEACT,
+        glance_cache_support::fake_glance::ImageStatus::Deactivated,
+    );
+    let c = Client::new();
+    let member = c.get(&proxy.file_url(DEACT), &token("MEMBER")).await;
+    assert_eq!(member.status, 403, "upstream's answer relayed");
+    assert_ne!(member.body, b"DEACTDATA");
+    let before = glance.file_gets(DEACT);
+    let admin = c.get(&proxy.file_url(DEACT), &token("ADMIN")).await;
+    assert_eq!(admin.status, 200);
+    assert_eq!(admin.body, b"DEACTDATA");
+    assert_eq!(glance.file_gets(DEACT), before, "served from the cache");
     assert!(
         proxy.cached_path(DEACT).exists(),
         "deactivation does not invalidate"
@@ -121,7 +154,7 @@ async fn decisions_are_remembered_per_token_only() {
     let proxy = Proxy::start(&glance.url(), dir.path(), opts).await;
     cached(&proxy, PRIV).await;
     let c = Client::new();
-    let probes = || glance.metadata_gets(PRIV);
+    let probes = || glance.ranged_file_gets(PRIV);
 
     let base = probes();
     assert_eq!(
@@ -161,7 +194,11 @@ async fn zero_ttl_asks_every_time_and_probe_is_ranged() {
             200
         );
     }
-    assert_eq!(glance.metadata_gets(PUB), m0 + 3);
+    assert_eq!(
+        glance.metadata_gets(PUB),
+        m0,
+        "one round trip: no image record"
+    );
     assert_eq!(glance.ranged_file_gets(PUB), r0 + 3);
     assert_eq!(glance.file_gets(PUB), 1);
 }
@@ -213,7 +250,7 @@ async fn followers_of_a_fill_are_authorized_too() {
         tokio::spawn(async move { c.get(&url, &token("MEMBER")).await })
     };
     wait_for("fill to start", Duration::from_secs(10), || async {
-        proxy.layer.fills_in_flight() == 1
+        proxy.cache.fills_in_flight() == 1
     })
     .await;
     let anonymous = c.get(&proxy.file_url(BIG), &[]).await;
@@ -223,7 +260,10 @@ async fn followers_of_a_fill_are_authorized_too() {
     );
     let leader = leader.await.unwrap();
     assert!(leader.complete());
-    assert_eq!(leader.body.len() as u64, common::fixture::BIG_SIZE);
+    assert_eq!(
+        leader.body.len() as u64,
+        glance_cache_support::fixture::BIG_SIZE
+    );
     assert_eq!(glance.file_gets(BIG), 1);
 }
 
@@ -244,7 +284,7 @@ async fn followers_with_the_leaders_credentials_are_not_asked_again() {
     };
     let leader = get("MEMBER");
     wait_for("fill to start", Duration::from_secs(10), || async {
-        proxy.layer.fills_in_flight() == 1
+        proxy.cache.fills_in_flight() == 1
     })
     .await;
     let same: Vec<_> = (0..3).map(|_| get("MEMBER")).collect();
@@ -253,12 +293,12 @@ async fn followers_with_the_leaders_credentials_are_not_asked_again() {
         let r = r.await.unwrap();
         assert_eq!(r.status, 200);
         assert!(r.complete(), "{:?}", r.error);
-        assert_eq!(r.body.len() as u64, common::fixture::BIG_SIZE);
+        assert_eq!(r.body.len() as u64, glance_cache_support::fixture::BIG_SIZE);
     }
     assert_eq!(glance.file_gets(BIG), 1, "one upstream download");
     assert_eq!(
         (glance.metadata_gets(BIG), glance.ranged_file_gets(BIG)),
-        (1, 1),
-        "only the follower with other credentials was authorized"
+        (0, 1),
+        "only the follower with other credentials was authorized (one probe)"
     );
 }

@@ -1,14 +1,27 @@
-//! The spec §11 fixture on the fake Glance: tokens and images.
+//! The tests' standard world on the fake Glance: tokens and images.
 
-use glance_cache_support::fake_glance::{
+use crate::fake_glance::{
     AuthMode, FakeGlance, FakeImage, Identity, ImageStatus, RunningFakeGlance, Visibility,
 };
 
-use super::{BIG, DEACT, PRIV, PUB, QUEUED};
+/// A public image, `IMAGEDATA`, owned by project X.
+pub const PUB: &str = "11111111-1111-4111-8111-111111111111";
+/// A private image of project X, `A..Z`.
+pub const PRIV: &str = "22222222-2222-4222-8222-222222222222";
+/// An image without data (status `queued`).
+pub const QUEUED: &str = "33333333-3333-4333-8333-333333333333";
+/// A public image that tests deactivate.
+pub const DEACT: &str = "44444444-4444-4444-8444-444444444444";
+/// A public 50 MiB pattern.
+pub const BIG: &str = "55555555-5555-4555-8555-555555555555";
+
+/// md5 of `IMAGEDATA`.
+pub const PUB_MD5: &str = "0fc85dbea99575776296eaaa1d314eb1";
 
 /// Size of the BIG image.
 pub const BIG_SIZE: u64 = 50 << 20;
 
+/// The bytes of [`PRIV`].
 pub fn alphabet() -> Vec<u8> {
     (b'A'..=b'Z').collect()
 }

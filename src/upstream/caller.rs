@@ -1,4 +1,5 @@
-//! The caller's request, kept to ask the upstream questions on its behalf.
+//! [`Caller`]: whom the upstream is asked on behalf of, with their own
+//! credentials.
 
 use http::header::{self, HeaderMap, HeaderName};
 use http::uri::{PathAndQuery, Uri};
@@ -29,6 +30,8 @@ const NOT_IDENTITY: [&str; 7] = [
     "tracestate",
 ];
 
+/// The credentials (and the rest of the request head) that questions to the
+/// upstream carry: a client's, or the ones a background job uses.
 #[derive(Debug, Clone)]
 pub(crate) struct Caller {
     uri: Uri,
@@ -38,20 +41,35 @@ pub(crate) struct Caller {
 }
 
 impl Caller {
+    /// The client of `parts`.
     pub(crate) fn new(parts: &http::request::Parts) -> Self {
-        let mut headers = parts.headers.clone();
+        Caller {
+            uri: parts.uri.clone(),
+            version: parts.version,
+            headers: Self::forwardable(parts.headers.clone()),
+            extensions: parts.extensions.clone(),
+        }
+    }
+
+    /// A caller presenting `headers` (an operator's saved request headers,
+    /// a service token, or none at all).
+    pub(crate) fn from_headers(headers: HeaderMap) -> Self {
+        Caller {
+            uri: Uri::from_static("/"),
+            version: Version::HTTP_11,
+            headers: Self::forwardable(headers),
+            extensions: Extensions::new(),
+        }
+    }
+
+    fn forwardable(mut headers: HeaderMap) -> HeaderMap {
         for name in NOT_FORWARDED {
             headers.remove(name);
         }
         headers.remove(header::IF_MODIFIED_SINCE);
         headers.remove(header::IF_UNMODIFIED_SINCE);
         headers.remove(header::IF_RANGE);
-        Caller {
-            uri: parts.uri.clone(),
-            version: parts.version,
-            headers,
-            extensions: parts.extensions.clone(),
-        }
+        headers
     }
 
     /// The caller's headers, without those that describe the original

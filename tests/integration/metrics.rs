@@ -1,16 +1,15 @@
 //! The cache's Prometheus metrics, in process: what is counted, and the
 //! exposition format they render to.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::proxy::*;
 use bytes::Bytes;
-use common::fixture::{alphabet, fake_glance, BIG_SIZE};
-use common::*;
-use glance_cache::metrics;
+use glance_cache_support::client::*;
 use glance_cache_support::fake_glance::Behaviour;
+use glance_cache_support::fixture::*;
+use glance_cache_support::wait::*;
 use http::{Method, StatusCode};
 
 const MEMBER: [(&str, &str); 1] = [("x-auth-token", "MEMBER")];
@@ -146,7 +145,7 @@ fn parse(text: &str) -> Result<Exposition, String> {
 }
 
 async fn scrape(proxy: &Proxy) -> Exposition {
-    let text = metrics::sample(proxy.store()).await.to_string();
+    let text = proxy.cache.metrics_snapshot().await.to_string();
     parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
 }
 
@@ -267,15 +266,15 @@ async fn fills_in_flight_while_an_image_streams() {
         tokio::spawn(async move { c.get(&url, &MEMBER).await })
     };
     wait_for("a fill in flight", Duration::from_secs(10), || async {
-        metrics::sample(proxy.store()).await.fills_in_flight == 1
+        proxy.cache.metrics_snapshot().await.fills_in_flight == 1
     })
     .await;
-    let during = metrics::sample(proxy.store()).await;
+    let during = proxy.cache.metrics_snapshot().await;
     assert!(during.upstream_bytes < BIG_SIZE, "counted while streaming");
     let r = download.await.unwrap();
     assert_eq!(r.body.len() as u64, BIG_SIZE);
     proxy.settle().await;
-    let after = metrics::sample(proxy.store()).await;
+    let after = proxy.cache.metrics_snapshot().await;
     assert_eq!(after.fills_in_flight, 0);
     assert_eq!(after.upstream_bytes, BIG_SIZE);
     assert_eq!(after.cache_size_bytes, Some(BIG_SIZE));
@@ -327,7 +326,7 @@ async fn prefetch_results() {
         "both prefetch jobs to end",
         Duration::from_secs(20),
         || async {
-            let s = metrics::sample(proxy.store()).await;
+            let s = proxy.cache.metrics_snapshot().await;
             s.prefetch_successes + s.prefetch_failures == 2
         },
     )

@@ -8,37 +8,29 @@
 //!
 //! The Python side comes from `tests/harness/setup-python.sh` (run by `tests/run.sh`) and is
 //! found through `GLANCE_CACHE_VENV`, else `$HOME/.cache/glance-cache/venv`. When it is
-//! missing, `start` returns `None` and the test should return early (skip) — except when the
-//! environment variable `CI` is `true`: there a test that needs a real service fails, it never
+//! missing, `start` panics: a test that needs a real Glance fails without one, it never
 //! skips.
 //!
 //! Setup calls use `curl` (blocking, via `std::process`); call them before a runtime starts or
 //! from `tokio::task::spawn_blocking`, not on an async worker thread under load.
 //!
 //! # Example
-//! ```ignore
-//! mod common {
-//!     pub mod real_glance;
-//! }
-//! use common::real_glance::{GlanceAuth, RealGlance};
+//! ```no_run
+//! use glance_cache_support::real_glance::{GlanceAuth, RealGlance};
 //!
-//! #[test]
 //! fn downloads_from_real_glance() {
-//!     let Some(glance) = RealGlance::start(GlanceAuth::NoAuth) else {
-//!         return; // skipped: no Glance venv (never in CI)
-//!     };
+//!     let glance = RealGlance::start(GlanceAuth::NoAuth);
 //!     let id = glance.create_image(std::path::Path::new("/tmp/some-file"));
 //!     let url = format!("{}/v2/images/{id}/file", glance.url);
 //!     // ... point the code under test at `glance.url` ...
 //! }
 //! ```
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::harness_process::{self, run, skip_or_fail, HarnessProcess, HarnessScript};
+use crate::harness::{self, run, unavailable, HarnessProcess, HarnessScript};
 
 /// How the real Glance authenticates requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,10 +82,9 @@ pub struct RealGlance {
 impl RealGlance {
     /// Starts a real Glance with `auth`, 2 uWSGI workers, and waits until every worker serves.
     ///
-    /// Returns `None` (after printing why) when the Glance venv is missing, so the calling
-    /// test can skip. Panics when the venv is missing and `CI=true`, and whenever Glance does
-    /// not come up (with the tail of its logs).
-    pub fn start(auth: GlanceAuth) -> Option<RealGlance> {
+    /// Panics when the Glance venv is missing (saying how to make it), and whenever Glance
+    /// does not come up (with the tail of its logs).
+    pub fn start(auth: GlanceAuth) -> RealGlance {
         let script = harness_script();
         let venv = script.venv();
         if !(venv.join("bin/uwsgi").is_file() && venv.join("bin/glance-manage").is_file()) {
@@ -102,15 +93,15 @@ impl RealGlance {
                  which `bash tests/run.sh` does)",
                 venv.display()
             );
-            return skip_or_fail("Glance", &why);
+            unavailable("Glance", &why);
         }
         let extra = ["--auth", auth.flag(), "--workers", "2"].map(String::from);
         let process = script.start(&extra, "");
-        Some(RealGlance {
+        RealGlance {
             url: process.url().to_string(),
             auth,
             process,
-        })
+        }
     }
 
     /// The TCP port Glance listens on (127.0.0.1).
@@ -266,7 +257,7 @@ impl RealGlance {
 
 /// `GLANCE_CACHE_VENV`, else `$HOME/.cache/glance-cache/venv`.
 pub fn venv_dir() -> PathBuf {
-    harness_process::venv_dir("GLANCE_CACHE_VENV", "venv")
+    harness::venv_dir("GLANCE_CACHE_VENV", "venv")
 }
 
 /// `tests/harness/glance.sh` with the Glance venv.

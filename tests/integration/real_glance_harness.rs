@@ -1,16 +1,9 @@
-//! Proves the real-Glance harness (`tests/common/real_glance.rs`, `tests/harness/glance.sh`):
-//! a real Glance stores an uploaded image and serves it back byte for byte, and its
-//! header-auth flavor tells anonymous, member and admin callers apart.
-//!
-//! Skips when the Glance venv is missing (`bash tests/harness/setup-python.sh` makes it),
-//! except under `CI=true`, where it fails.
+//! Proves the real-Glance harness (`glance_cache_support::real_glance`,
+//! `tests/harness/glance.sh`): a real Glance stores an uploaded image and serves it back
+//! byte for byte, and its header-auth flavor tells anonymous, member and admin callers
+//! apart. Needs the Glance venv (`bash tests/run.sh` makes it); fails without it.
 
-mod common {
-    pub mod harness_process;
-    pub mod real_glance;
-}
-
-use common::real_glance::{identity_headers, GlanceAuth, RealGlance};
+use glance_cache_support::real_glance::{identity_headers, GlanceAuth, RealGlance};
 use std::io::Write;
 use std::process::Command;
 
@@ -33,9 +26,7 @@ fn write_pattern(path: &std::path::Path, len: usize) {
 
 #[test]
 fn real_glance_serves_an_uploaded_image_byte_for_byte() {
-    let Some(glance) = RealGlance::start(GlanceAuth::NoAuth) else {
-        return;
-    };
+    let glance = RealGlance::start(GlanceAuth::NoAuth);
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("three-mib.raw");
     write_pattern(&data, 3 * 1024 * 1024);
@@ -74,9 +65,7 @@ fn real_glance_serves_an_uploaded_image_byte_for_byte() {
 
 #[test]
 fn real_glance_header_auth_tells_callers_apart() {
-    let Some(glance) = RealGlance::start(GlanceAuth::Headers) else {
-        return;
-    };
+    let glance = RealGlance::start(GlanceAuth::Headers);
     let (status, body) = glance.curl(&[], &[], "/v2/images");
     assert_eq!(status, 401, "anonymous: {body}");
 

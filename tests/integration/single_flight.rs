@@ -1,13 +1,13 @@
 //! Beyond Glance: N concurrent first downloads cost one upstream download,
 //! streamed to all N while it fills (scenario 38).
 
-mod common;
-
 use std::time::Duration;
 
-use common::fixture::{fake_glance, BIG_SIZE};
-use common::*;
+use crate::proxy::*;
+use glance_cache_support::client::*;
 use glance_cache_support::fake_glance::Behaviour;
+use glance_cache_support::fixture::*;
+use glance_cache_support::wait::*;
 
 const MEMBER: [(&str, &str); 1] = [("x-auth-token", "MEMBER")];
 
@@ -56,7 +56,7 @@ async fn followers_receive_bytes_while_the_fill_runs() {
         tokio::spawn(async move { c.get(&url, &MEMBER).await })
     };
     wait_for("the fill to start", Duration::from_secs(10), || async {
-        proxy.layer.fills_in_flight() == 1
+        proxy.cache.fills_in_flight() == 1
     })
     .await;
     // A second client gets its first megabyte long before the fill ends.
@@ -65,7 +65,7 @@ async fn followers_receive_bytes_while_the_fill_runs() {
         .await;
     assert_eq!(status, 200);
     assert_eq!(
-        proxy.layer.fills_in_flight(),
+        proxy.cache.fills_in_flight(),
         1,
         "bytes arrived while the fill was still running"
     );
@@ -86,7 +86,7 @@ async fn first_client_leaving_fails_nobody() {
         tokio::spawn(async move { c.get_and_abort(&url, &MEMBER, 1).await })
     };
     wait_for("the fill to start", Duration::from_secs(10), || async {
-        proxy.layer.fills_in_flight() == 1
+        proxy.cache.fills_in_flight() == 1
     })
     .await;
     let followers: Vec<_> = (0..3)

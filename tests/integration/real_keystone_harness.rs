@@ -1,18 +1,11 @@
-//! Proves the real-Keystone harness (`tests/common/real_keystone.rs`,
+//! Proves the real-Keystone harness (`glance_cache_support::real_keystone`,
 //! `tests/harness/keystone.sh`): a real Keystone issues project-scoped tokens, lets the
 //! service users (and nobody else) validate other users' tokens, shows a revoked token as
 //! 404 at once on every worker, expires tokens after `--token-expiration`, and leaves no
-//! process behind when dropped.
-//!
-//! Skips when the Keystone venv or memcached is missing (`bash tests/harness/setup-python.sh
-//! --with-keystone` makes them), except under `CI=true`, where it fails.
+//! process behind when dropped. Needs the Keystone venv and memcached (`bash tests/run.sh`
+//! makes them); fails without them.
 
-mod common {
-    pub mod harness_process;
-    pub mod real_keystone;
-}
-
-use common::real_keystone::{KeystoneOptions, RealKeystone};
+use glance_cache_support::real_keystone::{KeystoneOptions, RealKeystone};
 use std::time::{Duration, Instant};
 
 fn role_names(body: &serde_json::Value) -> Vec<String> {
@@ -35,9 +28,7 @@ fn alive(pid: u32) -> bool {
 
 #[test]
 fn real_keystone_issues_validates_and_revokes_tokens() {
-    let Some(keystone) = RealKeystone::start() else {
-        return;
-    };
+    let keystone = RealKeystone::start();
     assert!(keystone.url.starts_with("http://127.0.0.1:"));
     assert!(keystone.url.ends_with("/v3"));
     let demo = keystone.user("demo");
@@ -125,9 +116,7 @@ fn real_keystone_tokens_expire() {
     let options = KeystoneOptions::default()
         .with_token_expiration(Duration::from_secs(2))
         .with_workers(1);
-    let Some(keystone) = RealKeystone::start_with(options) else {
-        return;
-    };
+    let keystone = RealKeystone::start_with(options);
     let demo_token = keystone.token("demo");
     let (status, body) = keystone.validate(&keystone.token("glance"), &demo_token);
     assert_eq!(status, 200, "{body}");

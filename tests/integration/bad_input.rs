@@ -1,12 +1,12 @@
 //! Bad input never touches the filesystem and never breaks the proxy:
 //! malformed ids, path tricks, odd headers, a bad checksum header.
 
-mod common;
-
-use common::client::raw_request;
-use common::fixture::fake_glance;
-use common::*;
+use crate::proxy::*;
+use glance_cache_support::client::raw_request;
+use glance_cache_support::client::*;
 use glance_cache_support::fake_glance::Behaviour;
+use glance_cache_support::fixture::*;
+use glance_cache_support::wait::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn path_tricks_and_malformed_ids_are_forwarded_untouched() {

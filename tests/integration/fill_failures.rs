@@ -1,11 +1,11 @@
 //! Fills that fail: verification, upstream breaks, client aborts, corrupt
 //! cache files (scenarios 11, 13, 14 and the integrity rules of §10.3).
 
-mod common;
-
-use common::fixture::{fake_glance, BIG_SIZE};
-use common::*;
+use crate::proxy::*;
+use glance_cache_support::client::*;
 use glance_cache_support::fake_glance::Behaviour;
+use glance_cache_support::fixture::*;
+use glance_cache_support::wait::*;
 
 const MEMBER: [(&str, &str); 1] = [("x-auth-token", "MEMBER")];
 
@@ -101,22 +101,26 @@ async fn truncated_cached_file_is_quarantined_and_served_from_upstream() {
     std::fs::write(proxy.cached_path(PRIV), b"ABC").unwrap();
     let r = c.get(&proxy.file_url(PRIV), &MEMBER).await;
     assert!(r.complete());
-    assert_eq!(r.body, common::fixture::alphabet());
+    assert_eq!(r.body, glance_cache_support::fixture::alphabet());
     assert!(proxy.invalid_path(PRIV).exists(), "bad copy quarantined");
     assert_eq!(glance.file_gets(PRIV), 2);
     proxy.settle().await;
     // ... and the image is cached again, correctly.
     assert_eq!(
         std::fs::read(proxy.cached_path(PRIV)).unwrap(),
-        common::fixture::alphabet()
+        glance_cache_support::fixture::alphabet()
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn entry_disagreeing_with_the_image_record_is_quarantined() {
+async fn entry_disagreeing_with_the_image_record_is_quarantined_in_metadata_mode() {
     let glance = fake_glance().await;
     let dir = tempfile::tempdir().unwrap();
-    let proxy = Proxy::start(&glance.url(), dir.path(), ProxyOptions::default()).await;
+    let opts = ProxyOptions {
+        authz: glance_cache::auth::HitAuthorization::Metadata,
+        ..Default::default()
+    };
+    let proxy = Proxy::start(&glance.url(), dir.path(), opts).await;
     let c = Client::new();
     c.get(&proxy.file_url(PUB), &MEMBER).await;
     proxy.settle().await;
@@ -131,4 +135,26 @@ async fn entry_disagreeing_with_the_image_record_is_quarantined() {
         "the disagreeing copy was quarantined"
     );
     assert_eq!(glance.file_gets(PUB), 2, "served by the upstream");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entry_disagreeing_with_the_upstreams_md5_is_quarantined_and_never_served() {
+    let glance = fake_glance().await;
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(&glance.url(), dir.path(), ProxyOptions::default()).await;
+    let c = Client::new();
+    c.get(&proxy.file_url(PUB), &MEMBER).await;
+    proxy.settle().await;
+    // The download probe's Content-MD5 (the image's checksum, as Glance
+    // sends it) no longer matches the digest recorded at fill time: the
+    // cached copy is not that image. Refetched, the bytes do not match the
+    // upstream's MD5 either, so the client gets a truncated response.
+    glance.set_behaviour(PUB, Behaviour::default().wrong_content_md5());
+    let r = c.get(&proxy.file_url(PUB), &MEMBER).await;
+    assert!(!r.complete(), "never a complete response with wrong bytes");
+    assert!(
+        proxy.invalid_path(PUB).exists(),
+        "the disagreeing copy was quarantined"
+    );
+    assert_eq!(glance.file_gets(PUB), 2, "fetched again from the upstream");
 }

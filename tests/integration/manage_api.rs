@@ -2,14 +2,14 @@
 //! 18–23, 26–29, 32–35, 39, 40). Authorization here is a static admin
 //! token; role-based refusals (403) are tested against Keystone.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::proxy::*;
 use bytes::Bytes;
-use common::fixture::fake_glance;
-use common::*;
+use glance_cache_support::client::*;
 use glance_cache_support::fake_glance::{FakeImage, RunningFakeGlance, Visibility};
+use glance_cache_support::fixture::*;
+use glance_cache_support::wait::*;
 use http::Method;
 use serde_json::Value;
 
@@ -33,7 +33,7 @@ impl Api {
         method: Method,
         path: &str,
         headers: &[(&str, &str)],
-    ) -> common::client::Reply {
+    ) -> glance_cache_support::client::Reply {
         self.c
             .request(
                 method,
@@ -44,7 +44,7 @@ impl Api {
             .await
     }
 
-    async fn admin(&self, method: Method, path: &str) -> common::client::Reply {
+    async fn admin(&self, method: Method, path: &str) -> glance_cache_support::client::Reply {
         self.call(method, path, &[ADMIN]).await
     }
 
@@ -122,9 +122,8 @@ async fn scenario_19_empty_listing_and_35_version_discovery() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn public_endpoint_is_the_base_of_version_hrefs() {
-    use glance_cache::layer::cache::RequestBody;
-    use glance_cache::layer::manage::CacheManageLayer;
     use glance_cache::reverse_proxy::ReverseProxy;
+    use glance_cache::{GlanceCache, Stack};
 
     let glance = fake_glance().await;
     let dir = tempfile::tempdir().unwrap();
@@ -132,19 +131,12 @@ async fn public_endpoint_is_the_base_of_version_hrefs() {
         .open()
         .await
         .unwrap();
-    let cache = glance_cache::CacheLayer::new(store);
-    let upstream = ReverseProxy::<RequestBody<RequestBody<hyper::body::Incoming>>>::new(
-        glance.url().parse().unwrap(),
-    );
-    let manage = CacheManageLayer::new(
-        Some(cache.clone()),
-        glance_cache::auth::manage::ManagementAuth::open(),
-    )
-    .with_public_endpoint(Some("https://images.example.org/".parse().unwrap()));
-    let service = tower::ServiceBuilder::new()
-        .layer(manage)
-        .layer(cache)
-        .service(upstream);
+    let cache = GlanceCache::builder(store).build();
+    let service = Stack::builder(&cache)
+        .management(glance_cache::auth::manage::ManagementAuth::open())
+        .public_endpoint(Some("https://images.example.org/".parse().unwrap()))
+        .upstream(ReverseProxy::new(glance.url().parse().unwrap()))
+        .build();
     let served = serve_service(service).await;
     let v = Client::new()
         .get(&format!("{}/versions", served.url), &[])
@@ -424,12 +416,12 @@ async fn scenario_29_stop_rule_and_40_serialised_prunes() {
         api.admin(Method::POST, "/v2/cache/prune")
     );
     assert_eq!((a.status.as_u16(), b.status.as_u16()), (200, 200));
-    let files = |r: &common::client::Reply| {
+    let files = |r: &glance_cache_support::client::Reply| {
         serde_json::from_slice::<Value>(&r.body).unwrap()["total_files_pruned"]
             .as_u64()
             .unwrap()
     };
-    let bytes = |r: &common::client::Reply| {
+    let bytes = |r: &glance_cache_support::client::Reply| {
         serde_json::from_slice::<Value>(&r.body).unwrap()["total_bytes_pruned"]
             .as_u64()
             .unwrap()
@@ -636,7 +628,7 @@ async fn prefetch_of_an_image_being_downloaded_joins_its_fill() {
         tokio::spawn(async move { c.get(&url, &[("x-auth-token", "MEMBER")]).await })
     };
     wait_for("the fill to start", Duration::from_secs(10), || async {
-        proxy.layer.fills_in_flight() == 1
+        proxy.cache.fills_in_flight() == 1
     })
     .await;
     assert_eq!(
@@ -750,17 +742,14 @@ async fn the_queue_is_replayed_at_startup() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scenario_24_caching_disabled() {
     use glance_cache::auth::manage::ManagementAuth;
-    use glance_cache::layer::cache::RequestBody;
-    use glance_cache::layer::manage::CacheManageLayer;
     use glance_cache::reverse_proxy::ReverseProxy;
+    use glance_cache::Stack;
 
     let glance = fake_glance().await;
-    let upstream =
-        ReverseProxy::<RequestBody<hyper::body::Incoming>>::new(glance.url().parse().unwrap());
-    let auth = ManagementAuth::static_tokens(vec!["ADMIN".to_string()]);
-    let service = tower::ServiceBuilder::new()
-        .layer(CacheManageLayer::new(None, auth))
-        .service(upstream);
+    let service = Stack::uncached()
+        .management(ManagementAuth::static_tokens(vec!["ADMIN".to_string()]))
+        .upstream(ReverseProxy::new(glance.url().parse().unwrap()))
+        .build();
     let served = serve_service(service).await;
     let api = Api {
         c: Client::new(),

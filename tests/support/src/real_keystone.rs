@@ -25,25 +25,18 @@
 //! The Python side comes from `tests/harness/setup-python.sh --with-keystone` (run by
 //! `tests/run.sh`) and is found through `GLANCE_CACHE_KEYSTONE_VENV`, else
 //! `$HOME/.cache/glance-cache/keystone-venv`; `memcached` must be on `PATH`. When either is
-//! missing, `start` returns `None` and the test should return early (skip) — except when the
-//! environment variable `CI` is `true`: there a test that needs a real service fails, it
-//! never skips.
+//! missing, `start` panics: a test that needs a real Keystone fails without one, it never
+//! skips.
 //!
 //! All calls use `curl` (blocking, via `std::process`); call them before a runtime starts or
 //! from `tokio::task::spawn_blocking`, not on an async worker thread under load.
 //!
 //! # Example
-//! ```ignore
-//! mod common {
-//!     pub mod real_keystone;
-//! }
-//! use common::real_keystone::RealKeystone;
+//! ```no_run
+//! use glance_cache_support::real_keystone::RealKeystone;
 //!
-//! #[test]
 //! fn validates_a_real_token() {
-//!     let Some(keystone) = RealKeystone::start() else {
-//!         return; // skipped: no Keystone venv (never in CI)
-//!     };
+//!     let keystone = RealKeystone::start();
 //!     let demo = keystone.token("demo");
 //!     let (status, body) = keystone.validate(&keystone.token("glance"), &demo);
 //!     assert_eq!(status, 200);
@@ -52,13 +45,12 @@
 //!     assert_eq!(keystone.validate(&keystone.token("glance"), &demo).0, 404);
 //! }
 //! ```
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::harness_process::{self, run, skip_or_fail, HarnessProcess, HarnessScript};
+use crate::harness::{self, run, unavailable, HarnessProcess, HarnessScript};
 
 /// A user of the test Keystone, as `tests/harness/keystone.sh` wrote it to `users.json`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,15 +134,14 @@ impl RealKeystone {
     /// Starts a real Keystone with the default [`KeystoneOptions`] and waits until every
     /// worker serves.
     ///
-    /// Returns `None` (after printing why) when the Keystone venv or `memcached` is missing,
-    /// so the calling test can skip. Panics when they are missing and `CI=true`, and whenever
-    /// Keystone does not come up (with the tail of its logs).
-    pub fn start() -> Option<RealKeystone> {
+    /// Panics when the Keystone venv or `memcached` is missing (saying how to get them), and
+    /// whenever Keystone does not come up (with the tail of its logs).
+    pub fn start() -> RealKeystone {
         RealKeystone::start_with(KeystoneOptions::default())
     }
 
     /// Like [`RealKeystone::start`], with `options`.
-    pub fn start_with(options: KeystoneOptions) -> Option<RealKeystone> {
+    pub fn start_with(options: KeystoneOptions) -> RealKeystone {
         let script = harness_script();
         let venv = script.venv();
         let mut missing = Vec::new();
@@ -172,7 +163,7 @@ impl RealKeystone {
                 "{}; run `bash tests/harness/setup-python.sh --with-keystone` (`bash tests/run.sh` does)",
                 missing.join(", ")
             );
-            return skip_or_fail("Keystone", &why);
+            unavailable("Keystone", &why);
         }
 
         let mut extra: Vec<String> = Vec::new();
@@ -188,11 +179,11 @@ impl RealKeystone {
             .ok()
             .and_then(|text| serde_json::from_str(&text).ok())
             .unwrap_or_else(|| panic!("unreadable {}", users_path.display()));
-        Some(RealKeystone {
+        RealKeystone {
             url: process.url().to_string(),
             users,
             process,
-        })
+        }
     }
 
     /// The TCP port Keystone listens on (127.0.0.1).
@@ -373,7 +364,7 @@ impl RealKeystone {
 
 /// `GLANCE_CACHE_KEYSTONE_VENV`, else `$HOME/.cache/glance-cache/keystone-venv`.
 pub fn venv_dir() -> PathBuf {
-    harness_process::venv_dir("GLANCE_CACHE_KEYSTONE_VENV", "keystone-venv")
+    harness::venv_dir("GLANCE_CACHE_KEYSTONE_VENV", "keystone-venv")
 }
 
 /// `tests/harness/keystone.sh` with the Keystone venv.

@@ -1,22 +1,13 @@
-//! Management-call authorization against a REAL Keystone 30
-//! (`tests/common/real_keystone.rs`): tokens validated with the proxy's
-//! service token, Glance's default cache policy (admin only), revocation,
-//! expiry, and service-token renewal.
-//!
-//! Skips when the Keystone venv or memcached is missing (`bash
-//! tests/harness/setup-python.sh --with-keystone` makes them), except under
-//! `CI=true`, where it fails.
-
-mod common {
-    pub mod harness_process;
-    pub mod real_keystone;
-}
+//! Management-call authorization against a REAL Keystone 30: tokens validated with the
+//! proxy's service token, Glance's default cache policy (admin only), revocation, expiry,
+//! and service-token renewal. Needs the Keystone venv and memcached (`bash tests/run.sh`
+//! makes them); fails without them.
 
 use std::time::{Duration, Instant};
 
-use common::real_keystone::{KeystoneOptions as HarnessOptions, RealKeystone};
 use glance_cache::auth::manage::{ManagementAuth, ManagementAuthMode, PolicyRule, Refusal};
 use glance_cache_config::{Config, KeystoneOptions};
+use glance_cache_support::real_keystone::{KeystoneOptions as HarnessOptions, RealKeystone};
 use http::{HeaderMap, HeaderValue};
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -68,9 +59,7 @@ fn from_conf(text: &str) -> ManagementAuth {
 
 #[test]
 fn real_keystone_admin_allowed_members_and_readers_forbidden_bad_tokens_401() {
-    let Some(keystone) = RealKeystone::start() else {
-        return;
-    };
+    let keystone = RealKeystone::start();
     let users = ["admin", "glance", "demo", "viewer", "alt", "validator"];
     let tokens: Vec<(&str, String)> = users.iter().map(|u| (*u, keystone.token(u))).collect();
     let revoked = keystone.token("admin");
@@ -154,9 +143,7 @@ fn real_keystone_admin_allowed_members_and_readers_forbidden_bad_tokens_401() {
 
 #[test]
 fn real_keystone_who_may_validate_tokens() {
-    let Some(keystone) = RealKeystone::start() else {
-        return;
-    };
+    let keystone = RealKeystone::start();
     let admin = keystone.token("admin");
     let user = |name: &str| {
         let u = keystone.user(name);
@@ -193,11 +180,9 @@ fn real_keystone_who_may_validate_tokens() {
 
 #[test]
 fn real_keystone_expired_tokens_401_and_service_token_renewed() {
-    let Some(keystone) = RealKeystone::start_with(
+    let keystone = RealKeystone::start_with(
         HarnessOptions::default().with_token_expiration(Duration::from_secs(6)),
-    ) else {
-        return;
-    };
+    );
     let early = keystone.token("admin");
     let issued = Instant::now();
     // token_cache_time 300 is capped by the token's own expiry.

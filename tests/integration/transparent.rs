@@ -1,14 +1,15 @@
 //! Transparent caching: miss, tee, hit (spec §1, scenarios 1, 2, 5, 6, 12, 35, 36).
 
-mod common;
-
 use std::time::Duration;
 
-use common::fixture::fake_glance;
-use common::*;
+use crate::proxy::*;
+use glance_cache_support::client::*;
 use glance_cache_support::fake_glance::Behaviour;
+use glance_cache_support::fixture::*;
+use glance_cache_support::wait::*;
 
 const MEMBER: [(&str, &str); 1] = [("x-auth-token", "MEMBER")];
+const ADMIN_TOKEN: [(&str, &str); 1] = [("x-auth-token", "ADMIN")];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scenario_1_2_miss_tees_then_hit_is_served_from_cache() {
@@ -90,10 +91,14 @@ async fn request_id_is_echoed_with_prefix_on_hits() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scenario_5_6_hit_headers_follow_the_image_record() {
+async fn hit_headers_follow_the_image_record_in_metadata_mode() {
     let glance = fake_glance().await;
     let dir = tempfile::tempdir().unwrap();
-    let proxy = Proxy::start(&glance.url(), dir.path(), ProxyOptions::default()).await;
+    let opts = ProxyOptions {
+        authz: glance_cache::auth::HitAuthorization::Metadata,
+        ..Default::default()
+    };
+    let proxy = Proxy::start(&glance.url(), dir.path(), opts).await;
     let c = Client::new();
     c.get(&proxy.file_url(PUB), &MEMBER).await;
     proxy.settle().await;
@@ -124,6 +129,33 @@ async fn scenario_5_6_hit_headers_follow_the_image_record() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hit_headers_follow_the_download_probe() {
+    let glance = fake_glance().await;
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(&glance.url(), dir.path(), ProxyOptions::default()).await;
+    let c = Client::new();
+    c.get(&proxy.file_url(PUB), &MEMBER).await;
+    proxy.settle().await;
+    let hit = c.get(&proxy.file_url(PUB), &MEMBER).await;
+    assert_eq!(
+        hit.header("content-md5"),
+        Some(PUB_MD5),
+        "the probe's Content-MD5"
+    );
+    // An image without a checksum: Glance sends no Content-MD5, nor does the hit.
+    glance.set_behaviour(PUB, Behaviour::default().omit_content_md5());
+    let hit = c.get(&proxy.file_url(PUB), &MEMBER).await;
+    assert_eq!(hit.status, 200);
+    assert!(
+        hit.header("content-md5").is_none(),
+        "no checksum: no Content-MD5"
+    );
+    assert_eq!(hit.header("content-length"), Some("9"));
+    assert_eq!(hit.body, b"IMAGEDATA");
+    assert_eq!(glance.file_gets(PUB), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scenario_12_no_checksum_header_is_cached_unverified() {
     let glance = fake_glance().await;
     glance.set_behaviour(PUB, Behaviour::default().omit_content_md5());
@@ -150,12 +182,12 @@ async fn chunked_upstream_without_length_is_cached_and_hit_has_length() {
     let c = Client::new();
     let miss = c.get(&proxy.file_url(PRIV), &MEMBER).await;
     assert!(miss.complete());
-    assert_eq!(miss.body, common::fixture::alphabet());
+    assert_eq!(miss.body, glance_cache_support::fixture::alphabet());
     assert!(miss.header("content-length").is_none());
     proxy.settle().await;
     let hit = c.get(&proxy.file_url(PRIV), &MEMBER).await;
     assert_eq!(hit.header("content-length"), Some("26"));
-    assert_eq!(hit.body, common::fixture::alphabet());
+    assert_eq!(hit.body, glance_cache_support::fixture::alphabet());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -176,6 +208,44 @@ async fn scenario_35_version_prefixes_behave_like_v2() {
         .get(&format!("{}/v2.18/images/{PUB}/file", proxy.url), &MEMBER)
         .await;
     assert_eq!(hit.body, b"IMAGEDATA");
+    assert_eq!(glance.file_gets(PUB), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_token_glance_does_not_know_is_left_to_the_upstream_by_cache_and_proxy() {
+    // Glance knows v2.5, not v2.05: it answers 300 with its versions
+    // document. The cache must not serve (or fill, or invalidate) such a
+    // path, and the proxy must forward it unchanged, so the client gets what
+    // Glance itself answers.
+    let glance = fake_glance().await;
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(&glance.url(), dir.path(), ProxyOptions::default()).await;
+    let c = Client::new();
+    c.get(&proxy.file_url(PUB), &MEMBER).await;
+    proxy.settle().await;
+    let path = format!("/v2.05/images/{PUB}/file");
+    let direct = c.get(&format!("{}{path}", glance.url()), &MEMBER).await;
+    let proxied = c.get(&format!("{}{path}", proxy.url), &MEMBER).await;
+    assert_eq!(direct.status, 300, "Glance's answer");
+    assert_eq!(proxied.status, direct.status, "the proxy's is the same");
+    assert_ne!(proxied.body, b"IMAGEDATA", "not served from the cache");
+    let forwarded = glance
+        .calls()
+        .iter()
+        .filter(|call| call.path == path)
+        .count();
+    assert_eq!(
+        forwarded, 2,
+        "forwarded as it was sent (once direct, once proxied)"
+    );
+    let delete = c
+        .delete(&format!("{}/v2.05/images/{PUB}", proxy.url), &ADMIN_TOKEN)
+        .await;
+    assert_eq!(delete.status, 300);
+    assert!(
+        proxy.entry(PUB).await.is_some(),
+        "not an image delete: entry kept"
+    );
     assert_eq!(glance.file_gets(PUB), 1);
 }
 

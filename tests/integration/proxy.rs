@@ -1,40 +1,18 @@
-//! Shared helpers of the integration tests: an in-process proxy stack in
-//! front of a fake (or real) Glance, an HTTP client that keeps partial
-//! bodies, and bounded waiting.
-#![allow(dead_code)]
+//! The stack that ships ([`Stack`]), served in-process on 127.0.0.1 in
+//! front of a fake (or real) Glance, and a way to serve any service.
 
-pub mod client;
-pub mod fixture;
-pub mod harness_process;
-pub mod real_glance;
-pub mod real_keystone;
-
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use glance_cache::auth::manage::ManagementAuth;
 use glance_cache::auth::HitAuthorization;
-use glance_cache::layer::cache::{CacheLayer, RequestBody};
-use glance_cache::layer::manage::CacheManageLayer;
 use glance_cache::reverse_proxy::ReverseProxy;
-use glance_cache::store::CacheStore;
-use glance_cache::worker::{Maintenance, Prefetcher};
+use glance_cache::store::{CacheEntry, CacheStore};
+use glance_cache::worker::{MaintenanceOptions, PrefetchOptions};
+use glance_cache::{GlanceCache, Stack};
 use hyper::body::Incoming;
 use tokio::sync::oneshot;
-use tower::ServiceBuilder;
-
-pub use client::Client;
-
-pub const PUB: &str = "11111111-1111-4111-8111-111111111111";
-pub const PRIV: &str = "22222222-2222-4222-8222-222222222222";
-pub const QUEUED: &str = "33333333-3333-4333-8333-333333333333";
-pub const DEACT: &str = "44444444-4444-4444-8444-444444444444";
-pub const BIG: &str = "55555555-5555-4555-8555-555555555555";
-
-/// md5 of `IMAGEDATA`.
-pub const PUB_MD5: &str = "0fc85dbea99575776296eaaa1d314eb1";
 
 /// Options of the in-process proxy.
 #[derive(Clone, Debug)]
@@ -71,13 +49,13 @@ impl Default for ProxyOptions {
     }
 }
 
-/// The proxy stack (CacheLayer over ReverseProxy) served on 127.0.0.1:0.
+/// The proxy's stack served on 127.0.0.1:0.
 pub struct Proxy {
     pub addr: SocketAddr,
     pub url: String,
-    pub layer: CacheLayer,
+    /// The cache (a proxy without caching has one it does not use).
+    pub cache: GlanceCache,
     pub dir: PathBuf,
-    pub prefetcher: Option<Prefetcher>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -90,49 +68,46 @@ impl Proxy {
             .open()
             .await
             .expect("open cache store");
-        let layer = CacheLayer::new(store)
-            .with_hit_authorization(opts.authz)
-            .with_authorization_ttl(opts.ttl);
-        let proxy =
-            ReverseProxy::<RequestBody<RequestBody<Incoming>>>::new(upstream.parse().unwrap())
-                .with_response_timeout(opts.response_timeout)
-                .with_idle_timeout(opts.idle_timeout);
-        let stack = ServiceBuilder::new().layer(layer.clone()).service(proxy);
-        let prefetcher = opts.prefetch.then(|| {
-            Prefetcher::builder(layer.clone(), opts.auth.clone())
-                .with_retry_delay(Duration::from_millis(100))
-                .with_retries(2)
-                .spawn(stack.clone())
-        });
+        let cache = GlanceCache::builder(store)
+            .hit_authorization(opts.authz)
+            .authorization_ttl(opts.ttl)
+            .build();
+        let upstream = ReverseProxy::new(upstream.parse().unwrap())
+            .with_response_timeout(opts.response_timeout)
+            .with_idle_timeout(opts.idle_timeout);
+        let mut builder = if opts.caching {
+            Stack::builder(&cache)
+        } else {
+            Stack::uncached()
+        }
+        .management(opts.auth.clone());
+        if opts.prefetch {
+            builder = builder.prefetch(
+                PrefetchOptions::default()
+                    .with_retry_delay(Duration::from_millis(100))
+                    .with_retries(2),
+            );
+        }
         if opts.auto_prune {
-            Maintenance::new(layer.clone()).spawn();
+            builder = builder.maintenance(MaintenanceOptions::default());
         }
-        let mut manage =
-            CacheManageLayer::new(opts.caching.then(|| layer.clone()), opts.auth.clone());
-        if let Some(p) = &prefetcher {
-            manage = manage.with_prefetcher(p.clone());
-        }
-        let service = ServiceBuilder::new().layer(manage).service(stack);
+        let stack = builder.upstream(upstream).build();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            let _ = glance_cache::server::serve(
-                listener,
-                service,
-                async {
-                    let _ = stopped.await;
-                },
-                Duration::from_secs(2),
-            )
-            .await;
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            let _ = stack
+                .serve(listener, shutdown, Duration::from_secs(2))
+                .await;
         });
         Proxy {
             addr,
             url: format!("http://{addr}"),
-            layer,
+            cache,
             dir: dir.to_owned(),
-            prefetcher,
             stop: Some(stop),
             task: Some(task),
         }
@@ -143,7 +118,7 @@ impl Proxy {
     }
 
     pub fn store(&self) -> &CacheStore {
-        self.layer.store()
+        self.cache.store()
     }
 
     pub fn cached_path(&self, id: &str) -> PathBuf {
@@ -158,15 +133,15 @@ impl Proxy {
         self.dir.join("invalid").join(id)
     }
 
-    /// Waits (bounded) until the fill of `id` has finished (committed or not).
+    /// Waits (bounded) until no fill is in flight (committed or not).
     pub async fn settle(&self) {
-        wait_for("fills to finish", Duration::from_secs(30), || async {
-            self.layer.fills_in_flight() == 0
-        })
-        .await;
+        assert!(
+            self.cache.drain(Duration::from_secs(30)).await,
+            "fills still running after 30 s"
+        );
     }
 
-    pub async fn entry(&self, id: &str) -> Option<glance_cache::store::CacheEntry> {
+    pub async fn entry(&self, id: &str) -> Option<CacheEntry> {
         self.store().lookup(&id.parse().unwrap()).await.unwrap()
     }
 
@@ -188,46 +163,8 @@ impl Drop for Proxy {
     }
 }
 
-/// Polls `cond` every 20 ms until it holds; panics after `limit`.
-pub async fn wait_for<F, Fut>(what: &str, limit: Duration, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if cond().await {
-            return;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            panic!("timed out after {limit:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-pub fn md5_hex(data: &[u8]) -> String {
-    use md5::{Digest, Md5};
-    hex::encode(Md5::digest(data))
-}
-
-/// Files directly in `dir` (names), sorted.
-pub fn files_in(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
-}
-
 /// Any service served on 127.0.0.1:0 until dropped.
 pub struct Served {
-    pub addr: SocketAddr,
     pub url: String,
     _stop: oneshot::Sender<()>,
 }
@@ -255,7 +192,6 @@ where
         Duration::from_secs(1),
     ));
     Served {
-        addr,
         url: format!("http://{addr}"),
         _stop: stop,
     }

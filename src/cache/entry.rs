@@ -1,0 +1,155 @@
+//! State changes of entries: invalidation, clearing, queueing, and waiting
+//! for fills to be over.
+
+use std::time::Duration;
+
+use http::HeaderMap;
+
+use super::GlanceCache;
+use crate::{Error, ImageId};
+
+impl GlanceCache {
+    /// Removes the entry of `id`: a fill in flight is cancelled (it still
+    /// serves its clients, but never commits; if its commit is already
+    /// under way, the entry it commits is removed right after), and the
+    /// entry and its index row are deleted. Returns whether an entry was
+    /// there. The prefetch queue is not touched (as in Glance, a queued
+    /// image stays queued when the image is deleted; `DELETE
+    /// /v2/cache/{id}` also [dequeues](Self::dequeue) it).
+    ///
+    /// Every delete goes through here: `DELETE /v2/images/{id}` accepted
+    /// upstream, `DELETE /v2/cache/{id}` and `DELETE /v2/cached_images/{id}`
+    /// (and [`clear_cache`](Self::clear_cache) for every entry at once).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), glance_cache::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = glance_cache::store::CacheStore::builder(dir.path()).open().await?;
+    /// let cache = glance_cache::GlanceCache::builder(store).build();
+    /// let id = glance_cache::ImageId::parse("6f0c5cb5-5e4c-4c0f-b4a9-0d6a0f1d5e3b").unwrap();
+    /// cache.queue(&id, None).await?;
+    /// assert!(!cache.invalidate(&id).await?, "nothing was cached");
+    /// assert!(cache.store().is_queued(&id).await?, "still queued");
+    /// # Ok(()) }
+    /// ```
+    pub async fn invalidate(&self, id: &ImageId) -> Result<bool, Error> {
+        if let Some(fill) = self.inner.fills.get(id) {
+            fill.cancel_commit();
+        }
+        self.inner.store.invalidate(id).await
+    }
+
+    /// Removes every entry (see [`CacheStore::clear_cache`](crate::store::CacheStore::clear_cache));
+    /// fills in flight are cancelled like [`invalidate`](Self::invalidate)
+    /// cancels one, so that none brings an entry back. The queue is not
+    /// touched. Returns the number of image files removed.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), glance_cache::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = glance_cache::store::CacheStore::builder(dir.path()).open().await?;
+    /// let cache = glance_cache::GlanceCache::builder(store).build();
+    /// assert_eq!(cache.clear_cache().await?, 0);
+    /// # Ok(()) }
+    /// ```
+    pub async fn clear_cache(&self) -> Result<usize, Error> {
+        self.inner.fills.cancel_all();
+        self.inner.store.clear_cache().await
+    }
+
+    /// Takes `id` off the prefetch queue and forgets its recorded error.
+    /// Returns whether it was queued.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), glance_cache::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = glance_cache::store::CacheStore::builder(dir.path()).open().await?;
+    /// let cache = glance_cache::GlanceCache::builder(store).build();
+    /// let id = glance_cache::ImageId::parse("6f0c5cb5-5e4c-4c0f-b4a9-0d6a0f1d5e3b").unwrap();
+    /// cache.queue(&id, None).await?;
+    /// assert!(cache.dequeue(&id).await?);
+    /// # Ok(()) }
+    /// ```
+    pub async fn dequeue(&self, id: &ImageId) -> Result<bool, Error> {
+        let removed = self.inner.store.dequeue(id).await?;
+        self.inner.prefetch.forget(id);
+        Ok(removed)
+    }
+
+    /// Empties the prefetch queue, and forgets the recorded errors. Returns
+    /// the number of queued images removed.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), glance_cache::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = glance_cache::store::CacheStore::builder(dir.path()).open().await?;
+    /// let cache = glance_cache::GlanceCache::builder(store).build();
+    /// let id = glance_cache::ImageId::parse("6f0c5cb5-5e4c-4c0f-b4a9-0d6a0f1d5e3b").unwrap();
+    /// cache.queue(&id, None).await?;
+    /// assert_eq!(cache.clear_queue().await?, 1);
+    /// # Ok(()) }
+    /// ```
+    pub async fn clear_queue(&self) -> Result<usize, Error> {
+        let removed = self.inner.store.clear_queue().await?;
+        self.inner.prefetch.forget_all();
+        Ok(removed)
+    }
+
+    /// Queues `id` for prefetching: a marker in `queue/` (unless it is
+    /// cached or being cached already), then, when prefetch workers run, a
+    /// job for them (also when it was queued already: queueing a failed
+    /// image again retries it). `credentials` are the request headers of
+    /// the operator who queued it, used to fetch the image when the proxy
+    /// has no service credentials of its own. Returns whether a marker was
+    /// created.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), glance_cache::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = glance_cache::store::CacheStore::builder(dir.path()).open().await?;
+    /// let cache = glance_cache::GlanceCache::builder(store).build();
+    /// let id = glance_cache::ImageId::parse("6f0c5cb5-5e4c-4c0f-b4a9-0d6a0f1d5e3b").unwrap();
+    /// assert!(cache.queue(&id, None).await?);
+    /// assert_eq!(cache.store().queued().await?, [id]);
+    /// # Ok(()) }
+    /// ```
+    pub async fn queue(&self, id: &ImageId, credentials: Option<HeaderMap>) -> Result<bool, Error> {
+        let queued = self.inner.store.queue_image(id).await?;
+        self.inner.prefetch.submit(id.clone(), credentials);
+        Ok(queued)
+    }
+
+    /// Waits until the fill of `id` in flight now (if any) is over: its
+    /// task has committed the entry (or failed) and let go of it. Clients
+    /// still reading the file do not delay this.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), glance_cache::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = glance_cache::store::CacheStore::builder(dir.path()).open().await?;
+    /// let cache = glance_cache::GlanceCache::builder(store).build();
+    /// let id = glance_cache::ImageId::parse("6f0c5cb5-5e4c-4c0f-b4a9-0d6a0f1d5e3b").unwrap();
+    /// cache.settled(&id).await; // no fill: returns at once
+    /// # Ok(()) }
+    /// ```
+    pub async fn settled(&self, id: &ImageId) {
+        if let Some(fill) = self.inner.fills.get(id) {
+            fill.settled().await;
+        }
+    }
+
+    /// Waits until no fill is in flight, at most `limit` (a fill whose
+    /// last client left still commits; a server shutting down gives it
+    /// that long). Returns whether every fill is over.
+    ///
+    /// See the [module docs](crate::cache) for an example.
+    pub async fn drain(&self, limit: Duration) -> bool {
+        self.inner.fills.drain(limit).await
+    }
+}

@@ -1,0 +1,75 @@
+//! Turning a leader's upstream answer into a fill.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode};
+use http_body::Body;
+
+use super::GlanceCache;
+use crate::fill::{spawn_fill, Expectation, Fill, Head, LeaderGuard};
+use crate::headers::REQUEST_ID;
+use crate::BoxError;
+
+/// What became of a leader's upstream answer.
+pub(crate) enum Started<B> {
+    /// A fill runs; the upstream's request id, for the leader's response.
+    Filling(Arc<Fill>, Option<HeaderValue>),
+    /// Not cached (not a cacheable answer, an unusable checksum, too large,
+    /// no disk space, another writer): the answer, to relay as it is.
+    NotCached(Response<B>),
+}
+
+/// Whether an answer to a full download may be cached: a success other
+/// than 204 (no data) and 206 (a part).
+fn cacheable(status: StatusCode) -> bool {
+    status.is_success() && status != StatusCode::NO_CONTENT && status != StatusCode::PARTIAL_CONTENT
+}
+
+impl GlanceCache {
+    /// Starts the fill `guard` leads from the upstream's answer `resp` to
+    /// the leader's download: claims the store's incomplete file, publishes
+    /// the head to followers and spawns the task that pulls the body. When
+    /// the answer cannot be cached, `guard` is dropped (followers forward
+    /// their own requests) and the answer comes back to be relayed.
+    pub(crate) async fn start_fill<B>(&self, guard: LeaderGuard, resp: Response<B>) -> Started<B>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let id = guard.fill().id.clone();
+        if !cacheable(resp.status()) {
+            return Started::NotCached(resp);
+        }
+        let expect = match Expectation::from_headers(resp.headers()) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(image_id = %id, error = %e, "not caching");
+                return Started::NotCached(resp);
+            }
+        };
+        let store = &self.inner.store;
+        let file = match store.begin_fill(&id, expect.len).await {
+            Ok(file) => file,
+            Err(why) => {
+                tracing::info!(image_id = %id, %why, "not caching");
+                return Started::NotCached(resp);
+            }
+        };
+        let (parts, body) = resp.into_parts();
+        let upstream_id = parts.headers.get(REQUEST_ID).cloned();
+        let head = Head::replayed(parts.status, &parts.headers, expect.len);
+        let fill = guard.started();
+        fill.start(head, Arc::clone(file.file()));
+        tracing::debug!(image_id = %id, len = ?expect.len, "fill started");
+        spawn_fill(
+            Arc::clone(&fill),
+            body,
+            expect,
+            file,
+            store.clone(),
+            Arc::clone(&self.inner.fills),
+        );
+        Started::Filling(fill, upstream_id)
+    }
+}

@@ -1,0 +1,227 @@
+//! The handle and its builder.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::prefetch_queue::PrefetchQueue;
+use crate::auth::{HitAuthorization, HitAuthorizer};
+use crate::fill::FillRegistry;
+use crate::metrics::{Metrics, Snapshot};
+use crate::store::CacheStore;
+
+/// Default time a positive hit authorization is remembered per caller.
+pub const DEFAULT_AUTHORIZATION_TTL: Duration = Duration::from_secs(10);
+
+/// The cache: store, fills in flight, hit authorization, prefetch queue
+/// and metrics. Cheap to clone; clones share everything. See the
+/// [module docs](crate::cache).
+#[derive(Clone)]
+pub struct GlanceCache {
+    pub(super) inner: Arc<Inner>,
+}
+
+pub(super) struct Inner {
+    pub(super) store: CacheStore,
+    pub(super) fills: Arc<FillRegistry>,
+    pub(super) authorizer: HitAuthorizer,
+    pub(super) prefetch: PrefetchQueue,
+}
+
+impl fmt::Debug for GlanceCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GlanceCache")
+            .field("dir", &self.inner.store.root())
+            .field("fills_in_flight", &self.fills_in_flight())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures a [`GlanceCache`]; see [`GlanceCache::builder`].
+#[derive(Debug)]
+pub struct GlanceCacheBuilder {
+    store: CacheStore,
+    hit_authorization: HitAuthorization,
+    authorization_ttl: Duration,
+}
+
+impl GlanceCacheBuilder {
+    /// How hits are authorized (default [`HitAuthorization::Probe`]; see
+    /// [`crate::auth`]).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), glance_cache::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = glance_cache::store::CacheStore::builder(dir.path()).open().await?;
+    /// use glance_cache::{auth::HitAuthorization, GlanceCache};
+    /// let cache = GlanceCache::builder(store).hit_authorization(HitAuthorization::Metadata).build();
+    /// # Ok(()) }
+    /// ```
+    pub fn hit_authorization(mut self, mode: HitAuthorization) -> Self {
+        self.hit_authorization = mode;
+        self
+    }
+
+    /// How long a positive answer is remembered per caller identity
+    /// (default 10 s; zero disables the memory).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), glance_cache::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = glance_cache::store::CacheStore::builder(dir.path()).open().await?;
+    /// use std::time::Duration;
+    /// let cache = glance_cache::GlanceCache::builder(store)
+    ///     .authorization_ttl(Duration::ZERO) // ask the upstream on every hit
+    ///     .build();
+    /// # Ok(()) }
+    /// ```
+    pub fn authorization_ttl(mut self, ttl: Duration) -> Self {
+        self.authorization_ttl = ttl;
+        self
+    }
+
+    /// The cache.
+    pub fn build(self) -> GlanceCache {
+        GlanceCache {
+            inner: Arc::new(Inner {
+                store: self.store,
+                fills: Arc::default(),
+                authorizer: HitAuthorizer::new(self.hit_authorization, self.authorization_ttl),
+                prefetch: PrefetchQueue::default(),
+            }),
+        }
+    }
+}
+
+impl GlanceCache {
+    /// Starts configuring a cache over `store`.
+    ///
+    /// See the [module docs](crate::cache) for an example.
+    pub fn builder(store: CacheStore) -> GlanceCacheBuilder {
+        GlanceCacheBuilder {
+            store,
+            hit_authorization: HitAuthorization::Probe,
+            authorization_ttl: DEFAULT_AUTHORIZATION_TTL,
+        }
+    }
+
+    /// The local store.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), glance_cache::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = glance_cache::store::CacheStore::builder(dir.path()).open().await?;
+    /// let cache = glance_cache::GlanceCache::builder(store).build();
+    /// assert!(cache.store().list().await?.is_empty());
+    /// # Ok(()) }
+    /// ```
+    pub fn store(&self) -> &CacheStore {
+        &self.inner.store
+    }
+
+    /// The counters of this cache (see [`crate::metrics`]).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), glance_cache::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = glance_cache::store::CacheStore::builder(dir.path()).open().await?;
+    /// let cache = glance_cache::GlanceCache::builder(store).build();
+    /// assert_eq!(cache.metrics().snapshot().hits, 0);
+    /// # Ok(()) }
+    /// ```
+    pub fn metrics(&self) -> &Metrics {
+        self.inner.store.metrics()
+    }
+
+    /// The counters plus the cache size and entry count, read from the
+    /// store (off the async threads). A size or count that cannot be read
+    /// is logged and left `None` (and not rendered).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), glance_cache::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = glance_cache::store::CacheStore::builder(dir.path()).open().await?;
+    /// let cache = glance_cache::GlanceCache::builder(store).build();
+    /// let snapshot = cache.metrics_snapshot().await;
+    /// assert_eq!(snapshot.cache_entries, Some(0));
+    /// assert!(snapshot.to_string().contains("glance_cache_entries 0\n"));
+    /// # Ok(()) }
+    /// ```
+    pub async fn metrics_snapshot(&self) -> Snapshot {
+        let store = &self.inner.store;
+        let mut snapshot = store.metrics().snapshot();
+        match store.cache_size().await {
+            Ok(size) => snapshot.cache_size_bytes = Some(size),
+            Err(e) => tracing::warn!(error = %e, "metrics: cannot read the cache size"),
+        }
+        match store.list().await {
+            Ok(entries) => snapshot.cache_entries = Some(entries.len() as u64),
+            Err(e) => tracing::warn!(error = %e, "metrics: cannot read the cache index"),
+        }
+        snapshot
+    }
+
+    /// Fills running now.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), glance_cache::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = glance_cache::store::CacheStore::builder(dir.path()).open().await?;
+    /// let cache = glance_cache::GlanceCache::builder(store).build();
+    /// assert_eq!(cache.fills_in_flight(), 0);
+    /// # Ok(()) }
+    /// ```
+    pub fn fills_in_flight(&self) -> usize {
+        self.inner.fills.len()
+    }
+
+    /// The last error of each queued image that the prefetch workers could
+    /// not cache (it stays queued), by image id.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), glance_cache::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = glance_cache::store::CacheStore::builder(dir.path()).open().await?;
+    /// let cache = glance_cache::GlanceCache::builder(store).build();
+    /// assert!(cache.prefetch_errors().is_empty());
+    /// # Ok(()) }
+    /// ```
+    pub fn prefetch_errors(&self) -> BTreeMap<String, String> {
+        self.inner.prefetch.errors()
+    }
+
+    /// Images handed to the prefetch workers and not finished.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), glance_cache::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = glance_cache::store::CacheStore::builder(dir.path()).open().await?;
+    /// let cache = glance_cache::GlanceCache::builder(store).build();
+    /// assert_eq!(cache.prefetch_pending(), 0);
+    /// # Ok(()) }
+    /// ```
+    pub fn prefetch_pending(&self) -> usize {
+        self.inner.prefetch.pending()
+    }
+
+    pub(crate) fn fills(&self) -> &Arc<FillRegistry> {
+        &self.inner.fills
+    }
+
+    pub(crate) fn authorizer(&self) -> &HitAuthorizer {
+        &self.inner.authorizer
+    }
+
+    pub(crate) fn prefetch(&self) -> &PrefetchQueue {
+        &self.inner.prefetch
+    }
+}

@@ -1,0 +1,323 @@
+//! [`FillFile`]: a fill's claim on `incomplete/<id>`, and its ways out:
+//! commit, quarantine or discard.
+
+use std::fmt;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::blocking::blocking;
+use super::{disk, CacheStore};
+use crate::{Error, ImageId};
+
+/// Report the bytes on disk at least this often while draining queued chunks.
+const PUBLISH_EVERY: u64 = 1 << 20;
+
+/// Why a fill could not start.
+#[derive(Debug)]
+pub(crate) enum NoFill {
+    /// `<id>` exists already.
+    Cached,
+    /// Another writer (this or another process) holds `incomplete/<id>`.
+    Busy,
+    /// The image is larger than `image_cache_max_size`.
+    TooLarge { size: u64, max: u64 },
+    /// Not enough free disk space.
+    NoSpace { available: u64, needed: u64 },
+    /// The incomplete file could not be created.
+    Failed(Error),
+}
+
+impl fmt::Display for NoFill {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NoFill::Cached => f.write_str("already cached"),
+            NoFill::Busy => f.write_str("another writer is filling it"),
+            NoFill::TooLarge { size, max } => {
+                write!(
+                    f,
+                    "image of {size} bytes exceeds image_cache_max_size {max}"
+                )
+            }
+            NoFill::NoSpace { available, needed } => write!(
+                f,
+                "not enough free disk space ({available} bytes available, {needed} needed)"
+            ),
+            NoFill::Failed(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// A fill's exclusive, locked `incomplete/<id>`.
+///
+/// Followers read the file while a writer thread ([`FillFile::spawn_writer`])
+/// appends to it. It ends in exactly one of [`commit`](FillFile::commit)
+/// (`fsync`, rename to `<id>`, directory `fsync`, index row),
+/// [`quarantine`](FillFile::quarantine) (to `invalid/`) or
+/// [`discard`](FillFile::discard). Dropped without any of them (a panic),
+/// the file stays behind unlocked: a stale incomplete file, which the next
+/// fill of the image takes over and `clean` removes after the stall time.
+pub(crate) struct FillFile {
+    store: CacheStore,
+    id: ImageId,
+    file: Arc<File>,
+}
+
+impl fmt::Debug for FillFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FillFile").field("id", &self.id).finish()
+    }
+}
+
+impl CacheStore {
+    /// Claims `incomplete/<id>` for a fill of `expected` bytes: refused when
+    /// the image is cached already, larger than `image_cache_max_size`, would
+    /// leave less than `min_free_disk`, or another writer (of any process)
+    /// holds the file. A leftover file nobody holds is taken over.
+    pub(crate) async fn begin_fill(
+        &self,
+        id: &ImageId,
+        expected: Option<u64>,
+    ) -> Result<FillFile, NoFill> {
+        let (store, claimed_id) = (self.clone(), id.clone());
+        let claimed = tokio::task::spawn_blocking(move || store.claim(&claimed_id, expected))
+            .await
+            .map_err(|e| {
+                NoFill::Failed(Error::io(
+                    "claim",
+                    self.inner.layout.incomplete(id),
+                    io::Error::other(e),
+                ))
+            })??;
+        Ok(FillFile {
+            store: self.clone(),
+            id: id.clone(),
+            file: Arc::new(claimed),
+        })
+    }
+
+    /// Whether a writer (a fill of any process sharing the directory) holds
+    /// `incomplete/<id>` right now. Probes with a shared lock, released at
+    /// once.
+    pub(crate) async fn fill_in_progress(&self, id: &ImageId) -> bool {
+        let path = self.inner.layout.incomplete(id);
+        tokio::task::spawn_blocking(move || {
+            let file = match File::open(&path) {
+                Ok(file) => file,
+                Err(_) => return false,
+            };
+            matches!(file.try_lock_shared(), Err(TryLockError::WouldBlock))
+        })
+        .await
+        .unwrap_or(false)
+    }
+
+    /// Blocking: the checks and the claim of [`begin_fill`](Self::begin_fill).
+    fn claim(&self, id: &ImageId, expected: Option<u64>) -> Result<File, NoFill> {
+        let layout = &self.inner.layout;
+        if layout.entry(id).exists() {
+            return Err(NoFill::Cached);
+        }
+        if let Some(size) = expected {
+            if size > self.inner.max_size {
+                return Err(NoFill::TooLarge {
+                    size,
+                    max: self.inner.max_size,
+                });
+            }
+        }
+        let needed = expected
+            .unwrap_or(0)
+            .saturating_add(self.inner.min_free_disk);
+        match disk::available_space(layout.root()) {
+            Ok(available) if available < needed => {
+                return Err(NoFill::NoSpace { available, needed })
+            }
+            Ok(_) => {}
+            Err(e) => return Err(NoFill::Failed(Error::io("statvfs", layout.root(), e))),
+        }
+        let path = layout.incomplete(id);
+        // Another process's reconcile or clean may unlink the file between
+        // our create and our lock: check that the path is still our file.
+        for _ in 0..3 {
+            let file = claim_incomplete(id, &path)?;
+            if disk::same_file(&file, &path) {
+                return Ok(file);
+            }
+        }
+        Err(NoFill::Busy)
+    }
+
+    /// Blocking: makes a verified fill durable and visible: fsync, rename to
+    /// `<id>`, fsync the directory, drop the queue marker.
+    fn commit_blocking(&self, id: &ImageId, file: &File) -> Result<(), Error> {
+        let layout = &self.inner.layout;
+        let from = layout.incomplete(id);
+        let to = layout.entry(id);
+        file.sync_all().map_err(|e| Error::io("fsync", &from, e))?;
+        #[cfg(any(test, feature = "test-hooks"))]
+        self.inner.commit_hold.pause(id);
+        std::fs::rename(&from, &to).map_err(|e| Error::io("rename", &from, e))?;
+        disk::sync_dir(layout.root()).map_err(|e| Error::io("fsync", layout.root(), e))?;
+        match std::fs::remove_file(layout.queue(id)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(image_id = %id, error = %e, "could not remove queue marker"),
+        }
+        Ok(())
+    }
+}
+
+fn claim_incomplete(id: &ImageId, path: &Path) -> Result<File, NoFill> {
+    // O_NOATIME: followers read the file while it grows, so its mtime
+    // keeps passing its atime and every read would update the atime — a
+    // journal write that can stall a read on the async worker.
+    let fresh = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .custom_flags(rustix::fs::OFlags::NOATIME.bits() as i32)
+        .open(path);
+    let (file, stale) = match fresh {
+        Ok(f) => (f, false),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            match OpenOptions::new().read(true).write(true).open(path) {
+                Ok(f) => (f, true),
+                Err(_) => return Err(NoFill::Busy),
+            }
+        }
+        Err(e) => return Err(NoFill::Failed(Error::io("create", path, e))),
+    };
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => return Err(NoFill::Busy),
+        Err(TryLockError::Error(e)) => return Err(NoFill::Failed(Error::io("lock", path, e))),
+    }
+    if stale {
+        tracing::info!(image_id = %id, "taking over a stale incomplete file");
+        file.set_len(0)
+            .map_err(|e| NoFill::Failed(Error::io("truncate", path, e)))?;
+    }
+    Ok(file)
+}
+
+impl FillFile {
+    /// The file, for followers' positional reads.
+    pub(crate) fn file(&self) -> &Arc<File> {
+        &self.file
+    }
+
+    /// Starts the writer: a blocking thread that appends every chunk
+    /// received on `chunks` until the sender is dropped, and reports the
+    /// bytes on disk to `written` (at least every MiB, and after each
+    /// batch of queued chunks). Returns the total written.
+    pub(crate) fn spawn_writer<F>(
+        &self,
+        mut chunks: mpsc::Receiver<Bytes>,
+        written: F,
+    ) -> JoinHandle<io::Result<u64>>
+    where
+        F: Fn(u64) + Send + 'static,
+    {
+        let file = Arc::clone(&self.file);
+        tokio::task::spawn_blocking(move || {
+            let mut out: &File = &file;
+            let mut total = 0u64;
+            while let Some(chunk) = chunks.blocking_recv() {
+                out.write_all(&chunk)?;
+                total += chunk.len() as u64;
+                let mut unpublished = chunk.len() as u64;
+                while unpublished < PUBLISH_EVERY {
+                    let Ok(more) = chunks.try_recv() else { break };
+                    out.write_all(&more)?;
+                    total += more.len() as u64;
+                    unpublished += more.len() as u64;
+                }
+                written(total);
+            }
+            Ok(total)
+        })
+    }
+
+    /// Commits the verified fill: `fsync`, rename to `<id>`, directory
+    /// `fsync`, queue marker removed, then the index row (`checksum`: hex
+    /// MD5; `verified`: whether it was checked against the upstream's).
+    ///
+    /// An error means nothing was committed, and the incomplete file is
+    /// gone. A failed index write after a successful rename is logged, not
+    /// returned: the file is committed and the next lookup adopts it.
+    pub(crate) async fn commit(
+        self,
+        size: u64,
+        checksum: String,
+        verified: bool,
+    ) -> Result<(), Error> {
+        let FillFile { store, id, file } = self;
+        let committed = {
+            let (store, id) = (store.clone(), id.clone());
+            let path = store.inner.layout.incomplete(&id);
+            blocking("commit", &path, move || store.commit_blocking(&id, &file)).await
+        };
+        if let Err(e) = committed {
+            let path = store.inner.layout.incomplete(&id);
+            let _ = blocking("remove", &path.clone(), move || {
+                remove_if_present(&path);
+                Ok(())
+            })
+            .await;
+            return Err(e);
+        }
+        if let Err(e) = store
+            .inner
+            .index
+            .insert(&id, size, Some(checksum), verified, super::now_epoch())
+            .await
+        {
+            tracing::warn!(image_id = %id, error = %e,
+                "image cached but not indexed; it will be adopted at the next lookup");
+        }
+        Ok(())
+    }
+
+    /// Moves the file to `invalid/<id>` (a fill whose bytes are wrong or
+    /// incomplete), where `clean` removes it.
+    pub(crate) async fn quarantine(self) {
+        let layout = &self.store.inner.layout;
+        let (from, to) = (layout.incomplete(&self.id), layout.invalid(&self.id));
+        let _ = blocking("quarantine", &from.clone(), move || {
+            if let Err(e) = std::fs::rename(&from, &to) {
+                if e.kind() != io::ErrorKind::NotFound {
+                    tracing::warn!(path = %from.display(), error = %e, "could not quarantine; removing");
+                    remove_if_present(&from);
+                }
+            }
+            Ok(())
+        })
+        .await;
+    }
+
+    /// Removes the file (the disk failed, or the image was deleted during
+    /// its fill).
+    pub(crate) async fn discard(self) {
+        let path = self.store.inner.layout.incomplete(&self.id);
+        let _ = blocking("remove", &path.clone(), move || {
+            remove_if_present(&path);
+            Ok(())
+        })
+        .await;
+    }
+}
+
+fn remove_if_present(path: &Path) {
+    if let Err(e) = std::fs::remove_file(path) {
+        if e.kind() != io::ErrorKind::NotFound {
+            tracing::warn!(path = %path.display(), error = %e, "could not remove incomplete file");
+        }
+    }
+}
