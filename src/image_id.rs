@@ -1,7 +1,7 @@
 //! [`ImageId`]: the only way a value from a request becomes a file name.
 //!
 //! Glance uses any non-slash path segment as a file name in its cache
-//! directory (spec §10.2 item 11), so `..`, `cache.db` or `queue` reach the
+//! directory, so `..`, `cache.db` or `queue` reach the
 //! filesystem. This crate accepts only canonical, lower-case UUIDs
 //! (`8-4-4-4-12` hex digits): they can never contain a separator, a dot, a
 //! `#` (which `object_store` reserves) or anything a shell or SQL would

@@ -153,3 +153,129 @@ impl GlanceCache {
         self.inner.fills.drain(limit).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use http::{Request, Response};
+    use http_body_util::Full;
+    use tower::service_fn;
+
+    use super::*;
+    use crate::fill::{Joined, Phase};
+    use crate::store::CacheStore;
+    use crate::{RequestBody, Stack};
+
+    const ID: &str = "66666666-6666-4666-8666-666666666666";
+    /// md5 of `IMAGEDATA`.
+    const MD5: &str = "0fc85dbea99575776296eaaa1d314eb1";
+
+    async fn cache(dir: &std::path::Path) -> GlanceCache {
+        let store = CacheStore::builder(dir)
+            .with_min_free_disk(0)
+            .open()
+            .await
+            .unwrap();
+        GlanceCache::builder(store).build()
+    }
+
+    fn id() -> ImageId {
+        ImageId::parse(ID).unwrap()
+    }
+
+    /// Registers a fill of [`ID`] the way a download starts one.
+    fn start_fill(cache: &GlanceCache) -> std::sync::Arc<crate::fill::Fill> {
+        let Joined::Leader(guard) = cache.fills().join_or_lead(&id()) else {
+            panic!("no fill yet")
+        };
+        guard.started()
+    }
+
+    // The clock is paused: it moves only when every task waits for a timer,
+    // and then straight to that timer. A sleep loop would show as elapsed
+    // time; waiting for the fill to settle does not.
+    #[tokio::test(start_paused = true)]
+    async fn settled_ends_when_the_fill_task_lets_go_without_polling() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = cache(dir.path()).await;
+        let start = tokio::time::Instant::now();
+        cache.settled(&id()).await;
+        assert_eq!(start.elapsed(), Duration::ZERO, "no fill: no wait");
+
+        // The order of the fill task: Verified, commit, unregister.
+        let fill = start_fill(&cache);
+        fill.finish(Phase::Verified);
+        let waiter = tokio::spawn({
+            let cache = cache.clone();
+            async move { cache.settled(&id()).await }
+        });
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!waiter.is_finished(), "still committing");
+        cache.fills().remove(&fill);
+        waiter.await.unwrap();
+        assert_eq!(start.elapsed(), Duration::ZERO, "no timer fired");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn drain_waits_for_every_fill_at_most_its_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = cache(dir.path()).await;
+        let fill = start_fill(&cache);
+        let start = tokio::time::Instant::now();
+        let limit = Duration::from_secs(7);
+        assert!(!cache.drain(limit).await, "a fill that never ends");
+        assert_eq!(start.elapsed(), limit);
+
+        let draining = tokio::spawn({
+            let cache = cache.clone();
+            async move { cache.drain(Duration::from_secs(60)).await }
+        });
+        tokio::task::yield_now().await;
+        cache.fills().remove(&fill);
+        assert!(draining.await.unwrap(), "over once the fill let go");
+        assert_eq!(start.elapsed(), limit, "no polling");
+    }
+
+    #[tokio::test]
+    async fn a_prefetch_returns_once_its_fill_has_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = cache(dir.path()).await;
+        // An image service answering the record and the file of `ID`.
+        let glance = service_fn(|req: Request<RequestBody>| async move {
+            let resp = if req.uri().path().ends_with("/file") {
+                Response::builder()
+                    .header("content-md5", MD5)
+                    .header("content-length", "9")
+                    .body(Full::new(Bytes::from_static(b"IMAGEDATA")))
+            } else {
+                Response::builder().body(Full::new(Bytes::from(format!(
+                    r#"{{"id": "{ID}", "status": "active", "size": 9, "checksum": "{MD5}"}}"#
+                ))))
+            };
+            Ok::<_, Infallible>(resp.expect("static response"))
+        });
+        let stack = Stack::builder(&cache).upstream(glance).build();
+        cache.queue(&id(), None).await.unwrap();
+
+        let prefetcher = stack.prefetcher().expect("a cache to prefetch into");
+        let outcome = prefetcher.fetch(&id(), None, &()).await;
+        assert!(
+            matches!(
+                outcome,
+                Ok(crate::worker::Prefetched::Cached { bytes: 9, .. })
+            ),
+            "{outcome:?}"
+        );
+        assert_eq!(cache.fills_in_flight(), 0, "the fill task is done");
+        assert_eq!(
+            cache.store().lookup(&id()).await.unwrap().map(|e| e.size),
+            Some(9)
+        );
+        assert!(!cache.store().is_queued(&id()).await.unwrap(), "dequeued");
+    }
+}

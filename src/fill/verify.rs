@@ -1,4 +1,4 @@
-//! What a fill must match before it is committed (spec §1.6, §10.3).
+//! What a fill must match before it is committed.
 
 use http::header::{HeaderMap, CONTENT_LENGTH};
 

@@ -11,8 +11,9 @@
 //! * **Path:** the upstream prefix, then the request's path as received (no
 //!   decoding or normalisation of `%2e` or `..`), then its query string byte
 //!   for byte. A leading `/v2.N` segment (N = 0..=18) is forwarded as `/v2`:
-//!   a non-caching upstream answers `300` for `v2.14`, `v2.16` and `v2.18`
-//!   (spec §1.2). `/v2/...`, `/v1/...`, `/versions` and `/` are unchanged.
+//!   a non-caching upstream answers `300` for `v2.14`, `v2.16` and `v2.18`.
+//!   `/v2/...`, `/v1/...`, `/versions`, `/` and paths with a version token
+//!   Glance does not know (`/v2.05/...`) are unchanged.
 //! * **Headers:** hop-by-hop headers (`Connection`, `Keep-Alive`,
 //!   `Proxy-Connection`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`,
 //!   `Proxy-Authenticate`, `Proxy-Authorization`, and every header named in

@@ -1,4 +1,4 @@
-//! Removing failed and stalled fills (spec §5.2).
+//! Removing failed and stalled fills.
 
 use std::fmt;
 use std::fs::{File, TryLockError};

@@ -1,4 +1,4 @@
-//! Removing every committed entry (`DELETE /v2/cache`, spec §3.2).
+//! Removing every committed entry (`DELETE /v2/cache`).
 
 use std::io;
 
@@ -13,7 +13,7 @@ impl CacheStore {
     ///
     /// Only files named by a valid image id are touched: the index and its
     /// `-wal`/`-shm` files, lock files and anything else in the directory
-    /// stay (Glance deletes and counts them, spec §5.3 and §10.2 item 12).
+    /// stay (Glance deletes and counts them).
     /// `incomplete/`, `invalid/` and `queue/` are left alone; see
     /// [`clear_queue`](CacheStore::clear_queue) for the queue.
     ///

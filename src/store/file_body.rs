@@ -1,7 +1,7 @@
 //! [`FileBody`]: streams a cached file in large positional reads.
 //!
 //! object_store's own `into_stream()` reads 8 KiB per blocking task, about ten
-//! times slower than the page cache allows (research §2.1). This body reads
+//! times slower than the page cache allows. This body reads
 //! `chunk_size` bytes (256 KiB by default) per read through a
 //! [`ChunkReader`]: on the async worker when the page cache holds the bytes,
 //! on the blocking pool when the disk must be read, into buffers reused for

@@ -1,6 +1,6 @@
 //! The SQLite index of cached images, owned by one dedicated thread.
 //!
-//! The table is Glance's own `cached_images` (sqlite driver, spec §6.2), so a
+//! The table is Glance's own `cached_images` (sqlite driver), so a
 //! cache directory written by Glance is adopted as it is; our extra column
 //! (`verified`) is added in place when missing. All statements run on the
 //! index thread: callers send a closure and await its answer, so no async
@@ -127,7 +127,7 @@ impl Index {
     }
 
     /// Inserts the row of a fresh commit. An existing row keeps its hits and
-    /// timestamps (spec §5.4: a re-download keeps the old row) but takes the
+    /// timestamps (a re-download keeps the old row) but takes the
     /// new size and checksum.
     pub(crate) async fn insert(
         &self,
@@ -152,7 +152,7 @@ impl Index {
         .await
     }
 
-    /// Counts one completed hit (spec §5.4, sqlite semantics).
+    /// Counts one completed hit.
     ///
     /// Queued without waiting for the answer (a failure is logged): every
     /// later statement, a listing included, sees it.

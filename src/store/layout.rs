@@ -1,4 +1,4 @@
-//! Glance's on-disk layout of a cache directory (spec §6.1).
+//! Glance's on-disk layout of a cache directory.
 //!
 //! ```text
 //! D/<id>             complete, verified image

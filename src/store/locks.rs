@@ -11,7 +11,7 @@
 //! The lock files are named so that they can never be a valid
 //! [`ImageId`](crate::ImageId) (they start with a dot), so they are never
 //! served, counted in the cache size, pruned or removed by a clear (unlike
-//! Glance's lock files, spec §5.3 and §10.2 item 12). They are never deleted:
+//! Glance's lock files). They are never deleted:
 //! removing a `flock` file while someone waits on it would split the lock.
 
 use std::fs::{File, OpenOptions};

@@ -1,5 +1,4 @@
-//! Tests of queue, prune, clean, clear and their locks (spec §4.1, §5,
-//! scenarios 26-31 and 40), on real files and a real index.
+//! Tests of queue, prune, clean, clear and their locks, on real files and a real index.
 
 use super::locks::{Operation, CLEAN_LOCK_FILE, PRUNE_LOCK_FILE};
 use super::*;
@@ -59,7 +58,7 @@ fn disjoint(a: (Instant, Instant), b: (Instant, Instant)) -> bool {
     a.1 <= b.0 || b.1 <= a.0
 }
 
-// ---- clean (scenario 26) ----
+// ---- clean ----
 
 #[tokio::test]
 async fn clean_removes_invalid_and_stalled_files_but_never_a_live_fill() {
@@ -116,7 +115,7 @@ async fn clean_with_a_stall_longer_than_the_epoch_removes_no_incomplete_file() {
     assert!(old.exists());
 }
 
-// ---- prune (scenarios 27-30) ----
+// ---- prune ----
 
 #[tokio::test]
 async fn prune_of_an_empty_cache_reports_zeros() {
@@ -300,7 +299,7 @@ fn lock_files_are_never_image_ids() {
     }
 }
 
-// ---- queue (scenario 31) ----
+// ---- queue ----
 
 #[tokio::test]
 async fn queue_semantics() {
@@ -384,7 +383,7 @@ async fn queue_listing_survives_markers_vanishing() {
     assert_eq!(store.queued().await.unwrap().len(), 20);
 }
 
-// ---- serialisation (scenario 40) ----
+// ---- serialisation ----
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_prunes_do_not_interleave() {

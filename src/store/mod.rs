@@ -16,7 +16,7 @@
 //! * The index is Glance's `cached_images` table, served by one thread.
 //! * Maintenance ([`CacheStore::queue_image`], [`CacheStore::prune`],
 //!   [`CacheStore::clean`], [`CacheStore::clear_cache`]) follows Glance
-//!   (spec §4.1, §5) but only ever touches files named by an image id, and
+//!   but only ever touches files named by an image id, and
 //!   prune and clean are serialised across processes by lock files whose
 //!   names can never be an image id.
 //!
@@ -336,7 +336,7 @@ impl CacheStore {
     }
 
     /// A body streaming `file` with this store's chunk size; the hit is
-    /// counted when the last byte has been handed over (spec §5.4).
+    /// counted when the last byte has been handed over.
     pub(crate) fn hit_body(&self, id: &ImageId, file: Arc<File>, size: u64) -> FileBody {
         let index = self.inner.index.clone();
         let id = id.clone();
@@ -367,7 +367,7 @@ impl CacheStore {
         Ok(())
     }
 
-    /// Removes a committed entry and its row (spec §2). Returns whether a
+    /// Removes a committed entry and its row. Returns whether a
     /// file was there. Queue, incomplete and invalid files are not touched.
     pub async fn invalidate(&self, id: &ImageId) -> Result<bool, Error> {
         let existed = match self.inner.objects.delete(&Layout::entry_object(id)).await {

@@ -1,4 +1,4 @@
-//! LRU pruning down to `image_cache_max_size` (spec §5.1).
+//! LRU pruning down to `image_cache_max_size`.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -52,7 +52,7 @@ impl CacheStore {
     /// first, ties by id), and every entry is visited at most once, so the
     /// prune always ends, even when files without rows keep the size above
     /// the limit (they are reported in [`PruneReport::orphans`], never
-    /// looped on; spec §10.2 item 6).
+    /// looped on).
     ///
     /// Serialised against other prunes of this store and of any process
     /// sharing the directory, but not against [`clean`](CacheStore::clean).

@@ -1,4 +1,4 @@
-//! The prefetch queue: zero-byte marker files in `queue/` (spec §4.1).
+//! The prefetch queue: zero-byte marker files in `queue/`.
 //!
 //! A marker's mtime is its queue time; [`CacheStore::queued`] lists the
 //! oldest first. A successful commit of the image removes its marker.

@@ -1,4 +1,4 @@
-//! Cache size accounting (spec §5.3): the image files directly in the directory.
+//! Cache size accounting: the image files directly in the directory.
 //!
 //! Only files whose name is a valid [`ImageId`] count. The index
 //! (`cache.db`, `-wal`, `-shm`), lock files, probe files and any other junk
@@ -40,7 +40,7 @@ impl CacheStore {
         self.inner.max_size
     }
 
-    /// The cache size (spec §5.3): the sum of the sizes of the image files
+    /// The cache size: the sum of the sizes of the image files
     /// directly in the cache directory. `incomplete/`, `invalid/` and
     /// `queue/` are not counted, nor is any file whose name is not an image id.
     pub async fn cache_size(&self) -> Result<u64, Error> {

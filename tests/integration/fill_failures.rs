@@ -1,5 +1,5 @@
 //! Fills that fail: verification, upstream breaks, client aborts, corrupt
-//! cache files (scenarios 11, 13, 14 and the integrity rules of §10.3).
+//! cache files.
 
 use crate::proxy::*;
 use glance_cache_support::client::*;
@@ -10,7 +10,7 @@ use glance_cache_support::wait::*;
 const MEMBER: [(&str, &str); 1] = [("x-auth-token", "MEMBER")];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scenario_11_checksum_mismatch_truncates_and_quarantines() {
+async fn a_checksum_mismatch_truncates_every_client_and_quarantines() {
     let glance = fake_glance().await;
     glance.set_behaviour(PUB, Behaviour::default().wrong_content_md5());
     let dir = tempfile::tempdir().unwrap();
@@ -47,7 +47,7 @@ async fn corrupt_bytes_with_a_correct_checksum_header_are_never_served_whole() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scenario_14_upstream_reset_mid_body() {
+async fn an_upstream_reset_mid_body_truncates_and_caches_nothing() {
     let glance = fake_glance().await;
     glance.set_behaviour(BIG, Behaviour::default().reset_after(BIG_SIZE / 2));
     let dir = tempfile::tempdir().unwrap();
@@ -69,7 +69,7 @@ async fn scenario_14_upstream_reset_mid_body() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scenario_13_beyond_client_abort_does_not_waste_the_fill() {
+async fn a_client_that_leaves_does_not_stop_the_fill() {
     let glance = fake_glance().await;
     glance.set_behaviour(BIG, Behaviour::default().rate(25 << 20));
     let dir = tempfile::tempdir().unwrap();

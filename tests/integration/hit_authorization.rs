@@ -1,4 +1,4 @@
-//! Hit authorization against the upstream (spec §1.4, Appendix A; scenarios 3, 15).
+//! Hit authorization against the upstream.
 
 use std::time::Duration;
 
@@ -22,7 +22,7 @@ async fn cached(proxy: &Proxy, id: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scenario_3_hits_answer_what_the_upstream_would() {
+async fn hits_answer_what_the_upstream_would() {
     let glance = fake_glance().await;
     let dir = tempfile::tempdir().unwrap();
     let proxy = Proxy::start(&glance.url(), dir.path(), ProxyOptions::default()).await;

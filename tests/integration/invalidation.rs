@@ -1,4 +1,4 @@
-//! `DELETE /v2/images/{id}` invalidation (spec §2; scenarios 16, 17), and
+//! `DELETE /v2/images/{id}` invalidation, and
 //! deletes (of the image or of the cache entry) that race a fill.
 
 use std::time::Duration;
@@ -14,7 +14,7 @@ use http::StatusCode;
 const ADMIN: [(&str, &str); 1] = [("x-auth-token", "ADMIN")];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scenario_16_accepted_delete_removes_the_entry() {
+async fn an_image_delete_the_upstream_accepts_removes_the_entry() {
     let glance = fake_glance().await;
     let dir = tempfile::tempdir().unwrap();
     let proxy = Proxy::start(&glance.url(), dir.path(), ProxyOptions::default()).await;
@@ -33,7 +33,7 @@ async fn scenario_16_accepted_delete_removes_the_entry() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scenario_17_refused_delete_keeps_the_entry() {
+async fn an_image_delete_the_upstream_refuses_keeps_the_entry() {
     let glance = fake_glance().await;
     let dir = tempfile::tempdir().unwrap();
     let proxy = Proxy::start(&glance.url(), dir.path(), ProxyOptions::default()).await;

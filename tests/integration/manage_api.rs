@@ -1,5 +1,4 @@
-//! The cache management API answered by the proxy (spec §3–§5; scenarios
-//! 18–23, 26–29, 32–35, 39, 40). Authorization here is a static admin
+//! The cache management API answered by the proxy. Authorization here is a static admin
 //! token; role-based refusals (403) are tested against Keystone.
 
 use std::time::Duration;
@@ -85,7 +84,7 @@ fn paused() -> ProxyOptions {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scenario_19_empty_listing_and_35_version_discovery() {
+async fn an_empty_listing_and_version_discovery_with_the_cache_versions() {
     let glance = fake_glance().await;
     let dir = tempfile::tempdir().unwrap();
     let proxy = Proxy::start(&glance.url(), dir.path(), ProxyOptions::default()).await;
@@ -149,7 +148,7 @@ async fn public_endpoint_is_the_base_of_version_hrefs() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scenario_20_queue_triggers_immediate_caching() {
+async fn queueing_an_image_caches_it_at_once() {
     let glance = fake_glance().await;
     let dir = tempfile::tempdir().unwrap();
     let proxy = Proxy::start(&glance.url(), dir.path(), ProxyOptions::default()).await;
@@ -168,7 +167,7 @@ async fn scenario_20_queue_triggers_immediate_caching() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scenario_21_queue_errors() {
+async fn queueing_unknown_inactive_or_forbidden_images_is_refused() {
     let glance = fake_glance().await;
     let dir = tempfile::tempdir().unwrap();
     let proxy = Proxy::start(&glance.url(), dir.path(), ProxyOptions::default()).await;
@@ -195,7 +194,7 @@ async fn scenario_21_queue_errors() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scenario_18_queued_entry_survives_an_image_delete() {
+async fn a_queued_image_stays_queued_when_the_image_is_deleted() {
     let glance = fake_glance().await;
     let dir = tempfile::tempdir().unwrap();
     let proxy = Proxy::start(&glance.url(), dir.path(), paused()).await;
@@ -223,7 +222,7 @@ async fn scenario_18_queued_entry_survives_an_image_delete() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scenario_22_delete_an_entry() {
+async fn deleting_an_entry() {
     let glance = fake_glance().await;
     let dir = tempfile::tempdir().unwrap();
     let proxy = Proxy::start(&glance.url(), dir.path(), ProxyOptions::default()).await;
@@ -249,7 +248,7 @@ async fn scenario_22_delete_an_entry() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scenario_23_clear_targets() {
+async fn clearing_the_cache_the_queue_or_both() {
     let glance = fake_glance().await;
     let dir = tempfile::tempdir().unwrap();
     let proxy = Proxy::start(&glance.url(), dir.path(), paused()).await;
@@ -301,7 +300,7 @@ async fn scenario_23_clear_targets() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scenario_26_clean_and_27_prune_empty() {
+async fn clean_and_prune_of_an_empty_cache() {
     let glance = fake_glance().await;
     let dir = tempfile::tempdir().unwrap();
     let proxy = Proxy::start(&glance.url(), dir.path(), ProxyOptions::default()).await;
@@ -355,7 +354,7 @@ async fn add_images(glance: &RunningFakeGlance, n: u8, size: usize) -> Vec<Strin
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scenario_28_lru_prune_order() {
+async fn prune_removes_the_least_recently_used_first() {
     let glance = fake_glance().await;
     let dir = tempfile::tempdir().unwrap();
     let opts = ProxyOptions {
@@ -396,7 +395,7 @@ async fn scenario_28_lru_prune_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scenario_29_stop_rule_and_40_serialised_prunes() {
+async fn prune_stops_under_the_limit_and_prunes_run_one_at_a_time() {
     let glance = fake_glance().await;
     let dir = tempfile::tempdir().unwrap();
     let opts = ProxyOptions {
@@ -469,7 +468,7 @@ async fn auto_prune_keeps_the_size_limit_without_cron() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scenario_32_legacy_endpoints() {
+async fn the_legacy_cache_management_endpoints() {
     let glance = fake_glance().await;
     let dir = tempfile::tempdir().unwrap();
     let proxy = Proxy::start(&glance.url(), dir.path(), ProxyOptions::default()).await;
@@ -528,7 +527,7 @@ async fn scenario_32_legacy_endpoints() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scenario_33_nodes_and_34_methods_and_bodies() {
+async fn nodes_wrong_methods_and_request_bodies_answer_as_glance() {
     let glance = fake_glance().await;
     let dir = tempfile::tempdir().unwrap();
     let proxy = Proxy::start(&glance.url(), dir.path(), ProxyOptions::default()).await;
@@ -586,7 +585,7 @@ async fn scenario_33_nodes_and_34_methods_and_bodies() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scenario_39_requeue_of_a_cached_image_downloads_nothing() {
+async fn queueing_a_cached_image_again_downloads_nothing() {
     let glance = fake_glance().await;
     let dir = tempfile::tempdir().unwrap();
     let proxy = Proxy::start(&glance.url(), dir.path(), ProxyOptions::default()).await;
@@ -740,7 +739,7 @@ async fn the_queue_is_replayed_at_startup() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scenario_24_caching_disabled() {
+async fn without_a_cache_the_cache_api_answers_not_supported() {
     use glance_cache::auth::manage::ManagementAuth;
     use glance_cache::reverse_proxy::ReverseProxy;
     use glance_cache::Stack;

@@ -1,4 +1,4 @@
-//! What is never cached: ranges, 204, errors (scenarios 7, 8, 9, 10).
+//! What is never cached: ranges, 204, errors.
 
 use crate::proxy::*;
 use glance_cache_support::client::*;
@@ -15,7 +15,7 @@ fn cache_is_empty(proxy: &Proxy, id: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scenario_7_ranged_misses_are_relayed_not_cached() {
+async fn ranged_misses_are_relayed_not_cached() {
     let glance = fake_glance().await;
     let dir = tempfile::tempdir().unwrap();
     let proxy = Proxy::start(&glance.url(), dir.path(), ProxyOptions::default()).await;
@@ -30,7 +30,7 @@ async fn scenario_7_ranged_misses_are_relayed_not_cached() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scenario_8_ranges_of_a_cached_image_go_upstream() {
+async fn ranges_of_a_cached_image_go_upstream() {
     let glance = fake_glance().await;
     let dir = tempfile::tempdir().unwrap();
     let proxy = Proxy::start(&glance.url(), dir.path(), ProxyOptions::default()).await;
@@ -51,7 +51,7 @@ async fn scenario_8_ranges_of_a_cached_image_go_upstream() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scenario_9_no_content_is_relayed_not_cached() {
+async fn an_image_without_data_is_relayed_not_cached() {
     let glance = fake_glance().await;
     let dir = tempfile::tempdir().unwrap();
     let proxy = Proxy::start(&glance.url(), dir.path(), ProxyOptions::default()).await;
@@ -63,7 +63,7 @@ async fn scenario_9_no_content_is_relayed_not_cached() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scenario_10_errors_are_relayed_not_cached() {
+async fn errors_are_relayed_not_cached() {
     let glance = fake_glance().await;
     let dir = tempfile::tempdir().unwrap();
     let proxy = Proxy::start(&glance.url(), dir.path(), ProxyOptions::default()).await;

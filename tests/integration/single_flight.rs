@@ -1,5 +1,5 @@
 //! Beyond Glance: N concurrent first downloads cost one upstream download,
-//! streamed to all N while it fills (scenario 38).
+//! streamed to all N while it fills.
 
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ use glance_cache_support::wait::*;
 const MEMBER: [(&str, &str); 1] = [("x-auth-token", "MEMBER")];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scenario_38_ten_concurrent_misses_one_upstream_download() {
+async fn ten_concurrent_misses_cost_one_upstream_download() {
     let glance = fake_glance().await;
     glance.set_behaviour(BIG, Behaviour::default().rate(100 << 20));
     let dir = tempfile::tempdir().unwrap();

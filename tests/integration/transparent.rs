@@ -1,4 +1,4 @@
-//! Transparent caching: miss, tee, hit (spec §1, scenarios 1, 2, 5, 6, 12, 35, 36).
+//! Transparent caching: miss, tee, hit.
 
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ const MEMBER: [(&str, &str); 1] = [("x-auth-token", "MEMBER")];
 const ADMIN_TOKEN: [(&str, &str); 1] = [("x-auth-token", "ADMIN")];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scenario_1_2_miss_tees_then_hit_is_served_from_cache() {
+async fn a_miss_is_relayed_and_cached_then_a_hit_is_served_from_the_cache() {
     let glance = fake_glance().await;
     let dir = tempfile::tempdir().unwrap();
     let proxy = Proxy::start(&glance.url(), dir.path(), ProxyOptions::default()).await;
@@ -156,7 +156,7 @@ async fn hit_headers_follow_the_download_probe() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scenario_12_no_checksum_header_is_cached_unverified() {
+async fn an_answer_without_a_checksum_is_cached_unverified() {
     let glance = fake_glance().await;
     glance.set_behaviour(PUB, Behaviour::default().omit_content_md5());
     let dir = tempfile::tempdir().unwrap();
@@ -191,7 +191,7 @@ async fn chunked_upstream_without_length_is_cached_and_hit_has_length() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scenario_35_version_prefixes_behave_like_v2() {
+async fn version_prefixes_glance_knows_behave_like_v2() {
     let glance = fake_glance().await;
     let dir = tempfile::tempdir().unwrap();
     let proxy = Proxy::start(&glance.url(), dir.path(), ProxyOptions::default()).await;
@@ -250,7 +250,7 @@ async fn a_version_token_glance_does_not_know_is_left_to_the_upstream_by_cache_a
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scenario_36_non_matching_paths_pass_through_and_touch_nothing() {
+async fn other_paths_pass_through_and_touch_nothing() {
     let glance = fake_glance().await;
     let dir = tempfile::tempdir().unwrap();
     let proxy = Proxy::start(&glance.url(), dir.path(), ProxyOptions::default()).await;

@@ -237,7 +237,7 @@ pub enum WarningKind {
         reason: String,
     },
     /// A choice value accepted case-insensitively that Glance itself would
-    /// misread (spec §7.1: a mixed-case `image_cache_driver` makes Glance
+    /// misread (a mixed-case `image_cache_driver` makes Glance
     /// fall back to the sqlite driver).
     ChoiceCase {
         /// The section, normalised.

@@ -1,6 +1,6 @@
 //! Glance options the proxy reads for compatibility, in their own sections:
 //! `[paste_deploy]`, `[oslo_concurrency]`, `[glance_store]` and
-//! `[oslo_policy]` (spec §7.1). They are validated like Glance validates
+//! `[oslo_policy]`. They are validated like Glance validates
 //! them, so a `glance-api.conf` that Glance would refuse is refused here
 //! too, but the proxy does not act on them.
 

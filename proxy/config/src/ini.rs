@@ -1,7 +1,7 @@
 //! A line-for-line port of oslo.config's INI reader (`oslo_config/iniparser.py`
 //! plus the `ConfigParser` subclass in `cfg.py`).
 //!
-//! The rules (spec §7.2):
+//! The rules:
 //!
 //! - Lines are right-trimmed. A blank line ends a multi-line value.
 //! - A line starting with `#` or `;` is a comment; there are no inline comments.

@@ -8,7 +8,7 @@
 //!   environment variables `GLANCE_CACHE__<SECTION>__<OPTION>`
 //!   ([`ENV_PREFIX`]), which override every file and are validated like
 //!   file values; [`Source`] says where each effective value came from.
-//! - The INI syntax is a port of oslo.config's reader (spec §7.2): `#` and
+//! - The INI syntax is a port of oslo.config's reader: `#` and
 //!   `;` full-line comments only (`key = v # x` has the value `v # x`),
 //!   `=` or `:` (whichever comes first), one pair of surrounding quotes
 //!   removed, indented continuation lines joined with `\n`, section names
@@ -329,7 +329,7 @@ impl Default for ProxyOptions {
     }
 }
 
-/// `image_cache_driver`: where cache metadata lives (spec §6).
+/// `image_cache_driver`: where cache metadata lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CacheDriver {
     /// `centralized_db`: Glance's database, shared by all nodes (Glance's

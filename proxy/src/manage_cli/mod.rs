@@ -4,7 +4,7 @@
 //! `delete-queued-image`, `delete-all-queued-images`.
 //!
 //! They talk to a RUNNING proxy over plain http, through the legacy
-//! management API `glance-cache-manage` uses (spec §3.3, §8.1):
+//! management API `glance-cache-manage` uses:
 //!
 //! | command | request |
 //! |---|---|

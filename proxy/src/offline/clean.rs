@@ -1,4 +1,4 @@
-//! `clean`: remove invalid and stalled incomplete files once (spec §5.2).
+//! `clean`: remove invalid and stalled incomplete files once.
 
 use std::time::Duration;
 

@@ -1,5 +1,5 @@
 //! One-shot maintenance commands that work on `image_cache_dir` directly:
-//! `prune`, `clean`, `prefetch` and `install-links` (spec §8.2).
+//! `prune`, `clean`, `prefetch` and `install-links`.
 //!
 //! They read the same configuration files as `serve` and need no running
 //! proxy, yet are safe while one serves the same directory: prunes and

@@ -1,4 +1,4 @@
-//! `prune`: one LRU prune down to `image_cache_max_size` (spec §5.1).
+//! `prune`: one LRU prune down to `image_cache_max_size`.
 
 use super::config::{open_store, ConfigFiles};
 

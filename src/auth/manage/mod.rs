@@ -1,4 +1,4 @@
-//! Who may call the cache-management API (spec §3.1, §9, Appendix A).
+//! Who may call the cache-management API.
 //!
 //! [`ManagementAuth::check`] authenticates the caller of a management call
 //! and evaluates one of Glance's cache policy rules ([`PolicyRule`]):

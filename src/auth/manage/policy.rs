@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-/// A Glance policy rule that governs cache management (spec §9). The
+/// A Glance policy rule that governs cache management. The
 /// rule names are Glance's, so an operator's policy vocabulary carries over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum PolicyRule {

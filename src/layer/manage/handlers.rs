@@ -1,4 +1,4 @@
-//! The management endpoints (spec §3.1–3.3), in Glance's order of checks:
+//! The management endpoints, in Glance's order of checks:
 //! routing, body rules, image lookup as the caller, policy, "cache enabled",
 //! then the work.
 
@@ -318,7 +318,7 @@ impl Ctx<'_> {
         }
     }
 
-    /// The `cachemanagement` flavor's API (spec §3.3): policy
+    /// The `cachemanagement` flavor's API: policy
     /// `manage_image_cache`, always 200 JSON. Ids are validated (Glance
     /// would act on any file name).
     async fn legacy<B>(&self, endpoint: Endpoint) -> Response<ManageBody<B>> {

@@ -1,4 +1,4 @@
-//! Version discovery with the cache API versions merged in (spec §3.4).
+//! Version discovery with the cache API versions merged in.
 //!
 //! glanceclient refuses every `cache-*` command unless `GET /versions`
 //! lists `v2.14` (and `v2.18` for clean/prune). An upstream Glance without

@@ -1,7 +1,7 @@
 //! [`RequestIdLayer`]: Glance's `x-openstack-request-id` on every response,
 //! and one log line per request.
 //!
-//! Glance adds `x-openstack-request-id` to every response (spec §1.5). In
+//! Glance adds `x-openstack-request-id` to every response. In
 //! front of it, the proxy must too, also on the answers the upstream never
 //! saw (a `502` for a dead upstream, a management `401`, a hit). For each
 //! request the layer picks an id with Glance's rules

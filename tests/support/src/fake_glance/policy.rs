@@ -1,5 +1,5 @@
 //! Who the caller is ([`AuthMode`], [`Identity`]) and Glance 33's default
-//! image policies (spec §9), including how a denial becomes 403 or 404.
+//! image policies, including how a denial becomes 403 or 404.
 
 use super::image::{ImageRecord, Visibility};
 

@@ -30,7 +30,7 @@ fn md5_hex(data: &[u8]) -> String {
     hex::encode(md5::Md5::digest(data))
 }
 
-/// The spec §11 fixture, plus a shared image and a 4 MiB pattern image.
+/// The tests' standard images and tokens, plus a shared image and a 4 MiB pattern image.
 async fn fixture(auth: AuthMode) -> RunningFakeGlance {
     FakeGlance::builder()
         .auth(auth)
