@@ -78,3 +78,8 @@ pub use layer::manage::CacheManageLayer;
 pub use layer::request_id::RequestIdLayer;
 pub use stack::Stack;
 pub use upstream::RequestBody;
+
+/// The Rust examples of `README.md`, compiled as documentation tests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeExamples;

@@ -52,7 +52,7 @@ use crate::BoxError;
 /// The address of the peer that sent a request.
 ///
 /// [`serve`] inserts it into every request's extensions;
-/// [`ReverseProxy`](crate::reverse_proxy::ReverseProxy) appends it to `X-Forwarded-For`.
+/// the reverse proxy appends it to `X-Forwarded-For`.
 /// Requests without it are forwarded without an `X-Forwarded-For` entry of
 /// their own.
 ///

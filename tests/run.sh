@@ -17,8 +17,8 @@
 #   GLANCE_CACHE_KEYSTONE_VENV  where the Keystone venv lives
 #                          (default $HOME/.cache/glance-cache/keystone-venv)
 #   GLANCE_CACHE_NO_SETUP  =1: do not create/check the venvs (tests that need a real Glance or
-#                          Keystone then skip if it is missing, or fail when CI=true)
-#   CI                     =true: tests that need a real service fail instead of skipping
+#                          Keystone then fail if it is missing: no test passes without the
+#                          service it needs)
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -34,7 +34,7 @@ else
   t=$(date +%s)
   if ! bash tests/harness/setup-python.sh --with-keystone; then
     echo "run.sh: ERROR: could not set up the real-Glance/Keystone venvs at $GLANCE_CACHE_VENV and $GLANCE_CACHE_KEYSTONE_VENV (see above)." >&2
-    echo "run.sh: set GLANCE_CACHE_NO_SETUP=1 to run the tests anyway (real-Glance/Keystone tests then skip)." >&2
+    echo "run.sh: set GLANCE_CACHE_NO_SETUP=1 to run the tests anyway (real-Glance/Keystone tests then fail)." >&2
     exit 1
   fi
   echo "run.sh: Glance and Keystone venvs ready in $(elapsed "$t")s: $GLANCE_CACHE_VENV $GLANCE_CACHE_KEYSTONE_VENV"

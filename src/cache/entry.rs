@@ -40,7 +40,8 @@ impl GlanceCache {
         self.inner.store.invalidate(id).await
     }
 
-    /// Removes every entry (see [`CacheStore::clear_cache`](crate::store::CacheStore::clear_cache));
+    /// Removes every entry: every image file and index row (only files
+    /// named by an image id; `incomplete/`, `invalid/` and `queue/` stay);
     /// fills in flight are cancelled like [`invalidate`](Self::invalidate)
     /// cancels one, so that none brings an entry back. The queue is not
     /// touched. Returns the number of image files removed.
@@ -57,6 +58,14 @@ impl GlanceCache {
     pub async fn clear_cache(&self) -> Result<usize, Error> {
         self.inner.fills.cancel_all();
         self.inner.store.clear_cache().await
+    }
+
+    /// Queues `id` for prefetching on disk only (the legacy
+    /// `PUT /v2/queued_images/{id}`): the workers fetch it when they next
+    /// replay the queue (at startup), the offline `prefetch` command at its
+    /// next run. Returns whether a marker was created.
+    pub(crate) async fn queue_for_later(&self, id: &ImageId) -> Result<bool, Error> {
+        self.inner.store.queue_image(id).await
     }
 
     /// Takes `id` off the prefetch queue and forgets its recorded error.

@@ -49,8 +49,9 @@ pub(crate) fn spawn_fill<B>(
     let in_flight = store.metrics().fill_started();
     tokio::spawn(async move {
         let committed = run(&fill, body, expect, file, &store).await;
-        fills.remove(&fill);
+        // Counted out before it is seen as over (settled, drained).
         drop(in_flight);
+        fills.remove(&fill);
         if committed {
             fills.notify_commit();
         }

@@ -15,11 +15,11 @@ impl CacheStore {
     /// `-wal`/`-shm` files, lock files and anything else in the directory
     /// stay (Glance deletes and counts them).
     /// `incomplete/`, `invalid/` and `queue/` are left alone; see
-    /// [`clear_queue`](CacheStore::clear_queue) for the queue.
+    /// `clear_queue` for the queue.
     ///
     /// Hits already streaming finish normally (unlink semantics). An entry
     /// committed while the clear runs may survive it.
-    pub async fn clear_cache(&self) -> Result<usize, Error> {
+    pub(crate) async fn clear_cache(&self) -> Result<usize, Error> {
         // Rows are listed before the files are scanned, so an entry committed
         // after the scan keeps both its file and its row.
         let rows = self.inner.index.list().await?;

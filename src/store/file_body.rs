@@ -24,7 +24,7 @@ use crate::metrics::Metrics;
 pub(crate) type OnComplete = Box<dyn FnOnce() + Send>;
 
 /// A response body that reads `[start, end)` of a file in large chunks.
-pub struct FileBody {
+pub(crate) struct FileBody {
     reader: ChunkReader,
     pos: u64,
     end: u64,

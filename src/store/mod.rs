@@ -8,14 +8,14 @@
 //! * Committed entries are read, listed and deleted through an
 //!   [`object_store::ObjectStore`] (a [`LocalFileSystem`] rooted at the
 //!   directory); hits take the `std::fs::File` that it opens and stream it in
-//!   large chunks ([`FileBody`]).
+//!   large chunks.
 //! * A fill writes `incomplete/<id>` itself: the file is created exclusively
 //!   and locked (`flock`) for the whole fill, so two processes sharing the
 //!   directory never write the same entry, and readers follow it while it
 //!   grows. A commit is `fsync` + `rename` + directory `fsync`.
 //! * The index is Glance's `cached_images` table, served by one thread.
-//! * Maintenance ([`CacheStore::queue_image`], [`CacheStore::prune`],
-//!   [`CacheStore::clean`], [`CacheStore::clear_cache`]) follows Glance
+//! * Maintenance (the queue markers, [`CacheStore::prune`],
+//!   [`CacheStore::clean`], clearing) follows Glance
 //!   but only ever touches files named by an image id, and
 //!   prune and clean are serialised across processes by lock files whose
 //!   names can never be an image id.
@@ -66,7 +66,7 @@ pub(crate) use chunk_reader::ChunkReader;
 pub use clean::CleanReport;
 #[cfg(any(test, feature = "test-hooks"))]
 pub use commit_hold::CommitHold;
-pub use file_body::FileBody;
+pub(crate) use file_body::FileBody;
 pub(crate) use fill_file::FillFile;
 #[cfg(test)]
 use fill_file::NoFill;
@@ -346,7 +346,7 @@ impl CacheStore {
     }
 
     /// Moves a committed entry to `invalid/` and drops its row.
-    pub async fn quarantine_entry(&self, id: &ImageId) -> Result<(), Error> {
+    pub(crate) async fn quarantine_entry(&self, id: &ImageId) -> Result<(), Error> {
         let from = self.inner.layout.entry(id);
         let to = self.inner.layout.invalid(id);
         let moved = tokio::task::spawn_blocking(move || std::fs::rename(&from, &to))
@@ -369,7 +369,7 @@ impl CacheStore {
 
     /// Removes a committed entry and its row. Returns whether a
     /// file was there. Queue, incomplete and invalid files are not touched.
-    pub async fn invalidate(&self, id: &ImageId) -> Result<bool, Error> {
+    pub(crate) async fn invalidate(&self, id: &ImageId) -> Result<bool, Error> {
         let existed = match self.inner.objects.delete(&Layout::entry_object(id)).await {
             Ok(()) => true,
             Err(object_store::Error::NotFound { .. }) => false,

@@ -19,23 +19,7 @@ impl CacheStore {
     /// queued already; otherwise creates the empty marker `queue/<id>` and
     /// returns `true`.
     ///
-    /// # Example
-    ///
-    /// ```
-    /// use glance_cache::{store::CacheStore, ImageId};
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), glance_cache::Error> {
-    /// let dir = tempfile::tempdir().unwrap();
-    /// let store = CacheStore::builder(dir.path()).open().await?;
-    /// let id: ImageId = "3f1f7c8e-2b9d-4d6a-9c43-1a2b3c4d5e6f".parse().unwrap();
-    /// assert!(store.queue_image(&id).await?);
-    /// assert!(!store.queue_image(&id).await?, "queued already");
-    /// assert_eq!(store.queued().await?, vec![id.clone()]);
-    /// assert!(store.dequeue(&id).await?);
-    /// # Ok(()) }
-    /// ```
-    pub async fn queue_image(&self, id: &ImageId) -> Result<bool, Error> {
+    pub(crate) async fn queue_image(&self, id: &ImageId) -> Result<bool, Error> {
         let layout = self.inner.layout.clone();
         let id = id.clone();
         let marker = layout.queue(&id);
@@ -104,7 +88,7 @@ impl CacheStore {
 
     /// Removes `queue/<id>`. Returns whether it was there; a missing marker
     /// is not an error.
-    pub async fn dequeue(&self, id: &ImageId) -> Result<bool, Error> {
+    pub(crate) async fn dequeue(&self, id: &ImageId) -> Result<bool, Error> {
         let marker = self.inner.layout.queue(id);
         let path = marker.clone();
         let remove = move || match std::fs::remove_file(&path) {
@@ -117,7 +101,7 @@ impl CacheStore {
 
     /// Removes every queue marker. Returns how many were removed. Files in
     /// `queue/` not named by an image id are left alone.
-    pub async fn clear_queue(&self) -> Result<usize, Error> {
+    pub(crate) async fn clear_queue(&self) -> Result<usize, Error> {
         let dir = self.root().join("queue");
         let removed = blocking("clear", &dir.clone(), move || {
             let mut removed = 0;

@@ -6,6 +6,9 @@ use http::header::{HeaderMap, CONTENT_LENGTH, CONTENT_RANGE};
 use http::StatusCode;
 use serde::Deserialize;
 
+/// The MD5 of no bytes at all: an empty image's checksum.
+const EMPTY_MD5: &str = "d41d8cd98f00b204e9800998ecf8427e";
+
 /// The parts of Glance's image record (`GET /v2/images/{id}`) the proxy uses.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub(crate) struct ImageRecord {
@@ -49,9 +52,16 @@ pub(crate) struct ImageFacts {
 impl ImageFacts {
     /// The facts in the head of an answer to a one-byte ranged download:
     /// a `206`'s `Content-Range: bytes 0-0/SIZE`, a `200`'s
-    /// `Content-Length`, a `416`'s `Content-Range: bytes */SIZE` (Glance
-    /// sends none for an empty image), and `Content-MD5`.
+    /// `Content-Length`, and `Content-MD5`. A `416` says the image is empty
+    /// (not even byte 0 exists), whose MD5 is known; Glance sends neither
+    /// `Content-Range` nor `Content-MD5` with it.
     pub(crate) fn from_probe(status: StatusCode, headers: &HeaderMap) -> Self {
+        if status == StatusCode::RANGE_NOT_SATISFIABLE {
+            return ImageFacts {
+                size: Some(0),
+                checksum: Some(EMPTY_MD5.to_owned()),
+            };
+        }
         let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
         let size = match status {
             StatusCode::OK => header(CONTENT_LENGTH).and_then(|v| v.trim().parse().ok()),
@@ -123,12 +133,15 @@ mod tests {
             facts.checksum.as_deref(),
             Some("0fc85dbea99575776296eaaa1d314eb1")
         );
-        // Glance's 416 for `bytes=0-0` of an empty image has no Content-Range.
+        // Glance's 416 for `bytes=0-0` of an empty image (checked against
+        // Glance 33): no Content-Range, no Content-MD5; the image is empty.
         let empty = ImageFacts::from_probe(StatusCode::RANGE_NOT_SATISFIABLE, &HeaderMap::new());
-        assert_eq!(empty, ImageFacts::default());
-        let h = headers(&[("content-range", "bytes */0")]);
-        let empty = ImageFacts::from_probe(StatusCode::RANGE_NOT_SATISFIABLE, &h);
         assert_eq!(empty.size, Some(0));
+        assert_eq!(empty.checksum.as_deref(), Some(EMPTY_MD5));
+        assert_eq!(
+            md5_from_header(EMPTY_MD5).map(hex::encode).as_deref(),
+            Some(EMPTY_MD5)
+        );
     }
 
     #[test]

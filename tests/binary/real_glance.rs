@@ -160,3 +160,70 @@ async fn real_glance_policies_decide_every_hit() {
     )
     .await;
 }
+
+/// Hit authorization is one ranged probe; what that tells for a
+/// deactivated and for an empty image, checked against Glance itself: a
+/// member's hit of a deactivated image is refused as Glance refuses its
+/// download (403), an admin's is served (Glance would send the admin the
+/// same bytes), and an empty image's hit answers what Glance answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_glance_one_probe_decides_deactivated_and_empty_images() {
+    let glance = start_glance(GlanceAuth::Headers).await;
+    let dir = tempfile::tempdir().unwrap();
+    let admin = glance.admin_headers();
+    let public = serde_json::json!({
+        "name": "public", "disk_format": "raw", "container_format": "bare", "visibility": "public"
+    });
+    let file = image_file(dir.path(), 1 << 20);
+    let want = RealGlance::md5_of(&file);
+    let id = tokio::task::block_in_place(|| glance.create_image_with(&file, &public, &admin));
+    let empty_file = dir.path().join("empty.raw");
+    std::fs::write(&empty_file, b"").unwrap();
+    let empty =
+        tokio::task::block_in_place(|| glance.create_image_with(&empty_file, &public, &admin));
+    let cache = dir.path().join("cache");
+    let port = free_port();
+    // Every hit asks (no answer remembered), so the deactivation shows at once.
+    let no_memory = "authorization_cache_ttl = 0";
+    let conf = write_config(dir.path(), port, Some(&cache), &glance.url, no_memory);
+    let proxy = ProxyProcess::start(&conf, port);
+    let c = Client::new();
+    let member = identity_headers("member,reader", "u-member", "project-x");
+    let get = |base: &str, image: &str, h: &Vec<(String, String)>| {
+        let (c, url) = (c.clone(), format!("{base}/v2/images/{image}/file"));
+        let h = h.clone();
+        async move {
+            let refs: Vec<(&str, &str)> = h.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            c.get(&url, &refs).await
+        }
+    };
+    for image in [&id, &empty] {
+        assert_eq!(get(&proxy.url, image, &member).await.status, 200);
+        committed(&cache, image).await;
+    }
+
+    // The empty image: the probe is Glance's 416; the hit is Glance's answer.
+    let direct = get(&glance.url, &empty, &member).await;
+    let hit = get(&proxy.url, &empty, &member).await;
+    assert_eq!((hit.status, hit.body.len()), (direct.status, 0));
+    assert_eq!(hit.header("content-md5"), direct.header("content-md5"));
+    assert_eq!(hit.header("content-length"), Some("0"));
+
+    let (status, _) = tokio::task::block_in_place(|| {
+        glance.curl(
+            &["-X", "POST"],
+            &admin,
+            &format!("/v2/images/{id}/actions/deactivate"),
+        )
+    });
+    assert_eq!(status, 204);
+    let direct = get(&glance.url, &id, &member).await;
+    let refused = get(&proxy.url, &id, &member).await;
+    assert_eq!(direct.status, 403, "Glance refuses a member");
+    assert_eq!(refused.status, 403, "so does a hit");
+    assert!(String::from_utf8_lossy(&refused.body).contains("deactivated"));
+    let served = get(&proxy.url, &id, &admin).await;
+    assert_eq!(served.status, 200);
+    assert!(served.complete());
+    assert_eq!(md5_hex(&served.body), want);
+}

@@ -734,10 +734,11 @@ pub static OPTIONS: &[OptionDef] = &[
         glance: false,
         secret: false,
         help: "How a cache hit is authorized, with the caller's credentials, before it is \
-               served. probe: fetch the image record and a one-byte ranged download from the \
-               upstream, which checks the download right too. metadata: fetch the image record \
-               only (users who may see but not download an image get it from the cache). \
-               none: no check; only for trusted networks.",
+               served. probe: one one-byte ranged download from the upstream, which applies \
+               Glance's download policy (its answer also carries the image's size and MD5, \
+               checked against the cached entry). metadata: fetch the image record only \
+               (users who may see but not download an image get it from the cache). none: no \
+               check; only for trusted networks.",
         apply: |c, v| {
             if let Value::Choice(s) = v {
                 if let Some(h) = HitAuthorization::from_name(s) {

@@ -91,12 +91,16 @@ where
         body: RequestBody,
     ) -> Result<ResB, S::Error> {
         let caller = Caller::new(&parts);
-        let facts = match self
-            .core
-            .authorizer()
-            .authorize(self.upstream(), &caller, &self.id)
-            .await
-        {
+        let store = self.core.store();
+        // The upstream's answer takes a round trip; the file opens meanwhile
+        // (opening checks it against the index, whoever asks).
+        let (decision, opened) = tokio::join!(
+            self.core
+                .authorizer()
+                .authorize(self.upstream(), &caller, &self.id),
+            store.open_hit(&entry)
+        );
+        let facts = match decision {
             Decision::Allow(facts) => facts,
             Decision::Deny(resp) => {
                 self.core.metrics().hit_refused();
@@ -107,16 +111,16 @@ where
                 return self.forward(parts, body).await;
             }
         };
-        let store = self.core.store();
         if let Some(why) = facts.as_ref().and_then(|f| disagreement(f, &entry)) {
             tracing::warn!(image_id = %self.id, why, "cached entry disagrees with the upstream; quarantined");
+            drop(opened);
             if let Err(e) = store.quarantine_entry(&self.id).await {
                 tracing::warn!(image_id = %self.id, error = %e, "quarantine failed");
                 return self.forward(parts, body).await;
             }
             return self.miss(parts, body).await;
         }
-        let file = match store.open_hit(&entry).await {
+        let file = match opened {
             Ok(Some(file)) => file,
             // Missing or quarantined: fetch it again like any miss.
             Ok(None) => return self.miss(parts, body).await,

@@ -353,7 +353,7 @@ impl Ctx<'_> {
                 Err(e) => r.internal("cannot clear the cache", &e),
             },
             Endpoint::LegacyQueue(raw) => match ImageId::parse(&raw) {
-                Ok(id) => match store.queue_image(&id).await {
+                Ok(id) => match cache.queue_for_later(&id).await {
                     Ok(_) => null(),
                     Err(e) => r.internal("cannot queue the image", &e),
                 },
