@@ -165,22 +165,13 @@ impl GlanceCache {
 
 #[cfg(test)]
 mod tests {
-    use std::convert::Infallible;
     use std::time::Duration;
-
-    use bytes::Bytes;
-    use http::{Request, Response};
-    use http_body_util::Full;
-    use tower::service_fn;
 
     use super::*;
     use crate::fill::{Joined, Phase};
     use crate::store::CacheStore;
-    use crate::{RequestBody, Stack};
 
     const ID: &str = "66666666-6666-4666-8666-666666666666";
-    /// md5 of `IMAGEDATA`.
-    const MD5: &str = "0fc85dbea99575776296eaaa1d314eb1";
 
     async fn cache(dir: &std::path::Path) -> GlanceCache {
         let store = CacheStore::builder(dir)
@@ -248,43 +239,5 @@ mod tests {
         cache.fills().remove(&fill);
         assert!(draining.await.unwrap(), "over once the fill let go");
         assert_eq!(start.elapsed(), limit, "no polling");
-    }
-
-    #[tokio::test]
-    async fn a_prefetch_returns_once_its_fill_has_committed() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = cache(dir.path()).await;
-        // An image service answering the record and the file of `ID`.
-        let glance = service_fn(|req: Request<RequestBody>| async move {
-            let resp = if req.uri().path().ends_with("/file") {
-                Response::builder()
-                    .header("content-md5", MD5)
-                    .header("content-length", "9")
-                    .body(Full::new(Bytes::from_static(b"IMAGEDATA")))
-            } else {
-                Response::builder().body(Full::new(Bytes::from(format!(
-                    r#"{{"id": "{ID}", "status": "active", "size": 9, "checksum": "{MD5}"}}"#
-                ))))
-            };
-            Ok::<_, Infallible>(resp.expect("static response"))
-        });
-        let stack = Stack::builder(&cache).upstream(glance).build();
-        cache.queue(&id(), None).await.unwrap();
-
-        let prefetcher = stack.prefetcher().expect("a cache to prefetch into");
-        let outcome = prefetcher.fetch(&id(), None, &()).await;
-        assert!(
-            matches!(
-                outcome,
-                Ok(crate::worker::Prefetched::Cached { bytes: 9, .. })
-            ),
-            "{outcome:?}"
-        );
-        assert_eq!(cache.fills_in_flight(), 0, "the fill task is done");
-        assert_eq!(
-            cache.store().lookup(&id()).await.unwrap().map(|e| e.size),
-            Some(9)
-        );
-        assert!(!cache.store().is_queued(&id()).await.unwrap(), "dequeued");
     }
 }

@@ -60,8 +60,7 @@ fn is_refusal(status: StatusCode) -> bool {
 /// the proxy asks on its own (authorizing a hit, looking an image up for
 /// the management API or a prefetch, resuming a download, discovering
 /// versions) goes through here, through the inner service (normally the
-/// [`ReverseProxy`](crate::reverse_proxy::ReverseProxy)), with the
-/// [`Caller`]'s own credentials.
+/// reverse proxy), with the [`Caller`]'s own credentials.
 ///
 /// The futures it returns own a clone of the service and borrow nothing
 /// of the client, so the service need not be `Sync`.
