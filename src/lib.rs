@@ -30,6 +30,16 @@
 //!   owns every state change of an entry (fill, commit, invalidate, clear).
 //!   Layers and workers hold it, never each other.
 //!
+//! # Storage
+//!
+//! The local tier is [`store::CacheStore`]: one cache directory in Glance's
+//! own layout (`<id>`, `incomplete/`, `invalid/`, `queue/`), its files read
+//! through `object_store`'s local filesystem and written by fills
+//! (exclusive, locked `incomplete/<id>`, committed with `fsync` + `rename`),
+//! and Glance's `cached_images` index in SQLite, served by one thread. It is
+//! also the fill tier: followers read the growing file. Blocking work stays
+//! inside the store, behind an async API.
+//!
 //! # Modules, top to bottom
 //!
 //! Dependencies point down only: [`stack`] builds the service from
