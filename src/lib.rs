@@ -66,6 +66,7 @@
 
 pub mod auth;
 pub mod cache;
+pub mod checksum;
 mod error;
 mod fill;
 mod headers;

@@ -35,6 +35,8 @@ pub(crate) fn cache_over(store: CacheStore, config: &Config) -> GlanceCache {
     GlanceCache::builder(store)
         .hit_authorization(config.proxy.hit_authorization)
         .authorization_ttl(config.proxy.authorization_cache_ttl)
+        .serve_ranges(config.proxy.serve_ranges)
+        .fill_on_range_miss(config.proxy.fill_on_range_miss)
         .build()
 }
 
@@ -72,7 +74,9 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
                 MaintenanceOptions::default()
                     .with_auto_prune(m.auto_prune)
                     .with_clean_interval(m.clean_interval)
-                    .with_stall_time(stall),
+                    .with_stall_time(stall)
+                    .with_scrub_rate(m.scrub_rate)
+                    .with_scrub_interval(m.scrub_interval),
             );
             if m.prefetch_enabled {
                 builder = builder.prefetch(

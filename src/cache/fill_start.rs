@@ -7,7 +7,7 @@ use http::{HeaderValue, Response, StatusCode};
 use http_body::Body;
 
 use super::GlanceCache;
-use crate::fill::{spawn_fill, Expectation, Fill, Head, LeaderGuard};
+use crate::fill::{spawn_fill, Expectation, Expected, Fill, Head, LeaderGuard, PendingMultihash};
 use crate::headers::REQUEST_ID;
 use crate::BoxError;
 
@@ -32,7 +32,14 @@ impl GlanceCache {
     /// the head to followers and spawns the task that pulls the body. When
     /// the answer cannot be cached, `guard` is dropped (followers forward
     /// their own requests) and the answer comes back to be relayed.
-    pub(crate) async fn start_fill<B>(&self, guard: LeaderGuard, resp: Response<B>) -> Started<B>
+    /// `record` brings the image record's multihash, asked for alongside
+    /// the download.
+    pub(crate) async fn start_fill<B>(
+        &self,
+        guard: LeaderGuard,
+        resp: Response<B>,
+        record: Option<PendingMultihash>,
+    ) -> Started<B>
     where
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
@@ -65,7 +72,10 @@ impl GlanceCache {
         spawn_fill(
             Arc::clone(&fill),
             body,
-            expect,
+            Expected {
+                response: expect,
+                record,
+            },
             file,
             store.clone(),
             Arc::clone(&self.inner.fills),

@@ -27,6 +27,16 @@ pub(super) struct Inner {
     pub(super) fills: Arc<FillRegistry>,
     pub(super) authorizer: HitAuthorizer,
     pub(super) prefetch: PrefetchQueue,
+    pub(super) ranges: Ranges,
+}
+
+/// How single-range downloads are treated.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Ranges {
+    /// Answered from cached files and running fills.
+    pub(crate) serve: bool,
+    /// A range of an image not cached also starts a fill of the whole image.
+    pub(crate) fill_on_miss: bool,
 }
 
 impl fmt::Debug for GlanceCache {
@@ -44,9 +54,48 @@ pub struct GlanceCacheBuilder {
     store: CacheStore,
     hit_authorization: HitAuthorization,
     authorization_ttl: Duration,
+    ranges: Ranges,
 }
 
 impl GlanceCacheBuilder {
+    /// Whether a single-range download (`Range: bytes=a-b`, `bytes=a-`,
+    /// `bytes=-n`) of a cached image, or of one being filled, is answered
+    /// from the cache (default `true`) with Glance's `206`/`416`, after the
+    /// same authorization as a whole download. Off, every ranged request
+    /// goes to the upstream, as with Glance's own cache. A part is never
+    /// stored either way.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), glance_cache::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = glance_cache::store::CacheStore::builder(dir.path()).open().await?;
+    /// let cache = glance_cache::GlanceCache::builder(store).serve_ranges(false).build();
+    /// # Ok(()) }
+    /// ```
+    pub fn serve_ranges(mut self, on: bool) -> Self {
+        self.ranges.serve = on;
+        self
+    }
+
+    /// Whether a range of an image that is not cached, besides going to
+    /// the upstream unchanged, starts a fill of the whole image with the
+    /// caller's credentials (default `false`), so that the next ranges are
+    /// answered from the cache.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), glance_cache::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = glance_cache::store::CacheStore::builder(dir.path()).open().await?;
+    /// let cache = glance_cache::GlanceCache::builder(store).fill_on_range_miss(true).build();
+    /// # Ok(()) }
+    /// ```
+    pub fn fill_on_range_miss(mut self, on: bool) -> Self {
+        self.ranges.fill_on_miss = on;
+        self
+    }
+
     /// How hits are authorized (default [`HitAuthorization::Probe`]; see
     /// [`crate::auth`]).
     ///
@@ -91,6 +140,7 @@ impl GlanceCacheBuilder {
                 fills: Arc::default(),
                 authorizer: HitAuthorizer::new(self.hit_authorization, self.authorization_ttl),
                 prefetch: PrefetchQueue::default(),
+                ranges: self.ranges,
             }),
         }
     }
@@ -105,6 +155,10 @@ impl GlanceCache {
             store,
             hit_authorization: HitAuthorization::Probe,
             authorization_ttl: DEFAULT_AUTHORIZATION_TTL,
+            ranges: Ranges {
+                serve: true,
+                fill_on_miss: false,
+            },
         }
     }
 
@@ -223,5 +277,9 @@ impl GlanceCache {
 
     pub(crate) fn prefetch(&self) -> &PrefetchQueue {
         &self.inner.prefetch
+    }
+
+    pub(crate) fn ranges(&self) -> Ranges {
+        self.inner.ranges
     }
 }

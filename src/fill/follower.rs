@@ -56,7 +56,18 @@ struct Following {
     fill: Arc<Fill>,
     reader: ChunkReader,
     pos: u64,
+    /// Where a range ends (exclusive); `None` for the whole image.
+    end: Option<u64>,
     resume: Option<Resume>,
+}
+
+/// Which bytes of the image a follower sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Part {
+    /// All of them; `len` is the announced length.
+    Whole { len: Option<u64> },
+    /// Bytes `start..end`.
+    Range { start: u64, end: u64 },
 }
 
 impl fmt::Debug for FollowBody {
@@ -67,20 +78,26 @@ impl fmt::Debug for FollowBody {
     }
 }
 
-/// Starts following `fill` from byte 0; `len` is the announced length.
+/// Starts following `part` of `fill`. `resume` fetches the rest of the
+/// part from the upstream if the local disk fails.
 pub(crate) fn follow(
     fill: Arc<Fill>,
-    len: Option<u64>,
+    part: Part,
     chunk_size: usize,
     resume: Option<Resume>,
 ) -> FollowBody {
+    let (pos, end, len) = match part {
+        Part::Whole { len } => (0, None, len),
+        Part::Range { start, end } => (start, Some(end), Some(end.saturating_sub(start))),
+    };
     let state = match fill.file().cloned() {
         Some(file) => {
             let rx = fill.subscribe();
             let following = Box::new(Following {
                 reader: ChunkReader::new(file, chunk_size),
                 fill,
-                pos: 0,
+                pos,
+                end,
                 resume,
             });
             State::Reading(following, rx)
@@ -124,7 +141,11 @@ impl Following {
             Phase::Abandoned | Phase::Waiting => return Next::Fail("fill did not start".into()),
             Phase::Streaming | Phase::Verified => {}
         }
-        let visible = status.visible();
+        let visible = match self.end {
+            Some(end) if self.pos >= end => return Next::End,
+            Some(end) => status.visible().min(end),
+            None => status.visible(),
+        };
         if self.pos < visible {
             Next::Read(visible)
         } else if matches!(status.phase, Phase::Verified) {
@@ -275,7 +296,12 @@ mod tests {
         let data: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
         let fill = started_fill(&data);
         fill.set_written(100_000);
-        let body = follow(Arc::clone(&fill), Some(300_000), 65536, None);
+        let body = follow(
+            Arc::clone(&fill),
+            Part::Whole { len: Some(300_000) },
+            65536,
+            None,
+        );
         // A real task with a real waker: a lost wakeup would hang it.
         let reader = tokio::spawn(async move {
             let mut body = body;
@@ -302,18 +328,63 @@ mod tests {
     async fn the_last_byte_waits_for_verification() {
         let fill = started_fill(b"IMAGEDATA");
         fill.set_written(9);
-        let mut body = follow(Arc::clone(&fill), Some(9), 65536, None);
+        let mut body = follow(Arc::clone(&fill), Part::Whole { len: Some(9) }, 65536, None);
         let data = body.frame().await.unwrap().unwrap().into_data().unwrap();
         assert_eq!(&data[..], b"IMAGEDAT", "the last byte is held back");
         let waker = futures_util::task::noop_waker();
         let mut cx = Context::from_waker(&waker);
         assert!(Pin::new(&mut body).poll_frame(&mut cx).is_pending());
         fill.finish(Phase::Failed(Failure::Verification(
-            super::super::Mismatch::Md5 {
+            crate::checksum::DigestMismatch::Md5 {
                 got: [1; 16],
                 want: [2; 16],
-            },
+            }
+            .into(),
         )));
         assert!(body.frame().await.unwrap().is_err(), "never the last byte");
+    }
+
+    async fn collect(body: FollowBody) -> Vec<u8> {
+        let mut body = body;
+        let mut got = Vec::new();
+        while let Some(frame) = body.frame().await {
+            got.extend_from_slice(&frame.unwrap().into_data().unwrap());
+        }
+        got
+    }
+
+    #[tokio::test]
+    async fn a_range_is_read_as_it_lands_and_its_image_s_last_byte_waits() {
+        let fill = started_fill(b"IMAGEDATA");
+        fill.set_written(6);
+        // On disk already: answered at once.
+        let middle = follow(
+            Arc::clone(&fill),
+            Part::Range { start: 2, end: 5 },
+            4096,
+            None,
+        );
+        assert_eq!(middle.size_hint().exact(), Some(3));
+        assert_eq!(collect(middle).await, b"AGE");
+        // Not on disk yet: waits for the fill.
+        let tail = follow(
+            Arc::clone(&fill),
+            Part::Range { start: 4, end: 9 },
+            4096,
+            None,
+        );
+        let reader = tokio::spawn(collect(tail));
+        fill.set_written(9);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(
+            !reader.is_finished(),
+            "the image's last byte waits for verification"
+        );
+        fill.finish(Phase::Verified);
+        let got = tokio::time::timeout(std::time::Duration::from_secs(10), reader)
+            .await
+            .expect("the range ended once verified")
+            .unwrap();
+        assert_eq!(got, b"EDATA");
     }
 }

@@ -1,14 +1,14 @@
 //! Fills: one upstream download per image, followed by every waiting client.
 //!
 //! A miss starts a fill. Its task alone pulls the upstream body into
-//! `incomplete/<id>` (writing on one blocking thread, hashing MD5 on another)
+//! `incomplete/<id>` (writing on one blocking thread, hashing MD5 and SHA-512 on two others)
 //! and publishes how many bytes are on disk through a `watch` channel. Every
 //! client, the first one included, is a *follower*: it reads the growing
 //! file at its own pace with positional reads, so a slow client never slows
 //! the fill and a client that leaves never stops it.
 //!
-//! The last byte is held back until the size and the checksum have been
-//! verified: a corrupt download ends in a truncated response, never in a
+//! The last byte is held back until the size, the MD5 and the image
+//! record's multihash (SHA-512 by default) have been verified: a corrupt download ends in a truncated response, never in a
 //! complete wrong one. Only then is the file committed (fsync + rename).
 //! When the local disk fails (full, I/O error), followers continue from the
 //! upstream with a ranged request at the offset they reached: caching stops,
@@ -27,12 +27,18 @@ use std::sync::{Arc, OnceLock};
 use http::{HeaderMap, StatusCode};
 use tokio::sync::watch;
 
+use crate::checksum::Multihash;
 use crate::{BoxError, ImageId};
 
+/// The multihash of the image record a fill's bytes must match, on its way
+/// from the upstream (`None`: no record, or one without a multihash this
+/// crate can compute).
+pub(crate) type PendingMultihash = futures_util::future::BoxFuture<'static, Option<Multihash>>;
+
 pub(crate) use follower::FollowBody;
-pub(crate) use follower::{follow, Resume};
+pub(crate) use follower::{follow, Part, Resume};
 pub(crate) use registry::{FillRegistry, Joined, LeaderGuard};
-pub(crate) use task::spawn_fill;
+pub(crate) use task::{spawn_fill, Expected};
 pub(crate) use verify::{Expectation, Mismatch};
 
 /// Bytes of a fill that followers may not read before verification passed.

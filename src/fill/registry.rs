@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
 use super::{Fill, Phase};
 use crate::ImageId;
@@ -15,7 +15,9 @@ pub(crate) struct FillRegistry {
     fills: Mutex<HashMap<ImageId, Arc<Fill>>>,
     /// How many fills are registered, for [`FillRegistry::drain`].
     count: watch::Sender<usize>,
-    committed: Arc<Notify>,
+    /// How many fills have committed: watchers see every new commit, even
+    /// one made while they were busy.
+    commits: watch::Sender<u64>,
 }
 
 impl Default for FillRegistry {
@@ -23,7 +25,7 @@ impl Default for FillRegistry {
         FillRegistry {
             fills: Mutex::default(),
             count: watch::channel(0).0,
-            committed: Arc::default(),
+            commits: watch::channel(0).0,
         }
     }
 }
@@ -121,13 +123,14 @@ impl FillRegistry {
             .is_ok_and(|waited| waited.is_ok())
     }
 
-    /// Signalled after every commit (wakes the maintenance task).
-    pub(crate) fn committed(&self) -> Arc<Notify> {
-        Arc::clone(&self.committed)
+    /// Changes after every commit (wakes the maintenance task and the
+    /// scrubber).
+    pub(crate) fn commits(&self) -> watch::Receiver<u64> {
+        self.commits.subscribe()
     }
 
     pub(crate) fn notify_commit(&self) {
-        self.committed.notify_one();
+        self.commits.send_modify(|n| *n += 1);
     }
 
     /// Number of fills in flight.

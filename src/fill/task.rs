@@ -1,8 +1,16 @@
 //! The fill task: pulls one upstream body into the fill's file, verifies
 //! it, and commits it.
+//!
+//! Four workers share the bytes: this task pulls the body, one blocking
+//! thread writes, one hashes MD5 and one SHA-512 (Glance's default
+//! multihash), so neither digest slows the fill while a core is free. The
+//! image record, fetched alongside the download, says which multihash the
+//! bytes must have; a record naming another algorithm has it computed from
+//! the file once the body is in.
 
 use std::io;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::Body;
@@ -10,12 +18,17 @@ use http_body_util::BodyExt;
 use md5::{Digest, Md5};
 use tokio::sync::mpsc;
 
-use super::{Expectation, Failure, Fill, FillRegistry, Phase};
+use super::{Expectation, Failure, Fill, FillRegistry, Mismatch, PendingMultihash, Phase};
+use crate::checksum::{DigestMismatch, HashAlgorithm, MultiHasher, Multihash};
 use crate::metrics::{FillFailure, Metrics};
 use crate::store::{CacheStore, FillFile};
 use crate::BoxError;
 
-/// Chunks queued towards the writer and the hasher (each). A chunk is a
+/// Longest wait for the image record once the body is in (it was asked
+/// for when the download started, so it is normally long there).
+const RECORD_WAIT: Duration = Duration::from_secs(30);
+
+/// Chunks queued towards the writer and each hasher. A chunk is a
 /// slice of hyper's read buffer (up to 1 MiB with the reverse proxy's client)
 /// and keeps that buffer alive, so the depth bounds a fill's memory: with 16,
 /// a proxy serving one 1 GiB miss peaked at 43–72 MiB RSS; with 4, at 27 MiB,
@@ -32,13 +45,20 @@ enum PumpEnd {
     WriterGone,
 }
 
+/// What a fill's bytes must match: the response's length and MD5, and the
+/// multihash of the image record (when one arrives).
+pub(crate) struct Expected {
+    pub(crate) response: Expectation,
+    pub(crate) record: Option<PendingMultihash>,
+}
+
 /// Spawns the task that fills `fill` from `body` into `file`. `fill` must
 /// have been started (head and file published); the task unregisters it
 /// from `fills` when it is over.
 pub(crate) fn spawn_fill<B>(
     fill: Arc<Fill>,
     body: B,
-    expect: Expectation,
+    expect: Expected,
     file: FillFile,
     store: CacheStore,
     fills: Arc<FillRegistry>,
@@ -62,7 +82,7 @@ pub(crate) fn spawn_fill<B>(
 async fn run<B>(
     fill: &Arc<Fill>,
     body: B,
-    expect: Expectation,
+    expected: Expected,
     file: FillFile,
     store: &CacheStore,
 ) -> bool
@@ -72,21 +92,27 @@ where
 {
     let id = fill.id.clone();
     let metrics = store.metrics();
+    let Expected {
+        response: expect,
+        record,
+    } = expected;
     let (wtx, wrx) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
     let (htx, hrx) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
+    let (stx, srx) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
     let writer = {
         let fill = Arc::clone(fill);
         file.spawn_writer(wrx, move |written| fill.set_written(written))
     };
     let hasher = tokio::task::spawn_blocking(move || hash_loop(hrx));
-    let pumped = pump(body, &wtx, &htx, expect.len, metrics).await;
-    drop(wtx);
-    drop(htx);
+    let sha512 = tokio::task::spawn_blocking(move || multihash_loop(srx, HashAlgorithm::Sha512));
+    let pumped = pump(body, [&wtx, &htx, &stx], expect.len, metrics).await;
+    drop((wtx, htx, stx));
     let written = match writer.await {
         Ok(result) => result,
         Err(e) => Err(io::Error::other(e)),
     };
     let md5 = hasher.await.unwrap_or_default();
+    let sha512 = sha512.await.ok();
 
     let outcome = match (pumped, written) {
         (PumpEnd::Upstream(e), _) => Err(Failure::Upstream(Arc::new(e))),
@@ -99,13 +125,15 @@ where
                 "wrote {written} of {received} bytes"
             )))))
         }
-        (PumpEnd::Done(received), Ok(_)) => expect
-            .check(received, &md5)
-            .map(|()| received)
-            .map_err(Failure::Verification),
+        (PumpEnd::Done(received), Ok(_)) => match expect.check(received, &md5) {
+            Ok(()) => check_record(&id, record, sha512, &file, received)
+                .await
+                .map(|multihash| (received, multihash)),
+            Err(mismatch) => Err(Failure::Verification(mismatch)),
+        },
     };
-    let size = match outcome {
-        Ok(size) => size,
+    let (size, multihash) = match outcome {
+        Ok(done) => done,
         Err(failure) => {
             metrics.fill_failed(match failure {
                 Failure::Upstream(_) => FillFailure::Upstream,
@@ -137,7 +165,10 @@ where
         return false;
     }
     let verified = expect.verifiable();
-    if let Err(e) = file.commit(size, hex::encode(md5), verified).await {
+    if let Err(e) = file
+        .commit(size, hex::encode(md5), verified, multihash)
+        .await
+    {
         metrics.fill_failed(FillFailure::Local);
         tracing::error!(image_id = %id, error = %e, "commit failed; entry discarded");
         return false;
@@ -157,10 +188,60 @@ where
     true
 }
 
+/// Checks the fill's bytes (`len` of them, all on disk and of the right
+/// MD5) against the multihash of the image record, when the record names
+/// one; returns the multihash to record: the record's when it matched, else
+/// the SHA-512 computed.
+async fn check_record(
+    id: &crate::ImageId,
+    record: Option<PendingMultihash>,
+    sha512: Option<Multihash>,
+    file: &FillFile,
+    len: u64,
+) -> Result<Option<Multihash>, Failure> {
+    let want = match record {
+        Some(record) => match tokio::time::timeout(RECORD_WAIT, record).await {
+            Ok(want) => want,
+            Err(_) => {
+                tracing::warn!(image_id = %id, "no image record in time; verified with MD5 only");
+                None
+            }
+        },
+        None => None,
+    };
+    let Some(want) = want else {
+        return Ok(sha512);
+    };
+    let got = if sha512
+        .as_ref()
+        .is_some_and(|s| s.algorithm == want.algorithm)
+    {
+        sha512
+    } else {
+        match file.multihash(want.algorithm, len).await {
+            Ok(got) => Some(got),
+            Err(e) => return Err(Failure::Local(Arc::new(io::Error::other(e)))),
+        }
+    };
+    match got {
+        Some(got) if got.value == want.value => Ok(Some(want)),
+        Some(got) => Err(Failure::Verification(Mismatch::Digest(
+            DigestMismatch::Multihash {
+                algorithm: want.algorithm,
+                got: got.value,
+                want: want.value,
+            },
+        ))),
+        // The hashing thread died: nothing proves the bytes either way.
+        None => Err(Failure::Local(Arc::new(io::Error::other(
+            "the multihash thread stopped",
+        )))),
+    }
+}
+
 async fn pump<B>(
     body: B,
-    wtx: &mpsc::Sender<Bytes>,
-    htx: &mpsc::Sender<Bytes>,
+    txs: [&mpsc::Sender<Bytes>; 3],
     max_len: Option<u64>,
     metrics: &Metrics,
 ) -> PumpEnd
@@ -187,8 +268,10 @@ where
                     format!("upstream sent more than its Content-Length of {max} bytes").into(),
                 );
             }
-            if wtx.send(data.clone()).await.is_err() || htx.send(data).await.is_err() {
-                return PumpEnd::WriterGone;
+            for tx in txs {
+                if tx.send(data.clone()).await.is_err() {
+                    return PumpEnd::WriterGone;
+                }
             }
         }
         // hyper may never be polled again once Content-Length is reached.
@@ -206,4 +289,12 @@ fn hash_loop(mut rx: mpsc::Receiver<Bytes>) -> [u8; 16] {
     let mut out = [0u8; 16];
     out.copy_from_slice(&md5.finalize());
     out
+}
+
+fn multihash_loop(mut rx: mpsc::Receiver<Bytes>, algorithm: HashAlgorithm) -> Multihash {
+    let mut hasher = MultiHasher::new(algorithm);
+    while let Some(chunk) = rx.blocking_recv() {
+        hasher.update(&chunk);
+    }
+    hasher.finish()
 }

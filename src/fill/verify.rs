@@ -2,6 +2,7 @@
 
 use http::header::{HeaderMap, CONTENT_LENGTH};
 
+use crate::checksum::DigestMismatch;
 use crate::upstream::md5_from_header;
 
 /// The expected size and MD5 of an upstream body, from its response headers.
@@ -33,18 +34,10 @@ pub(crate) enum Mismatch {
         /// `Content-Length`.
         want: u64,
     },
-    /// Not the announced MD5.
-    #[error(
-        "MD5 of the received bytes is {}, the upstream said {}",
-        hex::encode(got),
-        hex::encode(want)
-    )]
-    Md5 {
-        /// MD5 of the bytes received.
-        got: [u8; 16],
-        /// The announced MD5.
-        want: [u8; 16],
-    },
+    /// Not the announced digests (the `Content-MD5`, the image record's
+    /// multihash).
+    #[error(transparent)]
+    Digest(#[from] DigestMismatch),
 }
 
 impl Expectation {
@@ -76,7 +69,7 @@ impl Expectation {
             return Err(Mismatch::Length { got: len, want });
         }
         if let Some(want) = self.md5.filter(|want| want != md5) {
-            return Err(Mismatch::Md5 { got: *md5, want });
+            return Err(DigestMismatch::Md5 { got: *md5, want }.into());
         }
         Ok(())
     }

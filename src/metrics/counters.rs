@@ -48,6 +48,42 @@ impl FillFailure {
     }
 }
 
+/// What found a corrupt cached file, the `found_by` label of
+/// `glance_cache_integrity_failures_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum IntegrityCheck {
+    /// A hit that hashed the file again while serving it (the file had
+    /// changed since it was verified, or had never been verified).
+    Hit,
+    /// The background scrubber.
+    Scrub,
+}
+
+impl IntegrityCheck {
+    /// Every finder, in the order they are rendered.
+    pub const ALL: [IntegrityCheck; 2] = [IntegrityCheck::Hit, IntegrityCheck::Scrub];
+
+    /// The label value: `hit` or `scrub`.
+    ///
+    /// ```
+    /// use glance_cache::metrics::IntegrityCheck;
+    /// assert_eq!(IntegrityCheck::Scrub.as_str(), "scrub");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IntegrityCheck::Hit => "hit",
+            IntegrityCheck::Scrub => "scrub",
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            IntegrityCheck::Hit => 0,
+            IntegrityCheck::Scrub => 1,
+        }
+    }
+}
+
 impl fmt::Display for FillFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -76,6 +112,8 @@ pub struct Metrics {
 struct Counters {
     hits: AtomicU64,
     misses: AtomicU64,
+    range_hits: AtomicU64,
+    range_misses: AtomicU64,
     hit_refusals: AtomicU64,
     hit_bytes: AtomicU64,
     upstream_bytes: AtomicU64,
@@ -86,6 +124,8 @@ struct Counters {
     evicted_bytes: AtomicU64,
     prefetch_successes: AtomicU64,
     prefetch_failures: AtomicU64,
+    integrity_failures: [AtomicU64; 2],
+    scrubbed_bytes: AtomicU64,
 }
 
 fn add(counter: &AtomicU64, n: u64) {
@@ -110,6 +150,8 @@ impl Metrics {
         Snapshot {
             hits: get(&c.hits),
             misses: get(&c.misses),
+            range_hits: get(&c.range_hits),
+            range_misses: get(&c.range_misses),
             hit_authorization_refusals: get(&c.hit_refusals),
             hit_bytes: get(&c.hit_bytes),
             upstream_bytes: get(&c.upstream_bytes),
@@ -122,6 +164,9 @@ impl Metrics {
             evicted_bytes: get(&c.evicted_bytes),
             prefetch_successes: get(&c.prefetch_successes),
             prefetch_failures: get(&c.prefetch_failures),
+            integrity_failures_hit: get(&c.integrity_failures[IntegrityCheck::Hit.index()]),
+            integrity_failures_scrub: get(&c.integrity_failures[IntegrityCheck::Scrub.index()]),
+            scrubbed_bytes: get(&c.scrubbed_bytes),
             cache_size_bytes: None,
             cache_entries: None,
         }
@@ -135,6 +180,26 @@ impl Metrics {
     /// A download answered by the upstream or by a running fill.
     pub(crate) fn miss(&self) {
         add(&self.inner.misses, 1);
+    }
+
+    /// A single-range request answered from a cached file or a running fill.
+    pub(crate) fn range_hit(&self) {
+        add(&self.inner.range_hits, 1);
+    }
+
+    /// A single-range request for an image not cached: sent upstream.
+    pub(crate) fn range_miss(&self) {
+        add(&self.inner.range_misses, 1);
+    }
+
+    /// A cached file was found corrupt and quarantined.
+    pub(crate) fn integrity_failure(&self, found_by: IntegrityCheck) {
+        add(&self.inner.integrity_failures[found_by.index()], 1);
+    }
+
+    /// The scrubber hashed `n` more bytes.
+    pub(crate) fn scrubbed(&self, n: u64) {
+        add(&self.inner.scrubbed_bytes, n);
     }
 
     /// A download of a cached or caching image that the upstream refused.

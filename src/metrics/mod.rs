@@ -15,6 +15,8 @@
 //! |---|---|---|
 //! | `glance_cache_hits_total` | counter | image downloads answered from a cached file |
 //! | `glance_cache_misses_total` | counter | image downloads answered by the upstream or by a running fill |
+//! | `glance_cache_range_hits_total` | counter | single-range requests answered from a cached file or a running fill (not in `hits`) |
+//! | `glance_cache_range_misses_total` | counter | single-range requests for images not cached, sent upstream (not in `misses`) |
 //! | `glance_cache_hit_authorization_refusals_total` | counter | downloads of cached or caching images the upstream did not authorize |
 //! | `glance_cache_hit_bytes_total` | counter | image bytes sent from cached files |
 //! | `glance_cache_upstream_bytes_total` | counter | image bytes received from the upstream by fills |
@@ -24,6 +26,8 @@
 //! | `glance_cache_evictions_total` | counter | cached images removed by pruning |
 //! | `glance_cache_evicted_bytes_total` | counter | bytes those images held |
 //! | `glance_cache_prefetches_total{result}` | counter | prefetch jobs; `result` is `success` or `failure` |
+//! | `glance_cache_integrity_failures_total{found_by}` | counter | cached files found corrupt and quarantined; `found_by` is `hit` or `scrub` |
+//! | `glance_cache_scrubbed_bytes_total` | counter | bytes hashed again by the background scrubber |
 //! | `glance_cache_size_bytes` | gauge | the cache size (image files in the cache directory) |
 //! | `glance_cache_entries` | gauge | committed entries in the index |
 //!
@@ -76,6 +80,6 @@ mod counters;
 mod exposition;
 mod snapshot;
 
-pub use counters::{FillFailure, Metrics};
+pub use counters::{FillFailure, IntegrityCheck, Metrics};
 pub use exposition::CONTENT_TYPE;
 pub use snapshot::Snapshot;

@@ -3,7 +3,7 @@
 use std::fmt;
 
 use super::exposition::{Exposition, Kind};
-use super::FillFailure;
+use super::{FillFailure, IntegrityCheck};
 
 /// The metrics of one cache at one moment; see the [module docs](super) for
 /// what each value means. `Display` renders the Prometheus text format.
@@ -14,6 +14,10 @@ pub struct Snapshot {
     pub hits: u64,
     /// `glance_cache_misses_total`
     pub misses: u64,
+    /// `glance_cache_range_hits_total`
+    pub range_hits: u64,
+    /// `glance_cache_range_misses_total`
+    pub range_misses: u64,
     /// `glance_cache_hit_authorization_refusals_total`
     pub hit_authorization_refusals: u64,
     /// `glance_cache_hit_bytes_total`
@@ -38,6 +42,12 @@ pub struct Snapshot {
     pub prefetch_successes: u64,
     /// `glance_cache_prefetches_total{result="failure"}`
     pub prefetch_failures: u64,
+    /// `glance_cache_integrity_failures_total{found_by="hit"}`
+    pub integrity_failures_hit: u64,
+    /// `glance_cache_integrity_failures_total{found_by="scrub"}`
+    pub integrity_failures_scrub: u64,
+    /// `glance_cache_scrubbed_bytes_total`
+    pub scrubbed_bytes: u64,
     /// `glance_cache_size_bytes`; `None` when not sampled (or unreadable).
     pub cache_size_bytes: Option<u64>,
     /// `glance_cache_entries`; `None` when not sampled (or unreadable).
@@ -56,6 +66,19 @@ impl Snapshot {
             FillFailure::Upstream => self.fill_failures_upstream,
             FillFailure::Verification => self.fill_failures_verification,
             FillFailure::Local => self.fill_failures_local,
+        }
+    }
+
+    /// The corrupt files one finder found.
+    ///
+    /// ```
+    /// use glance_cache::metrics::{IntegrityCheck, Metrics};
+    /// assert_eq!(Metrics::new().snapshot().integrity_failures(IntegrityCheck::Hit), 0);
+    /// ```
+    pub fn integrity_failures(&self, found_by: IntegrityCheck) -> u64 {
+        match found_by {
+            IntegrityCheck::Hit => self.integrity_failures_hit,
+            IntegrityCheck::Scrub => self.integrity_failures_scrub,
         }
     }
 }
@@ -78,6 +101,18 @@ impl fmt::Display for Snapshot {
             Counter,
             "Image downloads answered by the upstream or by a running fill.",
             self.misses,
+        )?;
+        e.single(
+            "glance_cache_range_hits_total",
+            Counter,
+            "Single-range requests answered from a cached file or a running fill (not counted in hits).",
+            self.range_hits,
+        )?;
+        e.single(
+            "glance_cache_range_misses_total",
+            Counter,
+            "Single-range requests for images not cached, sent to the upstream (not counted in misses).",
+            self.range_misses,
         )?;
         e.single(
             "glance_cache_hit_authorization_refusals_total",
@@ -149,6 +184,25 @@ impl fmt::Display for Snapshot {
             &[("result", "failure")],
             self.prefetch_failures,
         )?;
+        e.family(
+            "glance_cache_integrity_failures_total",
+            Counter,
+            "Cached files found corrupt and quarantined, by what found them: hit (hashed again \
+             while served, after a change) or scrub (the background scrubber).",
+        )?;
+        for found_by in IntegrityCheck::ALL {
+            e.sample(
+                "glance_cache_integrity_failures_total",
+                &[("found_by", found_by.as_str())],
+                self.integrity_failures(found_by),
+            )?;
+        }
+        e.single(
+            "glance_cache_scrubbed_bytes_total",
+            Counter,
+            "Bytes of cached files hashed again by the background scrubber.",
+            self.scrubbed_bytes,
+        )?;
         if let Some(size) = self.cache_size_bytes {
             e.single(
                 "glance_cache_size_bytes",
@@ -177,6 +231,8 @@ mod tests {
     fn every_family_has_help_type_and_samples() {
         let s = Snapshot {
             hits: 2,
+            range_hits: 3,
+            integrity_failures_scrub: 5,
             fill_failures_local: 4,
             prefetch_failures: 1,
             cache_size_bytes: Some(9),
@@ -204,8 +260,10 @@ mod tests {
             assert!(samples > 0, "{name}");
             families += 1;
         }
-        assert_eq!(families, 13);
+        assert_eq!(families, 17);
         assert!(text.contains("\nglance_cache_hits_total 2\n"));
+        assert!(text.contains("\nglance_cache_range_hits_total 3\n"));
+        assert!(text.contains("\nglance_cache_integrity_failures_total{found_by=\"scrub\"} 5\n"));
         assert!(text.contains("\nglance_cache_fill_failures_total{reason=\"local\"} 4\n"));
         assert!(text.contains("\nglance_cache_prefetches_total{result=\"failure\"} 1\n"));
         assert!(text.contains("\nglance_cache_size_bytes 9\n"));

@@ -127,7 +127,8 @@ mod tests {
         let f = store.begin_fill(&id, Some(5)).await.unwrap();
         (&**f.file()).write_all(b"hello").unwrap();
         let mut hold = store.hold_commits();
-        let commit = tokio::spawn(f.commit(5, "5d41402abc4b2a76b9719d911017c592".into(), true));
+        let commit =
+            tokio::spawn(f.commit(5, "5d41402abc4b2a76b9719d911017c592".into(), true, None));
         let held = tokio::time::timeout(std::time::Duration::from_secs(10), hold.reached())
             .await
             .expect("the commit reaches the hold");
@@ -142,7 +143,7 @@ mod tests {
         // Released for good: later commits pass.
         let other = ImageId::parse("10000000-0000-0000-0000-0000000000ab").unwrap();
         let f = store.begin_fill(&other, Some(0)).await.unwrap();
-        f.commit(0, "d41d8cd98f00b204e9800998ecf8427e".into(), true)
+        f.commit(0, "d41d8cd98f00b204e9800998ecf8427e".into(), true, None)
             .await
             .unwrap();
         assert!(dir.path().join(other.as_str()).is_file());

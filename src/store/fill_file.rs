@@ -13,7 +13,11 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::blocking::blocking;
+use super::index::Verified;
+use super::integrity::{hash_file, Pace};
+use super::stamp::FileStamp;
 use super::{disk, CacheStore};
+use crate::checksum::{HashAlgorithm, Multihash};
 use crate::{Error, ImageId};
 
 /// Report the bytes on disk at least this often while draining queued chunks.
@@ -245,9 +249,37 @@ impl FillFile {
         })
     }
 
+    /// The `algorithm` digest of the first `len` bytes written, read back
+    /// from the file (for a multihash that was not computed while the
+    /// bytes arrived).
+    pub(crate) async fn multihash(
+        &self,
+        algorithm: HashAlgorithm,
+        len: u64,
+    ) -> Result<Multihash, Error> {
+        let file = Arc::clone(&self.file);
+        let path = self.store.inner.layout.incomplete(&self.id);
+        blocking("hash", &path.clone(), move || {
+            let digests = hash_file(
+                &file,
+                len,
+                Some(algorithm),
+                &mut Pace::new(None),
+                &mut |_| {},
+            )
+            .map_err(|e| Error::io("hash", &path, e))?;
+            digests
+                .multihash
+                .ok_or_else(|| Error::io("hash", &path, io::Error::other("no multihash computed")))
+        })
+        .await
+    }
+
     /// Commits the verified fill: `fsync`, rename to `<id>`, directory
-    /// `fsync`, queue marker removed, then the index row (`checksum`: hex
-    /// MD5; `verified`: whether it was checked against the upstream's).
+    /// `fsync`, queue marker removed, then the index row (`md5`: hex MD5;
+    /// `verified`: whether it was checked against the upstream's;
+    /// `multihash`: the image's multihash it was checked against), with the
+    /// file's identity for later integrity checks.
     ///
     /// An error means nothing was committed, and the incomplete file is
     /// gone. A failed index write after a successful rename is logged, not
@@ -255,28 +287,42 @@ impl FillFile {
     pub(crate) async fn commit(
         self,
         size: u64,
-        checksum: String,
+        md5: String,
         verified: bool,
+        multihash: Option<Multihash>,
     ) -> Result<(), Error> {
         let FillFile { store, id, file } = self;
         let committed = {
             let (store, id) = (store.clone(), id.clone());
             let path = store.inner.layout.incomplete(&id);
-            blocking("commit", &path, move || store.commit_blocking(&id, &file)).await
-        };
-        if let Err(e) = committed {
-            let path = store.inner.layout.incomplete(&id);
-            let _ = blocking("remove", &path.clone(), move || {
-                remove_if_present(&path);
-                Ok(())
+            blocking("commit", &path, move || {
+                store.commit_blocking(&id, &file)?;
+                // After the rename, which moves the ctime.
+                Ok(file.metadata().ok().map(|m| FileStamp::of(&m)))
             })
-            .await;
-            return Err(e);
-        }
+            .await
+        };
+        let stamp = match committed {
+            Ok(stamp) => stamp,
+            Err(e) => {
+                let path = store.inner.layout.incomplete(&id);
+                let _ = blocking("remove", &path.clone(), move || {
+                    remove_if_present(&path);
+                    Ok(())
+                })
+                .await;
+                return Err(e);
+            }
+        };
+        let digests = Verified {
+            md5,
+            multihash,
+            stamp,
+        };
         if let Err(e) = store
             .inner
             .index
-            .insert(&id, size, Some(checksum), verified, super::now_epoch())
+            .insert_commit(&id, size, verified, digests, super::now_epoch())
             .await
         {
             tracing::warn!(image_id = %id, error = %e,

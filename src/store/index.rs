@@ -13,6 +13,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::oneshot;
 
+use super::stamp::FileStamp;
+use crate::checksum::Multihash;
 use crate::{Error, ImageId};
 
 /// One row of the index: a committed, complete image file.
@@ -32,6 +34,25 @@ pub struct CacheEntry {
     pub checksum: Option<String>,
     /// Whether the bytes were verified against an upstream checksum at fill time.
     pub verified: bool,
+    /// The image's multihash (Glance's `os_hash_algo`/`os_hash_value`), when
+    /// the bytes were checked against it.
+    pub multihash: Option<Multihash>,
+    /// Epoch seconds of the last time the file was hashed and matched the
+    /// recorded digests (at its commit, by the scrubber, `verify` or a hit
+    /// that re-verified it); `None` for an entry never hashed (adopted).
+    pub verified_at: Option<f64>,
+    /// The file's identity when it was last verified: a file whose inode,
+    /// size, mtime or ctime differ since may have changed.
+    pub(crate) stamp: Option<FileStamp>,
+}
+
+/// The digests and file identity recorded for a verified file.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Verified {
+    /// Lower-case hex MD5.
+    pub(crate) md5: String,
+    pub(crate) multihash: Option<Multihash>,
+    pub(crate) stamp: Option<FileStamp>,
 }
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
@@ -42,6 +63,21 @@ pub(crate) struct Index {
     tx: mpsc::Sender<Job>,
     path: PathBuf,
 }
+
+/// The columns this crate adds to Glance's table (added in place when missing).
+const EXTRA_COLUMNS: [(&str, &str); 7] = [
+    ("verified", "INTEGER DEFAULT 0"),
+    ("os_hash_algo", "TEXT"),
+    ("os_hash_value", "TEXT"),
+    ("file_ino", "INTEGER"),
+    ("file_mtime_ns", "INTEGER"),
+    ("file_ctime_ns", "INTEGER"),
+    ("verified_at", "REAL"),
+];
+
+/// Every column a row is read with, in [`row_to_entry`]'s order.
+const COLUMNS: &str = "image_id, hits, last_accessed, last_modified, size, checksum, verified, \
+     os_hash_algo, os_hash_value, file_ino, file_mtime_ns, file_ctime_ns, verified_at";
 
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS cached_images (
     image_id TEXT PRIMARY KEY,
@@ -115,8 +151,7 @@ impl Index {
         let id = id.clone();
         self.call(move |c| {
             c.query_row(
-                "SELECT image_id, hits, last_accessed, last_modified, size, checksum, verified
-                 FROM cached_images WHERE image_id = ?1",
+                &format!("SELECT {COLUMNS} FROM cached_images WHERE image_id = ?1"),
                 [id.as_str()],
                 row_to_entry,
             )
@@ -152,18 +187,118 @@ impl Index {
         .await
     }
 
-    /// Counts one completed hit.
+    /// Records a fresh commit: size, digests, the file's identity, and that
+    /// it was verified now. An existing row keeps its hits and timestamps
+    /// (a re-download keeps the old row).
+    pub(crate) async fn insert_commit(
+        &self,
+        id: &ImageId,
+        size: u64,
+        verified_upstream: bool,
+        digests: Verified,
+        at: f64,
+    ) -> Result<(), Error> {
+        let id = id.clone();
+        self.call(move |c| {
+            let (algo, value) = multihash_columns(&digests.multihash);
+            let (ino, mtime, ctime) = stamp_columns(&digests.stamp);
+            c.execute(
+                "INSERT INTO cached_images
+                   (image_id, last_accessed, last_modified, size, hits, checksum, verified,
+                    os_hash_algo, os_hash_value, file_ino, file_mtime_ns, file_ctime_ns,
+                    verified_at)
+                 VALUES (?1, ?2, ?2, ?3, 0, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?2)
+                 ON CONFLICT(image_id) DO UPDATE SET size = excluded.size,
+                   checksum = excluded.checksum, verified = excluded.verified,
+                   os_hash_algo = excluded.os_hash_algo, os_hash_value = excluded.os_hash_value,
+                   file_ino = excluded.file_ino, file_mtime_ns = excluded.file_mtime_ns,
+                   file_ctime_ns = excluded.file_ctime_ns, verified_at = excluded.verified_at",
+                params![
+                    id.as_str(),
+                    at,
+                    size as i64,
+                    digests.md5,
+                    verified_upstream as i64,
+                    algo,
+                    value,
+                    ino,
+                    mtime,
+                    ctime
+                ],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    /// Records that the file of `id` was hashed at `at` and matched: its
+    /// identity now, and the digests (an adopted entry gets its first
+    /// ones; `verified` is set when they were checked against the
+    /// upstream's). Only a row that still describes the file that was
+    /// hashed is updated: its recorded identity must still be `previous`
+    /// (a file committed anew meanwhile keeps its own row). Returns whether
+    /// a row was updated.
+    pub(crate) async fn record_verified(
+        &self,
+        id: &ImageId,
+        previous: Option<FileStamp>,
+        digests: Verified,
+        verified_upstream: bool,
+        at: f64,
+    ) -> Result<bool, Error> {
+        let id = id.clone();
+        self.call(move |c| {
+            let (algo, value) = multihash_columns(&digests.multihash);
+            let (ino, mtime, ctime) = stamp_columns(&digests.stamp);
+            let (was_ino, _, was_ctime) = stamp_columns(&previous);
+            c.execute(
+                "UPDATE cached_images SET checksum = ?2,
+                   os_hash_algo = COALESCE(?3, os_hash_algo),
+                   os_hash_value = CASE WHEN ?3 IS NULL THEN os_hash_value ELSE ?4 END,
+                   file_ino = ?5, file_mtime_ns = ?6, file_ctime_ns = ?7, verified_at = ?8,
+                   verified = MAX(COALESCE(verified, 0), ?9)
+                 WHERE image_id = ?1 AND file_ino IS ?10 AND file_ctime_ns IS ?11",
+                params![
+                    id.as_str(),
+                    digests.md5,
+                    algo,
+                    value,
+                    ino,
+                    mtime,
+                    ctime,
+                    at,
+                    verified_upstream as i64,
+                    was_ino,
+                    was_ctime
+                ],
+            )
+            .map(|n| n > 0)
+        })
+        .await
+    }
+
+    /// Every row, least recently verified first (never verified first,
+    /// then oldest `verified_at`; ties by id): the scrubber's order.
+    pub(crate) async fn by_verification_age(&self) -> Result<Vec<CacheEntry>, Error> {
+        self.rows("verified_at IS NOT NULL, verified_at, image_id")
+            .await
+    }
+
+    /// Records one completed download from the cache: a full hit counts
+    /// in `hits` (as Glance counts), a range only moves `last_accessed`
+    /// (Glance serves ranges from its backend and never counts them; the
+    /// entry was used all the same, so pruning keeps it).
     ///
     /// Queued without waiting for the answer (a failure is logged): every
     /// later statement, a listing included, sees it.
-    pub(crate) fn record_hit(&self, id: &ImageId) {
+    pub(crate) fn record_access(&self, id: &ImageId, whole: bool) {
         let id = id.clone();
         let at = now_epoch();
         let path = self.path.clone();
         let job: Job = Box::new(move |c| {
             if let Err(e) = c.execute(
-                "UPDATE cached_images SET hits = hits + 1, last_accessed = ?2 WHERE image_id = ?1",
-                params![id.as_str(), at],
+                "UPDATE cached_images SET hits = hits + ?3, last_accessed = ?2 WHERE image_id = ?1",
+                params![id.as_str(), at, whole as i64],
             ) {
                 tracing::warn!(image_id = %id, index = %path.display(), error = %e, "could not count hit");
             }
@@ -171,6 +306,21 @@ impl Index {
         if self.tx.send(job).is_err() {
             tracing::debug!("hit not counted: the index thread has stopped");
         }
+    }
+
+    /// Drops the row of `id` if it still describes the file with inode
+    /// `ino` (or records no inode).
+    pub(crate) async fn delete_if_file(&self, id: &ImageId, ino: u64) -> Result<bool, Error> {
+        let id = id.clone();
+        self.call(move |c| {
+            c.execute(
+                "DELETE FROM cached_images WHERE image_id = ?1
+                   AND (file_ino IS NULL OR file_ino = ?2)",
+                params![id.as_str(), ino as i64],
+            )
+            .map(|n| n > 0)
+        })
+        .await
     }
 
     pub(crate) async fn delete(&self, id: &ImageId) -> Result<bool, Error> {
@@ -222,11 +372,15 @@ impl Index {
 
     /// Every row, ordered by image id (Glance's sqlite order).
     pub(crate) async fn list(&self) -> Result<Vec<CacheEntry>, Error> {
-        self.call(|c| {
-            let mut stmt = c.prepare(
-                "SELECT image_id, hits, last_accessed, last_modified, size, checksum, verified
-                 FROM cached_images ORDER BY image_id",
-            )?;
+        self.rows("image_id").await
+    }
+
+    /// Every row (those with an invalid id left out), in `order`.
+    async fn rows(&self, order: &'static str) -> Result<Vec<CacheEntry>, Error> {
+        self.call(move |c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT {COLUMNS} FROM cached_images ORDER BY {order}"
+            ))?;
             let rows = stmt.query_map([], row_to_entry)?;
             let mut out = Vec::new();
             for row in rows {
@@ -243,11 +397,15 @@ impl Index {
 fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     tx.execute_batch(SCHEMA)?;
-    let has_verified: bool = tx
-        .prepare("SELECT 1 FROM pragma_table_info('cached_images') WHERE name = 'verified'")?
-        .exists([])?;
-    if !has_verified {
-        tx.execute_batch("ALTER TABLE cached_images ADD COLUMN verified INTEGER DEFAULT 0")?;
+    for (name, kind) in EXTRA_COLUMNS {
+        let present = tx
+            .prepare("SELECT 1 FROM pragma_table_info('cached_images') WHERE name = ?1")?
+            .exists([name])?;
+        if !present {
+            tx.execute_batch(&format!(
+                "ALTER TABLE cached_images ADD COLUMN {name} {kind}"
+            ))?;
+        }
     }
     tx.commit()
 }
@@ -269,7 +427,42 @@ fn row_to_entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<CacheEntry>>
         size: size.unwrap_or(0).max(0) as u64,
         checksum: row.get(5)?,
         verified: row.get::<_, Option<i64>>(6)?.unwrap_or(0) != 0,
+        multihash: match (
+            row.get::<_, Option<String>>(7)?,
+            row.get::<_, Option<String>>(8)?,
+        ) {
+            (Some(algo), Some(value)) => Multihash::from_record(&algo, &value),
+            _ => None,
+        },
+        verified_at: row.get(12)?,
+        stamp: match (
+            row.get::<_, Option<i64>>(9)?,
+            row.get::<_, Option<i64>>(10)?,
+            row.get::<_, Option<i64>>(11)?,
+        ) {
+            (Some(ino), Some(mtime_ns), Some(ctime_ns)) => Some(FileStamp {
+                ino: ino as u64,
+                size: size.unwrap_or(0).max(0) as u64,
+                mtime_ns,
+                ctime_ns,
+            }),
+            _ => None,
+        },
     }))
+}
+
+fn multihash_columns(m: &Option<Multihash>) -> (Option<&'static str>, Option<String>) {
+    match m {
+        Some(m) => (Some(m.algorithm.name()), Some(m.value.clone())),
+        None => (None, None),
+    }
+}
+
+fn stamp_columns(s: &Option<FileStamp>) -> (Option<i64>, Option<i64>, Option<i64>) {
+    match s {
+        Some(s) => (Some(s.ino as i64), Some(s.mtime_ns), Some(s.ctime_ns)),
+        None => (None, None, None),
+    }
 }
 
 #[cfg(test)]
@@ -289,7 +482,7 @@ mod tests {
             .await
             .unwrap();
         index.insert(&id(1), 5, None, false, 50.0).await.unwrap();
-        index.record_hit(&id(2));
+        index.record_access(&id(2), true);
         let e = index.get(&id(2)).await.unwrap().unwrap();
         assert_eq!((e.hits, e.size, e.last_modified), (1, 9, 100.0));
         assert!(e.last_accessed > 100.0);
@@ -329,5 +522,97 @@ mod tests {
         let all = index.list().await.unwrap();
         assert_eq!(all.len(), 1, "rows with invalid ids are skipped");
         assert_eq!((all[0].hits, all[0].size, all[0].verified), (4, 3, false));
+        assert_eq!((all[0].verified_at, all[0].stamp), (None, None));
+    }
+
+    fn stamp(ino: u64, ctime_ns: i64) -> Option<FileStamp> {
+        Some(FileStamp {
+            ino,
+            size: 9,
+            mtime_ns: 1,
+            ctime_ns,
+        })
+    }
+
+    #[tokio::test]
+    async fn digests_and_file_identity_are_recorded_and_guarded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache.db");
+        {
+            // A table written by the previous version: `verified` only.
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(SCHEMA).unwrap();
+            c.execute_batch("ALTER TABLE cached_images ADD COLUMN verified INTEGER DEFAULT 0")
+                .unwrap();
+            c.execute(
+                "INSERT INTO cached_images VALUES (?1, 1.0, 1.0, 9, 0, 'aa', 1)",
+                [id(1).as_str()],
+            )
+            .unwrap();
+        }
+        let index = Index::open(&path).unwrap();
+        let old = index.get(&id(1)).await.unwrap().unwrap();
+        assert_eq!(old.checksum.as_deref(), Some("aa"));
+        assert_eq!(
+            (old.multihash.clone(), old.stamp, old.verified_at),
+            (None, None, None)
+        );
+
+        let sha = Multihash::from_record("sha512", "ABCD");
+        let digests = Verified {
+            md5: "bb".into(),
+            multihash: sha.clone(),
+            stamp: stamp(7, 100),
+        };
+        // Guarded by the identity the row records: none yet.
+        assert!(!index
+            .record_verified(&id(1), stamp(6, 1), digests.clone(), true, 5.0)
+            .await
+            .unwrap());
+        assert!(index
+            .record_verified(&id(1), None, digests.clone(), true, 5.0)
+            .await
+            .unwrap());
+        let e = index.get(&id(1)).await.unwrap().unwrap();
+        assert_eq!(e.checksum.as_deref(), Some("bb"));
+        assert_eq!(e.multihash, sha);
+        assert_eq!(
+            (e.stamp, e.verified_at, e.verified),
+            (stamp(7, 100), Some(5.0), true)
+        );
+
+        index
+            .insert_commit(&id(2), 9, false, digests.clone(), 3.0)
+            .await
+            .unwrap();
+        index.insert(&id(3), 9, None, false, 4.0).await.unwrap();
+        let order: Vec<_> = index
+            .by_verification_age()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.image_id)
+            .collect();
+        assert_eq!(
+            order,
+            vec![id(3), id(2), id(1)],
+            "never verified, then oldest"
+        );
+
+        // A range moves last_accessed only; a whole download counts a hit.
+        index.record_access(&id(2), false);
+        let e = index.get(&id(2)).await.unwrap().unwrap();
+        assert_eq!(e.hits, 0);
+        assert!(e.last_accessed > 3.0);
+
+        assert!(
+            !index.delete_if_file(&id(2), 8).await.unwrap(),
+            "another file"
+        );
+        assert!(index.delete_if_file(&id(2), 7).await.unwrap());
+        assert!(
+            index.delete_if_file(&id(3), 8).await.unwrap(),
+            "no inode recorded"
+        );
     }
 }

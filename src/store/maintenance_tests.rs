@@ -22,7 +22,9 @@ async fn open_max(dir: &Path, max: u64) -> CacheStore {
 async fn commit(store: &CacheStore, n: u8, size: usize) {
     let f = store.begin_fill(&id(n), None).await.unwrap();
     (&**f.file()).write_all(&vec![n; size]).unwrap();
-    f.commit(size as u64, "md5".into(), true).await.unwrap();
+    f.commit(size as u64, "md5".into(), true, None)
+        .await
+        .unwrap();
 }
 
 fn set_mtime(path: &Path, at: SystemTime) {
@@ -135,7 +137,7 @@ async fn prune_removes_least_recently_accessed_first() {
     }
     for n in 0..10 {
         tokio::time::sleep(Duration::from_millis(2)).await;
-        store.inner.index.record_hit(&id(n));
+        store.inner.index.record_access(&id(n), true);
     }
     tokio::time::sleep(Duration::from_millis(2)).await;
     commit(&store, 99, 1024).await;
@@ -236,7 +238,7 @@ async fn prune_leaves_fills_alone_and_running_hits_finish() {
     let store = open_max(d, 0).await;
     commit(&store, 1, 4096).await;
     let entry = store.lookup(&id(1)).await.unwrap().unwrap();
-    let file = store.open_hit(&entry).await.unwrap().unwrap();
+    let file = store.open_hit(&entry).await.unwrap().unwrap().file;
     let fill = store.begin_fill(&id(2), None).await.unwrap();
     (&**fill.file()).write_all(b"in progress").unwrap();
 

@@ -47,12 +47,15 @@ mod disk;
 mod file_body;
 mod fill_file;
 mod index;
+mod integrity;
 mod layout;
 mod locks;
 mod prune;
 mod queue;
 mod reconcile;
 mod size;
+mod stamp;
+mod verifying_body;
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -72,8 +75,11 @@ pub(crate) use fill_file::FillFile;
 use fill_file::NoFill;
 pub(crate) use index::now_epoch;
 pub use index::CacheEntry;
+pub(crate) use integrity::{recorded, OpenedHit};
+pub use integrity::{Integrity, IntegrityFailure};
 pub use prune::PruneReport;
 pub use reconcile::ReconcileReport;
+pub(crate) use verifying_body::VerifyingBody;
 
 use crate::metrics::Metrics;
 use crate::{Error, ImageId};
@@ -299,7 +305,9 @@ impl CacheStore {
     /// Opens a committed entry for reading through the object store and
     /// checks its size against the index. A missing file drops the row; a
     /// file of the wrong size is quarantined to `invalid/`. Both give `None`.
-    pub(crate) async fn open_hit(&self, entry: &CacheEntry) -> Result<Option<Arc<File>>, Error> {
+    /// The file's identity is taken at opening, to tell whether it changed
+    /// since it was verified.
+    pub(crate) async fn open_hit(&self, entry: &CacheEntry) -> Result<Option<OpenedHit>, Error> {
         let id = &entry.image_id;
         let got = self
             .inner
@@ -311,7 +319,14 @@ impl CacheStore {
                 let size = res.meta.size;
                 match res.payload {
                     GetResultPayload::File(file, _) if size == entry.size => {
-                        Ok(Some(Arc::new(file)))
+                        // fstat of an open file: no disk wait.
+                        let meta = file
+                            .metadata()
+                            .map_err(|e| Error::io("stat", self.inner.layout.entry(id), e))?;
+                        Ok(Some(OpenedHit {
+                            file: Arc::new(file),
+                            stamp: stamp::FileStamp::of(&meta),
+                        }))
                     }
                     GetResultPayload::File(..) => {
                         tracing::warn!(image_id = %id, expected = entry.size, found = size,
@@ -335,14 +350,27 @@ impl CacheStore {
         }
     }
 
-    /// A body streaming `file` with this store's chunk size; the hit is
-    /// counted when the last byte has been handed over.
-    pub(crate) fn hit_body(&self, id: &ImageId, file: Arc<File>, size: u64) -> FileBody {
+    /// A body streaming bytes `[start, end)` of `file` with this store's
+    /// chunk size. When the last byte has been handed over, the access is
+    /// recorded: as a hit for a `whole` download, as an access only for a
+    /// range (even one that spans the image).
+    pub(crate) fn hit_body(
+        &self,
+        id: &ImageId,
+        file: Arc<File>,
+        (start, end): (u64, u64),
+        whole: bool,
+    ) -> FileBody {
         let index = self.inner.index.clone();
         let id = id.clone();
-        FileBody::new(file, 0, size, self.inner.hit_chunk_size)
+        FileBody::new(file, start, end, self.inner.hit_chunk_size)
             .counting(self.inner.metrics.clone())
-            .on_complete(Box::new(move || index.record_hit(&id)))
+            .on_complete(Box::new(move || index.record_access(&id, whole)))
+    }
+
+    /// Every entry, least recently verified first (never verified first).
+    pub(crate) async fn by_verification_age(&self) -> Result<Vec<CacheEntry>, Error> {
+        self.inner.index.by_verification_age().await
     }
 
     /// Moves a committed entry to `invalid/` and drops its row.

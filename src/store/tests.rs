@@ -19,7 +19,7 @@ async fn fill_commit_lookup_hit_invalidate() {
     let store = open(dir.path()).await;
     let f = store.begin_fill(&id(1), Some(5)).await.unwrap();
     (&**f.file()).write_all(b"hello").unwrap();
-    f.commit(5, "5d41402abc4b2a76b9719d911017c592".into(), true)
+    f.commit(5, "5d41402abc4b2a76b9719d911017c592".into(), true, None)
         .await
         .unwrap();
     assert!(dir.path().join(id(1).as_str()).is_file());
@@ -75,7 +75,7 @@ async fn wrong_size_file_is_quarantined_on_open() {
     let store = open(dir.path()).await;
     let f = store.begin_fill(&id(4), None).await.unwrap();
     (&**f.file()).write_all(b"0123456789").unwrap();
-    f.commit(10, "x".into(), true).await.unwrap();
+    f.commit(10, "x".into(), true, None).await.unwrap();
     std::fs::write(dir.path().join(id(4).as_str()), b"0123").unwrap();
     let entry = store.lookup(&id(4)).await.unwrap().unwrap();
     assert!(store.open_hit(&entry).await.unwrap().is_none());
@@ -91,10 +91,10 @@ async fn reconcile_after_a_crash() {
         // committed + row
         let f = store.begin_fill(&id(5), None).await.unwrap();
         (&**f.file()).write_all(b"abc").unwrap();
-        f.commit(3, "y".into(), true).await.unwrap();
+        f.commit(3, "y".into(), true, None).await.unwrap();
         // row whose file vanished
         let g = store.begin_fill(&id(6), None).await.unwrap();
-        g.commit(0, "z".into(), true).await.unwrap();
+        g.commit(0, "z".into(), true, None).await.unwrap();
         std::fs::remove_file(dir.path().join(id(6).as_str())).unwrap();
     }
     // a file without row, a stale incomplete file, junk that is not an id
@@ -163,4 +163,85 @@ fn a_file_replaced_under_its_path_is_detected() {
         !disk::same_file(&file, &path),
         "another file at the same path"
     );
+}
+
+async fn commit_hello(store: &CacheStore, n: u8) {
+    let f = store.begin_fill(&id(n), Some(5)).await.unwrap();
+    (&**f.file()).write_all(b"hello").unwrap();
+    f.commit(5, "5d41402abc4b2a76b9719d911017c592".into(), true, None)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn verify_entry_records_intact_files_and_quarantines_changed_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    commit_hello(&store, 1).await;
+    let committed = store.lookup(&id(1)).await.unwrap().unwrap();
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = std::sync::Arc::clone(&seen);
+    let outcome = store
+        .verify_entry(&id(1), Some(1 << 20), move |n| {
+            counter.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        })
+        .await
+        .unwrap();
+    assert_eq!(outcome, Integrity::Intact);
+    assert_eq!(
+        seen.load(std::sync::atomic::Ordering::Relaxed),
+        5,
+        "progress heard of every byte"
+    );
+    let verified = store.lookup(&id(1)).await.unwrap().unwrap();
+    assert!(verified.verified_at >= committed.verified_at);
+    let sha = verified.multihash.clone().expect("a SHA-512 recorded");
+    assert!(sha.value.starts_with("9b71d224bd62f378"), "sha512(hello)");
+
+    // Same size, other bytes.
+    std::fs::write(dir.path().join(id(1).as_str()), b"jello").unwrap();
+    let opened = store.open_hit(&verified).await.unwrap().unwrap();
+    assert_eq!(
+        opened.unverified(&verified),
+        Some("changed since it was verified")
+    );
+    drop(opened);
+    match store.verify_entry(&id(1), None, |_| {}).await.unwrap() {
+        Integrity::Quarantined(why) => assert!(why.to_string().contains("MD5"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(store.lookup(&id(1)).await.unwrap().is_none());
+    assert!(dir.path().join("invalid").join(id(1).as_str()).exists());
+    assert_eq!(
+        store.verify_entry(&id(1), None, |_| {}).await.unwrap(),
+        Integrity::NotCached
+    );
+
+    // Adopted without a checksum: nothing to compare with.
+    std::fs::write(dir.path().join(id(2).as_str()), b"glance").unwrap();
+    assert!(store.lookup(&id(2)).await.unwrap().is_some());
+    assert_eq!(
+        store.verify_entry(&id(2), None, |_| {}).await.unwrap(),
+        Integrity::Unverifiable
+    );
+}
+
+#[tokio::test]
+async fn a_file_committed_anew_is_not_quarantined_for_the_old_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    commit_hello(&store, 3).await;
+    let old = store.lookup(&id(3)).await.unwrap().unwrap();
+    let old_file = store.open_hit(&old).await.unwrap().unwrap().file;
+    // Replaced by a new commit before the old file's verdict.
+    store.invalidate(&id(3)).await.unwrap();
+    commit_hello(&store, 3).await;
+    let new = store.lookup(&id(3)).await.unwrap().unwrap();
+    assert_ne!(new.stamp.unwrap().ino, old.stamp.unwrap().ino);
+    store.quarantine_file(&id(3), old_file).await.unwrap();
+    assert!(
+        dir.path().join(id(3).as_str()).exists(),
+        "the new file stays"
+    );
+    assert!(store.lookup(&id(3)).await.unwrap().is_some(), "and its row");
 }

@@ -170,15 +170,18 @@ where
         self.get(caller, &format!("/v2/images/{id}/file"), None)
     }
 
-    /// The image from byte `offset` on, as `caller`: the body of a `206`
-    /// whose `Content-Range` starts at `offset`.
+    /// The image from byte `offset` on (to byte `last` inclusive, when
+    /// given), as `caller`: the body of a `206` whose `Content-Range`
+    /// starts at `offset`.
     pub(crate) fn resume(
         &self,
         caller: &Caller,
         id: &ImageId,
         offset: u64,
+        last: Option<u64>,
     ) -> impl Future<Output = Result<B, UpstreamError>> {
-        let get = HeaderValue::try_from(format!("bytes={offset}-"))
+        let last = last.map(|l| l.to_string()).unwrap_or_default();
+        let get = HeaderValue::try_from(format!("bytes={offset}-{last}"))
             .map(|range| {
                 self.get(
                     caller,

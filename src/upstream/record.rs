@@ -6,6 +6,8 @@ use http::header::{HeaderMap, CONTENT_LENGTH, CONTENT_RANGE};
 use http::StatusCode;
 use serde::Deserialize;
 
+use crate::checksum::Multihash;
+
 /// The MD5 of no bytes at all: an empty image's checksum.
 const EMPTY_MD5: &str = "d41d8cd98f00b204e9800998ecf8427e";
 
@@ -21,6 +23,12 @@ pub(crate) struct ImageRecord {
     /// Lower-case hex MD5 of the data, when it has data.
     #[serde(default)]
     pub(crate) checksum: Option<String>,
+    /// The multihash algorithm (`sha512` by default).
+    #[serde(default)]
+    pub(crate) os_hash_algo: Option<String>,
+    /// The multihash, hex.
+    #[serde(default)]
+    pub(crate) os_hash_value: Option<String>,
 }
 
 impl ImageRecord {
@@ -30,23 +38,35 @@ impl ImageRecord {
         self.status == "active"
     }
 
-    /// The size and checksum the record gives.
+    /// The multihash the record gives, when it names one this crate can
+    /// compute.
+    pub(crate) fn multihash(&self) -> Option<Multihash> {
+        Multihash::from_record(
+            self.os_hash_algo.as_deref()?,
+            self.os_hash_value.as_deref()?,
+        )
+    }
+
+    /// The size and digests the record gives.
     pub(crate) fn facts(&self) -> ImageFacts {
         ImageFacts {
             size: self.size,
             checksum: self.checksum.clone().filter(|c| !c.is_empty()),
+            multihash: self.multihash(),
         }
     }
 }
 
-/// What the upstream says about an image's data: its size and MD5, as far
-/// as it said.
+/// What the upstream says about an image's data: its size, MD5 and
+/// multihash, as far as it said.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct ImageFacts {
     /// The whole image's size in bytes.
     pub(crate) size: Option<u64>,
     /// The whole image's MD5, lower-case hex.
     pub(crate) checksum: Option<String>,
+    /// The whole image's multihash (from an image record only).
+    pub(crate) multihash: Option<Multihash>,
 }
 
 impl ImageFacts {
@@ -60,6 +80,7 @@ impl ImageFacts {
             return ImageFacts {
                 size: Some(0),
                 checksum: Some(EMPTY_MD5.to_owned()),
+                multihash: None,
             };
         }
         let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
@@ -74,7 +95,11 @@ impl ImageFacts {
             .and_then(|v| v.to_str().ok())
             .and_then(md5_from_header)
             .map(hex::encode);
-        ImageFacts { size, checksum }
+        ImageFacts {
+            size,
+            checksum,
+            multihash: None,
+        }
     }
 }
 

@@ -1,5 +1,5 @@
 //! The offline maintenance commands (`prune`, `clean`, `prefetch`,
-//! `install-links`) and Glance's command names, run as processes on a
+//! `verify`, `install-links`) and Glance's command names, run as processes on a
 //! cache directory, alone or beside a serving proxy.
 
 use std::fs::File;
@@ -384,6 +384,136 @@ async fn prefetch_beside_a_serving_proxy_never_duplicates_or_corrupts() {
     assert_eq!(glance.file_gets(B), 1, "served from the prefetched file");
 }
 
+/// Flips the byte in the middle of `path` in place, then puts its mtime
+/// back with `touch -d`, as rot that changes no metadata a scan looks at.
+fn rot_keeping_mtime(path: &Path) {
+    use std::os::unix::fs::{FileExt, MetadataExt};
+    let meta = std::fs::metadata(path).unwrap();
+    let stamp = format!("@{}.{:09}", meta.mtime(), meta.mtime_nsec());
+    let file = File::options().read(true).write(true).open(path).unwrap();
+    let middle = meta.len() / 2;
+    let mut byte = [0u8];
+    file.read_exact_at(&mut byte, middle).unwrap();
+    file.write_all_at(&[!byte[0]], middle).unwrap();
+    drop(file);
+    let touched = Command::new("touch")
+        .args(["-d", &stamp])
+        .arg(path)
+        .status()
+        .expect("run touch (coreutils)");
+    assert!(touched.success());
+    let after = std::fs::metadata(path).unwrap();
+    assert_eq!(
+        (after.mtime(), after.mtime_nsec(), after.len()),
+        (meta.mtime(), meta.mtime_nsec(), meta.len())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_finds_rot_that_keeps_the_mtime_and_quarantines_it() {
+    let glance = glance_with(vec![
+        FakeImage::new(A).pattern(3 << 20, 1),
+        FakeImage::new(B).pattern(256 << 10, 2),
+    ])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let conf = config(dir.path(), &cache, &glance.url(), "", "");
+    queue(&cache, &[A, B]);
+    let fetched = offline(&["prefetch", "--config-file", path_str(&conf)]).await;
+    assert_eq!(fetched.code, Some(0), "{fetched:?}");
+    // C was left by Glance's own cache: no recorded checksum.
+    std::fs::write(cache.join(C), b"GLANCEDATA").unwrap();
+    let store = CacheStore::builder(&cache).open().await.unwrap();
+    assert_eq!(store.list().await.unwrap().len(), 3);
+    drop(store);
+
+    let clean = offline(&["verify", "--config-file", path_str(&conf)]).await;
+    assert_eq!(clean.code, Some(0), "{clean:?}");
+    assert_eq!(line_of(&clean.stdout, A), format!("{A} intact"));
+
+    rot_keeping_mtime(&cache.join(A));
+    let r = offline(&["verify", "--config-file", path_str(&conf)]).await;
+    assert_eq!(r.code, Some(1), "{r:?}");
+    assert!(
+        line_of(&r.stdout, A).starts_with(&format!("{A} CORRUPT (MD5 of the bytes is ")),
+        "{r:?}"
+    );
+    assert_eq!(line_of(&r.stdout, B), format!("{B} intact"));
+    assert!(line_of(&r.stdout, C).starts_with(&format!("{C} not verified: no recorded checksum")));
+    assert!(
+        r.stdout.ends_with(
+            "verified 3 images: 1 intact, 1 corrupt (quarantined), 1 without a recorded checksum\n"
+        ),
+        "{r:?}"
+    );
+    assert!(
+        r.stderr.contains("1 corrupt cached images quarantined"),
+        "{r:?}"
+    );
+    assert!(!cache.join(A).exists() && cache.join("invalid").join(A).exists());
+
+    // Named images only; one not cached any more; one not an id at all.
+    let b = offline(&["verify", "--config-file", path_str(&conf), B]).await;
+    assert_eq!(
+        (b.code, b.stdout.lines().next()),
+        (Some(0), Some(format!("{B} intact").as_str())),
+        "{b:?}"
+    );
+    let a = offline(&["verify", "--config-file", path_str(&conf), A]).await;
+    assert_eq!(a.code, Some(1), "{a:?}");
+    assert_eq!(line_of(&a.stdout, A), format!("{A} not cached"));
+    let bad = offline(&["verify", "--config-file", path_str(&conf), "../etc"]).await;
+    assert_eq!(bad.code, Some(1));
+    assert!(
+        bad.stderr.contains("\"../etc\" is not an image id"),
+        "{bad:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_beside_a_serving_proxy_disturbs_no_download() {
+    const SIZE: u64 = 16 << 20;
+    let glance = glance_with(vec![FakeImage::new(A).pattern(SIZE, 3)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let port = free_port();
+    let conf = write_config(
+        dir.path(),
+        port,
+        Some(&cache),
+        &glance.url(),
+        "min_free_disk = 0",
+    );
+    let proxy = ProxyProcess::start(&conf, port);
+    let c = Client::new();
+    let url = format!("{}/v2/images/{A}/file", proxy.url);
+    assert!(c.get(&url, &[]).await.complete());
+    wait_for("the commit", Duration::from_secs(20), || async {
+        cache.join(A).exists()
+    })
+    .await;
+    let hits: Vec<_> = (0..4)
+        .map(|_| {
+            let (c, url) = (c.clone(), url.clone());
+            tokio::spawn(async move { c.get(&url, &[]).await })
+        })
+        .collect();
+    let r = offline(&["verify", "--config-file", path_str(&conf)]).await;
+    assert_eq!(r.code, Some(0), "{r:?}\n{}", proxy.log_text());
+    assert_eq!(line_of(&r.stdout, A), format!("{A} intact"));
+    for hit in hits {
+        let hit = hit.await.unwrap();
+        assert!(hit.complete(), "{:?}", hit.error);
+        assert_eq!(md5_hex(&hit.body), glance.image_md5(A).unwrap());
+    }
+    assert_eq!(glance.file_gets(A), 1);
+    // The proxy trusts the file verify recorded.
+    let again = c.get(&url, &[]).await;
+    assert!(again.complete());
+    assert_eq!(glance.file_gets(A), 1);
+}
+
 /// The most file GETs of `ids` the fake served at once, each taken to run
 /// from `delay` before its response head (the delay the fake waited).
 fn max_concurrent_file_gets(glance: &RunningFakeGlance, ids: &[&str], delay: Duration) -> usize {
@@ -471,7 +601,9 @@ async fn prefetch_uses_the_keystone_service_token() {
         .into_iter()
         .filter(|c| c.is_file_get(A) || c.is_metadata_get(A))
         .collect();
-    assert_eq!(calls.len(), 2, "{calls:?}");
+    // The prefetcher's lookup, the download, and the fill's own look at the
+    // record (for its multihash): all as the service user.
+    assert_eq!(calls.len(), 3, "{calls:?}");
     for call in calls {
         let token = call
             .headers

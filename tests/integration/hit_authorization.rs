@@ -298,7 +298,8 @@ async fn followers_with_the_leaders_credentials_are_not_asked_again() {
     assert_eq!(glance.file_gets(BIG), 1, "one upstream download");
     assert_eq!(
         (glance.metadata_gets(BIG), glance.ranged_file_gets(BIG)),
-        (0, 1),
-        "only the follower with other credentials was authorized (one probe)"
+        (1, 1),
+        "only the follower with other credentials was authorized (one probe); the leader's \
+         fill asked for the image record (its multihash)"
     );
 }

@@ -26,9 +26,10 @@ async fn cache_layer_over_a_service_fn() {
         .unwrap();
     let downloads = Arc::new(AtomicUsize::new(0));
     let probes = Arc::new(AtomicUsize::new(0));
-    let (d, p) = (downloads.clone(), probes.clone());
+    let records = Arc::new(AtomicUsize::new(0));
+    let (d, p, m) = (downloads.clone(), probes.clone(), records.clone());
     let upstream = service_fn(move |req: Request<RequestBody>| {
-        let (d, p) = (d.clone(), p.clone());
+        let (d, p, m) = (d.clone(), p.clone(), m.clone());
         async move {
             let path = req.uri().path().to_string();
             let resp = if path.ends_with("/file") && req.headers().contains_key("range") {
@@ -46,7 +47,7 @@ async fn cache_layer_over_a_service_fn() {
                     .header("content-length", "9")
                     .body(Full::new(Bytes::from_static(b"IMAGEDATA")))
             } else {
-                p.fetch_add(1, Ordering::SeqCst);
+                m.fetch_add(1, Ordering::SeqCst);
                 Response::builder().body(Full::new(Bytes::from(format!(
                     r#"{{"id": "{ID}", "status": "active", "size": 9, "checksum": "0fc85dbea99575776296eaaa1d314eb1"}}"#
                 ))))
@@ -103,6 +104,11 @@ async fn cache_layer_over_a_service_fn() {
         probes.load(Ordering::SeqCst),
         1,
         "one ranged probe before the hit (it carries the size and MD5)"
+    );
+    assert_eq!(
+        records.load(Ordering::SeqCst),
+        1,
+        "the fill asked for the image record (its multihash) alongside the download"
     );
     // The caller whose download filled the cache was just served the image
     // by the upstream: within the TTL its hit asks nothing.

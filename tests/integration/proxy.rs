@@ -30,6 +30,12 @@ pub struct ProxyOptions {
     pub auto_prune: bool,
     /// `false`: the proxy runs without a cache directory.
     pub caching: bool,
+    /// Ranges answered from the cache (the default).
+    pub serve_ranges: bool,
+    /// A range miss also starts a fill of the whole image.
+    pub fill_on_range_miss: bool,
+    /// `Some((rate, interval))`: the scrubber runs (with the maintenance task).
+    pub scrub: Option<(u64, Duration)>,
 }
 
 impl Default for ProxyOptions {
@@ -45,6 +51,9 @@ impl Default for ProxyOptions {
             prefetch: true,
             auto_prune: false,
             caching: true,
+            serve_ranges: true,
+            fill_on_range_miss: false,
+            scrub: None,
         }
     }
 }
@@ -71,6 +80,8 @@ impl Proxy {
         let cache = GlanceCache::builder(store)
             .hit_authorization(opts.authz)
             .authorization_ttl(opts.ttl)
+            .serve_ranges(opts.serve_ranges)
+            .fill_on_range_miss(opts.fill_on_range_miss)
             .build();
         let upstream = ReverseProxy::new(upstream.parse().unwrap())
             .with_response_timeout(opts.response_timeout)
@@ -88,8 +99,14 @@ impl Proxy {
                     .with_retries(2),
             );
         }
-        if opts.auto_prune {
-            builder = builder.maintenance(MaintenanceOptions::default());
+        if opts.auto_prune || opts.scrub.is_some() {
+            let (rate, interval) = opts.scrub.unwrap_or((0, Duration::ZERO));
+            builder = builder.maintenance(
+                MaintenanceOptions::default()
+                    .with_auto_prune(opts.auto_prune)
+                    .with_scrub_rate(rate)
+                    .with_scrub_interval(interval),
+            );
         }
         let stack = builder.upstream(upstream).build();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -310,6 +310,11 @@ pub struct ProxyOptions {
     /// `admin_listen`: `host:port` of the admin endpoint (metrics, health);
     /// `None` (unset or empty) means off.
     pub admin_listen: Option<String>,
+    /// `serve_ranges`: single ranges answered from the cache. Default true.
+    pub serve_ranges: bool,
+    /// `fill_on_range_miss`: a range of an image not cached starts caching
+    /// it. Default false.
+    pub fill_on_range_miss: bool,
 }
 
 impl Default for ProxyOptions {
@@ -325,6 +330,8 @@ impl Default for ProxyOptions {
             hit_chunk_size: 262_144,
             min_free_disk: 268_435_456,
             admin_listen: None,
+            serve_ranges: true,
+            fill_on_range_miss: false,
         }
     }
 }

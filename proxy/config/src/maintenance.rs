@@ -1,5 +1,5 @@
-//! Background maintenance of the cache: the prefetch worker, pruning and
-//! cleaning (`[proxy]` options).
+//! Background maintenance of the cache: the prefetch worker, pruning,
+//! cleaning and scrubbing (`[proxy]` options).
 
 use std::time::Duration;
 
@@ -39,6 +39,12 @@ pub struct MaintenanceOptions {
     /// `clean_interval`: time between cleanings; zero turns periodic
     /// cleaning off. Default 3600 s.
     pub clean_interval: Duration,
+    /// `scrub_rate`: bytes per second the scrubber reads; zero turns it
+    /// off. Default 8 MiB/s.
+    pub scrub_rate: u64,
+    /// `scrub_interval`: shortest time between two scrubs of a file.
+    /// Default one day.
+    pub scrub_interval: Duration,
 }
 
 impl Default for MaintenanceOptions {
@@ -50,6 +56,8 @@ impl Default for MaintenanceOptions {
             prefetch_retry_delay: Duration::from_secs(5),
             auto_prune: true,
             clean_interval: Duration::from_secs(3600),
+            scrub_rate: 8 << 20,
+            scrub_interval: Duration::from_secs(86_400),
         }
     }
 }

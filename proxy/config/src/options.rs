@@ -1052,6 +1052,80 @@ pub static OPTIONS: &[OptionDef] = &[
     },
     OptionDef {
         section: PROXY_SECTION,
+        name: "serve_ranges",
+        kind: OptionKind::Bool,
+        default: Some("true"),
+        glance: false,
+        secret: false,
+        help: "Whether a single-range download (Range: bytes=a-b, bytes=a- or bytes=-n) of a \
+               cached image, or of one being cached, is answered from the cache with Glance's \
+               206 or 416, after the same authorization as a whole download. false sends \
+               every ranged request to the upstream, as Glance's own cache does. Ranges with \
+               several parts, malformed ones and Content-Range request headers always go to \
+               the upstream; a part is never stored.",
+        apply: |c, v| {
+            if let Some(b) = boolean(&v) {
+                c.proxy.serve_ranges = b;
+            }
+        },
+    },
+    OptionDef {
+        section: PROXY_SECTION,
+        name: "fill_on_range_miss",
+        kind: OptionKind::Bool,
+        default: Some("false"),
+        glance: false,
+        secret: false,
+        help: "Whether a range of an image that is not cached, besides going to the upstream \
+               unchanged, starts caching the whole image with the caller's credentials, so \
+               that later ranges are answered from the cache.",
+        apply: |c, v| {
+            if let Some(b) = boolean(&v) {
+                c.proxy.fill_on_range_miss = b;
+            }
+        },
+    },
+    OptionDef {
+        section: PROXY_SECTION,
+        name: "scrub_rate",
+        kind: OptionKind::Integer {
+            min: 0,
+            max: u64::MAX,
+            unit: Unit::Bytes,
+        },
+        default: Some("8388608"),
+        glance: false,
+        secret: false,
+        help: "Bytes per second the background scrubber reads to hash cached files again \
+               (least recently verified first) and quarantine those that no longer match \
+               their digests, which finds rot that changes no file metadata. 0 turns the \
+               scrubber off; the default (8 MiB/s) costs about 1% of a core.",
+        apply: |c, v| {
+            if let Some(n) = int(&v) {
+                c.maintenance.scrub_rate = n;
+            }
+        },
+    },
+    OptionDef {
+        section: PROXY_SECTION,
+        name: "scrub_interval",
+        kind: OptionKind::Integer {
+            min: 0,
+            max: u64::MAX,
+            unit: Unit::Seconds,
+        },
+        default: Some("86400"),
+        glance: false,
+        secret: false,
+        help: "Shortest time in seconds between two scrubs of the same cached file.",
+        apply: |c, v| {
+            if let Some(d) = secs(&v) {
+                c.maintenance.scrub_interval = d;
+            }
+        },
+    },
+    OptionDef {
+        section: PROXY_SECTION,
         name: "management_auth",
         kind: OptionKind::Choice {
             choices: MANAGEMENT_AUTHS,
@@ -1488,6 +1562,8 @@ mod tests {
                 hit_chunk_size: 0,
                 min_free_disk: 0,
                 admin_listen: Some("x:1".into()),
+                serve_ranges: false,
+                fill_on_range_miss: true,
             },
             // auth and keystone are resolved after loading, not applied.
             management: super::super::ManagementOptions {
@@ -1506,6 +1582,8 @@ mod tests {
                 prefetch_retry_delay: Duration::ZERO,
                 auto_prune: false,
                 clean_interval: Duration::ZERO,
+                scrub_rate: 0,
+                scrub_interval: Duration::ZERO,
             },
             logging: super::super::LoggingOptions {
                 debug: true,

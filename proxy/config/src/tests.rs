@@ -55,6 +55,12 @@ fn defaults_equal_glance() {
     assert_eq!(p.shutdown_timeout, Duration::from_secs(30));
     assert_eq!(p.hit_chunk_size, 262_144);
     assert_eq!(p.min_free_disk, 268_435_456);
+    assert!(p.serve_ranges && !p.fill_on_range_miss);
+    let m = &c.maintenance;
+    assert_eq!(
+        (m.scrub_rate, m.scrub_interval),
+        (8 << 20, Duration::from_secs(86_400))
+    );
 }
 
 #[test]
@@ -110,6 +116,10 @@ prefetch_retries = 0
 prefetch_retry_delay = 300
 auto_prune = no
 clean_interval = 0
+serve_ranges = false
+fill_on_range_miss = true
+scrub_rate = 0
+scrub_interval = 60
 management_auth = static
 admin_tokens = t1, t2
 [DEFAULT]
@@ -181,6 +191,11 @@ enforce_scope = false
     assert_eq!(m.prefetch_retry_delay, Duration::from_secs(300));
     assert!(!m.auto_prune);
     assert_eq!(m.clean_every(), None);
+    assert_eq!(
+        (m.scrub_rate, m.scrub_interval),
+        (0, Duration::from_secs(60))
+    );
+    assert!(!p.serve_ranges && p.fill_on_range_miss);
     let g = &c.management;
     assert_eq!(g.auth, ManagementAuthMode::Static);
     assert_eq!(g.admin_tokens, vec!["t1", "t2", "t3"]);

@@ -1,5 +1,5 @@
 //! One-shot maintenance commands that work on `image_cache_dir` directly:
-//! `prune`, `clean`, `prefetch` and `install-links`.
+//! `prune`, `clean`, `prefetch`, `verify` and `install-links`.
 //!
 //! They read the same configuration files as `serve` and need no running
 //! proxy, yet are safe while one serves the same directory: prunes and
@@ -23,6 +23,7 @@
 //! | `prune` | `pruned N files, B bytes (cache now S of MAX bytes)` | 0; 1 on error |
 //! | `clean` | `removed N invalid and M stalled incomplete files` | 0; 1 on error |
 //! | `prefetch` | one line (or a progress bar) per image, then `cached N of M queued images (K failed)` | 0 when every queued image is cached; 1 otherwise |
+//! | `verify [ID…]` | one line (or a progress bar) per image, then `verified N images: I intact, C corrupt (quarantined), U without a recorded checksum` | 0; 1 when any image was corrupt (it is quarantined) or a named image is not cached |
 //! | `install-links` | one line per link | 0; 1 when a link cannot be made |
 //!
 //! Errors are one line on stderr, `glance-cache-proxy: error: ...`.
@@ -43,6 +44,7 @@ mod links;
 mod prefetch;
 mod progress;
 mod prune;
+mod verify;
 
 use clap::Subcommand;
 
@@ -67,6 +69,15 @@ pub(crate) enum OfflineCommand {
                       (failed images stay queued) or on error."
     )]
     Prefetch(prefetch::PrefetchArgs),
+    /// Hash cached images again (every one, or those named) and compare them
+    /// with the digests recorded when they were verified; corrupt ones are
+    /// quarantined. Safe beside a serving proxy.
+    #[command(
+        after_help = "Exit status: 0 when every image is intact (or has no recorded checksum); \
+                      1 when any was corrupt (it was moved to invalid/), a named image is not \
+                      cached, or on error."
+    )]
+    Verify(verify::VerifyArgs),
     /// Create the symlinks glance-cache-pruner, glance-cache-cleaner and
     /// glance-cache-prefetcher to this binary, for Glance's command names.
     #[command(after_help = "Exit status: 0 when all three links exist, 1 otherwise.")]
@@ -79,6 +90,7 @@ pub(crate) async fn run(command: OfflineCommand) -> anyhow::Result<()> {
         OfflineCommand::Prune(args) => prune::run(args).await,
         OfflineCommand::Clean(args) => clean::run(args).await,
         OfflineCommand::Prefetch(args) => prefetch::run(args).await,
+        OfflineCommand::Verify(args) => verify::run(args).await,
         OfflineCommand::InstallLinks(args) => links::install(args),
     }
 }

@@ -1,5 +1,5 @@
-//! What `prefetch` shows while it works: a progress bar per image on a
-//! terminal, one line per finished image otherwise.
+//! What `prefetch` and `verify` show while they work: a progress bar per
+//! image on a terminal, one line per finished image otherwise.
 
 use std::io::IsTerminal;
 
@@ -76,6 +76,16 @@ impl ImageProgress {
     pub(crate) fn set_total(&self, bytes: u64) {
         if let Some(bar) = &self.bar {
             bar.set_length(bytes);
+        }
+    }
+
+    /// A function that advances the bar, for work on another thread.
+    pub(crate) fn advancer(&self) -> impl FnMut(u64) + Send + 'static {
+        let bar = self.bar.clone();
+        move |bytes| {
+            if let Some(bar) = &bar {
+                bar.inc(bytes);
+            }
         }
     }
 

@@ -8,7 +8,7 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
 use crate::fill::FollowBody;
-use crate::store::FileBody;
+use crate::store::{FileBody, VerifyingBody};
 use crate::BoxError;
 
 pin_project! {
@@ -36,6 +36,7 @@ pin_project! {
     enum ResponseKind<B> {
         Upstream { #[pin] body: B },
         Hit { #[pin] body: FileBody },
+        Verify { body: VerifyingBody },
         Follow { #[pin] body: FollowBody },
         Message { data: Option<Bytes> },
     }
@@ -46,6 +47,7 @@ impl<B> std::fmt::Debug for ResponseBody<B> {
         let kind = match &self.kind {
             ResponseKind::Upstream { .. } => "upstream",
             ResponseKind::Hit { .. } => "hit",
+            ResponseKind::Verify { .. } => "verifying hit",
             ResponseKind::Follow { .. } => "follow",
             ResponseKind::Message { .. } => "message",
         };
@@ -76,6 +78,14 @@ impl<B> ResponseBody<B> {
         }
     }
 
+    pub(crate) fn verifying(body: VerifyingBody) -> Self {
+        ResponseBody {
+            kind: ResponseKind::Verify { body },
+            last_pending: false,
+            deferred: None,
+        }
+    }
+
     pub(crate) fn follow(body: FollowBody) -> Self {
         ResponseBody {
             kind: ResponseKind::Follow { body },
@@ -94,8 +104,8 @@ impl<B> ResponseBody<B> {
         }
     }
 
-    /// Whether the bytes come from the cache (a hit) rather than from the
-    /// upstream or a fill.
+    /// Whether the bytes come from a cached file (a hit, or a range of
+    /// one) rather than from the upstream or a fill.
     ///
     /// ```
     /// # use glance_cache::layer::cache::ResponseBody;
@@ -104,7 +114,10 @@ impl<B> ResponseBody<B> {
     /// # }
     /// ```
     pub fn is_hit(&self) -> bool {
-        matches!(self.kind, ResponseKind::Hit { .. })
+        matches!(
+            self.kind,
+            ResponseKind::Hit { .. } | ResponseKind::Verify { .. }
+        )
     }
 }
 
@@ -127,6 +140,7 @@ where
         let poll = match this.kind.project() {
             ResponseKindProj::Upstream { body } => body.poll_frame(cx).map_err(Into::into),
             ResponseKindProj::Hit { body } => body.poll_frame(cx).map_err(Into::into),
+            ResponseKindProj::Verify { body } => Pin::new(body).poll_frame(cx).map_err(Into::into),
             ResponseKindProj::Follow { body } => body.poll_frame(cx),
             ResponseKindProj::Message { data } => {
                 Poll::Ready(data.take().map(|d| Ok(Frame::data(d))))
@@ -153,6 +167,7 @@ where
         match &self.kind {
             ResponseKind::Upstream { body } => body.is_end_stream(),
             ResponseKind::Hit { body } => body.is_end_stream(),
+            ResponseKind::Verify { body } => body.is_end_stream(),
             ResponseKind::Follow { body } => body.is_end_stream(),
             ResponseKind::Message { data } => data.is_none(),
         }
@@ -162,6 +177,7 @@ where
         match &self.kind {
             ResponseKind::Upstream { body } => body.size_hint(),
             ResponseKind::Hit { body } => body.size_hint(),
+            ResponseKind::Verify { body } => body.size_hint(),
             ResponseKind::Follow { body } => body.size_hint(),
             ResponseKind::Message { data } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))

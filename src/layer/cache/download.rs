@@ -1,5 +1,5 @@
-//! The cache paths of a download: hit, join a fill, lead a fill; and the
-//! invalidation after an image delete.
+//! The cache paths of a download: join a fill, lead a fill (hits are in
+//! `hit`, ranges in `ranged`); and the invalidation after an image delete.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -12,17 +12,16 @@ use tokio::sync::oneshot;
 use tower::{Service, ServiceExt};
 use tracing::Instrument;
 
-use super::headers::hit_headers;
+use super::range::Ranged;
 use super::ResponseBody;
 use crate::auth::Decision;
 use crate::cache::{GlanceCache, Started};
-use crate::fill::{follow, Fill, Head, Joined, LeaderGuard, Resume};
+use crate::fill::{follow, Fill, Head, Joined, LeaderGuard, Part, PendingMultihash, Resume};
 use crate::headers::{request_id, REQUEST_ID};
-use crate::store::CacheEntry;
-use crate::upstream::{Caller, ImageFacts, RequestBody, Upstream};
+use crate::upstream::{Caller, Reply, RequestBody, Upstream};
 use crate::{BoxError, ImageId};
 
-type Result<B, E> = std::result::Result<Response<ResponseBody<B>>, E>;
+pub(super) type Result<B, E> = std::result::Result<Response<ResponseBody<B>>, E>;
 
 /// What the leader's upstream request turned into.
 enum Led<B, E> {
@@ -32,9 +31,9 @@ enum Led<B, E> {
 
 /// One cache-relevant download.
 pub(crate) struct Download<S> {
-    core: GlanceCache,
-    inner: S,
-    id: ImageId,
+    pub(super) core: GlanceCache,
+    pub(super) inner: S,
+    pub(super) id: ImageId,
 }
 
 impl<S, ResB> Download<S>
@@ -49,11 +48,30 @@ where
         Download { core, inner, id }
     }
 
-    fn upstream(&self) -> Upstream<S> {
+    pub(super) fn upstream(&self) -> Upstream<S> {
         Upstream::new(self.inner.clone())
     }
 
-    pub(crate) async fn run(self, req: Request<RequestBody>) -> Result<ResB, S::Error> {
+    /// Answers `req`: the whole image, or the range `ranged` says.
+    pub(crate) async fn run(
+        self,
+        mut req: Request<RequestBody>,
+        ranged: Ranged,
+    ) -> Result<ResB, S::Error> {
+        match ranged {
+            Ranged::Single(range) => return self.run_range(req, range).await,
+            Ranged::IgnoredRange => {
+                // Neither the cache nor the upstream sends a part now.
+                req.headers_mut().remove(http::header::RANGE);
+                req.headers_mut().remove(http::header::IF_RANGE);
+            }
+            Ranged::Whole | Ranged::Upstream => {}
+        }
+        self.run_whole(req).await
+    }
+
+    /// Answers a request for the whole image.
+    pub(super) async fn run_whole(self, req: Request<RequestBody>) -> Result<ResB, S::Error> {
         let (parts, body) = req.into_parts();
         if let Some(fill) = self.core.fills().get(&self.id) {
             return self.join(fill, parts, body).await;
@@ -70,104 +88,49 @@ where
     }
 
     /// Leads a new fill, or follows one that another request just started.
-    async fn miss(self, parts: request::Parts, body: RequestBody) -> Result<ResB, S::Error> {
+    pub(super) async fn miss(
+        self,
+        parts: request::Parts,
+        body: RequestBody,
+    ) -> Result<ResB, S::Error> {
         match self.core.fills().join_or_lead(&self.id) {
             Joined::Follower(fill) => self.join(fill, parts, body).await,
             Joined::Leader(guard) => self.lead(guard, parts, body).await,
         }
     }
 
-    async fn forward(self, parts: request::Parts, body: RequestBody) -> Result<ResB, S::Error> {
+    /// Sends the request upstream, counted as a miss.
+    pub(super) async fn forward(
+        self,
+        parts: request::Parts,
+        body: RequestBody,
+    ) -> Result<ResB, S::Error> {
         self.core.metrics().miss();
+        self.relay(parts, body).await
+    }
+
+    /// Sends the request upstream and relays the answer as it is.
+    pub(super) async fn relay(
+        self,
+        parts: request::Parts,
+        body: RequestBody,
+    ) -> Result<ResB, S::Error> {
         let resp = self.inner.oneshot(Request::from_parts(parts, body)).await?;
         Ok(resp.map(ResponseBody::upstream))
     }
 
-    /// Serves a committed entry once the upstream agrees.
-    async fn hit(
-        self,
-        entry: CacheEntry,
-        parts: request::Parts,
-        body: RequestBody,
-    ) -> Result<ResB, S::Error> {
-        let caller = Caller::new(&parts);
-        let store = self.core.store();
-        // The upstream's answer takes a round trip; the file opens meanwhile
-        // (opening checks it against the index, whoever asks).
-        let (decision, opened) = tokio::join!(
-            self.core
-                .authorizer()
-                .authorize(self.upstream(), &caller, &self.id),
-            store.open_hit(&entry)
-        );
-        let facts = match decision {
-            Decision::Allow(facts) => facts,
-            Decision::Deny(resp) => {
-                self.core.metrics().hit_refused();
-                return Ok(resp.map(ResponseBody::upstream));
-            }
-            Decision::Forward(why) => {
-                tracing::debug!(image_id = %self.id, %why, "hit forwarded to the upstream");
-                return self.forward(parts, body).await;
-            }
-        };
-        if let Some(why) = facts.as_ref().and_then(|f| disagreement(f, &entry)) {
-            tracing::warn!(image_id = %self.id, why, "cached entry disagrees with the upstream; quarantined");
-            drop(opened);
-            if let Err(e) = store.quarantine_entry(&self.id).await {
-                tracing::warn!(image_id = %self.id, error = %e, "quarantine failed");
-                return self.forward(parts, body).await;
-            }
-            return self.miss(parts, body).await;
-        }
-        let file = match opened {
-            Ok(Some(file)) => file,
-            // Missing or quarantined: fetch it again like any miss.
-            Ok(None) => return self.miss(parts, body).await,
-            Err(e) => {
-                tracing::warn!(image_id = %self.id, error = %e, "cannot read cached entry; forwarding");
-                return self.forward(parts, body).await;
-            }
-        };
-        // Glance sends the image's checksum (none when the image has none);
-        // when the upstream was not asked, ours.
-        let md5 = match facts {
-            Some(facts) => facts.checksum,
-            None => entry.checksum.clone(),
-        };
-        self.core.metrics().hit();
-        let body = store.hit_body(&self.id, file, entry.size);
-        let mut resp = Response::new(ResponseBody::hit(body));
-        *resp.headers_mut() = hit_headers(entry.size, md5.as_deref(), request_id(&parts.headers));
-        tracing::debug!(image_id = %self.id, size = entry.size, "cache hit");
-        Ok(resp)
-    }
-
     /// Follows a fill started by another request, once the upstream agrees.
     async fn join(
-        self,
+        mut self,
         fill: Arc<Fill>,
         parts: request::Parts,
         body: RequestBody,
     ) -> Result<ResB, S::Error> {
         let caller = Caller::new(&parts);
-        // The upstream is sending the leader the image right now: a follower
-        // with the leader's exact credentials has its answer once the fill
-        // has started (and forwards its own request if it has not).
-        if !fill.led_by(&caller.identity_key()) {
-            match self
-                .core
-                .authorizer()
-                .authorize(self.upstream(), &caller, &self.id)
-                .await
-            {
-                Decision::Allow(_) => {}
-                Decision::Deny(resp) => {
-                    self.core.metrics().hit_refused();
-                    return Ok(resp.map(ResponseBody::upstream));
-                }
-                Decision::Forward(_) => return self.forward(parts, body).await,
-            }
+        match self.may_follow(&fill, &caller).await {
+            Follow::Yes => {}
+            Follow::Refused(resp) => return Ok(*resp),
+            Follow::Forward => return self.forward(parts, body).await,
         }
         if fill.wait_head().await.is_none() {
             return self.forward(parts, body).await;
@@ -175,6 +138,29 @@ where
         tracing::debug!(image_id = %self.id, "joined a running fill");
         self.core.metrics().miss();
         Ok(self.follower_response(&fill, request_id(&parts.headers), caller))
+    }
+
+    /// Whether `caller` may follow `fill`. The upstream is sending the
+    /// leader the image right now: a follower with the leader's exact
+    /// credentials has its answer once the fill has started (and forwards
+    /// its own request if it has not); any other asks the upstream.
+    pub(super) async fn may_follow(&mut self, fill: &Fill, caller: &Caller) -> Follow<ResB> {
+        if fill.led_by(&caller.identity_key()) {
+            return Follow::Yes;
+        }
+        match self
+            .core
+            .authorizer()
+            .authorize(self.upstream(), caller, &self.id)
+            .await
+        {
+            Decision::Allow(_) => Follow::Yes,
+            Decision::Deny(resp) => {
+                self.core.metrics().hit_refused();
+                Follow::Refused(Box::new(resp.map(ResponseBody::upstream)))
+            }
+            Decision::Forward(_) => Follow::Forward,
+        }
     }
 
     /// Sends the request upstream and, if the answer is cacheable, starts
@@ -189,6 +175,7 @@ where
         let caller = Caller::new(&parts);
         let identity = caller.identity_key();
         guard.fill().set_leader_identity(identity.clone());
+        let record = self.record(&caller);
         let req = Request::from_parts(parts, body);
         let (tx, rx) = oneshot::channel();
         let core = self.core.clone();
@@ -197,7 +184,7 @@ where
         tokio::spawn(
             async move {
                 let led = match inner.oneshot(req).await {
-                    Ok(resp) => Led::Started(core.start_fill(guard, resp).await),
+                    Ok(resp) => Led::Started(core.start_fill(guard, resp, Some(record)).await),
                     Err(e) => Led::Failed(e),
                 };
                 let _ = tx.send(led);
@@ -219,6 +206,39 @@ where
         }
     }
 
+    /// Asks for the image record as `caller`, alongside the download it
+    /// leads: its multihash is what the fill's bytes must have. No answer,
+    /// or a record without a multihash, leaves the fill to its MD5.
+    fn record(&self, caller: &Caller) -> PendingMultihash {
+        let fetch = self.upstream().image_record(caller, &self.id);
+        let id = self.id.clone();
+        let task = tokio::spawn(
+            async move {
+                match fetch.await {
+                    Reply::Ok(record) => {
+                        let multihash = record.multihash();
+                        if multihash.is_none() {
+                            tracing::debug!(image_id = %id, algo = ?record.os_hash_algo,
+                                "image record without a usable multihash; MD5 only");
+                        }
+                        multihash
+                    }
+                    Reply::Refused(resp) => {
+                        tracing::debug!(image_id = %id, status = %resp.status(),
+                            "image record refused; MD5 only");
+                        None
+                    }
+                    Reply::Failed(e) => {
+                        tracing::debug!(image_id = %id, error = %e, "no image record; MD5 only");
+                        None
+                    }
+                }
+            }
+            .in_current_span(),
+        );
+        Box::pin(async move { task.await.ok().flatten() })
+    }
+
     fn follower_response(
         &self,
         fill: &Arc<Fill>,
@@ -233,9 +253,11 @@ where
         let chunk = self.core.store().hit_chunk_size();
         let body = follow(
             Arc::clone(fill),
-            head.content_length,
+            Part::Whole {
+                len: head.content_length,
+            },
             chunk,
-            Some(self.resume(caller)),
+            Some(self.resume(caller, None)),
         );
         let mut resp = Response::new(ResponseBody::follow(body));
         *resp.status_mut() = head.status;
@@ -244,30 +266,17 @@ where
         resp
     }
 
-    /// Fetches the rest of the image from an offset as the caller, for a
-    /// follower whose fill lost its disk.
-    fn resume(&self, caller: Caller) -> Resume {
+    /// Fetches the rest of the image (up to byte `last`, when given) from
+    /// an offset as the caller, for a follower whose fill lost its disk.
+    pub(super) fn resume(&self, caller: Caller, last: Option<u64>) -> Resume {
         let upstream = self.upstream();
         let id = self.id.clone();
         Box::new(move |offset| {
             Box::pin(async move {
-                let body = upstream.resume(&caller, &id, offset).await?;
+                let body = upstream.resume(&caller, &id, offset, last).await?;
                 Ok(body.map_err(Into::into).boxed_unsync())
             })
         })
-    }
-}
-
-/// Why a cached entry cannot be the image the upstream describes.
-fn disagreement(facts: &ImageFacts, entry: &CacheEntry) -> Option<&'static str> {
-    if facts.size.is_some_and(|s| s > 0 && s != entry.size) {
-        return Some("size differs");
-    }
-    match (&facts.checksum, &entry.checksum) {
-        (Some(want), Some(have)) if !want.is_empty() && !want.eq_ignore_ascii_case(have) => {
-            Some("checksum differs")
-        }
-        _ => None,
     }
 }
 
@@ -291,6 +300,15 @@ where
         }
     }
     Ok(resp.map(ResponseBody::upstream))
+}
+
+/// Whether a request may follow a fill.
+pub(super) enum Follow<B> {
+    Yes,
+    /// The upstream's refusal, to relay.
+    Refused(Box<Response<ResponseBody<B>>>),
+    /// No conclusive answer: the request goes upstream.
+    Forward,
 }
 
 fn message<B>(status: StatusCode, text: &str) -> Response<ResponseBody<B>> {

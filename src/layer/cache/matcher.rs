@@ -1,16 +1,19 @@
 //! Which requests the cache handles.
 
-use http::header::{HeaderMap, CONTENT_RANGE, RANGE};
+use http::header::HeaderMap;
 use http::{Method, Uri};
 
+use super::range::{classify, Ranged};
 use crate::versioning::v2_rest;
 use crate::ImageId;
 
 /// What the cache does with a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Route {
-    /// `GET /v2/images/{id}/file` without a range: hit, join or fill.
-    Download(ImageId),
+    /// `GET /v2/images/{id}/file`: the whole image (hit, join or fill), or
+    /// one range of it the cache answers ([`Ranged`] is never
+    /// `Ranged::Upstream` here).
+    Download(ImageId, Ranged),
     /// `DELETE /v2/images/{id}`: invalidate after the upstream agrees.
     Delete(ImageId),
     /// Everything else goes to the inner service untouched.
@@ -40,15 +43,9 @@ fn decode_segment(raw: &str) -> Option<ImageId> {
     }
 }
 
-fn has_nonempty(headers: &HeaderMap, name: http::header::HeaderName) -> bool {
-    headers
-        .get_all(name)
-        .iter()
-        .any(|v| !v.as_bytes().iter().all(u8::is_ascii_whitespace))
-}
-
-/// Classifies a request. Never touches the filesystem.
-pub(crate) fn route(method: &Method, uri: &Uri, headers: &HeaderMap) -> Route {
+/// Classifies a request; ranges are the cache's to answer when
+/// `serve_ranges`, else they go upstream. Never touches the filesystem.
+pub(crate) fn route(method: &Method, uri: &Uri, headers: &HeaderMap, serve_ranges: bool) -> Route {
     let Some(rest) = v2_rest(uri.path(), headers) else {
         return Route::Other;
     };
@@ -62,11 +59,15 @@ pub(crate) fn route(method: &Method, uri: &Uri, headers: &HeaderMap) -> Route {
         if raw.contains('/') {
             return Route::Other;
         }
-        // Ranged requests are never served from or stored into the cache (LP 1664709).
-        if has_nonempty(headers, RANGE) || has_nonempty(headers, CONTENT_RANGE) {
-            return Route::Other;
-        }
-        return decode_segment(raw).map_or(Route::Other, Route::Download);
+        // A part is never stored in the cache (LP 1664709); it is served
+        // from it when asked to.
+        let ranged = match classify(headers) {
+            Ranged::Upstream => return Route::Other,
+            Ranged::Whole => Ranged::Whole,
+            _ if !serve_ranges => return Route::Other,
+            other => other,
+        };
+        return decode_segment(raw).map_or(Route::Other, |id| Route::Download(id, ranged));
     }
     if *method == Method::DELETE && !image.contains('/') {
         return decode_segment(image).map_or(Route::Other, Route::Delete);
@@ -76,16 +77,30 @@ pub(crate) fn route(method: &Method, uri: &Uri, headers: &HeaderMap) -> Route {
 
 #[cfg(test)]
 mod tests {
+    use super::super::range::ByteRange;
     use super::*;
 
     const ID: &str = "e9dcfc44-0cc6-4689-ac18-0f5d1beb6c2c";
 
     fn r(method: Method, path: &str, headers: &[(&'static str, &str)]) -> Route {
+        route_with(method, path, headers, true)
+    }
+
+    fn route_with(
+        method: Method,
+        path: &str,
+        headers: &[(&'static str, &str)],
+        serve_ranges: bool,
+    ) -> Route {
         let mut h = HeaderMap::new();
         for (k, v) in headers {
             h.insert(*k, v.parse().unwrap());
         }
-        route(&method, &path.parse().unwrap(), &h)
+        route(&method, &path.parse().unwrap(), &h, serve_ranges)
+    }
+
+    fn whole() -> Route {
+        Route::Download(id(), Ranged::Whole)
     }
 
     fn id() -> ImageId {
@@ -96,13 +111,13 @@ mod tests {
     fn downloads_and_deletes_under_every_v2_prefix() {
         for prefix in ["/v2", "/v2.0", "/v2.9", "/v2.14", "/v2.18"] {
             let p = format!("{prefix}/images/{ID}/file");
-            assert_eq!(r(Method::GET, &p, &[]), Route::Download(id()), "{p}");
+            assert_eq!(r(Method::GET, &p, &[]), whole(), "{p}");
             let d = format!("{prefix}/images/{ID}");
             assert_eq!(r(Method::DELETE, &d, &[]), Route::Delete(id()), "{d}");
         }
         assert_eq!(
             r(Method::GET, &format!("/v2/images/{ID}/file?x=1"), &[]),
-            Route::Download(id())
+            whole()
         );
     }
 
@@ -110,7 +125,7 @@ mod tests {
     fn media_type_versioning() {
         let p = format!("/images/{ID}/file");
         let accept = [("accept", "application/vnd.openstack.images-v2.1")];
-        assert_eq!(r(Method::GET, &p, &accept), Route::Download(id()));
+        assert_eq!(r(Method::GET, &p, &accept), whole());
         assert_eq!(r(Method::GET, &p, &[]), Route::Other);
     }
 
@@ -139,16 +154,33 @@ mod tests {
             assert_eq!(r(m.clone(), &p, &[]), Route::Other, "{m} {p}");
         }
         assert_eq!(
-            r(Method::GET, &file, &[("range", "bytes=0-1")]),
-            Route::Other
-        );
-        assert_eq!(
             r(Method::GET, &file, &[("content-range", "bytes 3-5/*")]),
             Route::Other
         );
         assert_eq!(
-            r(Method::GET, &file, &[("range", "")]),
-            Route::Download(id())
+            r(Method::GET, &file, &[("range", "bytes=0-1,4-5")]),
+            Route::Other
+        );
+        assert_eq!(r(Method::GET, &file, &[("range", "")]), whole());
+    }
+
+    #[test]
+    fn single_ranges_are_the_cache_s_when_it_serves_ranges() {
+        let file = format!("/v2/images/{ID}/file");
+        let range = [("range", "bytes=0-1")];
+        assert_eq!(
+            r(Method::GET, &file, &range),
+            Route::Download(id(), Ranged::Single(ByteRange::FromTo(0, 1)))
+        );
+        assert_eq!(route_with(Method::GET, &file, &range, false), Route::Other);
+        let if_range = [("range", "bytes=0-1"), ("if-range", "\"abc\"")];
+        assert_eq!(
+            r(Method::GET, &file, &if_range),
+            Route::Download(id(), Ranged::IgnoredRange)
+        );
+        assert_eq!(
+            route_with(Method::GET, &file, &if_range, false),
+            Route::Other
         );
     }
 
@@ -157,7 +189,7 @@ mod tests {
         let enc = ID.replacen('e', "%65", 1);
         assert_eq!(
             r(Method::GET, &format!("/v2/images/{enc}/file"), &[]),
-            Route::Download(id())
+            whole()
         );
     }
 }

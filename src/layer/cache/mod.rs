@@ -9,13 +9,21 @@
 //!   image ([`crate::auth`]); then the cached file streams with Glance's
 //!   hit headers (`Content-Type`, `Content-MD5`, `Content-Length`,
 //!   `x-openstack-request-id`). A hit is counted when the last byte is out.
+//!   A file that changed since it was verified (or was never verified) is
+//!   hashed again while it streams; its last byte waits for the verdict.
 //! * **Miss**: the first request goes upstream; a cacheable answer (2xx
 //!   other than 204 and 206) starts a fill that streams into the cache
-//!   with size and MD5 verification, and every concurrent request for the
-//!   image follows that one download.
-//! * Ranged requests (`Range`, `Content-Range`), `HEAD`, other paths and
-//!   ids that are not canonical UUIDs pass through untouched and never
-//!   reach the filesystem.
+//!   with size, MD5 and multihash (SHA-512) verification, and every
+//!   concurrent request for the image follows that one download.
+//! * **Range**: a single `bytes=a-b`, `bytes=a-` or `bytes=-n` range of a
+//!   cached image, or of one being filled, is answered from the cache with
+//!   Glance's `206` or `416` after the same authorization as a hit
+//!   ([`GlanceCacheBuilder::serve_ranges`](crate::cache::GlanceCacheBuilder::serve_ranges));
+//!   a range with `If-Range` is ignored (the whole image is sent). Ranges
+//!   are never stored.
+//! * Other ranged requests (several ranges, malformed ones,
+//!   `Content-Range`), `HEAD`, other paths and ids that are not canonical
+//!   UUIDs pass through untouched and never reach the filesystem.
 //! * `DELETE /v2/images/{id}` that the upstream accepts invalidates the
 //!   entry ([`GlanceCache::invalidate`](crate::GlanceCache::invalidate)).
 //!
@@ -71,8 +79,11 @@ mod body;
 mod download;
 mod future;
 mod headers;
+mod hit;
 mod layer;
 mod matcher;
+mod range;
+mod ranged;
 mod service;
 
 pub use body::ResponseBody;

@@ -70,18 +70,19 @@ where
         let Some(core) = &self.core else {
             return ResponseFuture::passthrough(self.inner.call(req));
         };
-        match route(req.method(), req.uri(), req.headers()) {
+        let serve_ranges = core.ranges().serve;
+        match route(req.method(), req.uri(), req.headers(), serve_ranges) {
             Route::Other => ResponseFuture::passthrough(self.inner.call(req)),
             Route::Delete(id) => {
                 let future = self.inner.call(req);
                 ResponseFuture::handled(Box::pin(invalidate_after(core.clone(), future, id)))
             }
-            Route::Download(id) => {
+            Route::Download(id, ranged) => {
                 // Take the service that was driven to readiness; leave a clone.
                 let clone = self.inner.clone();
                 let inner = std::mem::replace(&mut self.inner, clone);
                 let download = Download::new(core.clone(), inner, id);
-                ResponseFuture::handled(Box::pin(download.run(req)))
+                ResponseFuture::handled(Box::pin(download.run(req, ranged)))
             }
         }
     }

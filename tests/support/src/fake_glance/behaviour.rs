@@ -15,6 +15,20 @@ pub(crate) enum MetaField {
     Zero,
 }
 
+/// What to report as the multihash (`os_hash_algo`/`os_hash_value`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum MultihashField {
+    /// SHA-512 of the data, as Glance computes it by default.
+    #[default]
+    Actual,
+    /// Both `null` (an image uploaded before Glance had multihashes).
+    Null,
+    /// `sha512` with a value of zeros: a lie about one digest.
+    Wrong,
+    /// `sha256` of the data (Glance's `hashing_algorithm = sha256`).
+    Sha256,
+}
+
 /// What to send as `Content-MD5` on downloads.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) enum Md5Header {
@@ -61,6 +75,7 @@ pub struct Behaviour {
     pub(crate) force_delete_status: Option<StatusCode>,
     pub(crate) metadata_size: MetaField,
     pub(crate) metadata_checksum: MetaField,
+    pub(crate) metadata_multihash: MultihashField,
 }
 
 impl Behaviour {
@@ -195,6 +210,26 @@ impl Behaviour {
     /// Reports an all-zero checksum in the metadata.
     pub fn metadata_checksum_wrong(mut self) -> Self {
         self.metadata_checksum = MetaField::Zero;
+        self
+    }
+
+    /// Reports `"os_hash_algo": null, "os_hash_value": null`.
+    pub fn metadata_multihash_null(mut self) -> Self {
+        self.metadata_multihash = MultihashField::Null;
+        self
+    }
+
+    /// Reports a SHA-512 of zeros as `os_hash_value` (the MD5 stays right).
+    pub fn metadata_multihash_wrong(mut self) -> Self {
+        self.metadata_multihash = MultihashField::Wrong;
+        self
+    }
+
+    /// Reports `"os_hash_algo": "sha256"` and the data's SHA-256, as a
+    /// Glance configured with `hashing_algorithm = sha256` does (images
+    /// held in memory; others report `null`).
+    pub fn metadata_multihash_sha256(mut self) -> Self {
+        self.metadata_multihash = MultihashField::Sha256;
         self
     }
 }

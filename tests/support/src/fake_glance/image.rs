@@ -11,7 +11,7 @@ use bytes::Bytes;
 use md5::Digest;
 use serde::Serialize;
 
-use super::behaviour::{Behaviour, MetaField};
+use super::behaviour::{Behaviour, MetaField, MultihashField};
 use super::json;
 use super::pattern::Pattern;
 
@@ -422,6 +422,19 @@ impl ImageRecord {
             MetaField::Null => None,
             MetaField::Zero => Some("00000000000000000000000000000000"),
         };
+        let sha256;
+        let (os_hash_algo, os_hash_value) = match (behaviour.metadata_multihash, &self.digests) {
+            (_, None) | (MultihashField::Null, _) => (None, None),
+            (MultihashField::Actual, Some(d)) => (Some("sha512"), Some(d.sha512.as_str())),
+            (MultihashField::Wrong, Some(_)) => (Some("sha512"), Some(ZERO_SHA512)),
+            (MultihashField::Sha256, Some(_)) => match &self.data {
+                Data::Bytes(b) => {
+                    sha256 = hex::encode(sha2::Sha256::digest(b));
+                    (Some("sha256"), Some(sha256.as_str()))
+                }
+                _ => (None, None),
+            },
+        };
         let doc = ImageDoc {
             name: self.name.as_deref(),
             disk_format: self.disk_format.as_deref(),
@@ -436,8 +449,8 @@ impl ImageRecord {
             min_disk: 0,
             owner: self.owner.as_deref(),
             os_hidden: false,
-            os_hash_algo: self.digests.as_ref().map(|_| "sha512"),
-            os_hash_value: self.digests.as_ref().map(|d| d.sha512.as_str()),
+            os_hash_algo,
+            os_hash_value,
             id: &self.id,
             created_at: &self.created_at,
             updated_at: &self.updated_at,
@@ -450,6 +463,9 @@ impl ImageRecord {
         json::to_vec(&doc)
     }
 }
+
+/// A SHA-512 that no data has (in practice).
+const ZERO_SHA512: &str = "00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000";
 
 /// `GET /v2/images/{id}` body, fields in Glance's order.
 #[derive(Serialize)]

@@ -1,0 +1,218 @@
+//! Single ranges: from a cached file, from a running fill, or from the
+//! upstream (never stored).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{CONTENT_RANGE, CONTENT_TYPE, IF_RANGE, RANGE};
+use http::{request, HeaderValue, Request, Response, StatusCode};
+use http_body::Body;
+use tower::Service;
+use tracing::Instrument;
+
+use super::download::{Download, Follow, Result};
+use super::hit::Cached;
+use super::range::{partial_headers, ByteRange, Span};
+use super::ResponseBody;
+use crate::fill::{follow, Fill, Part};
+use crate::headers::request_id;
+use crate::upstream::{Caller, RequestBody};
+use crate::BoxError;
+
+impl<S, ResB> Download<S>
+where
+    S: Service<Request<RequestBody>, Response = Response<ResB>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError> + Send + 'static,
+    ResB: Body<Data = Bytes> + Send + 'static,
+    ResB::Error: Into<BoxError>,
+{
+    /// Answers a single-range request.
+    pub(super) async fn run_range(
+        mut self,
+        req: Request<RequestBody>,
+        range: ByteRange,
+    ) -> Result<ResB, S::Error> {
+        let (parts, body) = req.into_parts();
+        if let Some(fill) = self.core.fills().get(&self.id) {
+            return self.range_of_fill(fill, range, parts, body).await;
+        }
+        match self.core.store().lookup(&self.id).await {
+            Ok(Some(entry)) => {
+                let caller = Caller::new(&parts);
+                let (opened, facts) = match self.open_cached(&entry, &caller).await {
+                    Cached::Serve(opened, facts) => (opened, facts),
+                    Cached::Refused(resp) => return Ok(*resp),
+                    Cached::Forward | Cached::Gone => return self.range_miss(parts, body).await,
+                };
+                if let Some(why) = opened.unverified(&entry) {
+                    // Only a whole download can verify the file again.
+                    tracing::debug!(image_id = %self.id, why, "range of an unverified file; sent upstream");
+                    return self.range_miss(parts, body).await;
+                }
+                let size = entry.size;
+                if size == 0 {
+                    // Glance's answers to ranges of an empty image are its own.
+                    return self.range_miss(parts, body).await;
+                }
+                let Some(span) = range.resolve(size) else {
+                    return self.unsatisfiable(size, parts, body).await;
+                };
+                let md5 = match facts {
+                    Some(facts) => facts.checksum,
+                    None => entry.checksum.clone(),
+                };
+                self.core.metrics().range_hit();
+                let store = self.core.store();
+                let body = store.hit_body(&self.id, opened.file, (span.start, span.end()), false);
+                tracing::debug!(image_id = %self.id, start = span.start, last = span.last, "range from the cache");
+                Ok(partial(
+                    ResponseBody::hit(body),
+                    span,
+                    size,
+                    None,
+                    md5.as_deref(),
+                    request_id(&parts.headers),
+                ))
+            }
+            Ok(None) => self.range_miss(parts, body).await,
+            Err(e) => {
+                tracing::warn!(image_id = %self.id, error = %e, "cache lookup failed; forwarding");
+                self.range_miss(parts, body).await
+            }
+        }
+    }
+
+    /// A range of an image being filled: read from the growing file as
+    /// the bytes land (the image's last byte once the fill is verified),
+    /// never a second download.
+    async fn range_of_fill(
+        mut self,
+        fill: Arc<Fill>,
+        range: ByteRange,
+        parts: request::Parts,
+        body: RequestBody,
+    ) -> Result<ResB, S::Error> {
+        let caller = Caller::new(&parts);
+        match self.may_follow(&fill, &caller).await {
+            Follow::Yes => {}
+            Follow::Refused(resp) => return Ok(*resp),
+            Follow::Forward => return self.range_miss(parts, body).await,
+        }
+        let Some(head) = fill.wait_head().await else {
+            return self.range_miss(parts, body).await;
+        };
+        let size = match head.content_length {
+            Some(size) if size > 0 && head.status == StatusCode::OK => size,
+            // No size to resolve the range against: Glance decides.
+            _ => return self.range_miss(parts, body).await,
+        };
+        let Some(span) = range.resolve(size) else {
+            return self.unsatisfiable(size, parts, body).await;
+        };
+        self.core.metrics().range_hit();
+        let chunk = self.core.store().hit_chunk_size();
+        let part = Part::Range {
+            start: span.start,
+            end: span.end(),
+        };
+        let resume = self.resume(caller, Some(span.last));
+        let body = follow(Arc::clone(&fill), part, chunk, Some(resume));
+        let md5 = head
+            .headers
+            .get("content-md5")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        tracing::debug!(image_id = %self.id, start = span.start, last = span.last, "range from a running fill");
+        Ok(partial(
+            ResponseBody::follow(body),
+            span,
+            size,
+            head.headers.get(CONTENT_TYPE),
+            md5.as_deref(),
+            request_id(&parts.headers),
+        ))
+    }
+
+    /// A range the cache cannot answer: the upstream's answer, relayed
+    /// and never stored. When configured, the whole image is fetched into
+    /// the cache in the background with the caller's credentials.
+    async fn range_miss(self, parts: request::Parts, body: RequestBody) -> Result<ResB, S::Error> {
+        self.core.metrics().range_miss();
+        if self.core.ranges().fill_on_miss && self.core.fills().get(&self.id).is_none() {
+            self.fill_in_background(&parts);
+        }
+        self.relay(parts, body).await
+    }
+
+    /// Starts a fill of the whole image as the caller of `parts`, whose
+    /// answer nobody reads (the fill runs on without a client).
+    fn fill_in_background(&self, parts: &request::Parts) {
+        let mut req = Request::new(RequestBody::empty());
+        *req.method_mut() = parts.method.clone();
+        *req.uri_mut() = parts.uri.clone();
+        *req.version_mut() = parts.version;
+        *req.headers_mut() = parts.headers.clone();
+        for name in [
+            RANGE,
+            IF_RANGE,
+            http::header::CONTENT_LENGTH,
+            http::header::TRANSFER_ENCODING,
+        ] {
+            req.headers_mut().remove(name);
+        }
+        *req.extensions_mut() = parts.extensions.clone();
+        let download = Download::new(self.core.clone(), self.inner.clone(), self.id.clone());
+        let id = self.id.clone();
+        tokio::spawn(
+            async move {
+                match download.run_whole(req).await {
+                    Ok(resp) => {
+                        tracing::debug!(image_id = %id, status = %resp.status(), "background fill after a range miss")
+                    }
+                    Err(e) => {
+                        let e: BoxError = e.into();
+                        tracing::debug!(image_id = %id, error = %e, "background fill after a range miss failed")
+                    }
+                }
+            }
+            .in_current_span(),
+        );
+    }
+
+    /// A range starting at or past the end of an image of `size` bytes:
+    /// Glance's `416` (its explanation follows the request's `Accept`),
+    /// with the `Content-Range: bytes */size` HTTP asks for.
+    async fn unsatisfiable(
+        self,
+        size: u64,
+        parts: request::Parts,
+        body: RequestBody,
+    ) -> Result<ResB, S::Error> {
+        self.core.metrics().range_miss();
+        let mut resp = self.relay(parts, body).await?;
+        if resp.status() == StatusCode::RANGE_NOT_SATISFIABLE
+            && !resp.headers().contains_key(CONTENT_RANGE)
+        {
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                resp.headers_mut().insert(CONTENT_RANGE, v);
+            }
+        }
+        Ok(resp)
+    }
+}
+
+/// A `206` carrying `body`, the bytes of `span`.
+fn partial<B>(
+    body: ResponseBody<B>,
+    span: Span,
+    size: u64,
+    content_type: Option<&HeaderValue>,
+    md5: Option<&str>,
+    request_id: HeaderValue,
+) -> Response<ResponseBody<B>> {
+    let mut resp = Response::new(body);
+    *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+    *resp.headers_mut() = partial_headers(span, size, content_type, md5, request_id);
+    resp
+}

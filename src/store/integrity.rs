@@ -1,0 +1,343 @@
+//! Hashing a cached file again, and what becomes of it: the entry is
+//! recorded as verified, or quarantined.
+//!
+//! A committed file is trusted while it is the file that was verified: its
+//! identity ([`FileStamp`]) is recorded with its digests. Three things hash
+//! it again: a hit that finds the identity changed (or an entry never
+//! hashed), the background scrubber (for rot that changes no metadata) and
+//! `glance-cache-proxy verify`.
+
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::blocking::blocking;
+use super::index::Verified;
+use super::stamp::FileStamp;
+use super::CacheStore;
+use crate::checksum::{DigestMismatch, Digests, Expected, HashAlgorithm, Hashers};
+use crate::{Error, ImageId};
+
+/// Bytes hashed per read.
+const READ_SIZE: usize = 1 << 20;
+
+/// Keeps a reader at or under `rate` bytes per second (unpaced when
+/// `None`), and stops it when whoever waits for it has gone.
+pub(crate) struct Pace {
+    rate: Option<u64>,
+    started: Instant,
+    done: u64,
+    stop: Option<Arc<AtomicBool>>,
+}
+
+impl Pace {
+    pub(crate) fn new(rate: Option<u64>) -> Self {
+        Pace {
+            rate: rate.filter(|r| *r > 0),
+            started: Instant::now(),
+            done: 0,
+            stop: None,
+        }
+    }
+
+    /// Stops the reader (at its next read) once `stop` is set.
+    fn stopped_by(mut self, stop: Arc<AtomicBool>) -> Self {
+        self.stop = Some(stop);
+        self
+    }
+
+    /// `n` more bytes were read: sleeps until the average rate is back
+    /// under the limit. Blocking: call it on a blocking thread. An error
+    /// when the reader must stop.
+    fn after(&mut self, n: u64) -> io::Result<()> {
+        self.done += n;
+        if let Some(rate) = self.rate {
+            let due = Duration::from_secs_f64(self.done as f64 / rate as f64);
+            if let Some(ahead) = due.checked_sub(self.started.elapsed()) {
+                std::thread::sleep(ahead);
+            }
+        }
+        if self
+            .stop
+            .as_ref()
+            .is_some_and(|s| s.load(Ordering::Relaxed))
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::Interrupted,
+                "verification abandoned",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Sets its flag when dropped: tells a blocking reader that nobody waits
+/// for it any more (the task awaiting it was cancelled).
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Hashes `len` bytes of `file` from its start with MD5 and, when asked,
+/// `multi`; `progress` hears of every read. A file shorter than `len` is an
+/// `UnexpectedEof` error. Blocking.
+pub(crate) fn hash_file(
+    file: &File,
+    len: u64,
+    multi: Option<HashAlgorithm>,
+    pace: &mut Pace,
+    progress: &mut dyn FnMut(u64),
+) -> io::Result<Digests> {
+    let mut hashers = Hashers::new(multi);
+    let mut buf = vec![0u8; READ_SIZE];
+    let mut pos = 0u64;
+    while pos < len {
+        let want = (len - pos).min(READ_SIZE as u64) as usize;
+        let n = match file.read_at(&mut buf[..want], pos) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("the file ends at byte {pos} of {len}"),
+                ))
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hashers.update(&buf[..n]);
+        pos += n as u64;
+        progress(n as u64);
+        pace.after(n as u64)?;
+    }
+    Ok(hashers.finish())
+}
+
+/// What hashing a cached entry again found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Integrity {
+    /// The file hashes to its recorded digests; recorded as verified now.
+    Intact,
+    /// It does not (or it is not the recorded size): the file was moved to
+    /// `invalid/` and its row dropped, so the next request fetches the
+    /// image again.
+    Quarantined(IntegrityFailure),
+    /// Nothing to compare with: the entry has no recorded checksum (it was
+    /// adopted from a directory written by Glance, or after the index was
+    /// lost). The proxy verifies it against the upstream's checksum before
+    /// its first hit is served complete.
+    Unverifiable,
+    /// Not cached (no row, or no file).
+    NotCached,
+}
+
+/// How a cached file differs from what was recorded for it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IntegrityFailure {
+    /// A digest differs.
+    #[error("{0}")]
+    Digest(String),
+    /// The file is not the recorded size.
+    #[error("the file has {found} bytes, the index says {expected}")]
+    Size {
+        /// Bytes in the file.
+        found: u64,
+        /// The recorded size.
+        expected: u64,
+    },
+}
+
+impl From<DigestMismatch> for IntegrityFailure {
+    fn from(m: DigestMismatch) -> Self {
+        IntegrityFailure::Digest(m.to_string())
+    }
+}
+
+impl fmt::Display for Integrity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Integrity::Intact => f.write_str("intact"),
+            Integrity::Quarantined(why) => write!(f, "corrupt ({why}); quarantined"),
+            Integrity::Unverifiable => f.write_str("no recorded checksum to verify against"),
+            Integrity::NotCached => f.write_str("not cached"),
+        }
+    }
+}
+
+/// The digests recorded for an entry, as an expectation.
+pub(crate) fn recorded(entry: &super::CacheEntry) -> Option<Expected> {
+    let md5 = entry.checksum.as_deref().and_then(|c| {
+        let mut out = [0u8; 16];
+        hex::decode_to_slice(c.trim(), &mut out).ok().map(|()| out)
+    });
+    let expected = Expected {
+        md5,
+        multihash: entry.multihash.clone(),
+    };
+    (!expected.is_empty()).then_some(expected)
+}
+
+impl CacheStore {
+    /// Hashes the cached file of `id` again and compares it with the
+    /// digests recorded at its commit (MD5, and the multihash when one was
+    /// recorded), reading at most `rate` bytes per second (`None`: as fast
+    /// as the disk goes); `progress` hears of every read. A match records
+    /// the entry as verified now; a mismatch quarantines it.
+    ///
+    /// Safe beside a serving proxy: a file committed anew while it was
+    /// being hashed is neither recorded nor quarantined on the old file's
+    /// account.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), glance_cache::Error> {
+    /// use glance_cache::store::{CacheStore, Integrity};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = CacheStore::builder(dir.path()).open().await?;
+    /// let id = glance_cache::ImageId::parse("6f0c5cb5-5e4c-4c0f-b4a9-0d6a0f1d5e3b").unwrap();
+    /// assert_eq!(store.verify_entry(&id, None, |_| {}).await?, Integrity::NotCached);
+    /// # Ok(()) }
+    /// ```
+    pub async fn verify_entry(
+        &self,
+        id: &ImageId,
+        rate: Option<u64>,
+        mut progress: impl FnMut(u64) + Send + 'static,
+    ) -> Result<Integrity, Error> {
+        let Some(entry) = self.inner.index.get(id).await? else {
+            return Ok(Integrity::NotCached);
+        };
+        let Some(expected) = recorded(&entry) else {
+            return Ok(Integrity::Unverifiable);
+        };
+        let path = self.inner.layout.entry(id);
+        // An entry recorded without a multihash gets a SHA-512 now.
+        let multi = expected
+            .multihash_algorithm()
+            .or(Some(HashAlgorithm::Sha512));
+        let size = entry.size;
+        let stop = StopOnDrop(Arc::new(AtomicBool::new(false)));
+        let pace = Pace::new(rate).stopped_by(Arc::clone(&stop.0));
+        let hashed = blocking("verify", &path.clone(), move || {
+            let file = match File::open(&path) {
+                Ok(file) => file,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(Error::io("open", &path, e)),
+            };
+            let meta = file.metadata().map_err(|e| Error::io("stat", &path, e))?;
+            let stamp = FileStamp::of(&meta);
+            if meta.len() != size {
+                return Ok(Some((file, stamp, Err(meta.len()))));
+            }
+            let mut pace = pace;
+            let digests = hash_file(&file, size, multi, &mut pace, &mut progress)
+                .map_err(|e| Error::io("read", &path, e))?;
+            Ok(Some((file, stamp, Ok(digests))))
+        })
+        .await?;
+        drop(stop);
+        let Some((file, stamp, hashed)) = hashed else {
+            return Ok(Integrity::NotCached);
+        };
+        let failure = match hashed {
+            Err(found) => IntegrityFailure::Size {
+                found,
+                expected: size,
+            },
+            Ok(digests) => match expected.check(&digests) {
+                Ok(()) => {
+                    self.record_verified(&entry, stamp, digests, entry.verified)
+                        .await?;
+                    return Ok(Integrity::Intact);
+                }
+                Err(m) => m.into(),
+            },
+        };
+        tracing::warn!(image_id = %id, %failure, "cached file is corrupt; quarantined");
+        self.quarantine_file(id, Arc::new(file)).await?;
+        Ok(Integrity::Quarantined(failure))
+    }
+
+    /// Records that `entry`'s file, with identity `stamp` now, hashed to
+    /// `digests` (which matched what was expected of it).
+    pub(crate) async fn record_verified(
+        &self,
+        entry: &super::CacheEntry,
+        stamp: FileStamp,
+        digests: Digests,
+        verified_upstream: bool,
+    ) -> Result<bool, Error> {
+        let multihash = digests.multihash.or_else(|| entry.multihash.clone());
+        let verified = Verified {
+            md5: hex::encode(digests.md5),
+            multihash,
+            stamp: Some(stamp),
+        };
+        self.inner
+            .index
+            .record_verified(
+                &entry.image_id,
+                entry.stamp,
+                verified,
+                verified_upstream,
+                super::now_epoch(),
+            )
+            .await
+    }
+
+    /// Moves the committed file of `id` to `invalid/` and drops its row,
+    /// if the file there is still `file` (a file committed anew since is
+    /// left alone). `file` is open, so its inode cannot have been reused.
+    pub(crate) async fn quarantine_file(&self, id: &ImageId, file: Arc<File>) -> Result<(), Error> {
+        let from = self.inner.layout.entry(id);
+        let to = self.inner.layout.invalid(id);
+        let (moved, ino) = blocking("quarantine", &from.clone(), move || {
+            let ino = file
+                .metadata()
+                .map_err(|e| Error::io("stat", &from, e))?
+                .ino();
+            match std::fs::metadata(&from) {
+                Ok(m) if m.ino() == ino => {}
+                Ok(_) => return Ok((false, ino)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((false, ino)),
+                Err(e) => return Err(Error::io("stat", &from, e)),
+            }
+            std::fs::rename(&from, &to).map_err(|e| Error::io("quarantine", &from, e))?;
+            Ok((true, ino))
+        })
+        .await?;
+        if !moved {
+            tracing::debug!(image_id = %id, "the corrupt file was replaced meanwhile; nothing quarantined");
+        }
+        self.inner.index.delete_if_file(id, ino).await?;
+        Ok(())
+    }
+}
+
+/// A file opened for a hit, with its identity at opening.
+#[derive(Debug, Clone)]
+pub(crate) struct OpenedHit {
+    pub(crate) file: Arc<File>,
+    pub(crate) stamp: FileStamp,
+}
+
+impl OpenedHit {
+    /// Why the file must be hashed again before it is served complete:
+    /// never hashed (adopted), or changed since it was verified.
+    pub(crate) fn unverified(&self, entry: &super::CacheEntry) -> Option<&'static str> {
+        match entry.stamp {
+            _ if entry.checksum.is_none() => Some("never verified"),
+            None => Some("no file identity recorded at its verification"),
+            Some(stamp) if stamp != self.stamp => Some("changed since it was verified"),
+            Some(_) => None,
+        }
+    }
+}

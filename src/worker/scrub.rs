@@ -1,0 +1,80 @@
+//! The scrubber: re-hashes cached files in the background, for rot that
+//! changes no file metadata.
+
+use std::time::Duration;
+
+use crate::cache::GlanceCache;
+use crate::metrics::IntegrityCheck;
+use crate::store::{now_epoch, Integrity};
+
+/// Longest sleep between two looks for entries that are due (when no
+/// commit comes first).
+const MAX_IDLE: Duration = Duration::from_secs(60);
+
+/// Hashes every verifiable entry again, least recently verified first, at
+/// most `rate` bytes per second, and each at most once per `interval`.
+/// A mismatch quarantines the entry (the next request fetches the image
+/// again), with a log line and `glance_cache_integrity_failures_total{found_by="scrub"}`.
+pub(crate) async fn run(cache: GlanceCache, rate: u64, interval: Duration) {
+    let store = cache.store().clone();
+    let interval_s = interval.as_secs_f64();
+    let mut commits = cache.fills().commits();
+    loop {
+        let entries = match store.by_verification_age().await {
+            Ok(entries) => entries,
+            Err(e) => {
+                tracing::warn!(error = %e, "scrubber cannot read the index");
+                tokio::time::sleep(MAX_IDLE).await;
+                continue;
+            }
+        };
+        let now = now_epoch();
+        let mut next_due: Option<f64> = None;
+        let mut scrubbed = 0usize;
+        for entry in entries {
+            // Never verified (adopted): the upstream's checksum decides, at a hit.
+            if entry.checksum.is_none() {
+                continue;
+            }
+            if let Some(at) = entry.verified_at {
+                let due = at + interval_s;
+                if due > now {
+                    next_due = Some(next_due.map_or(due, |d: f64| d.min(due)));
+                    continue;
+                }
+            }
+            if cache.fills().get(&entry.image_id).is_some() {
+                continue;
+            }
+            let metrics = cache.metrics().clone();
+            let id = entry.image_id.clone();
+            match store
+                .verify_entry(&id, Some(rate), move |n| metrics.scrubbed(n))
+                .await
+            {
+                Ok(Integrity::Intact) => {
+                    tracing::debug!(image_id = %id, "scrubbed: intact");
+                    scrubbed += 1;
+                }
+                Ok(Integrity::Quarantined(why)) => {
+                    cache.metrics().integrity_failure(IntegrityCheck::Scrub);
+                    tracing::error!(image_id = %id, %why, "scrubber found a corrupt cached file; quarantined");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(image_id = %id, error = %e, "scrubber could not verify"),
+            }
+        }
+        if scrubbed > 0 {
+            tracing::info!(entries = scrubbed, "scrub pass done");
+        }
+        let idle = next_due
+            .map(|due| Duration::from_secs_f64((due - now_epoch()).max(1.0)))
+            .unwrap_or(MAX_IDLE)
+            .min(MAX_IDLE);
+        // A commit brings an entry to schedule.
+        tokio::select! {
+            _ = tokio::time::sleep(idle) => {}
+            _ = commits.changed() => {}
+        }
+    }
+}

@@ -1,0 +1,344 @@
+//! Single ranges answered from the cache with Glance's answers; everything
+//! else about ranges left to the upstream; parts never stored.
+
+use std::time::Duration;
+
+use glance_cache::auth::HitAuthorization;
+use glance_cache_support::client::*;
+use glance_cache_support::fake_glance::{Behaviour, RunningFakeGlance};
+use glance_cache_support::fixture::*;
+use glance_cache_support::wait::wait_for;
+use http::StatusCode;
+
+use crate::proxy::*;
+
+const MEMBER: (&str, &str) = ("x-auth-token", "MEMBER");
+const OTHER: (&str, &str) = ("x-auth-token", "OTHER");
+
+/// Ranged downloads of `id` the upstream received, the hit authorization's
+/// one-byte probes left out.
+fn upstream_ranges(glance: &RunningFakeGlance, id: &str) -> usize {
+    glance
+        .calls()
+        .iter()
+        .filter(|c| c.is_ranged_file_get(id))
+        .filter(|c| c.headers.get("range").is_none_or(|v| v != "bytes=0-0"))
+        .count()
+}
+
+/// Headers a range answer is compared on.
+const COMPARED: [&str; 4] = [
+    "content-type",
+    "content-range",
+    "content-md5",
+    "content-length",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ranges_of_a_cached_image_answer_as_glance_does() {
+    let glance = fake_glance().await;
+    let dir = tempfile::tempdir().unwrap();
+    // Authorized by the image record: every ranged request the upstream
+    // sees is one of the test's.
+    let opts = ProxyOptions {
+        authz: HitAuthorization::Metadata,
+        ..ProxyOptions::default()
+    };
+    let proxy = Proxy::start(&glance.url(), dir.path(), opts).await;
+    let c = Client::new();
+    c.get(&proxy.file_url(PRIV), &[MEMBER]).await;
+    proxy.settle().await;
+    let direct = format!("{}/v2/images/{PRIV}/file", glance.url());
+
+    // Answered from the cache: start, middle, suffix, 0-0, open-ended; past
+    // the end, Glance's own 416 (its text follows the request's Accept).
+    for range in [
+        "bytes=0-9",
+        "bytes=10-19",
+        "bytes=20-100",
+        "bytes=-5",
+        "bytes=-100",
+        "bytes=0-0",
+        "bytes=25-25",
+        "bytes=13-",
+        "bytes=26-",
+        "bytes=1000-2000",
+    ] {
+        let before = glance.ranged_file_gets(PRIV);
+        let want = c.get(&direct, &[MEMBER, ("range", range)]).await;
+        let got = c
+            .get(&proxy.file_url(PRIV), &[MEMBER, ("range", range)])
+            .await;
+        let from_cache = want.status == StatusCode::PARTIAL_CONTENT;
+        assert_eq!(
+            glance.ranged_file_gets(PRIV),
+            before + if from_cache { 1 } else { 2 },
+            "{range}: only the direct request reached the upstream, unless past the end"
+        );
+        assert_eq!(got.status, want.status, "{range}");
+        assert_eq!(got.body, want.body, "{range}");
+        assert!(got.complete(), "{range}: {:?}", got.error);
+        if got.status == StatusCode::PARTIAL_CONTENT {
+            for h in COMPARED {
+                assert_eq!(got.header(h), want.header(h), "{range}: {h}");
+            }
+            let names: Vec<_> = got.headers.keys().map(|k| k.as_str()).collect();
+            assert_eq!(
+                &names[..4],
+                [
+                    "content-type",
+                    "content-range",
+                    "content-md5",
+                    "content-length"
+                ],
+                "{range}: Glance's header order"
+            );
+        } else {
+            assert_eq!(got.status, StatusCode::RANGE_NOT_SATISFIABLE, "{range}");
+            assert_eq!(got.header("content-type"), want.header("content-type"));
+            assert_eq!(got.header("content-range"), Some("bytes */26"), "{range}");
+        }
+    }
+    let m = proxy.cache.metrics().snapshot();
+    assert_eq!((m.range_hits, m.range_misses), (8, 2));
+    let entry = proxy.entry(PRIV).await.unwrap();
+    assert_eq!(
+        entry.hits, 0,
+        "ranges are not counted as hits (Glance never counts them)"
+    );
+    assert!(
+        entry.last_accessed > entry.last_modified,
+        "but they keep the entry in use"
+    );
+
+    // Left to the upstream: several ranges, garbage, reversed, Content-Range.
+    for header in [
+        ("range", "bytes=0-1,5-6"),
+        ("range", "bytes=abc"),
+        ("range", "bytes=5-2"),
+        ("range", "items=0-1"),
+        ("content-range", "bytes 3-5/*"),
+    ] {
+        let before = glance.ranged_file_gets(PRIV);
+        let want = c.get(&direct, &[MEMBER, header]).await;
+        let got = c.get(&proxy.file_url(PRIV), &[MEMBER, header]).await;
+        assert_eq!(
+            glance.ranged_file_gets(PRIV),
+            before + 2,
+            "{header:?}: relayed"
+        );
+        assert_eq!(
+            (got.status, &got.body),
+            (want.status, &want.body),
+            "{header:?}"
+        );
+    }
+    assert!(
+        !proxy.invalid_path(PRIV).exists() && proxy.cached_path(PRIV).exists(),
+        "the entry is untouched"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_with_if_range_gets_the_whole_image() {
+    let glance = fake_glance().await;
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(&glance.url(), dir.path(), ProxyOptions::default()).await;
+    let c = Client::new();
+    let headers = [MEMBER, ("range", "bytes=0-4"), ("if-range", "\"abc\"")];
+    // A miss: the whole image, and it is cached.
+    let miss = c.get(&proxy.file_url(PRIV), &headers).await;
+    assert_eq!((miss.status, &miss.body), (StatusCode::OK, &alphabet()));
+    proxy.settle().await;
+    assert!(proxy.entry(PRIV).await.is_some());
+    // A hit: the whole image too.
+    let hit = c.get(&proxy.file_url(PRIV), &headers).await;
+    assert_eq!((hit.status, &hit.body), (StatusCode::OK, &alphabet()));
+    assert_eq!(hit.header("content-range"), None);
+    assert_eq!(upstream_ranges(&glance, PRIV), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ranges_go_upstream_when_the_cache_does_not_serve_them() {
+    let glance = fake_glance().await;
+    let dir = tempfile::tempdir().unwrap();
+    let opts = ProxyOptions {
+        serve_ranges: false,
+        ..ProxyOptions::default()
+    };
+    let proxy = Proxy::start(&glance.url(), dir.path(), opts).await;
+    let c = Client::new();
+    c.get(&proxy.file_url(PRIV), &[MEMBER]).await;
+    proxy.settle().await;
+    // Altered behind the cache's back: only the upstream has these bytes.
+    std::fs::write(proxy.cached_path(PRIV), b"0123456789abcdefghijklmnop").unwrap();
+    for range in ["bytes=3-5", "bytes=-3"] {
+        let r = c
+            .get(&proxy.file_url(PRIV), &[MEMBER, ("range", range)])
+            .await;
+        assert_eq!(r.status, StatusCode::PARTIAL_CONTENT);
+        let want: &[u8] = if range == "bytes=3-5" { b"DEF" } else { b"XYZ" };
+        assert_eq!(r.body, want, "{range}: served by the upstream");
+    }
+    assert_eq!(upstream_ranges(&glance, PRIV), 2);
+    assert_eq!(proxy.cache.metrics().snapshot().range_hits, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_of_a_changed_file_goes_upstream() {
+    let glance = fake_glance().await;
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(&glance.url(), dir.path(), ProxyOptions::default()).await;
+    let c = Client::new();
+    c.get(&proxy.file_url(PRIV), &[MEMBER]).await;
+    proxy.settle().await;
+    std::fs::write(proxy.cached_path(PRIV), b"0123456789abcdefghijklmnop").unwrap();
+    let r = c
+        .get(&proxy.file_url(PRIV), &[MEMBER, ("range", "bytes=3-5")])
+        .await;
+    assert_eq!(
+        (r.status, r.body.as_slice()),
+        (StatusCode::PARTIAL_CONTENT, &b"DEF"[..])
+    );
+    assert_eq!(upstream_ranges(&glance, PRIV), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_of_another_projects_private_image_is_refused_as_a_full_download_is() {
+    for authz in [HitAuthorization::Probe, HitAuthorization::Metadata] {
+        let glance = fake_glance().await;
+        let dir = tempfile::tempdir().unwrap();
+        let opts = ProxyOptions {
+            authz,
+            ..ProxyOptions::default()
+        };
+        let proxy = Proxy::start(&glance.url(), dir.path(), opts).await;
+        let c = Client::new();
+        c.get(&proxy.file_url(PRIV), &[MEMBER]).await;
+        proxy.settle().await;
+        let full = c.get(&proxy.file_url(PRIV), &[OTHER]).await;
+        let range = c
+            .get(&proxy.file_url(PRIV), &[OTHER, ("range", "bytes=0-9")])
+            .await;
+        assert_eq!(full.status, StatusCode::NOT_FOUND, "{authz}");
+        assert_eq!(
+            (range.status, &range.body),
+            (full.status, &full.body),
+            "{authz}"
+        );
+        // Not even the size leaks through a 416.
+        let past = c
+            .get(&proxy.file_url(PRIV), &[OTHER, ("range", "bytes=100-")])
+            .await;
+        assert_eq!(past.status, StatusCode::NOT_FOUND, "{authz}");
+        assert_eq!(past.header("content-range"), None);
+        assert_eq!(proxy.cache.metrics().snapshot().range_hits, 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_during_a_fill_follows_the_growing_file() {
+    let glance = fake_glance().await;
+    glance.set_behaviour(BIG, Behaviour::default().rate(25 << 20));
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(&glance.url(), dir.path(), ProxyOptions::default()).await;
+    let c = Client::new();
+    let direct = format!("{}/v2/images/{BIG}/file", glance.url());
+    let leader = {
+        let (c, url) = (c.clone(), proxy.file_url(BIG));
+        tokio::spawn(async move { c.get(&url, &[MEMBER]).await })
+    };
+    wait_for("the fill to start", Duration::from_secs(10), || async {
+        proxy.cache.fills_in_flight() == 1
+    })
+    .await;
+    // Other credentials than the leader's: authorized by a probe, then
+    // served from the fill: the start at once, the end once verified.
+    let ranges = ["bytes=0-1023", "bytes=1048576-2097151", "bytes=-4096"];
+    let mut served = Vec::new();
+    for range in ranges {
+        let (c, url) = (c.clone(), proxy.file_url(BIG));
+        served.push(tokio::spawn(async move {
+            c.get(&url, &[("x-auth-token", "ADMIN"), ("range", range)])
+                .await
+        }));
+    }
+    let mut got = Vec::new();
+    for s in served {
+        got.push(s.await.unwrap());
+    }
+    assert!(leader.await.unwrap().complete());
+    assert_eq!(glance.file_gets(BIG), 1, "one download from the upstream");
+    assert_eq!(upstream_ranges(&glance, BIG), 0, "no range went upstream");
+    for (range, got) in ranges.iter().zip(got) {
+        let want = c.get(&direct, &[MEMBER, ("range", range)]).await;
+        assert_eq!(got.status, StatusCode::PARTIAL_CONTENT, "{range}");
+        assert!(got.complete(), "{range}: {:?}", got.error);
+        assert_eq!(got.body, want.body, "{range}");
+        assert_eq!(
+            got.header("content-range"),
+            want.header("content-range"),
+            "{range}"
+        );
+        assert_eq!(
+            got.header("content-md5"),
+            want.header("content-md5"),
+            "{range}"
+        );
+    }
+    assert_eq!(proxy.cache.metrics().snapshot().range_hits, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_miss_can_start_a_fill_of_the_whole_image() {
+    let glance = fake_glance().await;
+    let dir = tempfile::tempdir().unwrap();
+    let opts = ProxyOptions {
+        fill_on_range_miss: true,
+        ..ProxyOptions::default()
+    };
+    let proxy = Proxy::start(&glance.url(), dir.path(), opts).await;
+    let c = Client::new();
+    let r = c
+        .get(&proxy.file_url(PRIV), &[MEMBER, ("range", "bytes=3-5")])
+        .await;
+    assert_eq!(
+        (r.status, r.body.as_slice()),
+        (StatusCode::PARTIAL_CONTENT, &b"DEF"[..])
+    );
+    wait_for("the background fill", Duration::from_secs(10), || async {
+        proxy
+            .cache
+            .store()
+            .is_cached(&PRIV.parse().unwrap())
+            .await
+            .unwrap()
+    })
+    .await;
+    let next = c
+        .get(&proxy.file_url(PRIV), &[MEMBER, ("range", "bytes=3-5")])
+        .await;
+    assert_eq!(next.body, b"DEF");
+    assert_eq!(
+        upstream_ranges(&glance, PRIV),
+        1,
+        "the second range came from the cache"
+    );
+    let m = proxy.cache.metrics().snapshot();
+    assert_eq!((m.range_misses, m.range_hits), (1, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_miss_is_not_stored_by_default() {
+    let glance = fake_glance().await;
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(&glance.url(), dir.path(), ProxyOptions::default()).await;
+    let r = Client::new()
+        .get(&proxy.file_url(PRIV), &[MEMBER, ("range", "bytes=3-5")])
+        .await;
+    assert_eq!(r.body, b"DEF");
+    proxy.settle().await;
+    assert!(proxy.entry(PRIV).await.is_none());
+    assert_eq!(glance.file_gets(PRIV), 0);
+    assert_eq!(proxy.cache.metrics().snapshot().range_misses, 1);
+}
