@@ -12,6 +12,7 @@ target is reported, never an error), 2 on a usage error.
 """
 import argparse
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -174,6 +175,7 @@ class Bench:
         self.other_cpu = []      # (other ticks, wall) per sample
         self.clear_refs_ok = None
         self.fill_pending = {}   # (server, size) -> a miss ran and its commit may be pending
+        self.scrub_idle_cpu = []  # the proxy's CPU % with the scrubber running and no client
 
     def error(self, msg):
         log("ERROR: " + msg)
@@ -245,6 +247,14 @@ class Bench:
             got = md5_of_url(url)
             if got != want:
                 self.error(f"{name} ({size_label(size)}): md5 {got} != source {want}")
+        a, b = range_of(size)
+        with open(self.file_for(size), "rb") as f:
+            f.seek(a)
+            part = hashlib.md5(f.read(b - a + 1)).hexdigest()
+        for name, base in [("direct upstream range", self.g_up), ("proxy range hit", self.proxy)]:
+            got = md5_of_url(f"{base}/v2/images/{up}/file", [f"Range: bytes={a}-{b}"])
+            if got != part:
+                self.error(f"{name} ({size_label(size)}): md5 {got} != source bytes {a}-{b} {part}")
         log(f"{size_label(size)}: every path returned the source bytes (md5 {want})")
 
     # -- cache state -----------------------------------------------------------------------
@@ -309,10 +319,11 @@ class Bench:
                      f"{self.g_cache}/v2/images/{self.ids[('cache', size)]}/file", "Glance")
 
     # -- a fresh proxy process (for the memory rows) ---------------------------------------
-    def restart_proxy(self):
+    def restart_proxy(self, extra_env=None):
         """Stops the proxy (SIGTERM) and starts it again with the same configuration and cache
         directory, so that a row's peak RSS is that row's alone (the allocator keeps memory a
-        previous burst used). The new pid goes to the pid file run.sh's cleanup reads."""
+        previous burst used). `extra_env` overrides options (GLANCE_CACHE__PROXY__...). The new
+        pid goes to the pid file run.sh's cleanup reads."""
         px = self.env["proxy"]
         for (server, size), pending in list(self.fill_pending.items()):
             if server == "proxy" and pending:   # let a running commit finish first
@@ -328,7 +339,7 @@ class Bench:
             os.kill(px["pid"], signal.SIGKILL)
         with open(px["log"], "ab") as logf:
             p = subprocess.Popen(px["cmd"], stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
-                                 env=dict(os.environ, RUST_LOG=px["rust_log"]))
+                                 env=dict(os.environ, RUST_LOG=px["rust_log"], **(extra_env or {})))
         px["pid"] = p.pid
         with open(px["pidfile"], "w") as f:
             f.write(f"{p.pid}\n")
@@ -410,6 +421,8 @@ class Bench:
         server_ticks = sum(c1[g] - c0[g] for g in groups)
         self.other_cpu.append((max(0, (s1 - s0) - server_ticks - client_cpu * CLK) / CLK, wall))
 
+        want_code = sc.get("expect_status", 200)
+        want_bytes = sc.get("expect_bytes", lambda size: size)(size)
         clients_out, ok = [], True
         for _, fields in outs:
             d = {"code": 0, "bytes": 0, "time": 0.0, "ttfb": 0.0, "cl": "", "cs": ""}
@@ -421,13 +434,14 @@ class Bench:
                     d[k] = v
             except (IndexError, ValueError):
                 pass
-            if d["code"] != 200 or d["bytes"] != size:
+            if d["code"] != want_code or d["bytes"] != want_bytes:
                 ok = False
             clients_out.append(d)
         if not ok:
-            bad = [f"{d['code']}/{d['bytes']}B" for d in clients_out if d["code"] != 200 or d["bytes"] != size]
+            bad = [f"{d['code']}/{d['bytes']}B" for d in clients_out
+                   if d["code"] != want_code or d["bytes"] != want_bytes]
             self.error(f"{sc['label']} {size_label(size)} x{clients}: incomplete or failed "
-                       f"downloads (status/bytes, want 200/{size}B): {', '.join(bad[:8])}")
+                       f"downloads (status/bytes, want {want_code}/{want_bytes}B): {', '.join(bad[:8])}")
         total = sum(d["bytes"] for d in clients_out)
         if clients == 1:
             t = clients_out[0]["time"] or wall
@@ -436,6 +450,7 @@ class Bench:
             mibps = total / wall / MiB
         s = {"scenario": sc["key"], "size": size, "clients": clients, "ok": ok, "wall": wall,
              "last_client_s": max(t for t, _ in outs), "mibps": mibps, "bytes": total,
+             "time_ms": statistics.median(d["time"] for d in clients_out) * 1000,
              "ttfb_ms": statistics.median(d["ttfb"] for d in clients_out) * 1000,
              "server_cpu_pct": {g: 100 * (c1[g] - c0[g]) / CLK / wall for g in groups},
              "client_cpu_pct": 100 * client_cpu / wall, "clients_out": clients_out}
@@ -501,6 +516,11 @@ class Bench:
             return prep, url
 
         nginx_cold_prep, nginx_cold_url = cold_key("c")
+        size_now = [0]   # the size of the row being measured (for the Range header)
+
+        def range_header(size):
+            a, b = range_of(size)
+            return f"Range: bytes={a}-{b}"
         G_UP, G_CA, NGX, PRX = "glance_upstream", "glance_cache", "nginx", "proxy"
         return [
             dict(key="ceiling", label="ceiling: nginx serving the file itself (no proxying)",
@@ -523,7 +543,7 @@ class Bench:
                  groups=[G_CA], prep=lambda size, rep, clients: self.ensure_glance_cached(size),
                  expect_content_length=True,
                  url=lambda size, k: f"{self.g_cache}/v2/images/{ca(size)}/file"),
-            dict(key="proxy_miss", label="glance-cache-proxy miss (fill + MD5 verify)",
+            dict(key="proxy_miss", label="glance-cache-proxy miss (fill + MD5 + SHA-512 verify)",
                  server="proxy", kind="miss", groups=[PRX, G_UP], count="upstream",
                  prep=lambda size, rep, clients: self.evict_proxy(size),
                  url=lambda size, k: f"{self.proxy}/v2/images/{up(size)}/file"),
@@ -537,6 +557,35 @@ class Bench:
                  prep=lambda size, rep, clients: self.ensure_proxy_cached(size),
                  # a new caller identity each time: no remembered authorization
                  headers=lambda k: [f"X-Loadbench-Caller: {self.stamp}-{nonce()}"],
+                 url=lambda size, k: f"{self.proxy}/v2/images/{up(size)}/file"),
+            dict(key="proxy_hit_scrub",
+                 label="glance-cache-proxy hit, scrubber reading at its default rate (8 MiB/s)",
+                 server="proxy", kind="hit", groups=[PRX, G_UP], phase="scrub",
+                 prep=lambda size, rep, clients: self.ensure_proxy_cached(size, warm=True),
+                 url=lambda size, k: f"{self.proxy}/v2/images/{up(size)}/file"),
+            dict(key="proxy_hit_noscrub", label="glance-cache-proxy hit, scrubber off",
+                 server="proxy", kind="hit", groups=[PRX, G_UP], phase="scrub",
+                 prep=lambda size, rep, clients: self.ensure_proxy_cached(size, warm=True),
+                 url=lambda size, k: f"{self.proxy}/v2/images/{up(size)}/file"),
+            dict(key="direct_range", label="1 MiB range: direct upstream (Glance)", server="glance",
+                 kind="range", groups=[G_UP], single_only=True, expect_status=206,
+                 expect_bytes=lambda size: range_of(size)[1] - range_of(size)[0] + 1,
+                 headers=lambda k: [range_header(size_now[0])],
+                 prep=lambda size, rep, clients: size_now.__setitem__(0, size),
+                 url=lambda size, k: f"{self.g_up}/v2/images/{up(size)}/file"),
+            dict(key="proxy_range", label="1 MiB range: glance-cache-proxy range hit", server="proxy",
+                 kind="range", groups=[PRX, G_UP], single_only=True, expect_status=206,
+                 expect_bytes=lambda size: range_of(size)[1] - range_of(size)[0] + 1,
+                 headers=lambda k: [range_header(size_now[0])],
+                 prep=lambda size, rep, clients: (size_now.__setitem__(0, size),
+                                                  self.ensure_proxy_cached(size, warm=True)),
+                 url=lambda size, k: f"{self.proxy}/v2/images/{up(size)}/file"),
+            dict(key="proxy_range_probe", label="1 MiB range: proxy range hit, authorization probe every request",
+                 server="proxy", kind="range", groups=[PRX, G_UP], single_only=True, expect_status=206,
+                 expect_bytes=lambda size: range_of(size)[1] - range_of(size)[0] + 1,
+                 headers=lambda k: [range_header(size_now[0]), f"X-Loadbench-Caller: {self.stamp}-{nonce()}"],
+                 prep=lambda size, rep, clients: (size_now.__setitem__(0, size),
+                                                  self.ensure_proxy_cached(size)),
                  url=lambda size, k: f"{self.proxy}/v2/images/{up(size)}/file"),
         ]
 
@@ -553,10 +602,13 @@ class Bench:
                  timeout=o.curl_timeout)
             for rep in range(o.runs):
                 for sc in scs:
+                    if sc.get("phase"):
+                        continue
                     for clients in ([1] if sc.get("single_only") else [1, o.parallel]):
                         if sc.get("prep"):
                             sc["prep"](size, rep, clients)
                         self.record(sc, size, clients, self.sample(sc, size, clients))
+        self.scrub_phase(scs)
         big = o.big_size
         extra = [n for n in o.concurrency if n not in (1, o.parallel)]
         if extra and big not in sizes:
@@ -573,6 +625,32 @@ class Bench:
                         sc["prep"](big, 100 + rep, n)
                     self.record(sc, big, n, self.sample(sc, big, n))
 
+    def scrub_phase(self, scs):
+        """Hits of the largest image with the scrubber hashing the cache at its default rate
+        (scrub_interval = 0: it never runs out of due entries) and with it off, alternately,
+        each on a fresh proxy; and the scrubber's own CPU with no client at all."""
+        size = max(self.o.sizes)
+        on = {"GLANCE_CACHE__PROXY__SCRUB_INTERVAL": "0"}
+        off = {"GLANCE_CACHE__PROXY__SCRUB_RATE": "0"}
+        by_key = {sc["key"]: sc for sc in scs}
+        log(f"== scrub cost, {size_label(size)}: {self.o.runs} rounds of hits with and without the scrubber")
+        for rep in range(self.o.runs):
+            for key, env in (("proxy_hit_scrub", on), ("proxy_hit_noscrub", off)):
+                sc = by_key[key]
+                self.restart_proxy(env)
+                if key == "proxy_hit_scrub":
+                    self.scrub_idle_cpu.append(self.idle_proxy_cpu(3.0))
+                sc["prep"](size, rep, 1)
+                self.record(sc, size, 1, self.sample(sc, size, 1))
+        self.restart_proxy()
+
+    def idle_proxy_cpu(self, seconds):
+        """The proxy's CPU (% of one core) over `seconds` with no client."""
+        pids = pids_of(self.env["proxy"]["pid"])
+        c0, t0 = cpu_ticks(pids), time.perf_counter()
+        time.sleep(seconds)
+        return 100 * (cpu_ticks(pids) - c0) / CLK / (time.perf_counter() - t0)
+
     # -- report ----------------------------------------------------------------------------
     def summary(self, key):
         r = self.rows[key]
@@ -581,6 +659,7 @@ class Bench:
         out = dict(median=statistics.median(m), lo=min(m), hi=max(m), n=len(ss),
                    wall=statistics.median(s["last_client_s"] for s in ss),
                    ttfb=statistics.median(s["ttfb_ms"] for s in ss),
+                   time_ms=statistics.median(s["time_ms"] for s in ss),
                    client_cpu=statistics.median(s["client_cpu_pct"] for s in ss))
         if all("upstream_downloads" in s for s in ss):
             out["up"] = [s["upstream_downloads"] for s in ss]
@@ -606,11 +685,14 @@ class Bench:
         for key in keys:
             sc, size, clients = self.rows[key]["sc"], key[1], key[2]
             s = self.summary(key)
-            direct = self.ref("direct", size, clients)
+            ref_key = "direct_range" if sc["kind"] == "range" else "direct"
+            direct = self.ref(ref_key, size, clients)
             ngx = self.ref("nginx_cold" if sc["kind"] == "miss" else "nginx_warm", size, clients)
-            xd = f"{s['median'] / direct:.2f}" if direct and sc["key"] != "direct" else ("ref" if sc["key"] == "direct" else "–")
+            xd = f"{s['median'] / direct:.2f}" if direct and sc["key"] != ref_key else ("ref" if sc["key"] == ref_key else "–")
             if sc["key"] in ("nginx_cold", "nginx_warm"):
                 xn = "ref"
+            elif sc["kind"] == "range":
+                xn = "–"
             else:
                 xn = f"{s['median'] / ngx:.2f}" if ngx else "–"
             up = "–"
@@ -682,7 +764,41 @@ class Bench:
                            f"{vals['glance_hit']['ttfb']:.1f} ms, direct upstream {vals['direct']['ttfb']:.1f} ms")
         out.append("- `GET /v2/cache` with 10,000 entries: measured by the criterion bench "
                    "(`cargo bench --bench index`), not by this script")
+        out.append("")
+        out.append("**Targets (issue 11):**")
+        out.append("")
+        for size in o.sizes:
+            for n in (1, o.parallel):
+                p, ng, g = med("proxy_miss", size, n), med("nginx_cold", size, n), med("glance_miss", size, n)
+                if p and ng and g:
+                    ok = p["median"] >= ng["median"] and p["median"] >= g["median"]
+                    out.append(f"- miss verified with MD5 and SHA-512, {size_label(size)}, {n} client(s): proxy "
+                               f"{p['median']:.0f} MiB/s = {p['median'] / ng['median']:.2f}× nginx cold, "
+                               f"{p['median'] / g['median']:.2f}× Glance's own miss (≥ both): {verdict(ok)}")
+            d, p, q = med("direct_range", size, 1), med("proxy_range", size, 1), med("proxy_range_probe", size, 1)
+            if d and p:
+                ratio = d["time_ms"] / p["time_ms"] if p["time_ms"] else float("inf")
+                probe = (f"; with the authorization asked on every request {q['time_ms']:.1f} ms "
+                         f"({d['time_ms'] / q['time_ms']:.1f}× faster)") if q and q["time_ms"] else ""
+                out.append(f"- 1 MiB range of a {size_label(size)} image, time to last byte (median): proxy range hit "
+                           f"{p['time_ms']:.1f} ms vs the upstream's {d['time_ms']:.1f} ms = {ratio:.1f}× faster "
+                           f"(target ≥ 5×, authorization remembered){probe}: {verdict(ratio >= 5)}")
+        size = max(o.sizes)
+        on, off = med("proxy_hit_scrub", size, 1), med("proxy_hit_noscrub", size, 1)
+        if on and off:
+            cost = 1 - on["median"] / off["median"]
+            idle = (f"; the scrubber alone, no client: {statistics.median(self.scrub_idle_cpu):.1f}% of one core"
+                    if self.scrub_idle_cpu else "")
+            out.append(f"- scrubbing at its default rate (8 MiB/s), {size_label(size)} hits: {on['median']:.0f} MiB/s "
+                       f"vs {off['median']:.0f} MiB/s with the scrubber off = {100 * cost:+.1f}% cost "
+                       f"(target < 5%){idle}: {verdict(cost < 0.05)}")
         return "\n".join(out)
+
+
+def range_of(size):
+    """The 1 MiB range the range rows ask for: from the middle of the image."""
+    a = size // 2
+    return a, min(size, a + MiB) - 1
 
 
 def md5_of_file(path):
@@ -690,8 +806,9 @@ def md5_of_file(path):
     return r.stdout.split()[0]
 
 
-def md5_of_url(url):
-    r = subprocess.run(["bash", "-c", 'curl -sf --max-time 900 "$1" | md5sum', "md5", url],
+def md5_of_url(url, headers=()):
+    hdrs = " ".join(f"-H '{h}'" for h in headers)
+    r = subprocess.run(["bash", "-c", f'curl -sf --max-time 900 {hdrs} "$1" | md5sum', "md5", url],
                        capture_output=True, text=True)
     return r.stdout.split()[0] if r.stdout else "(no answer)"
 

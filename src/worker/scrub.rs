@@ -66,6 +66,8 @@ pub(crate) async fn run(cache: GlanceCache, rate: u64, interval: Duration) {
         }
         if scrubbed > 0 {
             tracing::info!(entries = scrubbed, "scrub pass done");
+            // Entries may be due again already (a short interval): look now.
+            continue;
         }
         let idle = next_due
             .map(|due| Duration::from_secs_f64((due - now_epoch()).max(1.0)))

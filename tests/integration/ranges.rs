@@ -78,6 +78,13 @@ async fn ranges_of_a_cached_image_answer_as_glance_does() {
         assert_eq!(got.status, want.status, "{range}");
         assert_eq!(got.body, want.body, "{range}");
         assert!(got.complete(), "{range}: {:?}", got.error);
+        for invented in ["etag", "last-modified", "accept-ranges", "cache-control"] {
+            assert_eq!(
+                got.header(invented),
+                None,
+                "{range}: Glance sends no {invented}"
+            );
+        }
         if got.status == StatusCode::PARTIAL_CONTENT {
             for h in COMPARED {
                 assert_eq!(got.header(h), want.header(h), "{range}: {h}");
@@ -137,6 +144,17 @@ async fn ranges_of_a_cached_image_answer_as_glance_does() {
         !proxy.invalid_path(PRIV).exists() && proxy.cached_path(PRIV).exists(),
         "the entry is untouched"
     );
+    // HEAD stays Glance's 405, cached or not.
+    let head = c
+        .request(
+            http::Method::HEAD,
+            &proxy.file_url(PRIV),
+            &[MEMBER],
+            bytes::Bytes::new(),
+        )
+        .await;
+    assert_eq!(head.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(head.header("allow"), Some("GET, PUT"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

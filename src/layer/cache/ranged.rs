@@ -85,7 +85,11 @@ where
 
     /// A range of an image being filled: read from the growing file as
     /// the bytes land (the image's last byte once the fill is verified),
-    /// never a second download.
+    /// never a second download. The wait for bytes not yet on disk is
+    /// bounded by the fill itself: an upstream that stops sending fails it
+    /// after the reverse proxy's idle timeout, and the range ends there
+    /// (truncated); a disk that fails sends the rest of the range from the
+    /// upstream.
     async fn range_of_fill(
         mut self,
         fill: Arc<Fill>,
