@@ -77,6 +77,7 @@ pub mod reverse_proxy;
 pub mod server;
 pub mod stack;
 pub mod store;
+pub mod tls;
 mod upstream;
 mod versioning;
 pub mod worker;

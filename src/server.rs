@@ -1,7 +1,8 @@
 //! Run a tower service as an HTTP server, with graceful shutdown.
 //!
 //! [`serve`] accepts connections on a [`TcpListener`], speaks HTTP/1.1 and
-//! HTTP/2 over cleartext (h2c, detected from the connection preface), and
+//! HTTP/2 over cleartext (h2c, detected from the connection preface) or,
+//! with [`serve_tls`], over TLS (ALPN), and
 //! hands every request to a clone of the service with the peer's
 //! [`ClientAddr`] in its extensions. When the `shutdown` future completes it
 //! closes the listener, lets in-flight requests and their bodies finish for
@@ -47,6 +48,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tower::{Service, ServiceExt};
 
+use crate::tls::ServerTls;
 use crate::BoxError;
 
 /// The address of the peer that sent a request.
@@ -92,6 +94,72 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// See the [module docs](self) for an example.
 pub async fn serve<S, B>(
     listener: TcpListener,
+    service: S,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) -> std::io::Result<()>
+where
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    run(listener, None, service, shutdown, grace).await
+}
+
+/// [`serve`] over TLS: each connection's handshake (with at most
+/// [`HANDSHAKE_TIMEOUT`]) uses the configuration `tls` holds when it is
+/// accepted, so [`ServerTls::reload`] applies to new connections while those
+/// already open keep theirs. ALPN picks HTTP/2 or HTTP/1.1; a failed
+/// handshake (an untrusted client certificate, plain HTTP on a TLS port) is
+/// logged at debug level and closes only that connection.
+///
+/// ```no_run
+/// use std::convert::Infallible;
+/// use std::time::Duration;
+///
+/// use bytes::Bytes;
+/// use glance_cache::server::{serve_tls, shutdown_signal};
+/// use glance_cache::tls::ServerTls;
+/// use http::{Request, Response};
+/// use http_body_util::Full;
+/// use hyper::body::Incoming;
+///
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let hello = tower::service_fn(|_req: Request<Incoming>| async move {
+///     Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("hello over TLS\n"))))
+/// });
+/// let tls = ServerTls::builder("proxy.pem", "proxy.key").build()?;
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8443").await?;
+/// serve_tls(listener, tls, hello, shutdown_signal(), Duration::from_secs(30)).await?;
+/// # Ok(())
+/// # }
+/// ```
+pub async fn serve_tls<S, B>(
+    listener: TcpListener,
+    tls: ServerTls,
+    service: S,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) -> std::io::Result<()>
+where
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    run(listener, Some(tls), service, shutdown, grace).await
+}
+
+/// How long a client may take to complete the TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn run<S, B>(
+    listener: TcpListener,
+    tls: Option<ServerTls>,
     service: S,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
@@ -165,15 +233,47 @@ where
                         })
                     }
                 });
-                let connection = builder
-                    .serve_connection(TokioIo::new(stream), handler)
-                    .into_owned();
-                let connection = graceful.watch(connection);
-                connections.spawn(async move {
-                    if let Err(error) = connection.await {
-                        tracing::debug!(%peer, %error, "connection ended with an error");
+                match &tls {
+                    None => {
+                        let connection = builder
+                            .serve_connection(TokioIo::new(stream), handler)
+                            .into_owned();
+                        let connection = graceful.watch(connection);
+                        connections.spawn(async move {
+                            if let Err(error) = connection.await {
+                                tracing::debug!(%peer, %error, "connection ended with an error");
+                            }
+                        });
                     }
-                });
+                    Some(tls) => {
+                        let (acceptor, builder, watcher) =
+                            (tls.acceptor(), builder.clone(), graceful.watcher());
+                        connections.spawn(async move {
+                            let stream = match tokio::time::timeout(
+                                HANDSHAKE_TIMEOUT,
+                                acceptor.accept(stream),
+                            )
+                            .await
+                            {
+                                Ok(Ok(stream)) => stream,
+                                Ok(Err(error)) => {
+                                    tracing::debug!(%peer, %error, "TLS handshake failed");
+                                    return;
+                                }
+                                Err(_) => {
+                                    tracing::debug!(%peer, "TLS handshake timed out");
+                                    return;
+                                }
+                            };
+                            let connection = builder
+                                .serve_connection(TokioIo::new(stream), handler)
+                                .into_owned();
+                            if let Err(error) = watcher.watch(connection).await {
+                                tracing::debug!(%peer, %error, "connection ended with an error");
+                            }
+                        });
+                    }
+                }
             }
         }
     }

@@ -71,6 +71,7 @@ use crate::layer::cache::{self, Cache};
 use crate::layer::manage::{CacheManage, ManageBody};
 use crate::layer::request_id::{self, RequestId};
 use crate::server;
+use crate::tls::ServerTls;
 use crate::worker::{MaintenanceOptions, PrefetchOptions, Prefetcher};
 use crate::{BoxError, CacheLayer, CacheManageLayer, RequestBody, RequestIdLayer};
 
@@ -285,19 +286,53 @@ where
     ) -> std::io::Result<()> {
         let cache = self.cache.clone();
         server::serve(listener, self, shutdown, grace).await?;
-        if let Some(cache) = cache {
-            let fills = cache.fills_in_flight();
-            if fills > 0 {
-                tracing::info!(fills, ?grace, "letting running fills commit");
-            }
-            if !cache.drain(grace).await {
-                tracing::warn!(
-                    fills = cache.fills_in_flight(),
-                    "fills still running after the grace period; they are abandoned"
-                );
-            }
-        }
+        drain(cache, grace).await;
         Ok(())
+    }
+
+    /// [`serve`](Self::serve) over TLS with [`server::serve_tls`]:
+    /// [`ServerTls::reload`] (on SIGHUP, say) changes the certificate for
+    /// new connections while those open keep theirs.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use glance_cache::{reverse_proxy::ReverseProxy, server, store::CacheStore, tls::ServerTls, GlanceCache, Stack};
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    /// # let cache = GlanceCache::builder(CacheStore::builder("/var/lib/glance/image-cache").open().await?).build();
+    /// let stack = Stack::builder(&cache).upstream(ReverseProxy::new("https://glance:9292".parse()?)).build();
+    /// let tls = ServerTls::builder("/etc/glance/proxy.pem", "/etc/glance/proxy.key").build()?;
+    /// let listener = tokio::net::TcpListener::bind("0.0.0.0:9292").await?;
+    /// stack.serve_tls(listener, tls, server::shutdown_signal(), Duration::from_secs(30)).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn serve_tls(
+        self,
+        listener: TcpListener,
+        tls: ServerTls,
+        shutdown: impl Future<Output = ()>,
+        grace: Duration,
+    ) -> std::io::Result<()> {
+        let cache = self.cache.clone();
+        server::serve_tls(listener, tls, self, shutdown, grace).await?;
+        drain(cache, grace).await;
+        Ok(())
+    }
+}
+
+/// Gives the fills still in flight up to `grace` to commit.
+async fn drain(cache: Option<GlanceCache>, grace: Duration) {
+    if let Some(cache) = cache {
+        let fills = cache.fills_in_flight();
+        if fills > 0 {
+            tracing::info!(fills, ?grace, "letting running fills commit");
+        }
+        if !cache.drain(grace).await {
+            tracing::warn!(
+                fills = cache.fills_in_flight(),
+                "fills still running after the grace period; they are abandoned"
+            );
+        }
     }
 }
 

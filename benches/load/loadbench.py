@@ -633,15 +633,20 @@ class Bench:
         on = {"GLANCE_CACHE__PROXY__SCRUB_INTERVAL": "0"}
         off = {"GLANCE_CACHE__PROXY__SCRUB_RATE": "0"}
         by_key = {sc["key"]: sc for sc in scs}
-        log(f"== scrub cost, {size_label(size)}: {self.o.runs} rounds of hits with and without the scrubber")
+        clients, per_round = self.o.parallel, self.o.scrub_samples
+        log(f"== scrub cost, {size_label(size)}: {self.o.runs} rounds x {per_round} samples of {clients} "
+            "concurrent hits with and without the scrubber, alternately")
         for rep in range(self.o.runs):
-            for key, env in (("proxy_hit_scrub", on), ("proxy_hit_noscrub", off)):
+            order = (("proxy_hit_scrub", on), ("proxy_hit_noscrub", off))
+            # alternate which setting goes first: drift in the machine's speed cancels out
+            for key, env in (order if rep % 2 == 0 else order[::-1]):
                 sc = by_key[key]
                 self.restart_proxy(env)
                 if key == "proxy_hit_scrub":
                     self.scrub_idle_cpu.append(self.idle_proxy_cpu(3.0))
-                sc["prep"](size, rep, 1)
-                self.record(sc, size, 1, self.sample(sc, size, 1))
+                sc["prep"](size, rep, clients)
+                for _ in range(per_round):
+                    self.record(sc, size, clients, self.sample(sc, size, clients))
         self.restart_proxy()
 
     def idle_proxy_cpu(self, seconds):
@@ -784,12 +789,13 @@ class Bench:
                            f"{p['time_ms']:.1f} ms vs the upstream's {d['time_ms']:.1f} ms = {ratio:.1f}× faster "
                            f"(target ≥ 5×, authorization remembered){probe}: {verdict(ratio >= 5)}")
         size = max(o.sizes)
-        on, off = med("proxy_hit_scrub", size, 1), med("proxy_hit_noscrub", size, 1)
+        on, off = med("proxy_hit_scrub", size, o.parallel), med("proxy_hit_noscrub", size, o.parallel)
         if on and off:
             cost = 1 - on["median"] / off["median"]
             idle = (f"; the scrubber alone, no client: {statistics.median(self.scrub_idle_cpu):.1f}% of one core"
                     if self.scrub_idle_cpu else "")
-            out.append(f"- scrubbing at its default rate (8 MiB/s), {size_label(size)} hits: {on['median']:.0f} MiB/s "
+            out.append(f"- scrubbing at its default rate (8 MiB/s), {o.parallel} concurrent {size_label(size)} hits "
+                       f"({on['n']} + {off['n']} samples): {on['median']:.0f} MiB/s "
                        f"vs {off['median']:.0f} MiB/s with the scrubber off = {100 * cost:+.1f}% cost "
                        f"(target < 5%){idle}: {verdict(cost < 0.05)}")
         return "\n".join(out)
@@ -853,6 +859,8 @@ def main():
     ap.add_argument("--concurrency", default="1,8,64")
     ap.add_argument("--big-size", default="")
     ap.add_argument("--big-runs", type=int, default=1)
+    ap.add_argument("--scrub-samples", type=int, default=4,
+                    help="samples per setting and round in the scrub-cost phase")
     ap.add_argument("--report", default="", help="file to write the report into (between its markers)")
     ap.add_argument("--json", default="", help="file for the raw samples")
     ap.add_argument("--no-sync", dest="sync", action="store_false")

@@ -17,6 +17,7 @@ use anyhow::Context;
 use bytes::Bytes;
 use glance_cache::metrics;
 use glance_cache::server;
+use glance_cache::tls::ServerTls;
 use glance_cache::GlanceCache;
 use http::header::{ALLOW, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
@@ -30,7 +31,11 @@ const GRACE: Duration = Duration::from_secs(1);
 /// Binds `listen` (`host:port`, `[v6]:port`; a name is resolved and its
 /// first address used) and serves the admin endpoint there in a task of its
 /// own. Returns the bound address.
-pub(crate) async fn spawn(listen: &str, cache: Option<GlanceCache>) -> anyhow::Result<SocketAddr> {
+pub(crate) async fn spawn(
+    listen: &str,
+    cache: Option<GlanceCache>,
+    tls: Option<ServerTls>,
+) -> anyhow::Result<SocketAddr> {
     let addr = tokio::net::lookup_host(listen)
         .await
         .ok()
@@ -42,14 +47,18 @@ pub(crate) async fn spawn(listen: &str, cache: Option<GlanceCache>) -> anyhow::R
         .await
         .with_context(|| format!("cannot listen on admin_listen {addr}"))?;
     let local = listener.local_addr().context("admin listener address")?;
-    tracing::info!(listen = %local, "admin endpoint: GET /metrics, GET /healthz");
+    tracing::info!(listen = %local, tls = tls.is_some(), "admin endpoint: GET /metrics, GET /healthz");
     let service = tower::service_fn(move |req: Request<Incoming>| {
         let cache = cache.clone();
         async move { Ok::<_, Infallible>(handle(&req, cache.as_ref()).await) }
     });
     tokio::spawn(async move {
         let forever = std::future::pending::<()>();
-        if let Err(e) = server::serve(listener, service, forever, GRACE).await {
+        let served = match tls {
+            Some(tls) => server::serve_tls(listener, tls, service, forever, GRACE).await,
+            None => server::serve(listener, service, forever, GRACE).await,
+        };
+        if let Err(e) = served {
             tracing::error!(error = %e, "admin endpoint failed");
         }
     });
@@ -160,7 +169,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_bad_address_is_a_clear_error() {
-        let err = spawn("no-port-here", None).await.unwrap_err();
+        let err = spawn("no-port-here", None, None).await.unwrap_err();
         assert_eq!(
             err.to_string(),
             "[proxy] admin_listen = \"no-port-here\": expected host:port, e.g. 127.0.0.1:9293"

@@ -8,6 +8,7 @@ mod logging;
 mod manage_cli;
 mod offline;
 mod serve;
+mod tls;
 
 use std::process::ExitCode;
 

@@ -42,11 +42,18 @@ pub(crate) fn cache_over(store: CacheStore, config: &Config) -> GlanceCache {
 
 /// The upstream as configured.
 pub(crate) fn upstream(config: &Config) -> anyhow::Result<ReverseProxy<RequestBody>> {
-    Ok(ReverseProxy::try_new(config.proxy.upstream_url.clone())
+    let p = &config.proxy;
+    let proxy = ReverseProxy::try_new(p.upstream_url.clone())
         .context("invalid [proxy] upstream_url")?
-        .with_connect_timeout(config.proxy.upstream_connect_timeout)
-        .with_response_timeout(config.proxy.upstream_timeout)
-        .with_idle_timeout(config.proxy.upstream_idle_timeout))
+        .with_connect_timeout(p.upstream_connect_timeout)
+        .with_response_timeout(p.upstream_timeout)
+        .with_idle_timeout(p.upstream_idle_timeout);
+    if p.upstream_url.scheme() != Some(&http::uri::Scheme::HTTPS) {
+        return Ok(proxy);
+    }
+    proxy
+        .with_tls(crate::tls::upstream(p)?)
+        .context("cannot use the TLS settings of the https upstream_url")
 }
 
 pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
@@ -60,9 +67,12 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}:{}", config.bind_host, config.bind_port))?;
     let local = listener.local_addr().context("listener address")?;
+    let tls = crate::tls::listener(&config.proxy)?;
+    let admin_tls = crate::tls::admin_listener(&config.proxy)?;
     if let Some(listen) = &config.proxy.admin_listen {
-        crate::admin::spawn(listen, cache.clone()).await?;
+        crate::admin::spawn(listen, cache.clone(), admin_tls.clone()).await?;
     }
+    crate::tls::reload_on_sighup([tls.clone(), admin_tls].into_iter().flatten().collect());
     let stall = Duration::from_secs(config.image_cache_stall_time);
     let builder = match &cache {
         Some(cache) => {
@@ -102,14 +112,12 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         .stall_time(stall)
         .upstream(upstream(&config)?)
         .build();
-    stack
-        .serve(
-            listener,
-            server::shutdown_signal(),
-            config.proxy.shutdown_timeout,
-        )
-        .await
-        .context("server failed")?;
+    let (shutdown, grace) = (server::shutdown_signal(), config.proxy.shutdown_timeout);
+    match tls {
+        Some(tls) => stack.serve_tls(listener, tls, shutdown, grace).await,
+        None => stack.serve(listener, shutdown, grace).await,
+    }
+    .context("server failed")?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -12,9 +12,11 @@ use http::header::{HeaderValue, HOST};
 use http::uri::{Authority, Scheme};
 use http::{Extensions, Request, Response, StatusCode, Uri, Version};
 use http_body::Body;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::ClientConfig;
 use tower::Service;
 
 use super::body::{ProxyBody, UploadBody, UploadProgress};
@@ -22,6 +24,7 @@ use super::future::{error_response, RequestInfo, ResponseFuture};
 use super::headers::add_forwarded;
 use crate::headers::remove_hop_by_hop;
 use crate::server::ClientAddr;
+use crate::tls::{ClientTls, TlsError};
 use crate::versioning::forwarded_path;
 use crate::BoxError;
 
@@ -39,8 +42,8 @@ pub enum UpstreamUriError {
         /// The URI as given.
         uri: Uri,
     },
-    /// The scheme is not `http` (the proxy speaks plain HTTP/1.1 upstream).
-    #[error("upstream URI {uri}: unsupported scheme {scheme:?}; only http is supported")]
+    /// The scheme is neither `http` nor `https`.
+    #[error("upstream URI {uri}: unsupported scheme {scheme:?}; expected http or https")]
     UnsupportedScheme {
         /// The URI as given.
         uri: Uri,
@@ -58,6 +61,14 @@ pub enum UpstreamUriError {
     Query {
         /// The URI as given.
         uri: Uri,
+    },
+    /// An `https` upstream, but the system trust store cannot be used.
+    #[error("upstream URI {uri}: {source}")]
+    Tls {
+        /// The URI as given.
+        uri: Uri,
+        /// Why.
+        source: Box<TlsError>,
     },
 }
 
@@ -77,6 +88,8 @@ pub(crate) struct Config {
     pub(crate) response_timeout: Duration,
     pub(crate) idle_timeout: Duration,
     pool_idle_timeout: Duration,
+    /// How upstream certificates are checked (`https` upstreams).
+    tls: Arc<ClientConfig>,
 }
 
 impl Config {
@@ -117,7 +130,7 @@ impl Config {
 ///
 /// See the [module docs](super) for the rules it applies and an example.
 pub struct ReverseProxy<B> {
-    client: Client<HttpConnector, UploadBody<B>>,
+    client: Client<HttpsConnector<HttpConnector>, UploadBody<B>>,
     config: Arc<Config>,
     _body: PhantomData<fn(B)>,
 }
@@ -167,7 +180,7 @@ where
         let (Some(scheme), Some(authority)) = (upstream.scheme(), upstream.authority()) else {
             return Err(UpstreamUriError::NotAbsolute { uri: upstream });
         };
-        if *scheme != Scheme::HTTP {
+        if *scheme != Scheme::HTTP && *scheme != Scheme::HTTPS {
             let scheme = scheme.to_string();
             return Err(UpstreamUriError::UnsupportedScheme {
                 uri: upstream,
@@ -184,7 +197,23 @@ where
             return Err(UpstreamUriError::BadAuthority { uri: upstream });
         };
         let prefix = upstream.path().trim_end_matches('/').to_owned();
+        // An https upstream checks certificates against the system's trust
+        // store until `with_tls` says otherwise; plain http needs no roots.
+        let tls = if *scheme == Scheme::HTTPS {
+            match ClientTls::new().build() {
+                Ok(tls) => tls,
+                Err(source) => {
+                    return Err(UpstreamUriError::Tls {
+                        uri: upstream,
+                        source: Box::new(source),
+                    })
+                }
+            }
+        } else {
+            ClientTls::no_roots()
+        };
         let config = Config {
+            tls: Arc::new(tls),
             display: format!("{scheme}://{authority}{prefix}"),
             scheme: scheme.clone(),
             authority: authority.clone(),
@@ -238,6 +267,39 @@ where
         self.reconfigure(|c| c.pool_idle_timeout = timeout)
     }
 
+    /// How an `https` upstream's certificate is checked, and the client
+    /// certificate shown to it (default: the system's trust store, none).
+    /// HTTP/2 is used when the upstream offers it through ALPN; connections
+    /// are pooled either way. An `insecure` setting is logged as a warning.
+    ///
+    /// A certificate the proxy does not trust ends the request with `502`,
+    /// and the reason ("invalid peer certificate: UnknownIssuer") is logged.
+    ///
+    /// # Errors
+    /// The files named by `tls` cannot be used.
+    ///
+    /// ```no_run
+    /// use glance_cache::reverse_proxy::ReverseProxy;
+    /// use glance_cache::tls::ClientTls;
+    /// use glance_cache::RequestBody;
+    ///
+    /// let proxy = ReverseProxy::<RequestBody>::new("https://glance.internal:9292".parse().unwrap())
+    ///     .with_tls(ClientTls::new().with_ca_file("/etc/glance/ca.pem"))
+    ///     .expect("a readable CA bundle");
+    /// # drop(proxy);
+    /// ```
+    pub fn with_tls(self, tls: ClientTls) -> Result<Self, TlsError> {
+        let config = Arc::new(tls.build()?);
+        if tls.is_insecure() && self.config.scheme == Scheme::HTTPS {
+            tracing::warn!(
+                upstream = %self.config.display,
+                "upstream certificates are NOT checked (insecure): anyone on the path can \
+                 read and change image data"
+            );
+        }
+        Ok(self.reconfigure(|c| c.tls = config))
+    }
+
     /// Changes a client setting: the client (and its pool) is rebuilt, so
     /// this clone no longer shares connections with earlier clones.
     fn reconfigure(mut self, change: impl FnOnce(&mut Config)) -> Self {
@@ -247,8 +309,9 @@ where
     }
 }
 
-/// The pooled HTTP/1.1 client: no redirects, no decompression, no TLS.
-fn build_client<B>(config: &Config) -> Client<HttpConnector, UploadBody<B>>
+/// The pooled client: HTTP/1.1, or HTTP/2 when a TLS upstream offers it;
+/// no redirects, no decompression.
+fn build_client<B>(config: &Config) -> Client<HttpsConnector<HttpConnector>, UploadBody<B>>
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
@@ -257,6 +320,13 @@ where
     connector.set_connect_timeout(Some(config.connect_timeout));
     connector.set_nodelay(true);
     connector.set_keepalive(Some(Duration::from_secs(60)));
+    connector.enforce_http(false);
+    let connector = HttpsConnectorBuilder::new()
+        .with_tls_config((*config.tls).clone())
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(connector);
     Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())

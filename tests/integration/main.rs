@@ -20,4 +20,5 @@ mod ranges;
 mod real_glance_harness;
 mod real_keystone_harness;
 mod single_flight;
+mod tls;
 mod transparent;

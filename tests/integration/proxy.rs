@@ -9,6 +9,7 @@ use glance_cache::auth::manage::ManagementAuth;
 use glance_cache::auth::HitAuthorization;
 use glance_cache::reverse_proxy::ReverseProxy;
 use glance_cache::store::{CacheEntry, CacheStore};
+use glance_cache::tls::{ClientTls, ServerTls};
 use glance_cache::worker::{MaintenanceOptions, PrefetchOptions};
 use glance_cache::{GlanceCache, Stack};
 use hyper::body::Incoming;
@@ -36,6 +37,10 @@ pub struct ProxyOptions {
     pub fill_on_range_miss: bool,
     /// `Some((rate, interval))`: the scrubber runs (with the maintenance task).
     pub scrub: Option<(u64, Duration)>,
+    /// How an https upstream is checked (default: the system's trust store).
+    pub upstream_tls: Option<ClientTls>,
+    /// TLS on the proxy's listener (default: plain HTTP).
+    pub listener_tls: Option<ServerTls>,
 }
 
 impl Default for ProxyOptions {
@@ -54,6 +59,8 @@ impl Default for ProxyOptions {
             serve_ranges: true,
             fill_on_range_miss: false,
             scrub: None,
+            upstream_tls: None,
+            listener_tls: None,
         }
     }
 }
@@ -83,9 +90,12 @@ impl Proxy {
             .serve_ranges(opts.serve_ranges)
             .fill_on_range_miss(opts.fill_on_range_miss)
             .build();
-        let upstream = ReverseProxy::new(upstream.parse().unwrap())
+        let mut upstream = ReverseProxy::new(upstream.parse().unwrap())
             .with_response_timeout(opts.response_timeout)
             .with_idle_timeout(opts.idle_timeout);
+        if let Some(tls) = opts.upstream_tls.clone() {
+            upstream = upstream.with_tls(tls).expect("upstream TLS settings");
+        }
         let mut builder = if opts.caching {
             Stack::builder(&cache)
         } else {
@@ -112,17 +122,24 @@ impl Proxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
+        let scheme = if opts.listener_tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let task = tokio::spawn(async move {
             let shutdown = async {
                 let _ = stopped.await;
             };
-            let _ = stack
-                .serve(listener, shutdown, Duration::from_secs(2))
-                .await;
+            let grace = Duration::from_secs(2);
+            let _ = match opts.listener_tls {
+                Some(tls) => stack.serve_tls(listener, tls, shutdown, grace).await,
+                None => stack.serve(listener, shutdown, grace).await,
+            };
         });
         Proxy {
             addr,
-            url: format!("http://{addr}"),
+            url: format!("{scheme}://{addr}"),
             cache,
             dir: dir.to_owned(),
             stop: Some(stop),

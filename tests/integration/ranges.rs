@@ -333,6 +333,8 @@ async fn a_range_miss_can_start_a_fill_of_the_whole_image() {
             .unwrap()
     })
     .await;
+    // The fill has committed; let it leave the registry too.
+    proxy.settle().await;
     let next = c
         .get(&proxy.file_url(PRIV), &[MEMBER, ("range", "bytes=3-5")])
         .await;

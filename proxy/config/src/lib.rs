@@ -315,6 +315,26 @@ pub struct ProxyOptions {
     /// `fill_on_range_miss`: a range of an image not cached starts caching
     /// it. Default false.
     pub fill_on_range_miss: bool,
+    /// `upstream_ca_file`: CA bundle for an https upstream (unset: the
+    /// system's trust store).
+    pub upstream_ca_file: Option<PathBuf>,
+    /// `upstream_cert_file`: client certificate shown to the upstream.
+    pub upstream_cert_file: Option<PathBuf>,
+    /// `upstream_key_file`: its key.
+    pub upstream_key_file: Option<PathBuf>,
+    /// `upstream_insecure`: upstream certificates unchecked. Default false.
+    pub upstream_insecure: bool,
+    /// `tls_cert_file`: the listener's certificate chain (TLS when set with
+    /// `tls_key_file`).
+    pub tls_cert_file: Option<PathBuf>,
+    /// `tls_key_file`: the listener's key.
+    pub tls_key_file: Option<PathBuf>,
+    /// `tls_client_ca_file`: clients must present a certificate of these CAs.
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// `admin_tls_cert_file`: the admin endpoint's certificate chain.
+    pub admin_tls_cert_file: Option<PathBuf>,
+    /// `admin_tls_key_file`: the admin endpoint's key.
+    pub admin_tls_key_file: Option<PathBuf>,
 }
 
 impl Default for ProxyOptions {
@@ -332,6 +352,15 @@ impl Default for ProxyOptions {
             admin_listen: None,
             serve_ranges: true,
             fill_on_range_miss: false,
+            upstream_ca_file: None,
+            upstream_cert_file: None,
+            upstream_key_file: None,
+            upstream_insecure: false,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_client_ca_file: None,
+            admin_tls_cert_file: None,
+            admin_tls_key_file: None,
         }
     }
 }

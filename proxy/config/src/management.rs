@@ -14,6 +14,7 @@ use glance_cache::auth::manage::{
     CachePolicy, Domain, KeystoneOptions, ManagementAuth, ManagementAuthError, ManagementAuthMode,
     Project,
 };
+use glance_cache::tls::ClientTls;
 
 /// What to tell the operator at startup about `mode`, if anything (`open`
 /// and `deny`).
@@ -129,11 +130,6 @@ impl ManagementOptions {
 /// `auth_url` checked like any http URL option (for its message), then as
 /// Keystone needs it.
 fn check_auth_url(text: &str) -> Result<(), String> {
-    if let Err(e @ glance_cache::auth::manage::InvalidAuthUrl::Https) =
-        KeystoneOptions::new(text, "", "", "").identity_url()
-    {
-        return Err(e.to_string());
-    }
     parse_http_url(text)?;
     KeystoneOptions::new(text, "", "", "")
         .identity_url()
@@ -347,6 +343,36 @@ fn keystone_options(
         },
         (None, None) => return Err(missing("project_name (or project_id)")),
     };
+    // keystonemiddleware's TLS options.
+    let mut tls = ClientTls::new();
+    if let Some(ca) = loaded.keystone("cafile") {
+        tls = tls.with_ca_file(ca);
+    }
+    match (loaded.keystone("certfile"), loaded.keystone("keyfile")) {
+        (Some(cert), Some(key)) => tls = tls.with_client_cert(cert, key),
+        (None, None) => {}
+        (Some(_), None) => {
+            return Err(invalid(
+                "certfile",
+                "a certificate with its keyfile (keyfile is not set)".into(),
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(invalid(
+                "keyfile",
+                "a key with its certfile (certfile is not set)".into(),
+            ))
+        }
+    }
+    if let Some(text) = loaded.keystone("insecure") {
+        let insecure = crate::value::parse_bool(&text).ok_or_else(|| {
+            invalid(
+                "insecure",
+                "a boolean (true/false, 1/0, on/off, yes/no)".into(),
+            )
+        })?;
+        tls = tls.with_insecure(insecure);
+    }
     Ok(KeystoneOptions {
         auth_url: url.trim().to_owned(),
         username,
@@ -355,6 +381,7 @@ fn keystone_options(
         project,
         region_name: loaded.keystone("region_name"),
         www_authenticate_uri: loaded.keystone("www_authenticate_uri"),
+        tls,
     })
 }
 

@@ -142,7 +142,7 @@ impl fmt::Display for OptionKind {
             }
             OptionKind::Bool => f.write_str("a boolean (true/false, 1/0, on/off, yes/no)"),
             OptionKind::HttpUrl => f.write_str(
-                "an absolute http:// URL with a host, e.g. http://127.0.0.1:9292 \
+                "an absolute http:// or https:// URL with a host, e.g. http://127.0.0.1:9292 \
                  (a path prefix is allowed; no query)",
             ),
             OptionKind::TokenList => f.write_str(
@@ -379,15 +379,7 @@ fn parse_url(text: &str, kind: OptionKind) -> Result<Uri, String> {
     }
     let uri: Uri = text.parse().map_err(|_| generic())?;
     match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") if kind == OptionKind::Url => {}
-        Some("https") => {
-            return Err(
-                "an http:// URL: https upstreams are not supported yet (reach Glance over \
-                 plain http, e.g. on 127.0.0.1)"
-                    .to_owned(),
-            )
-        }
+        Some("http" | "https") => {}
         _ => return Err(generic()),
     }
     let Some(authority) = uri.authority() else {
@@ -715,11 +707,147 @@ pub static OPTIONS: &[OptionDef] = &[
         default: Some("http://127.0.0.1:9292"),
         glance: false,
         secret: false,
-        help: "The Glance API that requests are forwarded to: an absolute http:// URL, \
-               optionally with a path prefix. https is not supported yet.",
+        help: "The Glance API that requests are forwarded to: an absolute http:// or \
+               https:// URL, optionally with a path prefix. An https upstream's certificate is \
+               checked against upstream_ca_file (default: the system's trust store); HTTP/2 \
+               is used when it offers it.",
         apply: |c, v| {
             if let Value::Url(u) = v {
                 c.proxy.upstream_url = u;
+            }
+        },
+    },
+    OptionDef {
+        section: PROXY_SECTION,
+        name: "upstream_ca_file",
+        kind: OptionKind::Path,
+        default: None,
+        glance: false,
+        secret: false,
+        help: "PEM bundle of the certificate authorities an https upstream_url's certificate \
+               must chain to. Unset: the system's trust store.",
+        apply: |c, v| {
+            if let Some(path) = optional(v) {
+                c.proxy.upstream_ca_file = path.map(PathBuf::from);
+            }
+        },
+    },
+    OptionDef {
+        section: PROXY_SECTION,
+        name: "upstream_cert_file",
+        kind: OptionKind::Path,
+        default: None,
+        glance: false,
+        secret: false,
+        help: "PEM certificate (chain) the proxy presents to an https upstream that asks for \
+               one (mutual TLS); needs upstream_key_file.",
+        apply: |c, v| {
+            if let Some(path) = optional(v) {
+                c.proxy.upstream_cert_file = path.map(PathBuf::from);
+            }
+        },
+    },
+    OptionDef {
+        section: PROXY_SECTION,
+        name: "upstream_key_file",
+        kind: OptionKind::Path,
+        default: None,
+        glance: false,
+        secret: false,
+        help: "PEM private key of upstream_cert_file.",
+        apply: |c, v| {
+            if let Some(path) = optional(v) {
+                c.proxy.upstream_key_file = path.map(PathBuf::from);
+            }
+        },
+    },
+    OptionDef {
+        section: PROXY_SECTION,
+        name: "upstream_insecure",
+        kind: OptionKind::Bool,
+        default: Some("false"),
+        glance: false,
+        secret: false,
+        help: "Accept any certificate from an https upstream, unchecked. For labs only: \
+               anyone on the path can read and change image data. Logged as a warning at \
+               startup.",
+        apply: |c, v| {
+            if let Some(b) = boolean(&v) {
+                c.proxy.upstream_insecure = b;
+            }
+        },
+    },
+    OptionDef {
+        section: PROXY_SECTION,
+        name: "tls_cert_file",
+        kind: OptionKind::Path,
+        default: None,
+        glance: false,
+        secret: false,
+        help: "PEM certificate chain (leaf first) of the listener. With tls_key_file set, \
+               the proxy speaks HTTPS only (HTTP/2 and HTTP/1.1 through ALPN, TLS 1.2 and \
+               1.3); SIGHUP reads both files again.",
+        apply: |c, v| {
+            if let Some(path) = optional(v) {
+                c.proxy.tls_cert_file = path.map(PathBuf::from);
+            }
+        },
+    },
+    OptionDef {
+        section: PROXY_SECTION,
+        name: "tls_key_file",
+        kind: OptionKind::Path,
+        default: None,
+        glance: false,
+        secret: false,
+        help: "PEM private key of tls_cert_file (PKCS#8, PKCS#1 or SEC1).",
+        apply: |c, v| {
+            if let Some(path) = optional(v) {
+                c.proxy.tls_key_file = path.map(PathBuf::from);
+            }
+        },
+    },
+    OptionDef {
+        section: PROXY_SECTION,
+        name: "tls_client_ca_file",
+        kind: OptionKind::Path,
+        default: None,
+        glance: false,
+        secret: false,
+        help: "PEM bundle of certificate authorities: when set, every client must present a \
+               certificate that chains to one of them.",
+        apply: |c, v| {
+            if let Some(path) = optional(v) {
+                c.proxy.tls_client_ca_file = path.map(PathBuf::from);
+            }
+        },
+    },
+    OptionDef {
+        section: PROXY_SECTION,
+        name: "admin_tls_cert_file",
+        kind: OptionKind::Path,
+        default: None,
+        glance: false,
+        secret: false,
+        help: "PEM certificate chain of the admin endpoint (admin_listen). Unset: the admin \
+               endpoint speaks plain HTTP.",
+        apply: |c, v| {
+            if let Some(path) = optional(v) {
+                c.proxy.admin_tls_cert_file = path.map(PathBuf::from);
+            }
+        },
+    },
+    OptionDef {
+        section: PROXY_SECTION,
+        name: "admin_tls_key_file",
+        kind: OptionKind::Path,
+        default: None,
+        glance: false,
+        secret: false,
+        help: "PEM private key of admin_tls_cert_file.",
+        apply: |c, v| {
+            if let Some(path) = optional(v) {
+                c.proxy.admin_tls_key_file = path.map(PathBuf::from);
             }
         },
     },
@@ -1170,7 +1298,7 @@ pub static OPTIONS: &[OptionDef] = &[
     keystone_option!(
         "auth_url",
         false,
-        "Keystone's identity endpoint, with or without /v3 (http:// only for now). When \
+        "Keystone's identity endpoint (http:// or https://), with or without /v3. When \
          it is set and [proxy] management_auth is auto, management calls are validated \
          with Keystone."
     ),
@@ -1230,6 +1358,29 @@ pub static OPTIONS: &[OptionDef] = &[
         false,
         "Domain name used for the user and the project when their own domain options and \
          default_domain_id are unset."
+    ),
+    keystone_option!(
+        "cafile",
+        false,
+        "PEM bundle of the certificate authorities an https auth_url's certificate must \
+         chain to (keystonemiddleware's option). Unset: the system's trust store."
+    ),
+    keystone_option!(
+        "certfile",
+        false,
+        "PEM client certificate presented to Keystone (keystonemiddleware's option); \
+         needs keyfile."
+    ),
+    keystone_option!(
+        "keyfile",
+        false,
+        "PEM private key of certfile (keystonemiddleware's option)."
+    ),
+    keystone_option!(
+        "insecure",
+        false,
+        "true: Keystone's certificate is not checked (keystonemiddleware's option; for \
+         labs only)."
     ),
     keystone_option!(
         "region_name",
@@ -1564,6 +1715,15 @@ mod tests {
                 admin_listen: Some("x:1".into()),
                 serve_ranges: false,
                 fill_on_range_miss: true,
+                upstream_ca_file: Some("x".into()),
+                upstream_cert_file: Some("x".into()),
+                upstream_key_file: Some("x".into()),
+                upstream_insecure: true,
+                tls_cert_file: Some("x".into()),
+                tls_key_file: Some("x".into()),
+                tls_client_ca_file: Some("x".into()),
+                admin_tls_cert_file: Some("x".into()),
+                admin_tls_key_file: Some("x".into()),
             },
             // auth and keystone are resolved after loading, not applied.
             management: super::super::ManagementOptions {
@@ -1657,8 +1817,7 @@ mod tests {
         ] {
             assert!(matches!(u.parse(ok), Ok(Value::Url(_))), "{ok}");
         }
-        let https = u.parse("https://glance:9292").expect_err("https");
-        assert!(https.contains("not supported yet"), "{https}");
+        assert!(matches!(u.parse("https://glance:9292"), Ok(Value::Url(_))));
         for bad in [
             "",
             "glance:9292",

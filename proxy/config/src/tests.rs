@@ -120,6 +120,15 @@ serve_ranges = false
 fill_on_range_miss = true
 scrub_rate = 0
 scrub_interval = 60
+upstream_ca_file = /etc/glance/ca.pem
+upstream_cert_file = /etc/glance/proxy-client.pem
+upstream_key_file = /etc/glance/proxy-client.key
+upstream_insecure = true
+tls_cert_file = /etc/glance/proxy.pem
+tls_key_file = /etc/glance/proxy.key
+tls_client_ca_file = /etc/glance/clients.pem
+admin_tls_cert_file = /etc/glance/admin.pem
+admin_tls_key_file = /etc/glance/admin.key
 management_auth = static
 admin_tokens = t1, t2
 [DEFAULT]
@@ -139,6 +148,10 @@ default_domain_id = default
 default_domain_name = Default
 region_name = RegionOne
 www_authenticate_uri = http://ks:5000
+cafile = /etc/glance/ks-ca.pem
+certfile = /etc/glance/ks-client.pem
+keyfile = /etc/glance/ks-client.key
+insecure = false
 token_cache_time = 300
 [cache_policy]
 cache_list = admin, operator
@@ -591,18 +604,16 @@ fn upstream_url_rules() {
     let l = load("[proxy]\nupstream_url = http://glance.internal:9292/image/\n");
     assert_eq!(l.config.proxy.upstream_url.host(), Some("glance.internal"));
     assert_eq!(l.config.proxy.upstream_url.path(), "/image/");
-    let e = load_err("[proxy]\nupstream_url = https://glance:9292\n");
-    assert!(
-        e.to_string()
-            .contains("https upstreams are not supported yet"),
-        "{e}"
-    );
+    let l = load("[proxy]\nupstream_url = https://glance:9292\n");
+    assert_eq!(l.config.proxy.upstream_url.scheme_str(), Some("https"));
+    let e = load_err("[proxy]\nupstream_url = ftp://glance:9292\n");
+    assert!(e.to_string().contains("http:// or https://"), "{e}");
     let e = load_err("[proxy]\nupstream_url = http://glance/?a=b\n");
     assert!(e.to_string().contains("query"), "{e}");
     let e = load_err("[proxy]\nupstream_url = glance:9292\n");
     assert!(
         e.to_string()
-            .starts_with("glance-api.conf:2: [proxy] upstream_url = \"glance:9292\": expected an absolute http:// URL"),
+            .starts_with("glance-api.conf:2: [proxy] upstream_url = \"glance:9292\": expected an absolute http:// or https:// URL"),
         "{e}"
     );
 }

@@ -163,14 +163,21 @@ fn missing_keystone_credentials_point_at_auth_url() {
 }
 
 #[test]
-fn https_and_other_auth_types_fail_only_when_keystone_is_used() {
+fn https_keystone_with_keystonemiddlewares_tls_options_and_other_auth_types() {
     let https = "[keystone_authtoken]\nauth_url = https://ks:5000/v3\nusername = g\npassword = p\n\
-                 project_name = service\n";
-    let e = load_err(https);
-    assert!(
-        e.starts_with("glance-api.conf:2: [keystone_authtoken] auth_url = \"https://ks:5000/v3\": expected an http:// URL: https is not supported yet"),
-        "{e}"
-    );
+                 project_name = service\ncafile = /etc/ssl/ks-ca.pem\ninsecure = False\n";
+    let l = load(https);
+    assert_eq!(l.config.management.auth, ManagementAuthMode::Keystone);
+    let ks = l.config.management.keystone.as_ref().expect("keystone");
+    assert_eq!(ks.tls.ca_file(), Some(std::path::Path::new("/etc/ssl/ks-ca.pem")));
+    assert!(!ks.tls.is_insecure());
+    let e = load_err(&format!("{https}certfile = /etc/ssl/c.pem\n"));
+    assert!(e.contains("[keystone_authtoken] certfile") && e.contains("keyfile is not set"), "{e}");
+    let e = load_err(&format!("{https}keyfile = /etc/ssl/c.key\n"));
+    assert!(e.contains("[keystone_authtoken] keyfile") && e.contains("certfile is not set"), "{e}");
+    let e = load_err("[keystone_authtoken]\nauth_url = https://ks\nusername = g\npassword = p\n\
+                      project_name = s\ninsecure = maybe\n");
+    assert!(e.contains("insecure = \"maybe\": expected a boolean"), "{e}");
     let l = load(&format!(
         "{https}[proxy]\nmanagement_auth = static\nadmin_tokens = t\n"
     ));

@@ -118,6 +118,16 @@ impl AuthArgs {
 }
 
 impl Credentials {
+    /// Keystone is reached with these TLS settings.
+    pub(crate) fn with_tls(self, tls: glance_cache::tls::ClientTls) -> Self {
+        match self {
+            Credentials::Keystone(options) => {
+                Credentials::Keystone(Box::new(options.with_tls(tls)))
+            }
+            other => other,
+        }
+    }
+
     /// The token to send: the given one, or a fresh one from Keystone.
     pub(crate) async fn token(&self, debug: bool) -> Result<Option<String>, AuthError> {
         match self {

@@ -7,9 +7,11 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use glance_cache::tls::ClientTls;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty, Limited};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -87,7 +89,7 @@ pub(crate) struct ManageClient {
     address: String,
     token: Option<HeaderValue>,
     debug: bool,
-    client: Client<HttpConnector, Empty<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
 }
 
 impl fmt::Debug for ManageClient {
@@ -100,17 +102,26 @@ impl fmt::Debug for ManageClient {
 }
 
 impl ManageClient {
-    /// A client of `http://host:port`. `host` may be a name, an IPv4
-    /// address or an IPv6 address (with or without brackets).
-    pub(crate) fn new(host: &str, port: u16) -> Result<Self, CallError> {
+    /// A client of `http://host:port`, or `https://host:port` when `host`
+    /// starts with `https://` (checked with `tls`). `host` may be a name,
+    /// an IPv4 address or an IPv6 address (with or without brackets).
+    pub(crate) fn new(host: &str, port: u16, tls: &ClientTls) -> Result<Self, CallError> {
         let host = host.trim();
+        let (scheme, host) = match host.get(..8) {
+            Some(p) if p.eq_ignore_ascii_case("https://") => ("https", &host[8..]),
+            _ => match host.get(..7) {
+                Some(p) if p.eq_ignore_ascii_case("http://") => ("http", &host[7..]),
+                _ => ("http", host),
+            },
+        };
+        let host = host.trim_end_matches('/');
         let bracketed = if host.contains(':') && !host.starts_with('[') {
             format!("[{host}]")
         } else {
             host.to_owned()
         };
         let address = format!("{bracketed}:{port}");
-        let base = format!("http://{address}");
+        let base = format!("{scheme}://{address}");
         let exact = base.parse::<Uri>().is_ok_and(|uri| {
             uri.authority().map(|a| a.as_str()) == Some(address.as_str())
                 && matches!(uri.path(), "" | "/")
@@ -124,6 +135,21 @@ impl ManageClient {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
         connector.set_nodelay(true);
+        connector.enforce_http(false);
+        let config = if scheme == "https" {
+            tls.build()
+                .map_err(|e| CallError::Other(format!("TLS settings: {e}")))?
+        } else {
+            ClientTls::new()
+                .with_insecure(true)
+                .build()
+                .map_err(|e| CallError::Other(e.to_string()))?
+        };
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(config)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         let client = Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
@@ -349,18 +375,25 @@ mod tests {
 
     #[test]
     fn hosts_are_bracketed_and_checked() {
-        let c = ManageClient::new("::1", 9292).expect("ipv6");
+        let c = ManageClient::new("::1", 9292, &ClientTls::new()).expect("ipv6");
         assert_eq!(c.address(), "[::1]:9292");
         assert_eq!(
-            ManageClient::new("[::1]", 1).expect("ok").address(),
+            ManageClient::new("[::1]", 1, &ClientTls::new())
+                .expect("ok")
+                .address(),
             "[::1]:1"
         );
         assert_eq!(
-            ManageClient::new("0.0.0.0", 9292).expect("ok").address(),
+            ManageClient::new("0.0.0.0", 9292, &ClientTls::new())
+                .expect("ok")
+                .address(),
             "0.0.0.0:9292"
         );
         for bad in ["", "a b", "host/path", "h?q", "user@h"] {
-            assert!(ManageClient::new(bad, 9292).is_err(), "{bad:?}");
+            assert!(
+                ManageClient::new(bad, 9292, &ClientTls::new()).is_err(),
+                "{bad:?}"
+            );
         }
     }
 }

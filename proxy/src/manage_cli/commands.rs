@@ -148,8 +148,8 @@ impl Job {
         } else {
             String::new()
         };
-        let client =
-            ManageClient::new(&self.common.host, self.common.port).map_err(|e| self.failed(&e))?;
+        let client = ManageClient::new(&self.common.host, self.common.port, &self.common.tls())
+            .map_err(|e| self.failed(&e))?;
         if let Some(question) = self.kind.question(&id) {
             if !self.force && !prompt::confirm(question).await {
                 if self.json() {
@@ -163,7 +163,8 @@ impl Job {
             .common
             .auth
             .credentials()
-            .map_err(|e| self.failed(&e))?;
+            .map_err(|e| self.failed(&e))?
+            .with_tls(self.common.tls());
         let token = credentials
             .token(debug)
             .await

@@ -29,7 +29,8 @@ pub(crate) enum Strategy {
 #[derive(Clone, Debug, Args)]
 pub(crate) struct CommonArgs {
     /// Address of the proxy (connected to as given; 0.0.0.0 reaches a proxy
-    /// listening on all addresses of this host).
+    /// listening on all addresses of this host). Prefix it with https:// for
+    /// a proxy that speaks TLS.
     #[arg(
         short = 'H',
         long,
@@ -49,9 +50,9 @@ pub(crate) struct CommonArgs {
     )]
     pub(crate) port: u16,
 
-    /// Accepted for compatibility with glance-cache-manage; without effect
-    /// (the commands use plain http).
-    #[arg(short = 'k', long, hide = true)]
+    /// Do not check the certificates of the proxy (an https:// --host) and
+    /// of Keystone. For labs only.
+    #[arg(short = 'k', long, help_heading = "Connection")]
     pub(crate) insecure: bool,
 
     /// Print more: what was done, and the time taken.
@@ -220,4 +221,52 @@ pub(crate) struct AuthArgs {
         help_heading = "Authentication"
     )]
     pub(crate) strategy: Option<Strategy>,
+
+    /// PEM bundle of the certificate authorities that the certificates of
+    /// Keystone and of an https:// proxy must chain to (default: the
+    /// system's trust store).
+    #[arg(
+        long = "os-cacert",
+        alias = "os_cacert",
+        env = "OS_CACERT",
+        value_name = "FILE",
+        help_heading = "Authentication"
+    )]
+    pub(crate) cacert: Option<std::path::PathBuf>,
+
+    /// PEM client certificate for Keystone and the proxy (mutual TLS).
+    #[arg(
+        long = "os-cert",
+        alias = "os_cert",
+        env = "OS_CERT",
+        value_name = "FILE",
+        requires = "key",
+        help_heading = "Authentication"
+    )]
+    pub(crate) cert: Option<std::path::PathBuf>,
+
+    /// PEM private key of --os-cert.
+    #[arg(
+        long = "os-key",
+        alias = "os_key",
+        env = "OS_KEY",
+        value_name = "FILE",
+        requires = "cert",
+        help_heading = "Authentication"
+    )]
+    pub(crate) key: Option<std::path::PathBuf>,
+}
+
+impl CommonArgs {
+    /// How the certificates of Keystone and of an https proxy are checked.
+    pub(crate) fn tls(&self) -> glance_cache::tls::ClientTls {
+        let mut tls = glance_cache::tls::ClientTls::new().with_insecure(self.insecure);
+        if let Some(ca) = &self.auth.cacert {
+            tls = tls.with_ca_file(ca);
+        }
+        if let (Some(cert), Some(key)) = (&self.auth.cert, &self.auth.key) {
+            tls = tls.with_client_cert(cert, key);
+        }
+        tls
+    }
 }

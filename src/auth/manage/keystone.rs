@@ -12,17 +12,20 @@ use futures_util::future::{BoxFuture, FutureExt, Shared};
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::ClientConfig;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::static_tokens::digest;
 use super::timestamp;
 use super::validations::{TokenKey, Validations};
-use super::{Domain, KeystoneOptions, Project};
+use super::{Domain, InvalidAuthUrl, KeystoneOptions, Project};
 use super::{Principal, Refusal};
+use crate::tls::{ClientTls, TlsError};
 
 const X_AUTH_TOKEN: HeaderName = HeaderName::from_static("x-auth-token");
 const X_SUBJECT_TOKEN: HeaderName = HeaderName::from_static("x-subject-token");
@@ -47,6 +50,49 @@ pub(crate) struct Settings {
     pub(crate) cache_time: Duration,
     /// Most validations remembered.
     pub(crate) capacity: usize,
+    /// How Keystone's certificate is checked (`https` identity URLs).
+    pub(crate) tls: Arc<ClientConfig>,
+}
+
+impl Settings {
+    /// Settings for `options`, with the default bounds; fails when the
+    /// identity URL or the TLS files cannot be used.
+    pub(crate) fn new(options: KeystoneOptions) -> Result<Self, SettingsError> {
+        let identity = options
+            .identity_url()
+            .map_err(|problem| SettingsError::AuthUrl {
+                url: options.auth_url.clone(),
+                problem,
+            })?;
+        let tls = if identity.scheme() == Some(&http::uri::Scheme::HTTPS) {
+            if options.tls.is_insecure() {
+                tracing::warn!(url = %identity, "Keystone's certificate is NOT checked (insecure)");
+            }
+            options.tls.build()?
+        } else {
+            ClientTls::no_roots()
+        };
+        Ok(Settings {
+            options,
+            identity,
+            timeout: Duration::from_secs(5),
+            cache_time: Duration::ZERO,
+            capacity: 0,
+            tls: Arc::new(tls),
+        })
+    }
+}
+
+/// Why [`Settings::new`] failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SettingsError {
+    #[error("auth URL {url:?}: expected {problem}")]
+    AuthUrl {
+        url: String,
+        problem: InvalidAuthUrl,
+    },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// The proxy's own token and when to renew it.
@@ -62,7 +108,7 @@ type Pending = Shared<BoxFuture<'static, Result<Principal, Refusal>>>;
 pub(crate) struct Keystone {
     settings: Settings,
     tokens_url: Uri,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     service: tokio::sync::Mutex<Option<ServiceToken>>,
     validations: Validations,
     pending: Mutex<HashMap<TokenKey, Pending>>,
@@ -108,6 +154,12 @@ impl Keystone {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(settings.timeout));
         connector.set_nodelay(true);
+        connector.enforce_http(false);
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config((*settings.tls).clone())
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         let client = Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())

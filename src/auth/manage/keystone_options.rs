@@ -4,6 +4,8 @@ use std::fmt;
 
 use http::Uri;
 
+use crate::tls::ClientTls;
+
 /// How management calls are authenticated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ManagementAuthMode {
@@ -74,17 +76,10 @@ pub enum Project {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum InvalidAuthUrl {
-    /// An `https://` URL: not supported yet.
+    /// Not an absolute `http://` or `https://` URL with a host (and without
+    /// a query or credentials).
     #[error(
-        "an http:// URL: https is not supported yet for Keystone (give an http:// \
-         endpoint, e.g. the internal one, in a later --config-file, or set [proxy] \
-         management_auth to static, open or deny)"
-    )]
-    Https,
-    /// Not an absolute `http://` URL with a host (and without a query or
-    /// credentials).
-    #[error(
-        "an absolute http:// URL with a host, e.g. http://127.0.0.1:5000 \
+        "an absolute http:// or https:// URL with a host, e.g. https://keystone:5000 \
          (a path prefix is allowed; no query)"
     )]
     NotHttp,
@@ -124,6 +119,9 @@ pub struct KeystoneOptions {
     /// `www_authenticate_uri`: the Keystone URL for `WWW-Authenticate`
     /// headers (default: `auth_url`).
     pub www_authenticate_uri: Option<String>,
+    /// `cafile`, `certfile`/`keyfile`, `insecure`: how an `https://`
+    /// Keystone is checked, and the client certificate shown to it.
+    pub tls: ClientTls,
 }
 
 impl fmt::Debug for KeystoneOptions {
@@ -136,6 +134,7 @@ impl fmt::Debug for KeystoneOptions {
             .field("project", &self.project)
             .field("region_name", &self.region_name)
             .field("www_authenticate_uri", &self.www_authenticate_uri)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -166,6 +165,7 @@ impl KeystoneOptions {
             },
             region_name: None,
             www_authenticate_uri: None,
+            tls: ClientTls::new(),
         }
     }
 
@@ -220,16 +220,33 @@ impl KeystoneOptions {
         self
     }
 
+    /// How an `https://` Keystone's certificate is checked
+    /// (keystonemiddleware's `cafile`, `certfile`, `keyfile`, `insecure`).
+    /// Default: the system's trust store, no client certificate.
+    ///
+    /// ```
+    /// use glance_cache::auth::manage::KeystoneOptions;
+    /// use glance_cache::tls::ClientTls;
+    /// let ks = KeystoneOptions::new("https://k:5000", "glance", "s", "service")
+    ///     .with_tls(ClientTls::new().with_ca_file("/etc/ssl/private-ca.pem"));
+    /// assert!(ks.tls.ca_file().is_some());
+    /// ```
+    pub fn with_tls(mut self, tls: ClientTls) -> Self {
+        self.tls = tls;
+        self
+    }
+
     /// The identity v3 base URL: `auth_url` with a trailing `/` removed and
     /// `/v3` appended unless it is already there (a trailing `/v2.0` is
-    /// replaced). Only `http://` is supported.
+    /// replaced).
     ///
     /// ```
     /// use glance_cache::auth::manage::{InvalidAuthUrl, KeystoneOptions};
     /// let url = |u: &str| KeystoneOptions::new(u, "glance", "s", "service").identity_url();
     /// assert_eq!(url("http://k:5000/identity/").unwrap(), "http://k:5000/identity/v3");
     /// assert_eq!(url("http://k:5000/v2.0").unwrap(), "http://k:5000/v3");
-    /// assert_eq!(url("https://k:5000"), Err(InvalidAuthUrl::Https));
+    /// assert_eq!(url("https://k:5000").unwrap(), "https://k:5000/v3");
+    /// assert_eq!(url("ftp://k"), Err(InvalidAuthUrl::NotHttp));
     /// ```
     pub fn identity_url(&self) -> Result<Uri, InvalidAuthUrl> {
         identity_url(&self.auth_url)
@@ -238,22 +255,16 @@ impl KeystoneOptions {
 
 fn identity_url(text: &str) -> Result<Uri, InvalidAuthUrl> {
     let text = text.trim();
-    if text
-        .get(..8)
-        .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
-    {
-        return Err(InvalidAuthUrl::Https);
-    }
     let uri: Uri = text.parse().map_err(|_| InvalidAuthUrl::NotHttp)?;
-    let authority = match (uri.scheme_str(), uri.authority()) {
-        (Some("http"), Some(a))
+    let (scheme, authority) = match (uri.scheme_str(), uri.authority()) {
+        (Some(scheme @ ("http" | "https")), Some(a))
             if !a.host().is_empty()
                 && !a.as_str().contains('@')
                 && a.port_u16() != Some(0)
                 && uri.query().is_none()
                 && !text.contains('#') =>
         {
-            a.as_str()
+            (scheme, a.as_str())
         }
         _ => return Err(InvalidAuthUrl::NotHttp),
     };
@@ -266,7 +277,7 @@ fn identity_url(text: &str) -> Result<Uri, InvalidAuthUrl> {
     } else {
         format!("{path}/v3")
     };
-    format!("http://{authority}{path}")
+    format!("{scheme}://{authority}{path}")
         .parse()
         .map_err(|_| InvalidAuthUrl::NotHttp)
 }
@@ -293,9 +304,15 @@ mod tests {
                 "{given}"
             );
         }
-        let https = identity_url("https://ks:5000/v3").expect_err("https");
-        assert!(https.to_string().contains("not supported yet"), "{https}");
-        assert!(identity_url("HTTPS://ks").is_err());
+        assert_eq!(
+            identity_url("https://ks:5000/v3").map(|u| u.to_string()),
+            Ok("https://ks:5000/v3".to_owned())
+        );
+        assert_eq!(
+            identity_url("HTTPS://ks").map(|u| u.to_string()),
+            Ok("https://ks/v3".to_owned())
+        );
+        assert!(identity_url("ftp://ks").is_err());
         assert!(identity_url("ks:5000").is_err());
         assert!(identity_url("").is_err());
         assert!(identity_url("http://user:pw@ks:5000").is_err());

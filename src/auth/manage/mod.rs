@@ -77,8 +77,9 @@ mod validations;
 #[cfg(test)]
 mod tests;
 
+use crate::tls::TlsError;
 use crate::BoxError;
-use keystone::{Keystone, Settings};
+use keystone::{Keystone, Settings, SettingsError};
 pub use keystone_options::{Domain, InvalidAuthUrl, KeystoneOptions, ManagementAuthMode, Project};
 pub use password::{password_token, PasswordAuthError};
 pub use policy::{CachePolicy, InvalidRoleRule, PolicyRule, RoleRule};
@@ -159,6 +160,9 @@ pub enum ManagementAuthError {
         #[source]
         problem: InvalidAuthUrl,
     },
+    /// `cafile`, `certfile` or `keyfile` cannot be used.
+    #[error("[keystone_authtoken] TLS settings: {0}")]
+    Tls(#[from] TlsError),
 }
 
 /// Authentication and policy for management calls. Cheap to clone (the
@@ -196,23 +200,22 @@ impl fmt::Debug for ManagementAuth {
 
 impl ManagementAuth {
     /// Validates tokens with Keystone using `options` as the service
-    /// credentials. Fails when `auth_url` is not an `http://` URL. Nothing
-    /// is sent to Keystone before the first check.
+    /// credentials. Fails when `auth_url` is not an `http://` or
+    /// `https://` URL, or when the TLS files of `options.tls` cannot be
+    /// used. Nothing is sent to Keystone before the first check.
     pub fn keystone(options: KeystoneOptions) -> Result<Self, ManagementAuthError> {
-        let identity =
-            options
-                .identity_url()
-                .map_err(|problem| ManagementAuthError::InvalidAuthUrl {
-                    url: options.auth_url.clone(),
-                    problem,
-                })?;
+        let settings = Settings::new(options).map_err(|e| match e {
+            SettingsError::AuthUrl { url, problem } => {
+                ManagementAuthError::InvalidAuthUrl { url, problem }
+            }
+            SettingsError::Tls(e) => ManagementAuthError::Tls(e),
+        })?;
         Ok(Self::with_backend(Backend::Keystone(Arc::new(
             Keystone::new(Settings {
-                options,
-                identity,
                 timeout: DEFAULT_TIMEOUT,
                 cache_time: DEFAULT_TOKEN_CACHE_TIME,
                 capacity: DEFAULT_CAPACITY,
+                ..settings
             }),
         ))))
     }

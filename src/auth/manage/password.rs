@@ -33,8 +33,9 @@
 
 use std::time::Duration;
 
-use super::keystone::{Keystone, ServiceTokenError, Settings};
+use super::keystone::{Keystone, ServiceTokenError, Settings, SettingsError};
 use super::{InvalidAuthUrl, KeystoneOptions};
+use crate::tls::TlsError;
 
 /// Why [`password_token`] got no token.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +50,9 @@ pub enum PasswordAuthError {
         #[source]
         problem: InvalidAuthUrl,
     },
+    /// The TLS files (CA bundle, client certificate) cannot be used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// Keystone answered 401: wrong user, password, project or domain, or
     /// no role on the project.
     #[error(
@@ -79,18 +83,15 @@ pub async fn password_token(
     options: &KeystoneOptions,
     timeout: Duration,
 ) -> Result<String, PasswordAuthError> {
-    let identity = options
-        .identity_url()
-        .map_err(|problem| PasswordAuthError::InvalidAuthUrl {
-            url: options.auth_url.clone(),
-            problem,
-        })?;
+    let settings = Settings::new(options.clone()).map_err(|e| match e {
+        SettingsError::AuthUrl { url, problem } => {
+            PasswordAuthError::InvalidAuthUrl { url, problem }
+        }
+        SettingsError::Tls(e) => PasswordAuthError::Tls(e),
+    })?;
     let keystone = Keystone::new(Settings {
-        options: options.clone(),
-        identity,
         timeout,
-        cache_time: Duration::ZERO,
-        capacity: 0,
+        ..settings
     });
     keystone.service_token().await.map_err(|e| match e {
         ServiceTokenError::Rejected { url, user } => PasswordAuthError::Rejected { url, user },
@@ -179,7 +180,7 @@ mod tests {
         let e = password_token(&options, TIMEOUT).await.expect_err("500");
         assert!(e.to_string().contains("500"), "{e}");
 
-        for url in ["https://ks:5000/v3", "ks:5000", ""] {
+        for url in ["ftp://ks:5000/v3", "ks:5000", ""] {
             let options = KeystoneOptions::new(url, "demo", "x", "demo");
             let e = password_token(&options, TIMEOUT)
                 .await

@@ -612,9 +612,11 @@ async fn open_and_deny() {
 }
 
 #[test]
-fn an_https_auth_url_is_refused_with_a_reason() {
-    let e = ManagementAuth::keystone(KeystoneOptions::new("https://ks:5000", "g", "p", "s"))
-        .expect_err("https");
-    assert!(e.to_string().contains("https is not supported yet"), "{e}");
+fn an_auth_url_that_is_not_http_or_https_is_refused_with_a_reason() {
+    let e = ManagementAuth::keystone(KeystoneOptions::new("ftp://ks:5000", "g", "p", "s"))
+        .expect_err("ftp");
+    assert!(e.to_string().contains("http:// or https://"), "{e}");
     assert!(matches!(e, ManagementAuthError::InvalidAuthUrl { .. }));
+    ManagementAuth::keystone(KeystoneOptions::new("https://ks:5000", "g", "p", "s"))
+        .expect("https is accepted");
 }

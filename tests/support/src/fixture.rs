@@ -1,7 +1,8 @@
 //! The tests' standard world on the fake Glance: tokens and images.
 
 use crate::fake_glance::{
-    AuthMode, FakeGlance, FakeImage, Identity, ImageStatus, RunningFakeGlance, Visibility,
+    AuthMode, FakeGlance, FakeGlanceBuilder, FakeImage, Identity, ImageStatus, RunningFakeGlance,
+    Visibility,
 };
 
 /// A public image, `IMAGEDATA`, owned by project X.
@@ -30,6 +31,14 @@ pub fn alphabet() -> Vec<u8> {
 /// (public, `IMAGEDATA`, owner X), PRIV (private to X, A..Z), QUEUED (no
 /// data), DEACT (deactivated), BIG (50 MiB public pattern).
 pub async fn fake_glance() -> RunningFakeGlance {
+    fake_glance_builder()
+        .spawn()
+        .await
+        .expect("start fake glance")
+}
+
+/// The builder of [`fake_glance`]'s world, for a variation (TLS, a port).
+pub fn fake_glance_builder() -> FakeGlanceBuilder {
     FakeGlance::builder()
         .auth(AuthMode::Tokens)
         .token(
@@ -65,7 +74,4 @@ pub async fn fake_glance() -> RunningFakeGlance {
                 .visibility(Visibility::Public)
                 .owner("X"),
         )
-        .spawn()
-        .await
-        .expect("start fake glance")
 }

@@ -17,6 +17,7 @@ pub mod fake_glance;
 pub mod fake_keystone;
 pub mod fixture;
 pub mod harness;
+pub mod pki;
 pub mod real_glance;
 pub mod real_keystone;
 pub mod wait;

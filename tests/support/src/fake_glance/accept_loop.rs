@@ -1,6 +1,7 @@
 //! The serving loop of the in-process fakes (fake Glance, and fake Keystone,
 //! which reuses it): accepts connections on a bound `127.0.0.1` listener,
-//! serves each over HTTP/1.1 in a task of its own, and stops (cutting every
+//! serves each over HTTP/1.1 (in TLS when given a configuration) in a task
+//! of its own, and stops (cutting every
 //! open connection) on [`AcceptLoop::shutdown`] or when dropped.
 
 use std::future::Future;
@@ -30,6 +31,7 @@ impl AcceptLoop {
         listener: TcpListener,
         name: &'static str,
         http: http1::Builder,
+        tls: Option<Arc<rustls::ServerConfig>>,
         handle: H,
     ) -> AcceptLoop
     where
@@ -41,12 +43,24 @@ impl AcceptLoop {
         E: Into<BoxError>,
     {
         let handle = Arc::new(handle);
+        let tls = tls.map(tokio_rustls::TlsAcceptor::from);
         let serve = move |stream: TcpStream| {
             let handle = Arc::clone(&handle);
             let http = http.clone();
+            let tls = tls.clone();
             async move {
                 let service = hyper::service::service_fn(move |req| handle(req));
-                if let Err(e) = http.serve_connection(TokioIo::new(stream), service).await {
+                let served = match tls {
+                    None => http.serve_connection(TokioIo::new(stream), service).await,
+                    Some(tls) => match tls.accept(stream).await {
+                        Ok(stream) => http.serve_connection(TokioIo::new(stream), service).await,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "{name}: TLS handshake failed");
+                            return;
+                        }
+                    },
+                };
+                if let Err(e) = served {
                     tracing::debug!(error = %e, "{name}: connection ended with an error");
                 }
             }

@@ -39,6 +39,7 @@ pub struct FakeGlanceBuilder {
     upload_dir: Option<PathBuf>,
     keystone_uri: Option<String>,
     port: u16,
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl FakeGlanceBuilder {
@@ -85,6 +86,13 @@ impl FakeGlanceBuilder {
     /// (default `http://127.0.0.1:5000`).
     pub fn keystone_uri(mut self, uri: impl Into<String>) -> Self {
         self.keystone_uri = Some(uri.into());
+        self
+    }
+
+    /// Serves HTTPS with this configuration (e.g.
+    /// [`TestPki::server_config`](crate::pki::TestPki::server_config)).
+    pub fn tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
+        self.tls = Some(config);
         self
     }
 
@@ -143,6 +151,7 @@ impl FakeGlanceBuilder {
             .map_err(|source| FakeGlanceError::Bind { addr, source })?;
         let shared = Arc::new(Shared {
             addr,
+            scheme: if self.tls.is_some() { "https" } else { "http" },
             auth: self.auth,
             tokens: Mutex::new(self.tokens),
             images: Mutex::new(images),
@@ -159,7 +168,7 @@ impl FakeGlanceBuilder {
             uploads,
         });
         tracing::info!(%addr, "fake glance listening");
-        Ok(server::start(shared, listener))
+        Ok(server::start(shared, listener, self.tls))
     }
 }
 

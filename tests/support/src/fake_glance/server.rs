@@ -42,12 +42,16 @@ impl std::fmt::Debug for RunningFakeGlance {
     }
 }
 
-pub(crate) fn start(shared: Arc<Shared>, listener: TcpListener) -> RunningFakeGlance {
+pub(crate) fn start(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> RunningFakeGlance {
     let mut http = hyper::server::conn::http1::Builder::new();
     // uWSGI-served Glance sends no Date header.
     http.auto_date_header(false);
     let state = Arc::clone(&shared);
-    let server = AcceptLoop::spawn(listener, "fake glance", http, move |req| {
+    let server = AcceptLoop::spawn(listener, "fake glance", http, tls, move |req| {
         let shared = Arc::clone(&state);
         async move { handle(&shared, req).await }
     });
@@ -96,7 +100,7 @@ impl std::error::Error for Crash {}
 impl RunningFakeGlance {
     /// The base URL, `http://127.0.0.1:PORT` (no trailing slash).
     pub fn url(&self) -> String {
-        format!("http://{}", self.shared.addr)
+        format!("{}://{}", self.shared.scheme, self.shared.addr)
     }
 
     /// The listening address.

@@ -16,6 +16,8 @@ use super::policy::{AuthMode, Identity};
 
 pub(crate) struct Shared {
     pub(crate) addr: SocketAddr,
+    /// `http` or `https`.
+    pub(crate) scheme: &'static str,
     pub(crate) auth: AuthMode,
     pub(crate) tokens: Mutex<HashMap<String, Identity>>,
     pub(crate) images: Mutex<HashMap<String, ImageRecord>>,

@@ -95,6 +95,7 @@ impl FakeUser {
 pub struct FakeKeystone {
     users: Vec<FakeUser>,
     token_lifetime: Duration,
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl FakeKeystone {
@@ -103,6 +104,7 @@ impl FakeKeystone {
         FakeKeystone {
             users: Vec::new(),
             token_lifetime: Duration::from_secs(3600),
+            tls: None,
         }
     }
 
@@ -142,12 +144,19 @@ impl FakeKeystone {
         self
     }
 
+    /// Serves HTTPS with this configuration (e.g.
+    /// [`TestPki::server_config`](crate::pki::TestPki::server_config)).
+    pub fn tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
     /// Binds `127.0.0.1:0` and starts serving.
     pub async fn spawn(self) -> std::io::Result<RunningFakeKeystone> {
         let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(state::State::new(addr, self.users, self.token_lifetime));
         tracing::info!(%addr, "fake keystone listening");
-        Ok(server::start(state, listener))
+        Ok(server::start(state, listener, self.tls))
     }
 }

@@ -30,6 +30,8 @@ pub struct RunningFakeKeystone {
     /// Stops the accept loop (and with it every connection) when the last
     /// clone is dropped.
     server: Arc<AcceptLoop>,
+    /// `http` or `https`.
+    scheme: &'static str,
 }
 
 impl std::fmt::Debug for RunningFakeKeystone {
@@ -40,16 +42,22 @@ impl std::fmt::Debug for RunningFakeKeystone {
     }
 }
 
-pub(crate) fn start(state: Arc<State>, listener: TcpListener) -> RunningFakeKeystone {
+pub(crate) fn start(
+    state: Arc<State>,
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> RunningFakeKeystone {
     let http = hyper::server::conn::http1::Builder::new();
     let shared = Arc::clone(&state);
-    let server = AcceptLoop::spawn(listener, "fake keystone", http, move |req| {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let server = AcceptLoop::spawn(listener, "fake keystone", http, tls, move |req| {
         let state = Arc::clone(&shared);
         async move { Ok::<_, Infallible>(handle(&state, req).await) }
     });
     RunningFakeKeystone {
         state,
         server: Arc::new(server),
+        scheme,
     }
 }
 
@@ -71,14 +79,15 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> 
 }
 
 impl RunningFakeKeystone {
-    /// The identity endpoint, `http://127.0.0.1:PORT/v3`.
+    /// The identity endpoint, `http://127.0.0.1:PORT/v3` (`https` when
+    /// served over TLS).
     pub fn url(&self) -> String {
-        format!("http://{}/v3", self.state.addr)
+        format!("{}://{}/v3", self.scheme, self.state.addr)
     }
 
     /// The root URL, `http://127.0.0.1:PORT` (an `auth_url` without `/v3`).
     pub fn root_url(&self) -> String {
-        format!("http://{}", self.state.addr)
+        format!("{}://{}", self.scheme, self.state.addr)
     }
 
     /// The listening address.
