@@ -69,6 +69,22 @@ use crate::BoxError;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClientAddr(pub SocketAddr);
 
+/// Marks a request that arrived over TLS.
+///
+/// [`serve_tls`] inserts it into every request's extensions; the reverse
+/// proxy then sends `X-Forwarded-Proto: https`, and the versions document's
+/// links use `https`.
+///
+/// ```
+/// use glance_cache::server::TlsConnection;
+///
+/// let mut req = http::Request::new(());
+/// req.extensions_mut().insert(TlsConnection);
+/// assert!(req.extensions().get::<TlsConnection>().is_some());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TlsConnection;
+
 /// Pause after a failed `accept` (EMFILE and friends) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -214,8 +230,12 @@ where
                     tracing::debug!(%peer, %error, "cannot set TCP_NODELAY");
                 }
                 let service = service.clone();
+                let secure = tls.is_some();
                 let handler = hyper::service::service_fn(move |mut req: Request<Incoming>| {
                     req.extensions_mut().insert(ClientAddr(peer));
+                    if secure {
+                        req.extensions_mut().insert(TlsConnection);
+                    }
                     let method = req.method().clone();
                     let uri = req.uri().clone();
                     let call = service.clone().oneshot(req);

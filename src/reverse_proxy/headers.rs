@@ -27,6 +27,7 @@ pub(crate) fn add_forwarded(
     headers: &mut HeaderMap,
     client: Option<SocketAddr>,
     host: Option<&HeaderValue>,
+    https: bool,
 ) {
     if let Some(addr) = client {
         let ip = addr.ip().to_string();
@@ -46,7 +47,8 @@ pub(crate) fn add_forwarded(
         }
     }
     if !headers.contains_key(&X_FORWARDED_PROTO) {
-        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+        let proto = if https { "https" } else { "http" };
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
     }
     if let Some(host) = host {
         if !headers.contains_key(&X_FORWARDED_HOST) {
@@ -77,7 +79,12 @@ mod tests {
             ("x-forwarded-for", "10.0.0.1"),
         ]);
         let host = HeaderValue::from_static("glance.example:9292");
-        add_forwarded(&mut h, Some("192.0.2.7:5000".parse().unwrap()), Some(&host));
+        add_forwarded(
+            &mut h,
+            Some("192.0.2.7:5000".parse().unwrap()),
+            Some(&host),
+            false,
+        );
         assert_eq!(h.get_all(&X_FORWARDED_FOR).iter().count(), 1);
         assert_eq!(h[&X_FORWARDED_FOR], "198.51.100.1, 10.0.0.1, 192.0.2.7");
         assert_eq!(h[&X_FORWARDED_PROTO], "http");
@@ -95,6 +102,7 @@ mod tests {
             &mut h,
             Some("[2001:db8::1]:80".parse().unwrap()),
             Some(&host),
+            false,
         );
         assert_eq!(h[&X_FORWARDED_FOR], "2001:db8::1");
         assert_eq!(h[&X_FORWARDED_PROTO], "https");
@@ -104,9 +112,16 @@ mod tests {
     #[test]
     fn forwarded_without_client_or_host() {
         let mut h = HeaderMap::new();
-        add_forwarded(&mut h, None, None);
+        add_forwarded(&mut h, None, None, false);
         assert!(!h.contains_key(&X_FORWARDED_FOR));
         assert!(!h.contains_key(&X_FORWARDED_HOST));
         assert_eq!(h[&X_FORWARDED_PROTO], "http");
+    }
+
+    #[test]
+    fn a_request_that_arrived_over_tls_is_forwarded_as_https() {
+        let mut h = HeaderMap::new();
+        add_forwarded(&mut h, None, None, true);
+        assert_eq!(h[&X_FORWARDED_PROTO], "https");
     }
 }

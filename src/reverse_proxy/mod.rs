@@ -1,7 +1,9 @@
 //! A generic reverse proxy to one upstream Glance, as a [`tower::Service`].
 //!
 //! [`ReverseProxy`] forwards every request to one upstream base URI
-//! (`http://host:port[/prefix]`) over a pooled HTTP/1.1 client and streams
+//! (`http://host:port[/prefix]` or `https://...`) over a pooled client
+//! (HTTP/1.1, or HTTP/2 when a TLS upstream offers it through ALPN; see
+//! [`ReverseProxy::with_tls`]) and streams
 //! both bodies frame by frame, with backpressure: memory per request is a
 //! few frames, whatever the image size. It never follows redirects and never
 //! decompresses.
@@ -29,7 +31,8 @@
 //! # Failures are responses
 //!
 //! The service never fails (`Error = Infallible`). A refused or timed out
-//! connection, or a DNS failure, becomes `502 Bad Gateway`; no response
+//! connection, a DNS failure, or an upstream certificate that is not
+//! trusted becomes `502 Bad Gateway`; no response
 //! headers within the response timeout becomes `504 Gateway Timeout`. Both
 //! have a plain-text body in the style of Glance, for example:
 //!
@@ -70,7 +73,7 @@
 //! # let _ = service;
 //!
 //! // URIs from configuration are checked without panicking.
-//! let err = ReverseProxy::<Full<Bytes>>::try_new("https://glance:9292".parse().unwrap());
+//! let err = ReverseProxy::<Full<Bytes>>::try_new("ftp://glance:9292".parse().unwrap());
 //! assert!(matches!(err, Err(UpstreamUriError::UnsupportedScheme { .. })));
 //! # }
 //! ```

@@ -23,7 +23,7 @@ use super::body::{ProxyBody, UploadBody, UploadProgress};
 use super::future::{error_response, RequestInfo, ResponseFuture};
 use super::headers::add_forwarded;
 use crate::headers::remove_hop_by_hop;
-use crate::server::ClientAddr;
+use crate::server::{ClientAddr, TlsConnection};
 use crate::tls::{ClientTls, TlsError};
 use crate::versioning::forwarded_path;
 use crate::BoxError;
@@ -379,7 +379,8 @@ where
         remove_hop_by_hop(&mut parts.headers);
         let upstream_host = host.clone().unwrap_or_else(|| self.config.host.clone());
         parts.headers.insert(HOST, upstream_host);
-        add_forwarded(&mut parts.headers, client, host.as_ref());
+        let https = parts.extensions.get::<TlsConnection>().is_some();
+        add_forwarded(&mut parts.headers, client, host.as_ref(), https);
 
         parts.uri = target;
         parts.version = Version::HTTP_11;

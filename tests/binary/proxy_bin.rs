@@ -10,3 +10,4 @@ mod observability;
 mod offline;
 mod process;
 mod real_glance;
+mod tls;

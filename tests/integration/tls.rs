@@ -327,6 +327,16 @@ async fn the_listener_speaks_http2_and_http11_over_tls_through_alpn() {
             );
         }
         proxy.settle().await;
+        // The versions document links back over https, to the address used.
+        let r = get(&client, &format!("{}/versions", proxy.url), &[])
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&r.body);
+        assert!(
+            text.contains(&format!("\"href\": \"https://{}/v2/\"", proxy.addr))
+                || text.contains(&format!("\"href\":\"https://{}/v2/\"", proxy.addr)),
+            "{text}"
+        );
     }
     // A client that does not trust the CA fails its handshake.
     let stranger = TestPki::new("another CA");

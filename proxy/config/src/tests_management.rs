@@ -169,15 +169,29 @@ fn https_keystone_with_keystonemiddlewares_tls_options_and_other_auth_types() {
     let l = load(https);
     assert_eq!(l.config.management.auth, ManagementAuthMode::Keystone);
     let ks = l.config.management.keystone.as_ref().expect("keystone");
-    assert_eq!(ks.tls.ca_file(), Some(std::path::Path::new("/etc/ssl/ks-ca.pem")));
+    assert_eq!(
+        ks.tls.ca_file(),
+        Some(std::path::Path::new("/etc/ssl/ks-ca.pem"))
+    );
     assert!(!ks.tls.is_insecure());
     let e = load_err(&format!("{https}certfile = /etc/ssl/c.pem\n"));
-    assert!(e.contains("[keystone_authtoken] certfile") && e.contains("keyfile is not set"), "{e}");
+    assert!(
+        e.contains("[keystone_authtoken] certfile") && e.contains("keyfile is not set"),
+        "{e}"
+    );
     let e = load_err(&format!("{https}keyfile = /etc/ssl/c.key\n"));
-    assert!(e.contains("[keystone_authtoken] keyfile") && e.contains("certfile is not set"), "{e}");
-    let e = load_err("[keystone_authtoken]\nauth_url = https://ks\nusername = g\npassword = p\n\
-                      project_name = s\ninsecure = maybe\n");
-    assert!(e.contains("insecure = \"maybe\": expected a boolean"), "{e}");
+    assert!(
+        e.contains("[keystone_authtoken] keyfile") && e.contains("certfile is not set"),
+        "{e}"
+    );
+    let e = load_err(
+        "[keystone_authtoken]\nauth_url = https://ks\nusername = g\npassword = p\n\
+                      project_name = s\ninsecure = maybe\n",
+    );
+    assert!(
+        e.contains("insecure = \"maybe\": expected a boolean"),
+        "{e}"
+    );
     let l = load(&format!(
         "{https}[proxy]\nmanagement_auth = static\nadmin_tokens = t\n"
     ));

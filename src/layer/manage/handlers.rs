@@ -2,6 +2,7 @@
 //! routing, body rules, image lookup as the caller, policy, "cache enabled",
 //! then the work.
 
+use crate::server::TlsConnection;
 use bytes::Bytes;
 use http::header::CONTENT_LENGTH;
 use http::{request, Method, Request, Response, StatusCode};
@@ -438,14 +439,21 @@ impl Ctx<'_> {
         B::Error: Into<BoxError>,
     {
         let (r, parts) = (self.r, self.parts);
+        // HTTP/1.1 sends Host; HTTP/2 sends the :authority of the URI.
         let host = parts
             .headers
             .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok());
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| parts.uri.authority().map(|a| a.as_str()));
+        let scheme = if parts.extensions.get::<TlsConnection>().is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let base = match (&self.state.public_endpoint, host) {
             (Some(public), _) => public.clone(),
-            (None, Some(host)) => format!("http://{host}"),
-            (None, None) => "http://localhost".to_owned(),
+            (None, Some(host)) => format!("{scheme}://{host}"),
+            (None, None) => format!("{scheme}://localhost"),
         };
         let upstream = upstream.versions(&Caller::new(parts)).await;
         let status = if multiple_choices {

@@ -16,6 +16,7 @@ pub mod client;
 pub mod fake_glance;
 pub mod fake_keystone;
 pub mod fixture;
+pub mod haproxy;
 pub mod harness;
 pub mod pki;
 pub mod real_glance;
