@@ -8,6 +8,7 @@ use http_body::Body;
 use tower::Service;
 
 use super::decisions::Decisions;
+use crate::metrics::Metrics;
 use crate::upstream::{Caller, ImageFacts, Reply, RequestBody, Upstream, UpstreamError};
 use crate::{BoxError, ImageId};
 
@@ -93,13 +94,15 @@ pub(crate) enum Unsure {
 pub(crate) struct HitAuthorizer {
     mode: HitAuthorization,
     decisions: Decisions,
+    metrics: Metrics,
 }
 
 impl HitAuthorizer {
-    pub(crate) fn new(mode: HitAuthorization, ttl: Duration) -> Self {
+    pub(crate) fn new(mode: HitAuthorization, ttl: Duration, metrics: Metrics) -> Self {
         HitAuthorizer {
             mode,
             decisions: Decisions::new(ttl),
+            metrics,
         }
     }
 
@@ -136,10 +139,15 @@ impl HitAuthorizer {
         if let Some(facts) = self.decisions.get(&identity, id) {
             return Decision::Allow(facts);
         }
+        let started = std::time::Instant::now();
         let reply = if self.mode == HitAuthorization::Probe {
-            upstream.probe(caller, id).await
+            let reply = upstream.probe(caller, id).await;
+            self.metrics.authorization(started.elapsed());
+            reply
         } else {
-            match upstream.image_record(caller, id).await {
+            let record = upstream.image_record(caller, id).await;
+            self.metrics.authorization(started.elapsed());
+            match record {
                 // Deactivated images are the upstream's to serve or refuse.
                 Reply::Ok(record) if !record.is_active() => {
                     return Decision::Forward(Unsure::NotActive)

@@ -134,11 +134,16 @@ impl GlanceCacheBuilder {
 
     /// The cache.
     pub fn build(self) -> GlanceCache {
+        let metrics = self.store.metrics().clone();
         GlanceCache {
             inner: Arc::new(Inner {
                 store: self.store,
                 fills: Arc::default(),
-                authorizer: HitAuthorizer::new(self.hit_authorization, self.authorization_ttl),
+                authorizer: HitAuthorizer::new(
+                    self.hit_authorization,
+                    self.authorization_ttl,
+                    metrics,
+                ),
                 prefetch: PrefetchQueue::default(),
                 ranges: self.ranges,
             }),
@@ -214,6 +219,7 @@ impl GlanceCache {
             Ok(size) => snapshot.cache_size_bytes = Some(size),
             Err(e) => tracing::warn!(error = %e, "metrics: cannot read the cache size"),
         }
+        snapshot.cache_max_size_bytes = Some(store.max_size());
         match store.list().await {
             Ok(entries) => snapshot.cache_entries = Some(entries.len() as u64),
             Err(e) => tracing::warn!(error = %e, "metrics: cannot read the cache index"),

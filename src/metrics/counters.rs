@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use super::snapshot::{Histogram, AUTHORIZATION_BUCKETS};
 use super::Snapshot;
 
 /// Why a fill failed, the `reason` label of `glance_cache_fill_failures_total`.
@@ -126,6 +127,10 @@ struct Counters {
     prefetch_failures: AtomicU64,
     integrity_failures: [AtomicU64; 2],
     scrubbed_bytes: AtomicU64,
+    /// Hit authorizations per upper bound of [`AUTHORIZATION_BUCKETS`] (not
+    /// cumulative; the last slot is `+Inf`).
+    authorization_buckets: [AtomicU64; AUTHORIZATION_BUCKETS.len() + 1],
+    authorization_micros: AtomicU64,
 }
 
 fn add(counter: &AtomicU64, n: u64) {
@@ -169,7 +174,27 @@ impl Metrics {
             scrubbed_bytes: get(&c.scrubbed_bytes),
             cache_size_bytes: None,
             cache_entries: None,
+            cache_max_size_bytes: None,
+            authorization_seconds: Histogram {
+                counts: c.authorization_buckets.iter().map(get).collect(),
+                sum_micros: get(&c.authorization_micros),
+            },
         }
+    }
+
+    /// One hit authorization that asked the upstream, and how long the
+    /// round trip took.
+    pub(crate) fn authorization(&self, elapsed: std::time::Duration) {
+        let seconds = elapsed.as_secs_f64();
+        let slot = AUTHORIZATION_BUCKETS
+            .iter()
+            .position(|bound| seconds <= *bound)
+            .unwrap_or(AUTHORIZATION_BUCKETS.len());
+        add(&self.inner.authorization_buckets[slot], 1);
+        add(
+            &self.inner.authorization_micros,
+            u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+        );
     }
 
     /// A download answered from a cached file.

@@ -10,6 +10,7 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub(crate) enum Kind {
     Counter,
     Gauge,
+    Histogram,
 }
 
 impl Kind {
@@ -17,6 +18,7 @@ impl Kind {
         match self {
             Kind::Counter => "counter",
             Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
         }
     }
 }
@@ -62,6 +64,28 @@ impl<'a, W: Write> Exposition<'a, W> {
                 escape(self.out, value, true)?;
                 self.out.write_char('"')?;
             }
+            self.out.write_char('}')?;
+        }
+        writeln!(self.out, " {value}")
+    }
+
+    /// A sample with a value that is not an integer (a histogram's `_sum`,
+    /// a bucket's `le`).
+    pub(crate) fn sample_f64(
+        &mut self,
+        name: &str,
+        labels: &[(&str, &str)],
+        value: f64,
+    ) -> fmt::Result {
+        self.out.write_str(name)?;
+        for (i, (label, v)) in labels.iter().enumerate() {
+            self.out.write_char(if i == 0 { '{' } else { ',' })?;
+            self.out.write_str(label)?;
+            self.out.write_str("=\"")?;
+            escape(self.out, v, true)?;
+            self.out.write_char('"')?;
+        }
+        if !labels.is_empty() {
             self.out.write_char('}')?;
         }
         writeln!(self.out, " {value}")

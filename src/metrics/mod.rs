@@ -82,4 +82,4 @@ mod snapshot;
 
 pub use counters::{FillFailure, IntegrityCheck, Metrics};
 pub use exposition::CONTENT_TYPE;
-pub use snapshot::Snapshot;
+pub use snapshot::{Histogram, Snapshot, AUTHORIZATION_BUCKETS};

@@ -52,6 +52,45 @@ pub struct Snapshot {
     pub cache_size_bytes: Option<u64>,
     /// `glance_cache_entries`; `None` when not sampled (or unreadable).
     pub cache_entries: Option<u64>,
+    /// `glance_cache_max_size_bytes` (`image_cache_max_size`); `None` when
+    /// not sampled from a store.
+    pub cache_max_size_bytes: Option<u64>,
+    /// `glance_cache_authorization_seconds`: how long hit authorizations
+    /// that asked the upstream took.
+    pub authorization_seconds: Histogram,
+}
+
+/// Upper bounds (seconds) of the buckets of
+/// [`Snapshot::authorization_seconds`].
+pub const AUTHORIZATION_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// A latency histogram: observations per bucket (not cumulative; one slot
+/// per bound of [`AUTHORIZATION_BUCKETS`], then `+Inf`) and their sum.
+///
+/// ```
+/// let h = glance_cache::metrics::Histogram::default();
+/// assert_eq!(h.count(), 0);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Histogram {
+    /// Observations per bucket.
+    pub counts: Vec<u64>,
+    /// Sum of the observations, in microseconds.
+    pub sum_micros: u64,
+}
+
+impl Histogram {
+    /// Observations in all.
+    ///
+    /// ```
+    /// let h = glance_cache::metrics::Histogram { counts: vec![1, 2], sum_micros: 5 };
+    /// assert_eq!(h.count(), 3);
+    /// ```
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
 }
 
 impl Snapshot {
@@ -219,6 +258,46 @@ impl fmt::Display for Snapshot {
                 entries,
             )?;
         }
+        if let Some(max) = self.cache_max_size_bytes {
+            e.single(
+                "glance_cache_max_size_bytes",
+                Gauge,
+                "image_cache_max_size: the size above which pruning removes images.",
+                max,
+            )?;
+        }
+        const AUTH: &str = "glance_cache_authorization_seconds";
+        e.family(
+            AUTH,
+            Kind::Histogram,
+            "Time the upstream took to answer hit authorizations (remembered answers not included).",
+        )?;
+        let mut cumulative = 0;
+        for (i, bound) in AUTHORIZATION_BUCKETS.iter().enumerate() {
+            cumulative += self
+                .authorization_seconds
+                .counts
+                .get(i)
+                .copied()
+                .unwrap_or(0);
+            e.sample(
+                "glance_cache_authorization_seconds_bucket",
+                &[("le", &bound.to_string())],
+                cumulative,
+            )?;
+        }
+        let count = self.authorization_seconds.count();
+        e.sample(
+            "glance_cache_authorization_seconds_bucket",
+            &[("le", "+Inf")],
+            count,
+        )?;
+        e.sample_f64(
+            "glance_cache_authorization_seconds_sum",
+            &[],
+            self.authorization_seconds.sum_micros as f64 / 1e6,
+        )?;
+        e.sample("glance_cache_authorization_seconds_count", &[], count)?;
         Ok(())
     }
 }
@@ -237,6 +316,11 @@ mod tests {
             prefetch_failures: 1,
             cache_size_bytes: Some(9),
             cache_entries: Some(1),
+            cache_max_size_bytes: Some(100),
+            authorization_seconds: Histogram {
+                counts: vec![0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+                sum_micros: 20_000_000,
+            },
             ..Snapshot::default()
         };
         let text = s.to_string();
@@ -249,8 +333,17 @@ mod tests {
                 .and_then(|h| h.split(' ').next())
                 .unwrap_or_else(|| panic!("expected HELP, got {help:?}"));
             let ty = lines.next().unwrap();
-            assert!(ty == format!("# TYPE {name} counter") || ty == format!("# TYPE {name} gauge"));
+            assert!(
+                ty == format!("# TYPE {name} counter")
+                    || ty == format!("# TYPE {name} gauge")
+                    || ty == format!("# TYPE {name} histogram")
+            );
             assert_eq!(name.ends_with("_total"), ty.ends_with("counter"), "{name}");
+            assert_eq!(
+                name.ends_with("_seconds"),
+                ty.ends_with("histogram"),
+                "{name}"
+            );
             let mut samples = 0;
             while lines.peek().is_some_and(|l| !l.starts_with('#')) {
                 let line = lines.next().unwrap();
@@ -260,13 +353,20 @@ mod tests {
             assert!(samples > 0, "{name}");
             families += 1;
         }
-        assert_eq!(families, 17);
+        assert_eq!(families, 19);
         assert!(text.contains("\nglance_cache_hits_total 2\n"));
         assert!(text.contains("\nglance_cache_range_hits_total 3\n"));
         assert!(text.contains("\nglance_cache_integrity_failures_total{found_by=\"scrub\"} 5\n"));
         assert!(text.contains("\nglance_cache_fill_failures_total{reason=\"local\"} 4\n"));
         assert!(text.contains("\nglance_cache_prefetches_total{result=\"failure\"} 1\n"));
         assert!(text.contains("\nglance_cache_size_bytes 9\n"));
+        assert!(text.contains("\nglance_cache_max_size_bytes 100\n"));
+        assert!(text.contains("\nglance_cache_authorization_seconds_bucket{le=\"0.005\"} 0\n"));
+        assert!(text.contains("\nglance_cache_authorization_seconds_bucket{le=\"0.01\"} 2\n"));
+        assert!(text.contains("\nglance_cache_authorization_seconds_bucket{le=\"10\"} 2\n"));
+        assert!(text.contains("\nglance_cache_authorization_seconds_bucket{le=\"+Inf\"} 3\n"));
+        assert!(text.contains("\nglance_cache_authorization_seconds_sum 20\n"));
+        assert!(text.contains("\nglance_cache_authorization_seconds_count 3\n"));
     }
 
     #[test]

@@ -642,7 +642,7 @@ fn systemd_analyze_accepts_the_units() {
     for unit in units("service").into_iter().chain(units("timer")) {
         let text = std::fs::read_to_string(&unit)
             .unwrap()
-            .replace("/usr/local/bin/glance-cache-proxy", BIN);
+            .replace("/usr/bin/glance-cache-proxy", BIN);
         let copy = tmp.path().join(unit.file_name().unwrap());
         std::fs::write(&copy, text).unwrap();
         files.push(copy);

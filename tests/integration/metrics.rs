@@ -100,7 +100,7 @@ fn parse(text: &str) -> Result<Exposition, String> {
             if help_for.as_deref() != Some(name) {
                 return Err(err("TYPE not right after its HELP".into()));
             }
-            if !matches!(kind, "counter" | "gauge") {
+            if !matches!(kind, "counter" | "gauge" | "histogram") {
                 return Err(err(format!("unexpected type {kind}")));
             }
             if (kind == "counter") != name.ends_with("_total") {
@@ -121,7 +121,14 @@ fn parse(text: &str) -> Result<Exposition, String> {
                 .find(['{', ' '])
                 .ok_or_else(|| err("sample without value".into()))?;
             let name = &line[..name_end];
-            if family.as_deref() != Some(name) {
+            let of_family = |f: &str| {
+                name == f
+                    || (out.types.get(f).map(String::as_str) == Some("histogram")
+                        && ["_bucket", "_sum", "_count"]
+                            .iter()
+                            .any(|suffix| name.strip_suffix(suffix) == Some(f)))
+            };
+            if !family.as_deref().is_some_and(of_family) {
                 return Err(err("sample outside its family".into()));
             }
             let rest = if line[name_end..].starts_with('{') {
@@ -190,6 +197,15 @@ async fn one_miss_and_one_hit() {
     assert_eq!(m.get("glance_cache_hit_authorization_refusals_total"), 0.0);
     assert_eq!(m.types["glance_cache_size_bytes"], "gauge");
     assert_eq!(m.types["glance_cache_hits_total"], "counter");
+    assert_eq!(m.get("glance_cache_max_size_bytes"), (10u64 << 30) as f64);
+    // The hit's authorization asked the upstream once (the miss needed none).
+    assert_eq!(m.types["glance_cache_authorization_seconds"], "histogram");
+    assert_eq!(m.get("glance_cache_authorization_seconds_count"), 1.0);
+    assert_eq!(
+        m.get("glance_cache_authorization_seconds_bucket{le=\"+Inf\"}"),
+        1.0
+    );
+    assert!(m.get("glance_cache_authorization_seconds_sum") > 0.0);
 
     // Requests the cache does not handle are neither hits nor misses.
     let listing = c.get(&format!("{}/v2/images", proxy.url), &MEMBER).await;
@@ -355,5 +371,92 @@ fn the_reader_rejects_what_the_format_forbids() {
         "# HELP a_total A.\n# TYPE a_total counter\na_total x\n",
     ] {
         assert!(parse(bad).is_err(), "{bad:?}");
+    }
+}
+
+/// Every `expr` string anywhere in a Grafana dashboard.
+fn exprs(value: &serde_json::Value, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, v) in map {
+                match (key.as_str(), v) {
+                    ("expr", serde_json::Value::String(e)) => out.push(e.clone()),
+                    _ => exprs(v, out),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| exprs(v, out)),
+        _ => {}
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grafana_dashboard_names_only_metrics_the_proxy_exports() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("etc/grafana/glance-cache-proxy.json");
+    let text = std::fs::read_to_string(&path).expect("the dashboard");
+    let dashboard: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    assert!(dashboard["title"].as_str().is_some_and(|t| !t.is_empty()));
+    let panels = dashboard["panels"].as_array().expect("panels");
+    let titles: Vec<&str> = panels.iter().filter_map(|p| p["title"].as_str()).collect();
+    for wanted in [
+        "Hit ratio",
+        "Bytes by source",
+        "Fills in flight",
+        "Failures by reason",
+        "Cache size vs limit",
+        "Hit authorization latency",
+    ] {
+        assert!(
+            titles.iter().any(|t| t.starts_with(wanted)),
+            "no {wanted:?} panel in {titles:?}"
+        );
+    }
+    let ids: std::collections::BTreeSet<u64> =
+        panels.iter().filter_map(|p| p["id"].as_u64()).collect();
+    assert_eq!(ids.len(), panels.len(), "panel ids are unique");
+
+    // What a running proxy exports, every family present.
+    let glance = fake_glance().await;
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(&glance.url(), dir.path(), ProxyOptions::default()).await;
+    let exported = scrape(&proxy).await;
+    let series: std::collections::BTreeSet<String> = exported
+        .types
+        .iter()
+        .flat_map(|(name, kind)| {
+            let mut names = vec![name.clone()];
+            if kind == "histogram" {
+                names.extend(["_bucket", "_sum", "_count"].map(|s| format!("{name}{s}")));
+            }
+            names
+        })
+        .collect();
+    let mut all = Vec::new();
+    exprs(&dashboard, &mut all);
+    assert!(all.len() >= 20, "{all:?}");
+    let mut used = std::collections::BTreeSet::new();
+    for expr in &all {
+        let mut rest = expr.as_str();
+        while let Some(at) = rest.find("glance_cache_") {
+            let tail = &rest[at..];
+            let end = tail
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(tail.len());
+            let name = &tail[..end];
+            assert!(
+                series.contains(name),
+                "{name} (in {expr:?}) is not exported; exported: {series:?}"
+            );
+            used.insert(name.to_owned());
+            rest = &tail[end..];
+        }
+    }
+    for family in [
+        "glance_cache_hits_total",
+        "glance_cache_max_size_bytes",
+        "glance_cache_authorization_seconds_bucket",
+    ] {
+        assert!(used.contains(family), "the dashboard does not use {family}");
     }
 }
