@@ -10,10 +10,14 @@ use glance_cache_config::{
 };
 
 /// The files read when no `--config-file` or `--config-dir` is given (those
-/// that exist), like Glance's cache commands.
+/// that exist, in this order): Glance's own, as its cache commands read
+/// them, then the proxy's, which the package installs and the units pass,
+/// so a bare `glance-cache-pruner` from an old cron line sees the same
+/// cache as the running proxy.
 pub(crate) const DEFAULT_CONFIG_FILES: &[&str] = &[
     "/etc/glance/glance-api.conf",
     "/etc/glance/glance-cache.conf",
+    "/etc/glance/glance-cache-proxy.conf",
 ];
 
 /// Help shown after the options of `check-config` (and useful for every
@@ -35,8 +39,9 @@ pub(crate) struct ConfigArgs {
     /// Configuration file (oslo.config INI: glance-api.conf, glance-cache-proxy.conf, ...);
     /// repeatable, later files override earlier ones.
     ///
-    /// Without any --config-file or --config-dir, /etc/glance/glance-api.conf and
-    /// /etc/glance/glance-cache.conf are read, those that exist.
+    /// Without any --config-file or --config-dir, /etc/glance/glance-api.conf,
+    /// /etc/glance/glance-cache.conf and /etc/glance/glance-cache-proxy.conf are read, those
+    /// that exist, in this order.
     ///
     /// Environment variables GLANCE_CACHE__<SECTION>__<OPTION> override every file, e.g.
     /// GLANCE_CACHE__DEFAULT__IMAGE_CACHE_DIR=/var/lib/glance/image-cache or
@@ -201,10 +206,22 @@ fn shown(e: &Effective) -> String {
     }
 }
 
+/// What `sample-config` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum SampleFormat {
+    /// The commented sample configuration file.
+    Ini,
+    /// A Markdown table of the options (the README's reference).
+    Markdown,
+}
+
 /// `glance-cache-proxy sample-config`: the commented sample configuration
 /// (`etc/glance-cache-proxy.conf.sample` is this output).
-pub(crate) fn sample_config() -> anyhow::Result<()> {
-    write_stdout(&glance_cache_config::sample())
+pub(crate) fn sample_config(format: SampleFormat) -> anyhow::Result<()> {
+    match format {
+        SampleFormat::Ini => write_stdout(&glance_cache_config::sample()),
+        SampleFormat::Markdown => write_stdout(&glance_cache_config::options_table()),
+    }
 }
 
 /// Writes `text` to stdout; a closed pipe (`| head`) is not an error.
@@ -247,6 +264,32 @@ mod tests {
             ..ConfigArgs::default()
         };
         assert!(only_dir.files_or(&defaults).expect("ok").is_empty());
+    }
+
+    #[test]
+    fn a_bare_command_reads_every_file_the_systemd_units_pass() {
+        let units = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../etc/systemd");
+        let mut passed = 0;
+        for unit in std::fs::read_dir(&units).expect("etc/systemd") {
+            let text = std::fs::read_to_string(unit.expect("entry").path()).expect("unit");
+            for file in text
+                .split("--config-file ")
+                .skip(1)
+                .filter_map(|rest| rest.split_whitespace().next())
+            {
+                assert!(
+                    DEFAULT_CONFIG_FILES.contains(&file),
+                    "{file} is not read by default"
+                );
+                passed += 1;
+            }
+        }
+        assert!(passed >= 6, "the units pass their files with --config-file");
+        // Glance's files first: the proxy's own file overrides them.
+        assert_eq!(
+            DEFAULT_CONFIG_FILES.last(),
+            Some(&"/etc/glance/glance-cache-proxy.conf")
+        );
     }
 
     #[test]

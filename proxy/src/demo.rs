@@ -54,42 +54,95 @@ pub(crate) async fn run(size: u64) -> anyhow::Result<()> {
     ));
     let id = ImageId::parse(IMAGE).context("demo image id")?;
 
-    println!("image service (built-in, Glance API):  {}", glance.url());
-    println!("caching proxy:                         http://{addr}");
-    println!(
-        "cache directory:                       {}",
-        store.root().display()
-    );
-    println!(
-        "image {IMAGE}: {size} bytes, md5 {}",
-        glance.image_md5(IMAGE).unwrap_or_default()
-    );
-    println!();
     let url = format!("http://{addr}/v2/images/{IMAGE}/file");
-    for label in ["miss (first download) ", "hit  (second download)"] {
+    let mut results = Vec::new();
+    for _ in 0..2 {
         let started = Instant::now();
         let (status, len, md5) = download(&url).await?;
         let secs = started.elapsed().as_secs_f64().max(1e-6);
         // The fill commits right after its last byte went out.
         cache.settled(&id).await;
-        println!(
-            "{label}: HTTP {status}, {len} bytes, md5 {md5}, {:>7.1} MiB/s, upstream downloads: {}",
-            len as f64 / secs / (1 << 20) as f64,
-            glance.file_gets(IMAGE)
-        );
+        results.push(Download {
+            status,
+            len,
+            md5,
+            mib_per_s: len as f64 / secs / (1 << 20) as f64,
+            full_downloads: glance.file_gets(IMAGE),
+            probes: glance.ranged_file_gets(IMAGE),
+        });
     }
     // Stopped (and drained) first, so that the hit has been counted.
     let _ = stop.send(());
     let _ = server.await;
-    println!();
-    for entry in store.list().await? {
-        println!(
-            "cached: {}  size {}  hits {}  verified {}",
-            entry.image_id, entry.size, entry.hits, entry.verified
-        );
+    let entries = store.list().await?;
+    let entry = entries.iter().find(|e| e.image_id.as_str() == IMAGE);
+
+    // The results, apart from the log (which goes to stderr).
+    let want = glance.image_md5(IMAGE).unwrap_or_default();
+    let mut out = String::new();
+    out.push_str(&format!(
+        "\nglance-cache-proxy demo\n\
+         \x20 image service (built-in, Glance's API)  {}\n\
+         \x20 caching proxy in front of it           http://{addr}\n\
+         \x20 cache directory                        {}\n\
+         \x20 image {IMAGE}: {size} bytes, md5 {want}\n\n",
+        glance.url(),
+        store.root().display()
+    ));
+    let mut probes_before = 0;
+    for (n, d) in results.iter().enumerate() {
+        let what = if n == 0 {
+            "miss: the proxy fetched the image from the image service once, streaming it to \
+             this client while it wrote and verified the cache file"
+                .to_owned()
+        } else if d.probes > probes_before {
+            "hit: read from the cache file; the image service was only asked (one 1-byte \
+             request with the caller's credentials) whether this caller may download it"
+                .to_owned()
+        } else {
+            "hit: read from the cache file; the image service was not asked again: this \
+             caller's own download a moment ago counts as its permission for \
+             authorization_cache_ttl (10 s), after which one 1-byte request with the caller's \
+             credentials asks"
+                .to_owned()
+        };
+        probes_before = d.probes;
+        out.push_str(&format!(
+            "  download {}: HTTP {}, {} bytes, md5 {} ({}), {:.1} MiB/s\n    {what}\n",
+            n + 1,
+            d.status,
+            d.len,
+            d.md5,
+            if d.md5 == want { "correct" } else { "WRONG" },
+            d.mib_per_s,
+        ));
+        out.push_str(&format!(
+            "    image service so far: {} whole-image download(s), {} authorization request(s)\n\n",
+            d.full_downloads, d.probes
+        ));
     }
+    match entry {
+        Some(e) => out.push_str(&format!(
+            "  cache entry: {} bytes, hits {} (whole downloads served from the cache), \
+             verified {} (size, MD5 and SHA-512 checked before the last byte went out)\n",
+            e.size, e.hits, e.verified
+        )),
+        None => out.push_str("  cache entry: none (the image was not cached)\n"),
+    }
+    out.push_str("\n  RUST_LOG=info glance-cache-proxy demo also shows the proxy's log.\n");
+    print!("{out}");
     glance.shutdown().await;
     Ok(())
+}
+
+/// One download's outcome, and what the image service had served by then.
+struct Download {
+    status: u16,
+    len: u64,
+    md5: String,
+    mib_per_s: f64,
+    full_downloads: usize,
+    probes: usize,
 }
 
 /// GETs `url`, hashing the body as it streams (never held in memory).

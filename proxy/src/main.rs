@@ -33,7 +33,11 @@ enum Command {
     /// from, and the warnings.
     CheckConfig(config_cmd::CheckConfigArgs),
     /// Print a commented sample configuration with every option, its help and its default.
-    SampleConfig,
+    SampleConfig {
+        /// ini: the sample configuration file; markdown: a reference table of the options.
+        #[arg(long, value_enum, default_value_t = config_cmd::SampleFormat::Ini)]
+        format: config_cmd::SampleFormat,
+    },
     /// Start a small built-in image service and the proxy in front of it,
     /// download one image twice and show the miss and the hit.
     Demo {
@@ -51,9 +55,13 @@ fn main() -> ExitCode {
     // Invoked as glance-cache-pruner/-cleaner/-prefetcher: that subcommand.
     let cli = Cli::parse_from(offline::args_for_program_name(std::env::args_os()));
     // `serve` sets up logging from its configuration files. One-shot
-    // maintenance stays quiet on success (cron mails what it prints).
+    // maintenance stays quiet on success (cron mails what it prints); the
+    // demo prints its results alone (RUST_LOG shows its log).
     if !matches!(cli.command, Command::Serve { .. }) {
-        let quiet = matches!(cli.command, Command::Offline(_) | Command::Manage(_));
+        let quiet = matches!(
+            cli.command,
+            Command::Offline(_) | Command::Manage(_) | Command::Demo { .. }
+        );
         if let Err(e) = logging::init(&logging::LogOptions::default().with_quiet(quiet)) {
             eprintln!("glance-cache-proxy: error: {e:#}");
             return ExitCode::FAILURE;
@@ -82,7 +90,7 @@ fn main() -> ExitCode {
                 serve::run(loaded.config).await
             }
             Command::CheckConfig(args) => config_cmd::check_config(&args),
-            Command::SampleConfig => config_cmd::sample_config(),
+            Command::SampleConfig { format } => config_cmd::sample_config(format),
             Command::Demo { image_size } => demo::run(image_size).await,
             Command::Manage(command) => manage_cli::run(command).await,
             Command::Offline(command) => offline::run(command).await,

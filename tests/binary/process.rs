@@ -250,9 +250,27 @@ fn demo_shows_a_miss_then_a_hit() {
         "{text}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(text.contains("miss"), "{text}");
-    assert!(text.contains("hit"), "{text}");
-    assert!(text.contains("upstream downloads: 1"), "{text}");
+    assert!(
+        text.contains("download 1: HTTP 200, 8388608 bytes"),
+        "{text}"
+    );
+    assert!(
+        text.contains("download 2: HTTP 200, 8388608 bytes"),
+        "{text}"
+    );
+    assert_eq!(text.matches("(correct)").count(), 2, "{text}");
+    assert!(text.contains("miss: the proxy fetched the image"), "{text}");
+    assert!(text.contains("hit: read from the cache file"), "{text}");
+    // After the hit, still one whole download from the image service.
+    let after_hit = &text[text.find("download 2:").unwrap()..];
+    assert!(
+        after_hit.contains("image service so far: 1 whole-image download(s)"),
+        "{text}"
+    );
+    assert!(text.contains("hits 1"), "{text}");
+    // The results are not interleaved with log lines: the log is quiet by default.
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(!log.contains(" INFO "), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

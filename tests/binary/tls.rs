@@ -180,6 +180,16 @@ async fn a_real_glance_behind_haproxy_tls_served_over_https_to_the_real_glance_c
     assert_eq!((code, o.as_str()), (0, "2 200"), "{e}");
     assert_eq!(md5_of(&hit), md5_of(&image));
 
+    // The load balancer's health check reaches glance-api through the proxy.
+    let (code, o, e) = curl(&[
+        "--cacert",
+        ca,
+        "--write-out",
+        " %{http_code}",
+        &format!("{url}/healthcheck"),
+    ]);
+    assert_eq!((code, o.as_str()), (0, "OK 200"), "{e}");
+
     // The operator commands reach the https proxy with --os-cacert.
     let list = Command::new(BIN)
         .args(["list-cached", "--host", "https://127.0.0.1", "--port"])

@@ -47,6 +47,36 @@ pub enum ConfigError {
     /// `management_auth = static` without `admin_tokens`).
     #[error(transparent)]
     Conflict(Box<ConflictError>),
+    /// More than one of the above: every syntax error and every invalid
+    /// value is reported at once, one per line, in file order.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Several(Box<Vec<ConfigError>>),
+}
+
+impl ConfigError {
+    /// The errors this one stands for: itself, or each of [`ConfigError::Several`].
+    ///
+    /// ```
+    /// use glance_cache_config::Config;
+    /// let text = "[DEFAULT]\nbind_port = x\nimage_cache_max_size = 10G\n";
+    /// let e = Config::from_sources(&[("glance-api.conf", text)]).unwrap_err();
+    /// assert_eq!(e.errors().count(), 2);
+    /// ```
+    pub fn errors(&self) -> impl Iterator<Item = &ConfigError> {
+        match self {
+            ConfigError::Several(all) => all.iter().collect::<Vec<_>>().into_iter(),
+            one => vec![one].into_iter(),
+        }
+    }
+
+    /// One error, or [`ConfigError::Several`]; `None` for none.
+    pub(crate) fn gather(mut errors: Vec<ConfigError>) -> Option<ConfigError> {
+        match errors.len() {
+            0 => None,
+            1 => errors.pop(),
+            _ => Some(ConfigError::Several(Box::new(errors))),
+        }
+    }
 }
 
 /// A line that breaks the INI syntax rules.

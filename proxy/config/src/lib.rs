@@ -119,7 +119,7 @@ pub use maintenance::MaintenanceOptions;
 pub use management::{AuthSettingsError, ManagementOptions};
 pub use options::{OptionDef, OptionKind, Unit, OPTIONS};
 pub use raw::{RawConfig, RawValue, Source};
-pub use sample::sample;
+pub use sample::{options_table, sample};
 
 /// The typed configuration. `Default` gives every option its default.
 #[derive(Clone, Debug)]

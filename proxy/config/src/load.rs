@@ -139,12 +139,26 @@ pub(crate) fn load_texts<'t>(
 ) -> Result<Loaded, ConfigError> {
     let mut raw = RawConfig::default();
     let mut files = Vec::new();
+    // Every file's syntax and every option's value are checked before
+    // anything is reported, so one run shows every problem.
+    let mut errors = Vec::new();
     for (path, text) in sources {
-        let parsed = ini::parse(&path, text)?;
-        files.push(path.clone());
-        raw.push_file(path, parsed);
+        match ini::parse(&path, text) {
+            Ok(parsed) => {
+                files.push(path.clone());
+                raw.push_file(path, parsed);
+            }
+            Err(e) => errors.push(e),
+        }
     }
-    for setting in env::settings(env)? {
+    let settings = match env::settings(env) {
+        Ok(settings) => settings,
+        Err(e) => {
+            errors.push(e);
+            Vec::new()
+        }
+    };
+    for setting in settings {
         tracing::debug!(variable = %setting.variable, "configuration from the environment");
         raw.push_env(
             setting.option.section,
@@ -178,7 +192,10 @@ pub(crate) fn load_texts<'t>(
                 deferred.push((def.name, e));
                 continue;
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
         };
         if let (OptionKind::Choice { .. }, Value::Choice(canonical), Source::File { path, line }) =
             (def.kind, &value, &source)
@@ -208,6 +225,9 @@ pub(crate) fn load_texts<'t>(
             source: source.clone(),
         });
         values.push((def, text, source));
+    }
+    if let Some(e) = ConfigError::gather(errors) {
+        return Err(e);
     }
     warnings.extend(management::resolve(
         &mut config,

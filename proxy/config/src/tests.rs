@@ -995,3 +995,43 @@ hit_authorization = probe
     );
     assert!(l.raw.has_section("fast"));
 }
+
+#[test]
+fn every_bad_value_and_syntax_error_is_reported_in_one_run() {
+    let e = load_err(
+        "[DEFAULT]\nbind_port = 99999\nimage_cache_max_size = 10G\n[proxy]\nupstream_url = glance:9292\n",
+    );
+    let lines: Vec<String> = e.to_string().lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), 3, "{e}");
+    assert!(
+        lines[0].starts_with("glance-api.conf:2: [DEFAULT] bind_port"),
+        "{e}"
+    );
+    assert!(
+        lines[1].starts_with("glance-api.conf:3: [DEFAULT] image_cache_max_size"),
+        "{e}"
+    );
+    assert!(
+        lines[2].starts_with("glance-api.conf:5: [proxy] upstream_url"),
+        "{e}"
+    );
+    assert_eq!(e.errors().count(), 3);
+    assert!(e.errors().all(|e| matches!(e, ConfigError::Value(_))));
+
+    // A broken line in one file and a bad value in the next: both.
+    let e = Config::from_sources(&[
+        ("a.conf", "[DEFAULT]\nthis line has no equals sign\n"),
+        ("b.conf", "[proxy]\nhit_chunk_size = 1\n"),
+    ])
+    .expect_err("fails");
+    assert_eq!(e.errors().count(), 2, "{e}");
+    assert!(e.to_string().contains("a.conf:2"), "{e}");
+    assert!(
+        e.to_string().contains("b.conf:2: [proxy] hit_chunk_size"),
+        "{e}"
+    );
+
+    // One problem is still that problem, not a list.
+    let one = load_err("[DEFAULT]\nbind_port = 99999\n");
+    assert!(matches!(one, ConfigError::Value(_)), "{one:?}");
+}
