@@ -132,8 +132,12 @@ class RssSampler(threading.Thread):
 
 
 # ----------------------------------------------------------------------------- http helpers
+# Extra curl arguments for every request (the TLS phase adds its CA certificate).
+CURL_EXTRA = []
+
+
 def curl(args, timeout=120):
-    r = subprocess.run(["curl", "-s", "--max-time", str(timeout)] + args, capture_output=True,
+    r = subprocess.run(["curl", "-s", "--max-time", str(timeout)] + CURL_EXTRA + args, capture_output=True,
                        text=True, timeout=timeout + 30)
     return r.stdout
 
@@ -169,6 +173,7 @@ class Bench:
         self.g_cache = f"http://127.0.0.1:{env['glance_cache']['port']}"
         self.nginx = f"http://127.0.0.1:{env['nginx']['port']}"
         self.proxy = f"http://127.0.0.1:{env['proxy']['port']}"
+        self.nginx_tls = f"https://127.0.0.1:{env['tls']['nginx_port']}" if env.get("tls") else None
         self.admin = [f"X-Auth-Token: {env['proxy']['admin_token']}"]
         self.stamp = str(int(time.time()))
         self.nonce = 0
@@ -319,7 +324,7 @@ class Bench:
                      f"{self.g_cache}/v2/images/{self.ids[('cache', size)]}/file", "Glance")
 
     # -- a fresh proxy process (for the memory rows) ---------------------------------------
-    def restart_proxy(self, extra_env=None):
+    def restart_proxy(self, extra_env=None, url=None):
         """Stops the proxy (SIGTERM) and starts it again with the same configuration and cache
         directory, so that a row's peak RSS is that row's alone (the allocator keeps memory a
         previous burst used). `extra_env` overrides options (GLANCE_CACHE__PROXY__...). The new
@@ -341,6 +346,8 @@ class Bench:
             p = subprocess.Popen(px["cmd"], stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
                                  env=dict(os.environ, RUST_LOG=px["rust_log"], **(extra_env or {})))
         px["pid"] = p.pid
+        if url:  # the restarted proxy answers here (https for the TLS rows)
+            self.proxy = url
         with open(px["pidfile"], "w") as f:
             f.write(f"{p.pid}\n")
         deadline = time.monotonic() + 30
@@ -402,7 +409,7 @@ class Bench:
         procs = []
         for k, u in enumerate(urls):
             args = ["curl", "-s", "-o", "/dev/null", "--max-time", str(self.o.curl_timeout),
-                    "-w", CURL_FMT]
+                    "-w", CURL_FMT] + CURL_EXTRA + sc.get("curl_args", [])
             for h in hdrs(k):
                 args += ["-H", h]
             procs.append(subprocess.Popen(args + [u], stdout=subprocess.PIPE, text=True))
@@ -567,6 +574,14 @@ class Bench:
                  server="proxy", kind="hit", groups=[PRX, G_UP], phase="scrub",
                  prep=lambda size, rep, clients: self.ensure_proxy_cached(size, warm=True),
                  url=lambda size, k: f"{self.proxy}/v2/images/{up(size)}/file"),
+            dict(key="nginx_warm_tls", label="nginx proxy_cache warm over TLS (HTTP/1.1)",
+                 server="nginx", kind="hit", groups=[NGX, G_UP], phase="tls",
+                 expect_cache_status="HIT", curl_args=["--http1.1"],
+                 url=lambda size, k: f"{self.nginx_tls}/v2/images/{up(size)}/file?warm={self.stamp}"),
+            dict(key="proxy_hit_tls", label="glance-cache-proxy hit over TLS (HTTP/1.1)",
+                 server="proxy", kind="hit", groups=[PRX, G_UP], phase="tls", curl_args=["--http1.1"],
+                 prep=lambda size, rep, clients: self.ensure_proxy_cached(size, warm=True),
+                 url=lambda size, k: f"{self.proxy}/v2/images/{up(size)}/file"),
             dict(key="direct_range", label="1 MiB range: direct upstream (Glance)", server="glance",
                  kind="range", groups=[G_UP], single_only=True, expect_status=206,
                  expect_bytes=lambda size: range_of(size)[1] - range_of(size)[0] + 1,
@@ -609,6 +624,7 @@ class Bench:
                             sc["prep"](size, rep, clients)
                         self.record(sc, size, clients, self.sample(sc, size, clients))
         self.scrub_phase(scs)
+        self.tls_phase(scs)
         big = o.big_size
         extra = [n for n in o.concurrency if n not in (1, o.parallel)]
         if extra and big not in sizes:
@@ -648,6 +664,36 @@ class Bench:
                 for _ in range(per_round):
                     self.record(sc, size, clients, self.sample(sc, size, clients))
         self.restart_proxy()
+
+    def tls_phase(self, scs):
+        """Hits of the largest image over TLS (one certificate for both, HTTP/1.1): the proxy
+        restarted with tls_cert_file/tls_key_file, and nginx's TLS server on the same cache
+        zone, in rounds; the plain-HTTP hit rows of the same run are the reference."""
+        tls = self.env.get("tls")
+        if not tls:
+            return
+        size = max(self.o.sizes)
+        by_key = {sc["key"]: sc for sc in scs}
+        plain = self.proxy
+        log(f"== TLS, {size_label(size)}: {self.o.runs} rounds of proxy and nginx hits over TLS")
+        CURL_EXTRA[:] = ["--cacert", tls["cert"]]
+        try:
+            self.restart_proxy({"GLANCE_CACHE__PROXY__TLS_CERT_FILE": tls["cert"],
+                                "GLANCE_CACHE__PROXY__TLS_KEY_FILE": tls["key"]},
+                               url=plain.replace("http://", "https://"))
+            # nginx's TLS server keys its cache by scheme: fill its entry once
+            curl(["-o", "/dev/null", f"{self.nginx_tls}/v2/images/{self.ids[('up', size)]}/file?warm={self.stamp}"],
+                 timeout=self.o.curl_timeout)
+            for rep in range(self.o.runs):
+                for key in ("proxy_hit_tls", "nginx_warm_tls"):
+                    sc = by_key[key]
+                    for clients in (1, self.o.parallel):
+                        if sc.get("prep"):
+                            sc["prep"](size, rep, clients)
+                        self.record(sc, size, clients, self.sample(sc, size, clients))
+        finally:
+            self.restart_proxy(url=plain)
+            CURL_EXTRA[:] = []
 
     def idle_proxy_cpu(self, seconds):
         """The proxy's CPU (% of one core) over `seconds` with no client."""
@@ -692,9 +738,12 @@ class Bench:
             s = self.summary(key)
             ref_key = "direct_range" if sc["kind"] == "range" else "direct"
             direct = self.ref(ref_key, size, clients)
-            ngx = self.ref("nginx_cold" if sc["kind"] == "miss" else "nginx_warm", size, clients)
+            ngx_ref = "nginx_cold" if sc["kind"] == "miss" else "nginx_warm"
+            if sc.get("phase") == "tls":
+                ngx_ref = "nginx_warm_tls"
+            ngx = self.ref(ngx_ref, size, clients)
             xd = f"{s['median'] / direct:.2f}" if direct and sc["key"] != ref_key else ("ref" if sc["key"] == ref_key else "–")
-            if sc["key"] in ("nginx_cold", "nginx_warm"):
+            if sc["key"] in ("nginx_cold", "nginx_warm", "nginx_warm_tls"):
                 xn = "ref"
             elif sc["kind"] == "range":
                 xn = "–"
@@ -789,6 +838,13 @@ class Bench:
                            f"{p['time_ms']:.1f} ms vs the upstream's {d['time_ms']:.1f} ms = {ratio:.1f}× faster "
                            f"(target ≥ 5×, authorization remembered){probe}: {verdict(ratio >= 5)}")
         size = max(o.sizes)
+        for n in (1, o.parallel):
+            t, ng, plain = med("proxy_hit_tls", size, n), med("nginx_warm_tls", size, n), med("proxy_hit", size, n)
+            if t and ng and plain:
+                out.append(f"- hit over TLS, {size_label(size)}, {n} client(s): proxy {t['median']:.0f} MiB/s vs nginx "
+                           f"proxy_cache over TLS {ng['median']:.0f} MiB/s = {t['median'] / ng['median']:.2f}× "
+                           f"(target ≥ 1×); TLS costs the proxy {100 * (1 - t['median'] / plain['median']):.0f}% "
+                           f"of its plain-HTTP hit ({plain['median']:.0f} MiB/s): {verdict(t['median'] >= ng['median'])}")
         on, off = med("proxy_hit_scrub", size, o.parallel), med("proxy_hit_noscrub", size, o.parallel)
         if on and off:
             cost = 1 - on["median"] / off["median"]

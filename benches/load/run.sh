@@ -4,7 +4,7 @@
 #   bash benches/load/run.sh [options]
 #
 # One command, one machine, one run, everything on 127.0.0.1. It
-#   1. checks the tools (curl >= 7.84, ps, md5sum, python3, nginx: Debian's nginx-light is
+#   1. checks the tools (curl >= 7.84, ps, md5sum, python3, openssl, nginx: Debian's nginx-light is
 #      installed with apt-get when missing and we are root; its service is not started), makes
 #      the real-Glance venv (tests/harness/setup-python.sh) and builds the proxy (cargo build
 #      --release);
@@ -107,6 +107,7 @@ CURL_V=$(curl --version | awk 'NR == 1 { print $2 }')
 printf '7.84.0\n%s\n' "$CURL_V" | sort -V -C 2>/dev/null \
   || die "curl $CURL_V is too old: the script reads response headers with -w '%header{...}' (curl >= 7.84)"
 for t in ps md5sum python3; do command -v "$t" >/dev/null 2>&1 || die "$t is needed"; done
+command -v openssl >/dev/null 2>&1 || die "openssl is needed (the TLS rows' certificate): apt-get install openssl"
 if ! command -v nginx >/dev/null 2>&1; then
   [ "${GLANCE_CACHE_NO_APT:-0}" != 1 ] || die "no nginx on PATH and GLANCE_CACHE_NO_APT=1 (Debian: apt-get install nginx-light)"
   { [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; } \
@@ -232,6 +233,13 @@ G_UP_PID=$(cat "$TMP/glance-upstream/run/glance-api.pid"); G_CACHE_PID=$(cat "$T
 # sendfile on loopback here), proxy_cache_lock on so that concurrent misses wait for one fill
 NGX=$TMP/nginx
 NGX_PORT=$(free_port)
+NGX_TLS_PORT=$(free_port)
+# One certificate for the TLS rows (nginx's TLS server and the proxy's listener), made here.
+mkdir -p "$TMP/tls"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+  -keyout "$TMP/tls/key.pem" -out "$TMP/tls/cert.pem" -subj "/CN=127.0.0.1" \
+  -addext "subjectAltName=IP:127.0.0.1" 2> "$TMP/tls/openssl.log" \
+  || { cat "$TMP/tls/openssl.log" >&2; die "openssl could not make the test certificate"; }
 mkdir -p "$NGX"/{cache,tmp,logs}
 USER_LINE=""; [ "$(id -u)" = 0 ] && USER_LINE="user root;"
 cat > "$NGX/nginx.conf" <<EOF
@@ -264,6 +272,22 @@ http {
     location /static/ {
       alias $TMP/data/;
       sendfile off; output_buffers 2 1m;
+    }
+  }
+  # the same cache over TLS (the proxy's TLS rows use the same certificate)
+  server {
+    listen 127.0.0.1:$NGX_TLS_PORT ssl;
+    ssl_certificate $TMP/tls/cert.pem; ssl_certificate_key $TMP/tls/key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    location / {
+      proxy_pass http://127.0.0.1:$G_UP_PORT;
+      proxy_http_version 1.1;
+      proxy_cache glance;
+      proxy_cache_valid 200 1d;
+      proxy_cache_lock on; proxy_cache_lock_timeout 600s; proxy_cache_lock_age 600s;
+      proxy_buffer_size 1m; proxy_buffers 16 1m; proxy_busy_buffers_size 2m;
+      sendfile off; output_buffers 2 1m;
+      add_header X-Cache-Status \$upstream_cache_status;
     }
   }
 }
@@ -319,6 +343,7 @@ env = {
                       "request_log": "$TMP/glance-upstream/log/uwsgi.log"},
   "glance_cache": {"port": $G_CACHE_PORT, "pid": $G_CACHE_PID, "workers": $WORKERS},
   "nginx": {"port": $NGX_PORT, "pid": $NGINX_PID},
+  "tls": {"cert": "$TMP/tls/cert.pem", "key": "$TMP/tls/key.pem", "nginx_port": $NGX_TLS_PORT},
   "proxy": {"port": $PROXY_PORT, "pid": $PROXY_PID, "admin_token": "$ADMIN_TOKEN",
             "cmd": ["$BINARY", "serve", "--config-file", "$TMP/proxy.conf"], "rust_log": "$PROXY_RUST_LOG",
             "log": "$TMP/proxy.log", "pidfile": "$TMP/proxy.pid"},
