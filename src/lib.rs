@@ -24,7 +24,9 @@
 //!   credentials), or join or start a fill. A fill is the one upstream
 //!   download of an image; every client follows the growing file at its
 //!   own pace; the last byte is released only once size and MD5 are
-//!   verified; `fsync` + `rename` commit it.
+//!   verified (size, MD5 and the image record's multihash, each hashed on
+//!   its own thread); `fsync` + `rename` commit it. Single ranges of a
+//!   cached image come from the file after the same authorization.
 //! * [`GlanceCache`] (module [`cache`]) is the cache itself: the store, the
 //!   fills in flight, the authorizer, the prefetch queue, the metrics; it
 //!   owns every state change of an entry (fill, commit, invalidate, clear).
@@ -47,12 +49,16 @@
 //! `fill` machinery, [`auth`], the `upstream` client and the [`store`]; at
 //! the bottom sit [`metrics`], [`ImageId`] (the only way a request value
 //! becomes a path), the header and version rules, [`reverse_proxy`] and
-//! [`server`].
+//! [`server`], and [`tls`] (rustls configurations for the upstream and
+//! Keystone clients and for the listeners, reloadable; it depends on
+//! nothing else in the crate).
 //!
 //! # Invariants
 //!
 //! 1. No whole image in memory: bodies stream with backpressure.
-//! 2. A file at `<id>` is complete and was verified.
+//! 2. A file at `<id>` is complete and was verified; a file that may have
+//!    changed since (its identity differs from the index's) is verified
+//!    again while it is served, its last byte held back.
 //! 3. Only an [`ImageId`] becomes a path; the index and lock files live
 //!    outside the image namespace.
 //! 4. Blocking I/O and SQLite never run on an async worker thread: the

@@ -327,17 +327,37 @@ async fn sighup_rotates_the_listener_certificate_while_a_download_runs() {
     std::fs::copy(&pki.server.cert, &live.cert).unwrap();
     std::fs::copy(&pki.server.key, &live.key).unwrap();
     let port = free_port();
+    // The admin endpoint has its own certificate (another file of the same CA).
+    let admin = pki.issue_server("admin");
+    let admin_port = free_port();
     let conf = write_config(
         dir.path(),
         port,
         Some(&dir.path().join("cache")),
         &glance.url(),
-        &listener_tls(&live),
+        &format!(
+            "{}admin_listen = 127.0.0.1:{admin_port}\nadmin_tls_cert_file = {}\nadmin_tls_key_file = {}\n",
+            listener_tls(&live),
+            admin.cert.display(),
+            admin.key.display()
+        ),
     );
     let proxy = ProxyProcess::start(&conf, port);
     let url = format!("https://127.0.0.1:{port}");
     let ca = pki.ca.clone();
     assert!(served_subject(&url, &ca).contains("server 127.0.0.1"));
+    let admin_url = format!("https://127.0.0.1:{admin_port}");
+    let (code, o, e) = curl(&[
+        "--cacert",
+        ca.to_str().unwrap(),
+        &format!("{admin_url}/healthz"),
+    ]);
+    assert_eq!(
+        (code, o.as_str()),
+        (0, "ok\n"),
+        "the admin endpoint over TLS: {e}"
+    );
+    assert!(served_subject(&admin_url, &ca).contains("admin 127.0.0.1"));
 
     // A slow download (50 MiB at 10 MiB/s) on the first certificate.
     let out = dir.path().join("big.raw");
@@ -374,6 +394,10 @@ async fn sighup_rotates_the_listener_certificate_while_a_download_runs() {
     )
     .await;
     assert!(served_subject(&url, &ca).contains("next 127.0.0.1"));
+    assert!(
+        served_subject(&admin_url, &ca).contains("admin 127.0.0.1"),
+        "its own certificate"
+    );
 
     // A broken rotation keeps the certificate in use, and says so.
     std::fs::write(&live.key, "not a key").unwrap();

@@ -44,11 +44,10 @@ impl fmt::Display for AuthError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             AuthError::Missing(what) => write!(f, "Missing required credential: {what}"),
-            AuthError::Keystone(PasswordAuthError::InvalidAuthUrl { url, .. }) => write!(
+            AuthError::Keystone(PasswordAuthError::InvalidAuthUrl { url, problem }) => write!(
                 f,
-                "auth URL {url:?} (--os-auth-url or OS_AUTH_URL): only http:// Keystone \
-                 endpoints are supported (give the internal http endpoint, or a token with \
-                 --os-auth-token)"
+                "auth URL {url:?} (--os-auth-url or OS_AUTH_URL): expected {problem} (or give \
+                 a token with --os-auth-token)"
             ),
             AuthError::Keystone(e) => e.fmt(f),
         }
@@ -276,18 +275,18 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn https_auth_urls_get_a_command_line_hint() {
-        let a = parse(&["-N", "https://ks:5000", "-I", "u", "-K", "p", "-T", "x"]);
+    async fn unusable_auth_urls_get_a_command_line_hint() {
+        let a = parse(&["-N", "ftp://ks:5000", "-I", "u", "-K", "p", "-T", "x"]);
         let e = a
             .credentials()
             .expect("credentials")
             .token(false)
             .await
-            .expect_err("https");
+            .expect_err("ftp");
         let text = e.to_string();
-        assert!(text.contains("\"https://ks:5000\""), "{text}");
+        assert!(text.contains("\"ftp://ks:5000\""), "{text}");
         assert!(
-            text.contains("only http://") && text.contains("--os-auth-token"),
+            text.contains("http:// or https://") && text.contains("--os-auth-token"),
             "{text}"
         );
     }
