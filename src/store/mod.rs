@@ -46,6 +46,7 @@ mod commit_hold;
 mod disk;
 mod file_body;
 mod fill_file;
+mod health;
 mod index;
 mod integrity;
 mod layout;

@@ -207,6 +207,34 @@ where
         }
     }
 
+    /// Whether the upstream serves: its `GET /healthcheck` (Glance's oslo
+    /// healthcheck middleware) answers 200, or, where it has none (404, or
+    /// Glance's 300 for a path it does not know), its `GET /versions` answers. The error says what it answered instead.
+    pub(crate) fn healthcheck(&self, caller: &Caller) -> impl Future<Output = Result<(), String>> {
+        let check = self.get(caller, "/healthcheck", None);
+        let versions = self.get(caller, "/versions", None);
+        async move {
+            match check.await {
+                Ok(resp) if resp.status() == StatusCode::OK => Ok(()),
+                // No healthcheck middleware: 404, or Glance's version
+                // negotiation (300) for a path it does not know.
+                Ok(resp) if matches!(resp.status().as_u16(), 404 | 300) => match versions.await {
+                    Ok(resp) if matches!(resp.status().as_u16(), 200 | 300) => Ok(()),
+                    Ok(resp) => Err(format!(
+                        "the upstream answers GET /versions with {}",
+                        resp.status()
+                    )),
+                    Err(e) => Err(format!("the upstream does not answer: {e}")),
+                },
+                Ok(resp) => Err(format!(
+                    "the upstream's /healthcheck answers {}",
+                    resp.status()
+                )),
+                Err(e) => Err(format!("the upstream does not answer: {e}")),
+            }
+        }
+    }
+
     /// The upstream's version document (`GET /versions`), if it has one.
     pub(crate) fn versions(
         &self,

@@ -660,3 +660,24 @@ fn systemd_analyze_accepts_the_units() {
         .collect();
     assert!(out.status.success() && ours.is_empty(), "{stderr}");
 }
+
+#[test]
+fn a_config_that_forwards_to_the_proxy_itself_is_refused_by_check_config_and_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let conf = write_config(
+        dir.path(),
+        port,
+        None,
+        &format!("http://127.0.0.1:{port}"),
+        "",
+    );
+    for command in ["check-config", "serve"] {
+        let (code, err) = run(&[command, "--config-file", conf.to_str().unwrap()]);
+        assert_eq!(code, Some(1), "{command}: {err}");
+        assert!(
+            err.contains("upstream_url") && err.contains("own listener"),
+            "{command}: {err}"
+        );
+    }
+}

@@ -6,7 +6,9 @@ mod proxy;
 
 mod bad_input;
 mod fill_failures;
+mod forwarding_loops;
 mod full_disk;
+mod healthcheck;
 mod hit_authorization;
 mod integrity;
 mod invalidation;

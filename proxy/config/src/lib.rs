@@ -282,7 +282,7 @@ impl Config {
 #[derive(Clone, Debug)]
 pub struct ProxyOptions {
     /// `upstream_url`: the Glance API to forward to; an absolute `http://`
-    /// URL, possibly with a path prefix. Default `http://127.0.0.1:9292`.
+    /// URL, possibly with a path prefix. Default `http://127.0.0.1:9191`.
     pub upstream_url: http::Uri,
     /// `hit_authorization`: how hits are authorized. Default
     /// [`HitAuthorization::Probe`].
@@ -340,7 +340,7 @@ pub struct ProxyOptions {
 impl Default for ProxyOptions {
     fn default() -> Self {
         Self {
-            upstream_url: http::Uri::from_static("http://127.0.0.1:9292"),
+            upstream_url: http::Uri::from_static("http://127.0.0.1:9191"),
             hit_authorization: HitAuthorization::Probe,
             authorization_cache_ttl: Duration::from_secs(10),
             upstream_connect_timeout: Duration::from_secs(5),

@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 
 use super::env;
 use super::error::{
-    ConfigError, ConfigWarning, InterpolationError, InterpolationProblem, ValueError, WarningKind,
+    ConfigError, ConfigWarning, ConflictError, InterpolationError, InterpolationProblem,
+    ValueError, WarningKind,
 };
 use super::ini;
 use super::management;
@@ -234,6 +235,16 @@ pub(crate) fn load_texts<'t>(
         management::Values::new(&values, deferred),
     )?);
 
+    if let Some(problem) = forwards_to_itself(&config) {
+        let value = raw.get(PROXY_SECTION, "upstream_url");
+        return Err(ConfigError::Conflict(Box::new(ConflictError {
+            location: value.map_or(Source::Default, |v| v.source.clone()),
+            section: PROXY_SECTION.to_owned(),
+            option: "upstream_url".to_owned(),
+            value: config.proxy.upstream_url.to_string(),
+            problem,
+        })));
+    }
     warnings.extend(structure_warnings(&raw));
     warnings.extend(store_warnings(&config, &raw));
     let file_index = |p: &Path| files.iter().position(|f| f == p).unwrap_or(usize::MAX);
@@ -244,6 +255,57 @@ pub(crate) fn load_texts<'t>(
         warnings,
         raw,
         effective,
+    })
+}
+
+/// Whether `upstream_url` is the proxy's own listener (`bind_host`:`bind_port`):
+/// every forwarded request would come back to the proxy, each one opening
+/// another connection, until it runs out of file descriptors. Same port and
+/// a host that is the bind address, a loopback address or `localhost`, or
+/// any host name when listening on all addresses and the name is this
+/// machine's.
+fn forwards_to_itself(config: &Config) -> Option<String> {
+    let upstream = &config.proxy.upstream_url;
+    let port = upstream.port_u16().unwrap_or(match upstream.scheme_str() {
+        Some("https") => 443,
+        _ => 80,
+    });
+    if port != config.bind_port {
+        return None;
+    }
+    let host = upstream
+        .host()?
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let bind = config
+        .bind_host
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    let wildcard = bind
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_unspecified());
+    let same_host = host.eq_ignore_ascii_case(bind)
+        || (loopback
+            && (wildcard
+                || bind
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())))
+        || (wildcard
+            && host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_unspecified()));
+    same_host.then(|| {
+        format!(
+            "it is the proxy's own listener ([DEFAULT] bind_host = {}, bind_port = {}): every \
+             request would be forwarded back to the proxy. Set upstream_url to where glance-api \
+             listens (for example http://127.0.0.1:9191 after moving glance-api there), or the \
+             proxy's bind_port to another port",
+            config.bind_host, config.bind_port
+        )
     })
 }
 

@@ -704,13 +704,15 @@ pub static OPTIONS: &[OptionDef] = &[
         section: PROXY_SECTION,
         name: "upstream_url",
         kind: OptionKind::HttpUrl,
-        default: Some("http://127.0.0.1:9292"),
+        default: Some("http://127.0.0.1:9191"),
         glance: false,
         secret: false,
         help: "The Glance API that requests are forwarded to: an absolute http:// or \
-               https:// URL, optionally with a path prefix. An https upstream's certificate is \
-               checked against upstream_ca_file (default: the system's trust store); HTTP/2 \
-               is used when it offers it.",
+               https:// URL, optionally with a path prefix. The default is where the \
+               deployment guide moves glance-api, so that the proxy can take its port; a URL \
+               that is the proxy's own listener is refused. An https upstream's certificate \
+               is checked against upstream_ca_file (default: the system's trust store); \
+               HTTP/2 is used when it offers it.",
         apply: |c, v| {
             if let Value::Url(u) = v {
                 c.proxy.upstream_url = u;

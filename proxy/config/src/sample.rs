@@ -107,7 +107,7 @@ pub fn sample() -> String {
 /// ```
 /// let table = glance_cache_config::options_table();
 /// assert!(table.starts_with("| option | default | meaning |"));
-/// assert!(table.contains("| `[proxy] upstream_url` | `http://127.0.0.1:9292` |"));
+/// assert!(table.contains("| `[proxy] upstream_url` | `http://127.0.0.1:9191` |"));
 /// ```
 pub fn options_table() -> String {
     let mut out = String::from("| option | default | meaning |\n|---|---|---|\n");

@@ -46,7 +46,7 @@ fn defaults_equal_glance() {
     assert_eq!(c.image_cache_max_size, 10_737_418_240);
     assert_eq!(c.image_cache_stall_time, 86_400);
     let p = &c.proxy;
-    assert_eq!(p.upstream_url, "http://127.0.0.1:9292/");
+    assert_eq!(p.upstream_url, "http://127.0.0.1:9191/");
     assert_eq!(p.hit_authorization, HitAuthorization::Probe);
     assert_eq!(p.authorization_cache_ttl, Duration::from_secs(10));
     assert_eq!(p.upstream_connect_timeout, Duration::from_secs(5));
@@ -637,7 +637,7 @@ fn interpolation_of_plain_and_braced_names() {
 fn interpolation_of_group_names_and_defaults() {
     let l = load(
         "[DEFAULT]\nbind_port = 9393\n[glance_store]\nfilesystem_store_datadir = /srv/images\n\
-         [proxy]\nupstream_url = http://127.0.0.1:${DEFAULT.bind_port}\n\
+         [proxy]\nupstream_url = http://glance.internal:${DEFAULT.bind_port}\n\
          [wsgi]\nx = ${glance_store.filesystem_store_datadir}/cache\n",
     );
     assert_eq!(l.config.proxy.upstream_url.port_u16(), Some(9393));
@@ -1034,4 +1034,31 @@ fn every_bad_value_and_syntax_error_is_reported_in_one_run() {
     // One problem is still that problem, not a list.
     let one = load_err("[DEFAULT]\nbind_port = 99999\n");
     assert!(matches!(one, ConfigError::Value(_)), "{one:?}");
+}
+
+#[test]
+fn an_upstream_that_is_the_proxys_own_listener_is_refused() {
+    for text in [
+        "[DEFAULT]\nbind_port = 9292\n[proxy]\nupstream_url = http://127.0.0.1:9292\n",
+        "[DEFAULT]\nbind_host = 127.0.0.1\nbind_port = 8080\n[proxy]\nupstream_url = http://localhost:8080/\n",
+        "[DEFAULT]\nbind_host = ::\nbind_port = 9292\n[proxy]\nupstream_url = http://[::1]:9292\n",
+        "[DEFAULT]\nbind_host = 10.0.0.5\nbind_port = 80\n[proxy]\nupstream_url = http://10.0.0.5\n",
+    ] {
+        let e = load_err(text);
+        assert!(
+            matches!(e, ConfigError::Conflict(_)) && e.to_string().contains("own listener"),
+            "{text}: {e}"
+        );
+    }
+    // Another port, or another host's address: fine.
+    for text in [
+        "[DEFAULT]\nbind_port = 9292\n[proxy]\nupstream_url = http://127.0.0.1:9191\n",
+        "[DEFAULT]\nbind_host = 10.0.0.5\nbind_port = 9292\n[proxy]\nupstream_url = http://10.0.0.6:9292\n",
+    ] {
+        load(text);
+    }
+    // The defaults cannot loop.
+    let d = Config::default();
+    assert_ne!(d.proxy.upstream_url.port_u16(), Some(d.bind_port));
+    load("");
 }

@@ -3,6 +3,9 @@
 //! then the work.
 
 use crate::server::TlsConnection;
+
+/// How long the health check waits for the upstream's answer.
+const HEALTHCHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 use bytes::Bytes;
 use http::header::CONTENT_LENGTH;
 use http::{request, Method, Request, Response, StatusCode};
@@ -97,6 +100,7 @@ where
             Endpoint::Versions { multiple_choices } => {
                 return Ok(ctx.versions(upstream, *multiple_choices).await)
             }
+            Endpoint::Healthcheck => return Ok(ctx.healthcheck(upstream).await),
             _ => {}
         }
         if !endpoint.is_legacy() {
@@ -424,6 +428,50 @@ impl Ctx<'_> {
             Reply::Refused(_) => Lookup::NotFound,
             Reply::Failed(e) => Lookup::Failed(format!("image lookup: {e}")),
         }
+    }
+
+    /// `GET /healthcheck`: 200 `OK` when the upstream serves and the cache
+    /// (if any) can write a file and read its index; else 503 with the
+    /// reasons, one per line. Like Glance's own healthcheck, no credentials
+    /// are needed.
+    async fn healthcheck<S, B>(&self, upstream: Upstream<S>) -> Response<ManageBody<B>>
+    where
+        S: Service<Request<RequestBody>, Response = Response<B>> + Clone,
+        S::Error: Into<BoxError>,
+        B: Body<Data = Bytes>,
+        B::Error: Into<BoxError>,
+    {
+        let caller = Caller::new(self.parts);
+        let upstream_check =
+            tokio::time::timeout(HEALTHCHECK_TIMEOUT, upstream.healthcheck(&caller));
+        let cache_check = async {
+            match &self.state.core {
+                Some(cache) => cache
+                    .store()
+                    .check_health()
+                    .await
+                    .map_err(|e| format!("the cache: {e}")),
+                None => Ok(()),
+            }
+        };
+        let (up, local) = tokio::join!(upstream_check, cache_check);
+        let up = up.unwrap_or_else(|_| {
+            Err(format!(
+                "the upstream did not answer within {HEALTHCHECK_TIMEOUT:?}"
+            ))
+        });
+        let problems: Vec<String> = [up, local].into_iter().filter_map(Result::err).collect();
+        let (status, text) = if problems.is_empty() {
+            (StatusCode::OK, "OK".to_owned())
+        } else {
+            tracing::warn!(problems = ?problems, "health check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, problems.join("\n"))
+        };
+        let mut resp = self.r.text(status, text);
+        if self.parts.method == http::Method::HEAD {
+            *resp.body_mut() = ManageBody::full(Bytes::new());
+        }
+        resp
     }
 
     /// The upstream's version document with the cache versions merged in.

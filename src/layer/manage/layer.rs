@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use http::HeaderValue;
 use tower::Layer;
 
 use super::CacheManage;
@@ -11,12 +12,27 @@ use crate::cache::GlanceCache;
 /// Answers Glance's cache management API (`/v2/cache…`, `/v2/cached_images…`,
 /// `/v2/queued_images…`) and merges the cache API versions into version
 /// discovery. See the [module docs](crate::layer::manage).
+///
+/// It also keeps requests from going round in circles: every request it
+/// passes on gets a `Via` entry unique to this layer, and a request that
+/// arrives with that entry (the upstream is, directly or through others,
+/// this proxy again) is answered `508 Loop Detected` at once.
 #[derive(Clone, Debug)]
 pub struct CacheManageLayer {
     pub(crate) core: Option<GlanceCache>,
     pub(crate) auth: ManagementAuth,
     pub(crate) stall_time: Duration,
     pub(crate) public_endpoint: Option<String>,
+    /// This proxy's `Via` entry (`1.1 glance-cache-<random>`), added to every
+    /// request passed on; a request that already carries it came back.
+    pub(crate) via: HeaderValue,
+}
+
+/// A `Via` entry unique to one layer (one proxy process).
+fn via_entry() -> HeaderValue {
+    let token = uuid::Uuid::new_v4().simple().to_string();
+    HeaderValue::from_str(&format!("1.1 glance-cache-{}", &token[..12]))
+        .unwrap_or_else(|_| HeaderValue::from_static("1.1 glance-cache"))
 }
 
 impl CacheManageLayer {
@@ -30,6 +46,7 @@ impl CacheManageLayer {
             auth,
             stall_time: Duration::from_secs(86_400),
             public_endpoint: None,
+            via: via_entry(),
         }
     }
 
@@ -42,6 +59,7 @@ impl CacheManageLayer {
             auth,
             stall_time: Duration::from_secs(86_400),
             public_endpoint: None,
+            via: via_entry(),
         }
     }
 

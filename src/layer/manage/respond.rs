@@ -68,6 +68,11 @@ impl Responder {
         resp
     }
 
+    /// A plain-text answer.
+    pub(crate) fn text<B>(&self, status: StatusCode, text: String) -> Response<ManageBody<B>> {
+        self.base(status, "text/plain; charset=UTF-8", Bytes::from(text))
+    }
+
     /// WebOb's error body: plain text, or JSON when the client accepts it.
     pub(crate) fn error<B>(
         &self,

@@ -1,5 +1,5 @@
 //! Which requests the management API answers: Glance's cache API, its
-//! legacy `cachemanagement` routes, and version discovery.
+//! legacy `cachemanagement` routes, version discovery and the health check.
 
 use http::{HeaderMap, Method};
 
@@ -26,6 +26,8 @@ pub(crate) enum Endpoint {
     Versions {
         multiple_choices: bool,
     },
+    /// `GET` or `HEAD /healthcheck`: the proxy's and its upstream's health.
+    Healthcheck,
     MethodNotAllowed(&'static str),
     NotFound,
 }
@@ -51,6 +53,13 @@ fn single_segment(s: &str) -> Option<String> {
 
 /// `None`: not a management request; it goes to the inner service.
 pub(crate) fn route(method: &Method, path: &str, headers: &HeaderMap) -> Option<Endpoint> {
+    if path == "/healthcheck" {
+        return Some(if *method == Method::GET || *method == Method::HEAD {
+            Endpoint::Healthcheck
+        } else {
+            Endpoint::MethodNotAllowed("GET, HEAD")
+        });
+    }
     if *method == Method::GET && (path == "/" || path == "/versions") {
         return Some(Endpoint::Versions {
             multiple_choices: path == "/",

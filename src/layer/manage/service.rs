@@ -3,11 +3,13 @@
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::header::{HeaderMap, HeaderValue, VIA};
+use http::{Request, Response, StatusCode};
 use http_body::Body;
 use tower::Service;
 
 use super::handlers::Handler;
+use super::respond::Responder;
 use super::routes::{route, Endpoint};
 use super::{CacheManageLayer, ManageBody, ResponseFuture};
 use crate::upstream::RequestBody;
@@ -52,7 +54,23 @@ where
     }
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        let req = req.map(RequestBody::new);
+        let mut req = req.map(RequestBody::new);
+        if came_back(req.headers(), &self.state.via) {
+            tracing::error!(
+                method = %req.method(),
+                path = req.uri().path(),
+                via = ?req.headers().get_all(VIA).iter().collect::<Vec<_>>(),
+                "this request already passed through this proxy: the upstream leads back \
+                 here (check [proxy] upstream_url); answering 508"
+            );
+            let response = Responder::new(req.headers()).error(
+                StatusCode::LOOP_DETECTED,
+                "The request came back to the caching proxy it passed through: its upstream \
+                 leads back to itself.",
+            );
+            return ResponseFuture::handled(Box::pin(async move { Ok(response) }));
+        }
+        req.headers_mut().append(VIA, self.state.via.clone());
         let endpoint = route(req.method(), req.uri().path(), req.headers());
         let ours = match &endpoint {
             None => false,
@@ -72,5 +90,40 @@ where
             }
             _ => ResponseFuture::passthrough(self.inner.call(req)),
         }
+    }
+}
+
+/// Whether one of the request's `Via` entries is `ours`.
+fn came_back(headers: &HeaderMap, ours: &HeaderValue) -> bool {
+    let Ok(ours) = ours.to_str() else {
+        return false;
+    };
+    headers
+        .get_all(VIA)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|entry| entry.trim() == ours)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_our_own_via_entry_means_the_request_came_back() {
+        let ours = HeaderValue::from_static("1.1 glance-cache-0123456789ab");
+        let mut h = HeaderMap::new();
+        assert!(!came_back(&h, &ours));
+        h.append(
+            VIA,
+            HeaderValue::from_static("1.1 haproxy, 1.1 glance-cache-ffffffffffff"),
+        );
+        assert!(!came_back(&h, &ours), "another proxy's entry");
+        h.append(
+            VIA,
+            HeaderValue::from_static("1.0 lb, 1.1 glance-cache-0123456789ab"),
+        );
+        assert!(came_back(&h, &ours));
     }
 }
