@@ -51,6 +51,10 @@ use tower::{Service, ServiceExt};
 use crate::tls::ServerTls;
 use crate::BoxError;
 
+mod send_timeout;
+
+use send_timeout::SendTimeout;
+
 /// The address of the peer that sent a request.
 ///
 /// [`serve`] inserts it into every request's extensions;
@@ -121,7 +125,8 @@ where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    run(listener, None, service, shutdown, grace).await
+    let options = ServeOptions::new().with_grace(grace);
+    serve_with(listener, service, shutdown, options).await
 }
 
 /// [`serve`] over TLS: each connection's handshake (with at most
@@ -167,18 +172,141 @@ where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    run(listener, Some(tls), service, shutdown, grace).await
+    let options = ServeOptions::new().with_grace(grace).with_tls(tls);
+    serve_with(listener, service, shutdown, options).await
 }
 
 /// How long a client may take to complete the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-async fn run<S, B>(
-    listener: TcpListener,
+/// How [`serve_with`] serves: the shutdown grace period, how long a client
+/// may take no bytes of a response before its connection is closed, and
+/// TLS.
+///
+/// ```
+/// use std::time::Duration;
+/// use glance_cache::server::ServeOptions;
+///
+/// let options = ServeOptions::new()
+///     .with_grace(Duration::from_secs(30))
+///     .with_client_idle_timeout(Duration::from_secs(120));
+/// assert_eq!(options.client_idle_timeout(), Some(Duration::from_secs(120)));
+/// ```
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    grace: Duration,
+    client_idle_timeout: Option<Duration>,
     tls: Option<ServerTls>,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            grace: Duration::from_secs(30),
+            client_idle_timeout: Some(DEFAULT_CLIENT_IDLE_TIMEOUT),
+            tls: None,
+        }
+    }
+}
+
+/// The default of [`ServeOptions::with_client_idle_timeout`].
+pub const DEFAULT_CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl ServeOptions {
+    /// A 30 s grace period, a 60 s client idle timeout, plain HTTP.
+    ///
+    /// ```
+    /// assert!(glance_cache::server::ServeOptions::new().client_idle_timeout().is_some());
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How long in-flight requests may finish after shutdown.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let o = glance_cache::server::ServeOptions::new().with_grace(Duration::ZERO);
+    /// # drop(o);
+    /// ```
+    pub fn with_grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// A response the client takes no bytes of for this long (it stopped
+    /// reading) closes the connection, with a log line; a slow reader that
+    /// keeps reading is never cut. Zero turns it off.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let o = glance_cache::server::ServeOptions::new().with_client_idle_timeout(Duration::ZERO);
+    /// assert_eq!(o.client_idle_timeout(), None);
+    /// ```
+    pub fn with_client_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.client_idle_timeout = (!timeout.is_zero()).then_some(timeout);
+        self
+    }
+
+    /// The shutdown grace period.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// assert_eq!(glance_cache::server::ServeOptions::new().grace(), Duration::from_secs(30));
+    /// ```
+    pub fn grace(&self) -> Duration {
+        self.grace
+    }
+
+    /// The client idle timeout (`None`: off).
+    ///
+    /// ```
+    /// assert!(glance_cache::server::ServeOptions::new().client_idle_timeout().is_some());
+    /// ```
+    pub fn client_idle_timeout(&self) -> Option<Duration> {
+        self.client_idle_timeout
+    }
+
+    /// Serve TLS (see [`serve_tls`]); `None`: plain HTTP.
+    ///
+    /// ```no_run
+    /// # let tls = glance_cache::tls::ServerTls::builder("c.pem", "k.pem").build().unwrap();
+    /// let o = glance_cache::server::ServeOptions::new().with_tls(tls);
+    /// # drop(o);
+    /// ```
+    pub fn with_tls(mut self, tls: impl Into<Option<ServerTls>>) -> Self {
+        self.tls = tls.into();
+        self
+    }
+}
+
+/// [`serve`] or [`serve_tls`] with every option: see [`ServeOptions`].
+///
+/// ```no_run
+/// use std::convert::Infallible;
+/// use std::time::Duration;
+///
+/// use bytes::Bytes;
+/// use glance_cache::server::{serve_with, shutdown_signal, ServeOptions};
+/// use http::{Request, Response};
+/// use http_body_util::Full;
+/// use hyper::body::Incoming;
+///
+/// # #[tokio::main]
+/// # async fn main() -> std::io::Result<()> {
+/// let hello = tower::service_fn(|_req: Request<Incoming>| async move {
+///     Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("hello\n"))))
+/// });
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+/// let options = ServeOptions::new().with_client_idle_timeout(Duration::from_secs(120));
+/// serve_with(listener, hello, shutdown_signal(), options).await
+/// # }
+/// ```
+pub async fn serve_with<S, B>(
+    listener: TcpListener,
     service: S,
     shutdown: impl Future<Output = ()>,
-    grace: Duration,
+    options: ServeOptions,
 ) -> std::io::Result<()>
 where
     S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
@@ -187,6 +315,11 @@ where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
+    let ServeOptions {
+        grace,
+        client_idle_timeout,
+        tls,
+    } = options;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -229,6 +362,7 @@ where
                 if let Err(error) = stream.set_nodelay(true) {
                     tracing::debug!(%peer, %error, "cannot set TCP_NODELAY");
                 }
+                let stream = SendTimeout::new(stream, client_idle_timeout, peer);
                 let service = service.clone();
                 let secure = tls.is_some();
                 let handler = hyper::service::service_fn(move |mut req: Request<Incoming>| {

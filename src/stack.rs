@@ -284,10 +284,8 @@ where
         shutdown: impl Future<Output = ()>,
         grace: Duration,
     ) -> std::io::Result<()> {
-        let cache = self.cache.clone();
-        server::serve(listener, self, shutdown, grace).await?;
-        drain(cache, grace).await;
-        Ok(())
+        let options = server::ServeOptions::new().with_grace(grace);
+        self.serve_with(listener, shutdown, options).await
     }
 
     /// [`serve`](Self::serve) over TLS with [`server::serve_tls`]:
@@ -313,8 +311,34 @@ where
         shutdown: impl Future<Output = ()>,
         grace: Duration,
     ) -> std::io::Result<()> {
+        let options = server::ServeOptions::new().with_grace(grace).with_tls(tls);
+        self.serve_with(listener, shutdown, options).await
+    }
+
+    /// [`serve`](Self::serve) with every option of [`server::ServeOptions`]
+    /// (the grace period, the client idle timeout, TLS).
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use glance_cache::{reverse_proxy::ReverseProxy, server, store::CacheStore, GlanceCache, Stack};
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    /// # let cache = GlanceCache::builder(CacheStore::builder("/var/lib/glance/image-cache").open().await?).build();
+    /// let stack = Stack::builder(&cache).upstream(ReverseProxy::new("http://127.0.0.1:9191".parse()?)).build();
+    /// let listener = tokio::net::TcpListener::bind("0.0.0.0:9292").await?;
+    /// let options = server::ServeOptions::new().with_client_idle_timeout(Duration::from_secs(120));
+    /// stack.serve_with(listener, server::shutdown_signal(), options).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn serve_with(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+        options: server::ServeOptions,
+    ) -> std::io::Result<()> {
         let cache = self.cache.clone();
-        server::serve_tls(listener, tls, self, shutdown, grace).await?;
+        let grace = options.grace();
+        server::serve_with(listener, self, shutdown, options).await?;
         drain(cache, grace).await;
         Ok(())
     }

@@ -112,12 +112,14 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         .stall_time(stall)
         .upstream(upstream(&config)?)
         .build();
-    let (shutdown, grace) = (server::shutdown_signal(), config.proxy.shutdown_timeout);
-    match tls {
-        Some(tls) => stack.serve_tls(listener, tls, shutdown, grace).await,
-        None => stack.serve(listener, shutdown, grace).await,
-    }
-    .context("server failed")?;
+    let options = server::ServeOptions::new()
+        .with_grace(config.proxy.shutdown_timeout)
+        .with_client_idle_timeout(config.proxy.client_idle_timeout)
+        .with_tls(tls);
+    stack
+        .serve_with(listener, server::shutdown_signal(), options)
+        .await
+        .context("server failed")?;
     tracing::info!("stopped");
     Ok(())
 }

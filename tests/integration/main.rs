@@ -22,5 +22,6 @@ mod ranges;
 mod real_glance_harness;
 mod real_keystone_harness;
 mod single_flight;
+mod stalled_clients;
 mod tls;
 mod transparent;

@@ -41,6 +41,8 @@ pub struct ProxyOptions {
     pub upstream_tls: Option<ClientTls>,
     /// TLS on the proxy's listener (default: plain HTTP).
     pub listener_tls: Option<ServerTls>,
+    /// How long a client may take no bytes (default: the server's 60 s).
+    pub client_idle_timeout: Option<Duration>,
 }
 
 impl Default for ProxyOptions {
@@ -61,6 +63,7 @@ impl Default for ProxyOptions {
             scrub: None,
             upstream_tls: None,
             listener_tls: None,
+            client_idle_timeout: None,
         }
     }
 }
@@ -131,11 +134,13 @@ impl Proxy {
             let shutdown = async {
                 let _ = stopped.await;
             };
-            let grace = Duration::from_secs(2);
-            let _ = match opts.listener_tls {
-                Some(tls) => stack.serve_tls(listener, tls, shutdown, grace).await,
-                None => stack.serve(listener, shutdown, grace).await,
-            };
+            let mut options = glance_cache::server::ServeOptions::new()
+                .with_grace(Duration::from_secs(2))
+                .with_tls(opts.listener_tls);
+            if let Some(timeout) = opts.client_idle_timeout {
+                options = options.with_client_idle_timeout(timeout);
+            }
+            let _ = stack.serve_with(listener, shutdown, options).await;
         });
         Proxy {
             addr,

@@ -301,6 +301,9 @@ pub struct ProxyOptions {
     /// `shutdown_timeout`: time downloads get to finish after SIGTERM.
     /// Default 30 s.
     pub shutdown_timeout: Duration,
+    /// `client_idle_timeout`: a client that takes no bytes for this long is
+    /// disconnected; zero means never. Default 60 s.
+    pub client_idle_timeout: Duration,
     /// `hit_chunk_size`: bytes per read when serving a hit, 64 KiB to 4 MiB.
     /// Default 256 KiB.
     pub hit_chunk_size: usize,
@@ -347,6 +350,7 @@ impl Default for ProxyOptions {
             upstream_timeout: Duration::from_secs(60),
             upstream_idle_timeout: Duration::from_secs(60),
             shutdown_timeout: Duration::from_secs(30),
+            client_idle_timeout: Duration::from_secs(60),
             hit_chunk_size: 262_144,
             min_free_disk: 268_435_456,
             admin_listen: None,

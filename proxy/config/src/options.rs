@@ -955,6 +955,27 @@ pub static OPTIONS: &[OptionDef] = &[
     },
     OptionDef {
         section: PROXY_SECTION,
+        name: "client_idle_timeout",
+        kind: OptionKind::Integer {
+            min: 0,
+            max: u64::MAX,
+            unit: Unit::Seconds,
+        },
+        default: Some("60"),
+        glance: false,
+        secret: false,
+        help: "Seconds a client may take no bytes of a response (it stopped reading) before \
+               its connection is closed, with a log line, releasing what the download held \
+               (a cache file, a place in a fill). A slow client that keeps reading is never \
+               cut. 0 turns it off.",
+        apply: |c, v| {
+            if let Some(d) = secs(&v) {
+                c.proxy.client_idle_timeout = d;
+            }
+        },
+    },
+    OptionDef {
+        section: PROXY_SECTION,
         name: "shutdown_timeout",
         kind: OptionKind::Integer {
             min: 0,
@@ -1712,6 +1733,7 @@ mod tests {
                 upstream_timeout: Duration::ZERO,
                 upstream_idle_timeout: Duration::ZERO,
                 shutdown_timeout: Duration::ZERO,
+                client_idle_timeout: Duration::from_secs(1),
                 hit_chunk_size: 0,
                 min_free_disk: 0,
                 admin_listen: Some("x:1".into()),

@@ -108,6 +108,7 @@ upstream_connect_timeout = 1
 upstream_timeout = 2
 upstream_idle_timeout = 3
 shutdown_timeout = 0
+client_idle_timeout = 1
 hit_chunk_size = 65536
 min_free_disk = 0
 prefetch_enabled = false
