@@ -242,6 +242,17 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
   || { cat "$TMP/tls/openssl.log" >&2; die "openssl could not make the test certificate"; }
 mkdir -p "$NGX"/{cache,tmp,logs}
 USER_LINE=""; [ "$(id -u)" = 0 ] && USER_LINE="user root;"
+# The caching location, the same for the plain and the TLS server.
+CACHING_LOCATION="    location / {
+      proxy_pass http://127.0.0.1:$G_UP_PORT;
+      proxy_http_version 1.1;
+      proxy_cache glance;
+      proxy_cache_valid 200 1d;
+      proxy_cache_lock on; proxy_cache_lock_timeout 600s; proxy_cache_lock_age 600s;
+      proxy_buffer_size 1m; proxy_buffers 16 1m; proxy_busy_buffers_size 2m;
+      sendfile off; output_buffers 2 1m;
+      add_header X-Cache-Status \$upstream_cache_status;
+    }"
 cat > "$NGX/nginx.conf" <<EOF
 # written by glance-cache benches/load/run.sh
 $USER_LINE
@@ -258,16 +269,7 @@ http {
   proxy_read_timeout 600s;
   server {
     listen 127.0.0.1:$NGX_PORT;
-    location / {
-      proxy_pass http://127.0.0.1:$G_UP_PORT;
-      proxy_http_version 1.1;
-      proxy_cache glance;
-      proxy_cache_valid 200 1d;
-      proxy_cache_lock on; proxy_cache_lock_timeout 600s; proxy_cache_lock_age 600s;
-      proxy_buffer_size 1m; proxy_buffers 16 1m; proxy_busy_buffers_size 2m;
-      sendfile off; output_buffers 2 1m;
-      add_header X-Cache-Status \$upstream_cache_status;
-    }
+$CACHING_LOCATION
     # the machine's ceiling: the image files served from disk (page cache), no proxying
     location /static/ {
       alias $TMP/data/;
@@ -279,16 +281,7 @@ http {
     listen 127.0.0.1:$NGX_TLS_PORT ssl;
     ssl_certificate $TMP/tls/cert.pem; ssl_certificate_key $TMP/tls/key.pem;
     ssl_protocols TLSv1.2 TLSv1.3;
-    location / {
-      proxy_pass http://127.0.0.1:$G_UP_PORT;
-      proxy_http_version 1.1;
-      proxy_cache glance;
-      proxy_cache_valid 200 1d;
-      proxy_cache_lock on; proxy_cache_lock_timeout 600s; proxy_cache_lock_age 600s;
-      proxy_buffer_size 1m; proxy_buffers 16 1m; proxy_busy_buffers_size 2m;
-      sendfile off; output_buffers 2 1m;
-      add_header X-Cache-Status \$upstream_cache_status;
-    }
+$CACHING_LOCATION
   }
 }
 EOF

@@ -28,6 +28,25 @@ use crate::proxy::*;
 
 const MEMBER: (&str, &str) = ("x-auth-token", "MEMBER");
 
+/// The proxy in front of `upstream`, checking its certificate with `tls`;
+/// the cache in `dir`.
+async fn behind(upstream: &str, dir: &std::path::Path, tls: ClientTls) -> Proxy {
+    let options = ProxyOptions {
+        upstream_tls: Some(tls),
+        ..Default::default()
+    };
+    Proxy::start(upstream, dir, options).await
+}
+
+/// The proxy serving TLS with `tls`, in front of `upstream`.
+async fn serving(upstream: &str, dir: &std::path::Path, tls: ServerTls) -> Proxy {
+    let options = ProxyOptions {
+        listener_tls: Some(tls),
+        ..Default::default()
+    };
+    Proxy::start(upstream, dir, options).await
+}
+
 /// An HTTPS client trusting `tls`'s CA, speaking HTTP/2 only (`h2`) or
 /// HTTP/1.1 only.
 fn https_client(tls: &ClientTls, h2: bool) -> Client<HttpsConnector<HttpConnector>, Empty<Bytes>> {
@@ -111,13 +130,10 @@ async fn an_https_upstream_signed_by_a_private_ca_fills_the_cache_and_hits_are_s
         .unwrap();
     assert!(glance.url().starts_with("https://"));
     let dir = tempfile::tempdir().unwrap();
-    let proxy = Proxy::start(
+    let proxy = behind(
         &glance.url(),
         dir.path(),
-        ProxyOptions {
-            upstream_tls: Some(ClientTls::new().with_ca_file(&pki.ca)),
-            ..Default::default()
-        },
+        ClientTls::new().with_ca_file(&pki.ca),
     )
     .await;
     let c = glance_cache_support::client::Client::new();
@@ -154,13 +170,10 @@ async fn an_upstream_certificate_the_proxy_does_not_trust_is_a_prompt_502() {
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let proxy = Proxy::start(
+    let proxy = behind(
         &glance.url(),
         dir.path(),
-        ProxyOptions {
-            upstream_tls: Some(ClientTls::new().with_ca_file(&trusted.ca)),
-            ..Default::default()
-        },
+        ClientTls::new().with_ca_file(&trusted.ca),
     )
     .await;
     let c = glance_cache_support::client::Client::new();
@@ -188,17 +201,12 @@ async fn an_upstream_that_requires_client_certificates_accepts_the_proxys_and_re
     let c = glance_cache_support::client::Client::new();
 
     let dir = tempfile::tempdir().unwrap();
-    let with_cert = Proxy::start(
+    let with_cert = behind(
         &glance.url(),
         dir.path(),
-        ProxyOptions {
-            upstream_tls: Some(
-                ClientTls::new()
-                    .with_ca_file(&pki.ca)
-                    .with_client_cert(&pki.client.cert, &pki.client.key),
-            ),
-            ..Default::default()
-        },
+        ClientTls::new()
+            .with_ca_file(&pki.ca)
+            .with_client_cert(&pki.client.cert, &pki.client.key),
     )
     .await;
     let r = c.get(&with_cert.file_url(PUB), &[MEMBER]).await;
@@ -208,13 +216,10 @@ async fn an_upstream_that_requires_client_certificates_accepts_the_proxys_and_re
     );
 
     let dir = tempfile::tempdir().unwrap();
-    let without = Proxy::start(
+    let without = behind(
         &glance.url(),
         dir.path(),
-        ProxyOptions {
-            upstream_tls: Some(ClientTls::new().with_ca_file(&pki.ca)),
-            ..Default::default()
-        },
+        ClientTls::new().with_ca_file(&pki.ca),
     )
     .await;
     let r = c.get(&without.file_url(PUB), &[MEMBER]).await;
@@ -270,13 +275,10 @@ async fn an_upstream_offering_http2_is_spoken_to_in_http2_over_one_connection() 
     ));
 
     let dir = tempfile::tempdir().unwrap();
-    let proxy = Proxy::start(
+    let proxy = behind(
         &format!("https://{addr}"),
         dir.path(),
-        ProxyOptions {
-            upstream_tls: Some(ClientTls::new().with_ca_file(&pki.ca)),
-            ..Default::default()
-        },
+        ClientTls::new().with_ca_file(&pki.ca),
     )
     .await;
     let c = glance_cache_support::client::Client::new();
@@ -304,15 +306,7 @@ async fn the_listener_speaks_http2_and_http11_over_tls_through_alpn() {
     let tls = ServerTls::builder(&pki.server.cert, &pki.server.key)
         .build()
         .unwrap();
-    let proxy = Proxy::start(
-        &glance.url(),
-        dir.path(),
-        ProxyOptions {
-            listener_tls: Some(tls),
-            ..Default::default()
-        },
-    )
-    .await;
+    let proxy = serving(&glance.url(), dir.path(), tls).await;
     assert!(proxy.url.starts_with("https://"));
     let trust = ClientTls::new().with_ca_file(&pki.ca);
     for (h2, version) in [(true, Version::HTTP_2), (false, Version::HTTP_11)] {
@@ -371,15 +365,7 @@ async fn a_listener_with_a_client_ca_serves_only_clients_with_a_certificate_of_i
         .build()
         .unwrap();
     assert!(tls.verifies_clients());
-    let proxy = Proxy::start(
-        &glance.url(),
-        dir.path(),
-        ProxyOptions {
-            listener_tls: Some(tls),
-            ..Default::default()
-        },
-    )
-    .await;
+    let proxy = serving(&glance.url(), dir.path(), tls).await;
     let with_cert = https_client(
         &ClientTls::new()
             .with_ca_file(&pki.ca)
@@ -426,15 +412,7 @@ async fn a_certificate_reload_reaches_new_connections_while_a_running_download_c
     std::fs::copy(&pki.server.cert, &cert).unwrap();
     std::fs::copy(&pki.server.key, &key).unwrap();
     let tls = ServerTls::builder(&cert, &key).build().unwrap();
-    let proxy = Proxy::start(
-        &glance.url(),
-        dir.path(),
-        ProxyOptions {
-            listener_tls: Some(tls.clone()),
-            ..Default::default()
-        },
-    )
-    .await;
+    let proxy = serving(&glance.url(), dir.path(), tls.clone()).await;
     let old = file_fingerprint(&pki.server.cert);
     assert_eq!(served_fingerprint(proxy.addr, &pki.ca).await, old);
     assert_eq!(tls.loaded().fingerprint, old);
