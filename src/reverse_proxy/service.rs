@@ -360,10 +360,17 @@ where
                 uri = %parts.uri,
                 "request target cannot be forwarded; answering 400"
             );
-            return ResponseFuture::ready(error_response(
+            // A CONNECT (authority-form target) or an absolute URI the
+            // proxy will not follow: answered, and the connection closed, so
+            // that nothing else is tunnelled or pipelined after it.
+            let mut response = error_response(
                 StatusCode::BAD_REQUEST,
                 "The request target cannot be forwarded to the image service.",
-            ));
+            );
+            response
+                .headers_mut()
+                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            return ResponseFuture::ready(response);
         };
         let client = parts.extensions.get::<ClientAddr>().map(|a| a.0);
         let (method, uri) = (parts.method.clone(), parts.uri.clone());

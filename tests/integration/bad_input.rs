@@ -116,3 +116,29 @@ async fn unusable_checksum_header_is_served_but_not_cached() {
     assert!(!proxy.cached_path(PUB).exists());
     assert!(files_in(&dir.path().join("incomplete")).is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_is_refused_and_its_connection_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let glance = glance_cache_support::fixture::fake_glance().await;
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = crate::proxy::Proxy::start(&glance.url(), dir.path(), Default::default()).await;
+    let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    s.write_all(b"CONNECT example.org:443 HTTP/1.1\r\nHost: example.org:443\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        s.read_to_end(&mut answer),
+    )
+    .await;
+    let text = String::from_utf8_lossy(&answer);
+    assert!(read.is_ok(), "the connection was left open: {text}");
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    assert!(
+        text.to_ascii_lowercase().contains("connection: close"),
+        "{text}"
+    );
+    assert!(glance.calls().is_empty(), "nothing reached the upstream");
+}

@@ -103,6 +103,16 @@ where
             Endpoint::Healthcheck => return Ok(ctx.healthcheck(upstream).await),
             _ => {}
         }
+        // Glance authenticates (keystonemiddleware, first in its pipeline)
+        // before it reads a body: a caller without valid credentials gets
+        // 401 whatever it sends; the policy (403) comes after the body.
+        if let Err(refusal @ (Refusal::Unauthenticated | Refusal::Unavailable(_))) = state
+            .auth
+            .check(&parts.headers, PolicyRule::CacheList)
+            .await
+        {
+            return Ok(r.refusal(&refusal));
+        }
         if !endpoint.is_legacy() {
             if let Some(resp) = body_rule(&parts, body, &r).await {
                 return Ok(resp);
