@@ -78,15 +78,18 @@ async fn get(
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let resp = client
-        .request(req.body(Empty::new()).unwrap())
-        .await
-        .map_err(|e| format!("{e:?}"))?;
+    // Bounded: a refused handshake must end in an error, never a hang.
+    let resp = tokio::time::timeout(
+        Duration::from_secs(30),
+        client.request(req.body(Empty::new()).unwrap()),
+    )
+    .await
+    .map_err(|_| "no answer within 30 s".to_owned())?
+    .map_err(|e| format!("{e:?}"))?;
     let (status, version) = (resp.status(), resp.version());
-    let body = resp
-        .into_body()
-        .collect()
+    let body = tokio::time::timeout(Duration::from_secs(60), resp.into_body().collect())
         .await
+        .map_err(|_| "the body did not end within 60 s".to_owned())?
         .map_err(|e| e.to_string())?
         .to_bytes()
         .to_vec();
