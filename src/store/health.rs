@@ -26,7 +26,8 @@ impl CacheStore {
     /// ```
     pub async fn check_health(&self) -> Result<(), Error> {
         let dir = self.root().join("incomplete");
-        let probe = dir.join(format!(".healthcheck-{}", std::process::id()));
+        // One name per check: concurrent checks never remove each other's file.
+        let probe = dir.join(format!(".healthcheck-{}", uuid::Uuid::new_v4().simple()));
         blocking("health check", &dir, move || {
             std::fs::write(&probe, b"")
                 .and_then(|()| std::fs::remove_file(&probe))

@@ -51,3 +51,22 @@ async fn healthy_only_while_the_upstream_serves_and_the_cache_works() {
     );
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_health_checks_all_pass() {
+    let glance = fake_glance().await;
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(&glance.url(), dir.path(), ProxyOptions::default()).await;
+    let c = Client::new();
+    let url = format!("{}/healthcheck", proxy.url);
+    let answers = futures_util::future::join_all((0..32).map(|_| c.get(&url, &[]))).await;
+    assert!(
+        answers.iter().all(|r| r.status == 200),
+        "{:?}",
+        answers.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("incomplete"))
+        .unwrap()
+        .collect();
+    assert!(left.is_empty(), "no probe file is left behind: {left:?}");
+}

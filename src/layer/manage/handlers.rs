@@ -106,12 +106,21 @@ where
         // Glance authenticates (keystonemiddleware, first in its pipeline)
         // before it reads a body: a caller without valid credentials gets
         // 401 whatever it sends; the policy (403) comes after the body.
-        if let Err(refusal @ (Refusal::Unauthenticated | Refusal::Unavailable(_))) = state
-            .auth
-            .check(&parts.headers, PolicyRule::CacheList)
-            .await
-        {
-            return Ok(r.refusal(&refusal));
+        // Only a request with a body needs this early check (each endpoint
+        // checks the caller before it does anything else).
+        let has_body = parts
+            .headers
+            .get(CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0")
+            || parts.headers.contains_key(http::header::TRANSFER_ENCODING);
+        if has_body {
+            if let Err(refusal @ (Refusal::Unauthenticated | Refusal::Unavailable(_))) = state
+                .auth
+                .check(&parts.headers, PolicyRule::CacheList)
+                .await
+            {
+                return Ok(r.refusal(&refusal));
+            }
         }
         if !endpoint.is_legacy() {
             if let Some(resp) = body_rule(&parts, body, &r).await {
