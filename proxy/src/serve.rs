@@ -35,6 +35,8 @@ pub(crate) fn cache_over(store: CacheStore, config: &Config) -> GlanceCache {
     GlanceCache::builder(store)
         .hit_authorization(config.proxy.hit_authorization)
         .authorization_ttl(config.proxy.authorization_cache_ttl)
+        .authorization_concurrency(config.proxy.authorization_concurrency)
+        .authorization_timeout(config.proxy.authorization_timeout)
         .serve_ranges(config.proxy.serve_ranges)
         .fill_on_range_miss(config.proxy.fill_on_range_miss)
         .build()

@@ -1,10 +1,12 @@
 //! Asking the upstream whether a caller may download an image.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
+use tokio::sync::Semaphore;
 use tower::Service;
 
 use super::decisions::Decisions;
@@ -76,6 +78,18 @@ pub(crate) enum Decision<B> {
     Forward(Unsure),
     /// Relay the upstream's refusal (401, 403, 404) unchanged.
     Deny(Response<B>),
+    /// The upstream could not answer in time (overloaded, unreachable, or
+    /// too many questions already waiting): the client is told to retry,
+    /// and its download is not forwarded (that would only add load).
+    Busy,
+}
+
+/// How many hit authorizations may wait for the upstream at once, and how
+/// long one may take (waiting for its turn included).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct AuthorizationLimits {
+    pub(crate) concurrency: usize,
+    pub(crate) timeout: Duration,
 }
 
 /// Why the upstream's answer was not conclusive.
@@ -95,14 +109,24 @@ pub(crate) struct HitAuthorizer {
     mode: HitAuthorization,
     decisions: Decisions,
     metrics: Metrics,
+    /// One permit per authorization request in flight to the upstream.
+    slots: Arc<Semaphore>,
+    timeout: Duration,
 }
 
 impl HitAuthorizer {
-    pub(crate) fn new(mode: HitAuthorization, ttl: Duration, metrics: Metrics) -> Self {
+    pub(crate) fn new(
+        mode: HitAuthorization,
+        ttl: Duration,
+        metrics: Metrics,
+        limits: AuthorizationLimits,
+    ) -> Self {
         HitAuthorizer {
             mode,
             decisions: Decisions::new(ttl),
             metrics,
+            slots: Arc::new(Semaphore::new(limits.concurrency.max(1))),
+            timeout: limits.timeout,
         }
     }
 
@@ -139,13 +163,29 @@ impl HitAuthorizer {
         if let Some(facts) = self.decisions.get(&identity, id) {
             return Decision::Allow(facts);
         }
+        // Bounded: at most `concurrency` questions in flight (the others
+        // wait their turn, first come first served), each answered within
+        // `timeout` counted from here, or the client is told to retry.
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let Ok(Ok(_slot)) = tokio::time::timeout_at(deadline, self.slots.acquire()).await else {
+            tracing::warn!(image_id = %id, timeout = ?self.timeout,
+                "no hit authorization slot in time: the upstream is overloaded; answering 503");
+            return Decision::Busy;
+        };
         let started = std::time::Instant::now();
         let reply = if self.mode == HitAuthorization::Probe {
-            let reply = upstream.probe(caller, id).await;
+            let Ok(reply) = tokio::time::timeout_at(deadline, upstream.probe(caller, id)).await
+            else {
+                return self.busy(id);
+            };
             self.metrics.authorization(started.elapsed());
             reply
         } else {
-            let record = upstream.image_record(caller, id).await;
+            let Ok(record) =
+                tokio::time::timeout_at(deadline, upstream.image_record(caller, id)).await
+            else {
+                return self.busy(id);
+            };
             self.metrics.authorization(started.elapsed());
             match record {
                 // Deactivated images are the upstream's to serve or refuse.
@@ -164,7 +204,27 @@ impl HitAuthorizer {
                 Decision::Allow(Some(facts))
             }
             Reply::Refused(resp) => Decision::Deny(resp),
+            // Unreachable, or answering that it is overloaded: forwarding
+            // the download would only add load (or fail the same way).
+            Reply::Failed(UpstreamError::Unreachable(e)) => {
+                tracing::warn!(image_id = %id, error = %e,
+                    "the upstream could not be asked about a hit; answering 503");
+                Decision::Busy
+            }
+            Reply::Failed(UpstreamError::Status(status))
+                if matches!(status.as_u16(), 429 | 502 | 503 | 504) =>
+            {
+                tracing::warn!(image_id = %id, %status,
+                    "the upstream is overloaded; answering the hit with 503");
+                Decision::Busy
+            }
             Reply::Failed(e) => Decision::Forward(e.into()),
         }
+    }
+
+    fn busy<B>(&self, id: &ImageId) -> Decision<B> {
+        tracing::warn!(image_id = %id, timeout = ?self.timeout,
+            "the upstream did not authorize a hit in time; answering 503");
+        Decision::Busy
     }
 }

@@ -32,6 +32,6 @@ mod decisions;
 mod hit;
 pub mod manage;
 
-pub(crate) use hit::{Decision, HitAuthorizer};
+pub(crate) use hit::{AuthorizationLimits, Decision, HitAuthorizer};
 
 pub use hit::HitAuthorization;

@@ -6,13 +6,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::prefetch_queue::PrefetchQueue;
-use crate::auth::{HitAuthorization, HitAuthorizer};
+use crate::auth::{AuthorizationLimits, HitAuthorization, HitAuthorizer};
 use crate::fill::FillRegistry;
 use crate::metrics::{Metrics, Snapshot};
 use crate::store::CacheStore;
 
 /// Default time a positive hit authorization is remembered per caller.
 pub const DEFAULT_AUTHORIZATION_TTL: Duration = Duration::from_secs(10);
+
+/// Default number of hit authorizations asking the upstream at once.
+pub const DEFAULT_AUTHORIZATION_CONCURRENCY: usize = 64;
+
+/// Default bound on one hit authorization, its wait for a turn included.
+pub const DEFAULT_AUTHORIZATION_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The cache: store, fills in flight, hit authorization, prefetch queue
 /// and metrics. Cheap to clone; clones share everything. See the
@@ -54,6 +60,7 @@ pub struct GlanceCacheBuilder {
     store: CacheStore,
     hit_authorization: HitAuthorization,
     authorization_ttl: Duration,
+    authorization_limits: AuthorizationLimits,
     ranges: Ranges,
 }
 
@@ -132,6 +139,46 @@ impl GlanceCacheBuilder {
         self
     }
 
+    /// How many hit authorizations may be asking the upstream at once
+    /// (default 64); more wait their turn, first come first served.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), glance_cache::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = glance_cache::store::CacheStore::builder(dir.path()).open().await?;
+    /// let cache = glance_cache::GlanceCache::builder(store)
+    ///     .authorization_concurrency(16)
+    ///     .build();
+    /// # Ok(()) }
+    /// ```
+    pub fn authorization_concurrency(mut self, n: usize) -> Self {
+        self.authorization_limits.concurrency = n.max(1);
+        self
+    }
+
+    /// How long a hit's authorization may take, its wait for a turn
+    /// included (default 10 s). Past it, or when the upstream is
+    /// unreachable or says it is overloaded (429, 502, 503, 504), the client
+    /// gets `503` with `Retry-After` at once: a cached image's download is
+    /// never forwarded to an upstream that cannot even answer the question.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), glance_cache::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = glance_cache::store::CacheStore::builder(dir.path()).open().await?;
+    /// use std::time::Duration;
+    /// let cache = glance_cache::GlanceCache::builder(store)
+    ///     .authorization_timeout(Duration::from_secs(5))
+    ///     .build();
+    /// # Ok(()) }
+    /// ```
+    pub fn authorization_timeout(mut self, timeout: Duration) -> Self {
+        self.authorization_limits.timeout = timeout;
+        self
+    }
+
     /// The cache.
     pub fn build(self) -> GlanceCache {
         let metrics = self.store.metrics().clone();
@@ -143,6 +190,7 @@ impl GlanceCacheBuilder {
                     self.hit_authorization,
                     self.authorization_ttl,
                     metrics,
+                    self.authorization_limits,
                 ),
                 prefetch: PrefetchQueue::default(),
                 ranges: self.ranges,
@@ -160,6 +208,10 @@ impl GlanceCache {
             store,
             hit_authorization: HitAuthorization::Probe,
             authorization_ttl: DEFAULT_AUTHORIZATION_TTL,
+            authorization_limits: AuthorizationLimits {
+                concurrency: DEFAULT_AUTHORIZATION_CONCURRENCY,
+                timeout: DEFAULT_AUTHORIZATION_TIMEOUT,
+            },
             ranges: Ranges {
                 serve: true,
                 fill_on_miss: false,

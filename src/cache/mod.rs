@@ -44,5 +44,8 @@ mod handle;
 mod prefetch_queue;
 
 pub(crate) use fill_start::Started;
-pub use handle::{GlanceCache, GlanceCacheBuilder, DEFAULT_AUTHORIZATION_TTL};
+pub use handle::{
+    GlanceCache, GlanceCacheBuilder, DEFAULT_AUTHORIZATION_CONCURRENCY,
+    DEFAULT_AUTHORIZATION_TIMEOUT, DEFAULT_AUTHORIZATION_TTL,
+};
 pub(crate) use prefetch_queue::Job;

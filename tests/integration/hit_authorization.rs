@@ -5,6 +5,7 @@ use std::time::Duration;
 use crate::proxy::*;
 use glance_cache::auth::HitAuthorization;
 use glance_cache_support::client::*;
+use glance_cache_support::fake_glance::Behaviour;
 use glance_cache_support::fixture::*;
 use glance_cache_support::wait::*;
 
@@ -301,5 +302,64 @@ async fn followers_with_the_leaders_credentials_are_not_asked_again() {
         (1, 1),
         "only the follower with other credentials was authorized (one probe); the leader's \
          fill asked for the image record (its multihash)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_too_slow_or_overloaded_to_authorize_gets_a_prompt_503_never_a_forwarded_download(
+) {
+    let glance = fake_glance().await;
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(
+        &glance.url(),
+        dir.path(),
+        ProxyOptions {
+            ttl: Duration::ZERO,
+            authorization_limits: Some((1, Duration::from_secs(1))),
+            ..ProxyOptions::default()
+        },
+    )
+    .await;
+    cached(&proxy, PUB).await;
+    let full_gets = glance.file_gets(PUB);
+    let c = Client::new();
+
+    // The probe takes 3 s: past the 1 s bound, every hit is a prompt 503.
+    glance.set_behaviour(
+        PUB,
+        Behaviour::default().header_delay(Duration::from_secs(3)),
+    );
+    let started = std::time::Instant::now();
+    let answers = futures_util::future::join_all(["MEMBER", "READER", "ADMIN"].map(|t| {
+        let (c, url) = (c.clone(), proxy.file_url(PUB));
+        async move { c.get(&url, &token(t)).await }
+    }))
+    .await;
+    for r in &answers {
+        assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.header("retry-after"), Some("5"));
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "before the upstream answered"
+    );
+
+    // An upstream that says it is overloaded: the same.
+    glance.set_behaviour(
+        PUB,
+        Behaviour::default().force_status(http::StatusCode::SERVICE_UNAVAILABLE),
+    );
+    let r = c.get(&proxy.file_url(PUB), &token("MEMBER")).await;
+    assert_eq!(r.status, 503);
+
+    // No whole download of the cached image went upstream meanwhile.
+    assert_eq!(glance.file_gets(PUB), full_gets);
+
+    // Healthy again: served from the cache.
+    glance.clear_behaviour(PUB);
+    let r = c.get(&proxy.file_url(PUB), &token("MEMBER")).await;
+    assert_eq!(
+        (r.status.as_u16(), r.body.as_slice()),
+        (200, &b"IMAGEDATA"[..])
     );
 }

@@ -43,6 +43,8 @@ pub struct ProxyOptions {
     pub listener_tls: Option<ServerTls>,
     /// How long a client may take no bytes (default: the server's 60 s).
     pub client_idle_timeout: Option<Duration>,
+    /// Hit authorizations: (how many at once, how long each may take).
+    pub authorization_limits: Option<(usize, Duration)>,
 }
 
 impl Default for ProxyOptions {
@@ -64,6 +66,7 @@ impl Default for ProxyOptions {
             upstream_tls: None,
             listener_tls: None,
             client_idle_timeout: None,
+            authorization_limits: None,
         }
     }
 }
@@ -87,7 +90,13 @@ impl Proxy {
             .open()
             .await
             .expect("open cache store");
-        let cache = GlanceCache::builder(store)
+        let mut cache = GlanceCache::builder(store);
+        if let Some((concurrency, timeout)) = opts.authorization_limits {
+            cache = cache
+                .authorization_concurrency(concurrency)
+                .authorization_timeout(timeout);
+        }
+        let cache = cache
             .hit_authorization(opts.authz)
             .authorization_ttl(opts.ttl)
             .serve_ranges(opts.serve_ranges)

@@ -290,6 +290,11 @@ pub struct ProxyOptions {
     /// `authorization_cache_ttl`: how long a per-token authorization result
     /// is reused, 0 to 30 s. Default 10 s.
     pub authorization_cache_ttl: Duration,
+    /// `authorization_concurrency`: hit authorizations asking the upstream
+    /// at once. Default 64.
+    pub authorization_concurrency: usize,
+    /// `authorization_timeout`: bound on one hit authorization. Default 10 s.
+    pub authorization_timeout: Duration,
     /// `upstream_connect_timeout`: connection timeout, >= 1 s. Default 5 s.
     pub upstream_connect_timeout: Duration,
     /// `upstream_timeout`: time until the upstream's response headers,
@@ -346,6 +351,8 @@ impl Default for ProxyOptions {
             upstream_url: http::Uri::from_static("http://127.0.0.1:9191"),
             hit_authorization: HitAuthorization::Probe,
             authorization_cache_ttl: Duration::from_secs(10),
+            authorization_concurrency: 64,
+            authorization_timeout: Duration::from_secs(10),
             upstream_connect_timeout: Duration::from_secs(5),
             upstream_timeout: Duration::from_secs(60),
             upstream_idle_timeout: Duration::from_secs(60),

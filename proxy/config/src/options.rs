@@ -900,6 +900,46 @@ pub static OPTIONS: &[OptionDef] = &[
     },
     OptionDef {
         section: PROXY_SECTION,
+        name: "authorization_concurrency",
+        kind: OptionKind::Integer {
+            min: 1,
+            max: 4096,
+            unit: Unit::Count,
+        },
+        default: Some("64"),
+        glance: false,
+        secret: false,
+        help: "How many hit authorizations may be asking the upstream at once (1 to 4096); \
+               more wait their turn, first come first served, within authorization_timeout.",
+        apply: |c, v| {
+            if let Some(n) = int::<u64>(&v) {
+                c.proxy.authorization_concurrency = n as usize;
+            }
+        },
+    },
+    OptionDef {
+        section: PROXY_SECTION,
+        name: "authorization_timeout",
+        kind: OptionKind::Integer {
+            min: 1,
+            max: 600,
+            unit: Unit::Seconds,
+        },
+        default: Some("10"),
+        glance: false,
+        secret: false,
+        help: "Seconds a hit's authorization may take, its wait for a turn included. Past it, \
+               or when the upstream is unreachable or answers that it is overloaded (429, 502, \
+               503, 504), the client gets 503 with Retry-After at once; the download of a \
+               cached image is never forwarded to an upstream that cannot answer the question.",
+        apply: |c, v| {
+            if let Some(d) = secs(&v) {
+                c.proxy.authorization_timeout = d;
+            }
+        },
+    },
+    OptionDef {
+        section: PROXY_SECTION,
         name: "upstream_connect_timeout",
         kind: OptionKind::Integer {
             min: 1,
@@ -1729,6 +1769,8 @@ mod tests {
                 upstream_url: Uri::from_static("http://x"),
                 hit_authorization: HitAuthorization::None,
                 authorization_cache_ttl: Duration::ZERO,
+                authorization_concurrency: 1,
+                authorization_timeout: Duration::from_secs(1),
                 upstream_connect_timeout: Duration::ZERO,
                 upstream_timeout: Duration::ZERO,
                 upstream_idle_timeout: Duration::ZERO,

@@ -130,6 +130,7 @@ where
         match self.may_follow(&fill, &caller).await {
             Follow::Yes => {}
             Follow::Refused(resp) => return Ok(*resp),
+            Follow::Busy => return Ok(busy()),
             Follow::Forward => return self.forward(parts, body).await,
         }
         if fill.wait_head().await.is_none() {
@@ -160,6 +161,7 @@ where
                 Follow::Refused(Box::new(resp.map(ResponseBody::upstream)))
             }
             Decision::Forward(_) => Follow::Forward,
+            Decision::Busy => Follow::Busy,
         }
     }
 
@@ -309,6 +311,26 @@ pub(super) enum Follow<B> {
     Refused(Box<Response<ResponseBody<B>>>),
     /// No conclusive answer: the request goes upstream.
     Forward,
+    /// The upstream could not answer in time: `503`, retry later.
+    Busy,
+}
+
+/// Seconds a client is told to wait when the upstream could not authorize
+/// its download in time.
+const RETRY_AFTER_SECONDS: &str = "5";
+
+/// `503 Service Unavailable` with `Retry-After`: the upstream could not say
+/// in time whether the caller may have a cached image.
+pub(super) fn busy<B>() -> Response<ResponseBody<B>> {
+    let mut resp = message(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "The image service could not authorize this download in time; retry shortly.",
+    );
+    resp.headers_mut().insert(
+        http::header::RETRY_AFTER,
+        HeaderValue::from_static(RETRY_AFTER_SECONDS),
+    );
+    resp
 }
 
 fn message<B>(status: StatusCode, text: &str) -> Response<ResponseBody<B>> {

@@ -30,6 +30,8 @@ pub(super) enum Cached<B> {
     /// The entry is gone, or disagreed with the upstream and was
     /// quarantined: the image must be fetched again.
     Gone,
+    /// The upstream could not answer in time: `503`, retry later.
+    Busy,
 }
 
 impl<S, ResB> Download<S>
@@ -65,6 +67,7 @@ where
                 tracing::debug!(image_id = %self.id, %why, "hit forwarded to the upstream");
                 return Cached::Forward;
             }
+            Decision::Busy => return Cached::Busy,
         };
         if let Some(why) = facts.as_ref().and_then(|f| disagreement(f, entry)) {
             tracing::warn!(image_id = %self.id, why, "cached entry disagrees with the upstream; quarantined");
@@ -96,6 +99,7 @@ where
         let (opened, facts) = match self.open_cached(&entry, &caller).await {
             Cached::Serve(opened, facts) => (opened, facts),
             Cached::Refused(resp) => return Ok(*resp),
+            Cached::Busy => return Ok(super::download::busy()),
             Cached::Forward => return self.forward(parts, body).await,
             // Fetch it again like any miss.
             Cached::Gone => return self.miss(parts, body).await,

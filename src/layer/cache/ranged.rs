@@ -43,6 +43,7 @@ where
                 let (opened, facts) = match self.open_cached(&entry, &caller).await {
                     Cached::Serve(opened, facts) => (opened, facts),
                     Cached::Refused(resp) => return Ok(*resp),
+                    Cached::Busy => return Ok(super::download::busy()),
                     Cached::Forward | Cached::Gone => return self.range_miss(parts, body).await,
                 };
                 if let Some(why) = opened.unverified(&entry) {
@@ -101,6 +102,7 @@ where
         match self.may_follow(&fill, &caller).await {
             Follow::Yes => {}
             Follow::Refused(resp) => return Ok(*resp),
+            Follow::Busy => return Ok(super::download::busy()),
             Follow::Forward => return self.range_miss(parts, body).await,
         }
         let Some(head) = fill.wait_head().await else {
