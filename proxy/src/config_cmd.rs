@@ -148,11 +148,30 @@ pub(crate) fn check_config(args: &CheckConfigArgs) -> anyhow::Result<()> {
     for warning in &loaded.warnings {
         eprintln!("glance-cache-proxy: warning: {warning}");
     }
+    // The certificate files are read and checked as `serve` would.
+    check_tls_files(&loaded.config)?;
     eprintln!(
         "glance-cache-proxy: the configuration is valid ({} warning{})",
         loaded.warnings.len(),
         if loaded.warnings.len() == 1 { "" } else { "s" }
     );
+    Ok(())
+}
+
+/// The TLS settings as `serve` uses them: pairs complete, files readable,
+/// keys matching their certificates.
+fn check_tls_files(config: &Config) -> anyhow::Result<()> {
+    let p = &config.proxy;
+    let upstream = crate::tls::upstream(p)?;
+    if p.upstream_url.scheme() == Some(&http::uri::Scheme::HTTPS)
+        && (upstream.ca_file().is_some() || upstream.client_cert().is_some())
+    {
+        upstream
+            .build()
+            .map_err(|e| anyhow::anyhow!("the TLS settings of the https upstream_url: {e}"))?;
+    }
+    crate::tls::listener(p)?;
+    crate::tls::admin_listener(p)?;
     Ok(())
 }
 

@@ -86,13 +86,13 @@ fn pair<'a>(
     }
 }
 
-/// On every SIGHUP, reads the certificate files of `listeners` again. A
-/// listener whose new files cannot be used keeps its certificate; both
-/// outcomes are logged.
+/// On every SIGHUP, reads the certificate files of `listeners` again (on
+/// the blocking pool). A listener whose new files cannot be used keeps its
+/// certificate; both outcomes are logged. Without listeners, SIGHUP is
+/// logged and otherwise ignored.
 pub(crate) fn reload_on_sighup(listeners: Vec<ServerTls>) {
-    if listeners.is_empty() {
-        return;
-    }
+    // Installed even without TLS: SIGHUP's default action would end the
+    // process and every download in flight.
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -105,9 +105,18 @@ pub(crate) fn reload_on_sighup(listeners: Vec<ServerTls>) {
         };
         tokio::spawn(async move {
             while hup.recv().await.is_some() {
+                if listeners.is_empty() {
+                    tracing::info!("SIGHUP: no TLS certificate to reload");
+                }
                 for tls in &listeners {
                     let before = tls.loaded();
-                    match tls.reload() {
+                    let reloading = tls.clone();
+                    let reloaded = tokio::task::spawn_blocking(move || reloading.reload())
+                        .await
+                        .unwrap_or_else(|e| {
+                            Err(glance_cache::tls::TlsError::Config(e.to_string()))
+                        });
+                    match reloaded {
                         Ok(now) => tracing::info!(certificate = %now,
                             changed = now.fingerprint != before.fingerprint,
                             "SIGHUP: certificate reloaded; new connections use it"),

@@ -32,6 +32,10 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Per-stream receive window on HTTP/2 upstream connections.
+const H2_STREAM_WINDOW: u32 = 1 << 20;
+/// Receive window of a whole HTTP/2 upstream connection: 128 streams' worth.
+const H2_CONNECTION_WINDOW: u32 = 128 << 20;
 
 /// Why an upstream URI was refused by [`ReverseProxy::try_new`].
 #[derive(Debug, thiserror::Error)]
@@ -61,14 +65,6 @@ pub enum UpstreamUriError {
     Query {
         /// The URI as given.
         uri: Uri,
-    },
-    /// An `https` upstream, but the system trust store cannot be used.
-    #[error("upstream URI {uri}: {source}")]
-    Tls {
-        /// The URI as given.
-        uri: Uri,
-        /// Why.
-        source: Box<TlsError>,
     },
 }
 
@@ -199,16 +195,14 @@ where
         let prefix = upstream.path().trim_end_matches('/').to_owned();
         // An https upstream checks certificates against the system's trust
         // store until `with_tls` says otherwise; plain http needs no roots.
+        // A machine without a usable system store still starts: `with_tls`
+        // may bring a CA bundle, and without one every connection fails its
+        // handshake with a 502 that says why.
         let tls = if *scheme == Scheme::HTTPS {
-            match ClientTls::new().build() {
-                Ok(tls) => tls,
-                Err(source) => {
-                    return Err(UpstreamUriError::Tls {
-                        uri: upstream,
-                        source: Box::new(source),
-                    })
-                }
-            }
+            ClientTls::new().build().unwrap_or_else(|e| {
+                tracing::debug!(error = %e, "no system trust store for the https upstream");
+                ClientTls::no_roots()
+            })
         } else {
             ClientTls::no_roots()
         };
@@ -328,6 +322,13 @@ where
         .enable_http2()
         .wrap_connector(connector);
     Client::builder(TokioExecutor::new())
+        // HTTP/2 multiplexes every request on one connection, whose window
+        // only refills as responses are read: a client that stops reading a
+        // relayed response holds its stream's share. A connection window of
+        // many streams' worth (and client_idle_timeout on the listener) keeps
+        // a few stalled clients from freezing fills and probes.
+        .http2_initial_stream_window_size(H2_STREAM_WINDOW)
+        .http2_initial_connection_window_size(H2_CONNECTION_WINDOW)
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(config.pool_idle_timeout)

@@ -159,9 +159,15 @@ impl ClientTls {
         }
     }
 
-    /// A configuration that trusts nothing: for clients that may never
-    /// speak TLS (a plain `http` upstream).
-    pub(crate) fn no_roots() -> ClientConfig {
+    /// A configuration that trusts nothing: for a client that must be able
+    /// to hold a TLS configuration but only ever speaks plain `http` (any
+    /// TLS handshake with it fails).
+    ///
+    /// ```
+    /// let config = glance_cache::tls::ClientTls::no_roots();
+    /// assert!(config.alpn_protocols.is_empty());
+    /// ```
+    pub fn no_roots() -> ClientConfig {
         ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .expect("ring supports the default protocol versions")

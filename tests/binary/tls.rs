@@ -309,9 +309,11 @@ fn unusable_certificate_files_stop_the_proxy_at_startup_naming_the_file() {
             "http://127.0.0.1:1"
         };
         let conf = write_config(dir.path(), port, None, upstream, &extra);
-        let (code, err) = run(&["serve", "--config-file", conf.to_str().unwrap()]);
-        assert_eq!(code, Some(1), "{extra}: {err}");
-        assert!(err.contains(&expected), "{extra}: {err}");
+        for command in ["serve", "check-config"] {
+            let (code, err) = run(&[command, "--config-file", conf.to_str().unwrap()]);
+            assert_eq!(code, Some(1), "{command} {extra}: {err}");
+            assert!(err.contains(&expected), "{command} {extra}: {err}");
+        }
     }
 }
 
@@ -419,4 +421,24 @@ async fn sighup_rotates_the_listener_certificate_while_a_download_runs() {
     assert_eq!(std::fs::metadata(&out).unwrap().len(), BIG_SIZE);
     assert_eq!(md5_of(&out), glance.image_md5(BIG).unwrap());
     let _: PathBuf = out;
+}
+
+#[test]
+fn sighup_without_tls_is_logged_and_the_proxy_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let conf = write_config(dir.path(), port, None, "http://127.0.0.1:1", "");
+    let mut proxy = ProxyProcess::start(&conf, port);
+    proxy.signal("HUP");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !proxy.log_text().contains("no TLS certificate to reload") {
+        assert!(std::time::Instant::now() < deadline, "{}", proxy.log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        proxy.wait_exit(Duration::from_millis(500)),
+        None,
+        "still running"
+    );
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
 }

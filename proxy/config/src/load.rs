@@ -261,9 +261,10 @@ pub(crate) fn load_texts<'t>(
 /// Whether `upstream_url` is the proxy's own listener (`bind_host`:`bind_port`):
 /// every forwarded request would come back to the proxy, each one opening
 /// another connection, until it runs out of file descriptors. Same port and
-/// a host that is the bind address, a loopback address or `localhost`, or
-/// any host name when listening on all addresses and the name is this
-/// machine's.
+/// a host that is the bind address, or a loopback address or `localhost`
+/// when listening on loopback or on all addresses. (A name of this machine
+/// other than `localhost` is not resolved here; the `Via` check catches
+/// such a loop at run time.)
 fn forwards_to_itself(config: &Config) -> Option<String> {
     let upstream = &config.proxy.upstream_url;
     let port = upstream.port_u16().unwrap_or(match upstream.scheme_str() {

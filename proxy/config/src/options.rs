@@ -1004,10 +1004,11 @@ pub static OPTIONS: &[OptionDef] = &[
         default: Some("60"),
         glance: false,
         secret: false,
-        help: "Seconds a client may take no bytes of a response (it stopped reading) before \
-               its connection is closed, with a log line, releasing what the download held \
-               (a cache file, a place in a fill). A slow client that keeps reading is never \
-               cut. 0 turns it off.",
+        help: "Seconds an HTTP/1.1 client may take no bytes of a response (it stopped \
+               reading) before its connection is closed, with a log line, releasing what the \
+               download held (a cache file, a place in a fill). A slow client that keeps \
+               reading is never cut. (An HTTP/2 stream stalled by its client while the \
+               connection carries others is not detected.) 0 turns it off.",
         apply: |c, v| {
             if let Some(d) = secs(&v) {
                 c.proxy.client_idle_timeout = d;

@@ -140,10 +140,7 @@ impl ManageClient {
             tls.build()
                 .map_err(|e| CallError::Other(format!("TLS settings: {e}")))?
         } else {
-            ClientTls::new()
-                .with_insecure(true)
-                .build()
-                .map_err(|e| CallError::Other(e.to_string()))?
+            ClientTls::no_roots()
         };
         let connector = HttpsConnectorBuilder::new()
             .with_tls_config(config)

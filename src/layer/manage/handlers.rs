@@ -108,11 +108,11 @@ where
         // 401 whatever it sends; the policy (403) comes after the body.
         // Only a request with a body needs this early check (each endpoint
         // checks the caller before it does anything else).
-        let has_body = parts
-            .headers
-            .get(CONTENT_LENGTH)
-            .is_some_and(|v| v.as_bytes() != b"0")
-            || parts.headers.contains_key(http::header::TRANSFER_ENCODING);
+        let has_body = !body.is_end_stream()
+            && parts
+                .headers
+                .get(CONTENT_LENGTH)
+                .is_none_or(|v| v.as_bytes() != b"0");
         if has_body {
             if let Err(refusal @ (Refusal::Unauthenticated | Refusal::Unavailable(_))) = state
                 .auth
@@ -473,10 +473,16 @@ impl Ctx<'_> {
                 None => Ok(()),
             }
         };
+        let cache_check = tokio::time::timeout(HEALTHCHECK_TIMEOUT, cache_check);
         let (up, local) = tokio::join!(upstream_check, cache_check);
         let up = up.unwrap_or_else(|_| {
             Err(format!(
                 "the upstream did not answer within {HEALTHCHECK_TIMEOUT:?}"
+            ))
+        });
+        let local = local.unwrap_or_else(|_| {
+            Err(format!(
+                "the cache did not answer within {HEALTHCHECK_TIMEOUT:?}"
             ))
         });
         let problems: Vec<String> = [up, local].into_iter().filter_map(Result::err).collect();
