@@ -38,6 +38,20 @@ pub(crate) enum UpstreamError {
     },
 }
 
+/// The status of a small answer, its body read (at most a document's
+/// worth) so that the connection goes back to the pool.
+async fn read_small<B>(resp: Response<B>) -> StatusCode
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let status = resp.status();
+    let _ = Limited::new(resp.into_body(), DOCUMENT_LIMIT)
+        .collect()
+        .await;
+    status
+}
+
 /// The answer to one question.
 #[derive(Debug)]
 pub(crate) enum Reply<T, B> {
@@ -214,23 +228,22 @@ where
         let check = self.get(caller, "/healthcheck", None);
         let versions = self.get(caller, "/versions", None);
         async move {
-            match check.await {
-                Ok(resp) if resp.status() == StatusCode::OK => Ok(()),
+            let status = match check.await {
+                Ok(resp) => read_small(resp).await,
+                Err(e) => return Err(format!("the upstream does not answer: {e}")),
+            };
+            match status.as_u16() {
+                200 => Ok(()),
                 // No healthcheck middleware: 404, or Glance's version
                 // negotiation (300) for a path it does not know.
-                Ok(resp) if matches!(resp.status().as_u16(), 404 | 300) => match versions.await {
-                    Ok(resp) if matches!(resp.status().as_u16(), 200 | 300) => Ok(()),
-                    Ok(resp) => Err(format!(
-                        "the upstream answers GET /versions with {}",
-                        resp.status()
-                    )),
+                404 | 300 => match versions.await {
+                    Ok(resp) => match read_small(resp).await.as_u16() {
+                        200 | 300 => Ok(()),
+                        other => Err(format!("the upstream answers GET /versions with {other}")),
+                    },
                     Err(e) => Err(format!("the upstream does not answer: {e}")),
                 },
-                Ok(resp) => Err(format!(
-                    "the upstream's /healthcheck answers {}",
-                    resp.status()
-                )),
-                Err(e) => Err(format!("the upstream does not answer: {e}")),
+                _ => Err(format!("the upstream's /healthcheck answers {status}")),
             }
         }
     }
