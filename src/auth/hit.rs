@@ -10,6 +10,8 @@ use tokio::sync::Semaphore;
 use tower::Service;
 
 use super::decisions::Decisions;
+use super::inflight::InFlight;
+use super::refusal::Refusal;
 use crate::metrics::Metrics;
 use crate::upstream::{Caller, ImageFacts, Reply, RequestBody, Upstream, UpstreamError};
 use crate::{BoxError, ImageId};
@@ -67,17 +69,18 @@ impl std::fmt::Display for HitAuthorization {
     }
 }
 
-/// What to do with a request for cached bytes.
-#[derive(Debug)]
-pub(crate) enum Decision<B> {
+/// What to do with a request for cached bytes. Callers asking the same
+/// question at the same time each get a copy of one answer.
+#[derive(Clone, Debug)]
+pub(crate) enum Decision {
     /// Serve from the cache; what the upstream said about the image, when
     /// it was asked.
     Allow(Option<ImageFacts>),
     /// Send the caller's request to the upstream (a deactivated image in
     /// `metadata` mode, or no conclusive answer).
-    Forward(Unsure),
+    Forward(Arc<Unsure>),
     /// Relay the upstream's refusal (401, 403, 404) unchanged.
-    Deny(Response<B>),
+    Deny(Refusal),
     /// The upstream could not answer in time (overloaded, unreachable, or
     /// too many questions already waiting): the client is told to retry,
     /// and its download is not forwarded (that would only add load).
@@ -101,6 +104,9 @@ pub(crate) enum Unsure {
     /// The question failed.
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    /// The upstream refused with a body too large to be a refusal.
+    #[error("the image service's refusal could not be read")]
+    UnreadableRefusal,
 }
 
 /// Hit authorization policy plus its decision memory.
@@ -108,6 +114,9 @@ pub(crate) enum Unsure {
 pub(crate) struct HitAuthorizer {
     mode: HitAuthorization,
     decisions: Decisions,
+    /// The questions being asked right now, shared by every caller who
+    /// needs the same answer.
+    inflight: InFlight<Decision>,
     metrics: Metrics,
     /// One permit per authorization request in flight to the upstream.
     slots: Arc<Semaphore>,
@@ -124,6 +133,7 @@ impl HitAuthorizer {
         HitAuthorizer {
             mode,
             decisions: Decisions::new(ttl),
+            inflight: InFlight::new(),
             metrics,
             slots: Arc::new(Semaphore::new(limits.concurrency.max(1))),
             timeout: limits.timeout,
@@ -143,13 +153,14 @@ impl HitAuthorizer {
     /// Asks the upstream, as `caller`, whether `caller` may download `id`:
     /// one round trip (the download probe, or the image record in
     /// `metadata` mode) unless a positive answer for the same credentials
-    /// is remembered.
+    /// is remembered, or the same question is already being asked (then
+    /// its answer is shared).
     pub(crate) async fn authorize<S, B>(
         &self,
         upstream: Upstream<S>,
         caller: &Caller,
         id: &ImageId,
-    ) -> Decision<B>
+    ) -> Decision
     where
         S: Service<Request<RequestBody>, Response = Response<B>> + Clone,
         S::Error: Into<BoxError>,
@@ -163,10 +174,33 @@ impl HitAuthorizer {
         if let Some(facts) = self.decisions.get(&identity, id) {
             return Decision::Allow(facts);
         }
-        // Bounded: at most `concurrency` questions in flight (the others
-        // wait their turn, first come first served), each answered within
-        // `timeout` counted from here, or the client is told to retry.
+        // Each caller waits at most `timeout` from here, whoever asks.
         let deadline = tokio::time::Instant::now() + self.timeout;
+        let question = (identity, id.clone());
+        let ask = || self.ask(upstream, caller, id, deadline);
+        match tokio::time::timeout_at(deadline, self.inflight.answer(question, ask)).await {
+            Ok(decision) => decision,
+            Err(_) => self.busy(id),
+        }
+    }
+
+    /// The one round trip behind [`authorize`](Self::authorize), bounded:
+    /// at most `concurrency` questions in flight (the others wait their
+    /// turn, first come first served), answered by `deadline` or the
+    /// client is told to retry.
+    async fn ask<S, B>(
+        &self,
+        upstream: Upstream<S>,
+        caller: &Caller,
+        id: &ImageId,
+        deadline: tokio::time::Instant,
+    ) -> Decision
+    where
+        S: Service<Request<RequestBody>, Response = Response<B>> + Clone,
+        S::Error: Into<BoxError>,
+        B: Body<Data = Bytes>,
+        B::Error: Into<BoxError>,
+    {
         let Ok(Ok(_slot)) = tokio::time::timeout_at(deadline, self.slots.acquire()).await else {
             tracing::warn!(image_id = %id, timeout = ?self.timeout,
                 "no hit authorization slot in time: the upstream is overloaded; answering 503");
@@ -190,7 +224,7 @@ impl HitAuthorizer {
             match record {
                 // Deactivated images are the upstream's to serve or refuse.
                 Reply::Ok(record) if !record.is_active() => {
-                    return Decision::Forward(Unsure::NotActive)
+                    return Decision::Forward(Arc::new(Unsure::NotActive))
                 }
                 Reply::Ok(record) => Reply::Ok(record.facts()),
                 Reply::Refused(resp) => Reply::Refused(resp),
@@ -200,10 +234,16 @@ impl HitAuthorizer {
         match reply {
             Reply::Ok(facts) => {
                 self.decisions
-                    .allow(identity, id.clone(), Some(facts.clone()));
+                    .allow(caller.identity_key(), id.clone(), Some(facts.clone()));
                 Decision::Allow(Some(facts))
             }
-            Reply::Refused(resp) => Decision::Deny(resp),
+            Reply::Refused(resp) => {
+                match tokio::time::timeout_at(deadline, Refusal::read(resp)).await {
+                    Ok(Some(refusal)) => Decision::Deny(refusal),
+                    Ok(None) => Decision::Forward(Arc::new(Unsure::UnreadableRefusal)),
+                    Err(_) => self.busy(id),
+                }
+            }
             // Unreachable, or answering that it is overloaded: forwarding
             // the download would only add load (or fail the same way).
             Reply::Failed(UpstreamError::Unreachable(e)) => {
@@ -218,11 +258,11 @@ impl HitAuthorizer {
                     "the upstream is overloaded; answering the hit with 503");
                 Decision::Busy
             }
-            Reply::Failed(e) => Decision::Forward(e.into()),
+            Reply::Failed(e) => Decision::Forward(Arc::new(e.into())),
         }
     }
 
-    fn busy<B>(&self, id: &ImageId) -> Decision<B> {
+    fn busy(&self, id: &ImageId) -> Decision {
         tracing::warn!(image_id = %id, timeout = ?self.timeout,
             "the upstream did not authorize a hit in time; answering 503");
         Decision::Busy

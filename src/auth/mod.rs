@@ -21,7 +21,13 @@
 //! * `none`: no questions (lab setups only).
 //!
 //! Positive answers are remembered for a short time per caller identity
-//! (the exact credential headers, never shared between tokens).
+//! (the exact credential headers, never shared between tokens). Callers
+//! with the same credentials asking about the same image at the same time
+//! share one round trip and its answer, and at most
+//! `authorization_concurrency` questions are in flight to the upstream at
+//! once (the others queue, first come first served, within
+//! `authorization_timeout`; past it the caller gets `503` with
+//! `Retry-After`).
 //!
 //! # Management calls
 //!
@@ -30,7 +36,9 @@
 
 mod decisions;
 mod hit;
+mod inflight;
 pub mod manage;
+mod refusal;
 
 pub(crate) use hit::{AuthorizationLimits, Decision, HitAuthorizer};
 

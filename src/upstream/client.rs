@@ -164,11 +164,17 @@ where
                 Err(e) => return Reply::Failed(e),
             };
             match resp.status() {
-                StatusCode::PARTIAL_CONTENT
-                | StatusCode::OK
-                | StatusCode::RANGE_NOT_SATISFIABLE => {
-                    Reply::Ok(ImageFacts::from_probe(resp.status(), resp.headers()))
+                // The byte (or the 416's few) read, so that the connection
+                // goes back to the pool: a storm of hits must not open a
+                // connection per authorization.
+                StatusCode::PARTIAL_CONTENT | StatusCode::RANGE_NOT_SATISFIABLE => {
+                    let facts = ImageFacts::from_probe(resp.status(), resp.headers());
+                    read_small(resp).await;
+                    Reply::Ok(facts)
                 }
+                // An upstream that ignores Range sends the whole image: the
+                // connection is closed rather than drained.
+                StatusCode::OK => Reply::Ok(ImageFacts::from_probe(resp.status(), resp.headers())),
                 s if is_refusal(s) => Reply::Refused(resp),
                 s => Reply::Failed(UpstreamError::Status(s)),
             }

@@ -363,3 +363,49 @@ async fn an_upstream_too_slow_or_overloaded_to_authorize_gets_a_prompt_503_never
         (200, &b"IMAGEDATA"[..])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_hits_with_the_same_credentials_share_one_authorization() {
+    let glance = fake_glance().await;
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(
+        &glance.url(),
+        dir.path(),
+        ProxyOptions {
+            // Nothing remembered: only sharing the question in flight can
+            // spare the upstream.
+            ttl: Duration::ZERO,
+            ..ProxyOptions::default()
+        },
+    )
+    .await;
+    cached(&proxy, PRIV).await;
+    let probes = glance.ranged_file_gets(PRIV);
+    glance.set_behaviour(
+        PRIV,
+        Behaviour::default().header_delay(Duration::from_millis(500)),
+    );
+    let c = Client::new();
+    let answers = futures_util::future::join_all((0..80).map(|i| {
+        let (c, url) = (c.clone(), proxy.file_url(PRIV));
+        let t = if i % 2 == 0 { "MEMBER" } else { "OTHER" };
+        async move { (t, c.get(&url, &token(t)).await) }
+    }))
+    .await;
+    for (t, r) in &answers {
+        match *t {
+            "MEMBER" => assert_eq!((r.status.as_u16(), &r.body), (200, &alphabet())),
+            _ => {
+                // Every refused caller gets the upstream's whole refusal.
+                assert_eq!(r.status, 404);
+                assert!(!r.body.is_empty(), "the refusal's body is relayed");
+            }
+        }
+    }
+    assert_eq!(
+        glance.ranged_file_gets(PRIV) - probes,
+        2,
+        "one probe per credentials, however many hits wait for it"
+    );
+    assert_eq!(glance.file_gets(PRIV), 1, "no download went upstream");
+}

@@ -156,9 +156,10 @@ where
             .await
         {
             Decision::Allow(_) => Follow::Yes,
-            Decision::Deny(resp) => {
+            Decision::Deny(refusal) => {
                 self.core.metrics().hit_refused();
-                Follow::Refused(Box::new(resp.map(ResponseBody::upstream)))
+                let resp = refusal.into_response().map(ResponseBody::message);
+                Follow::Refused(Box::new(resp))
             }
             Decision::Forward(_) => Follow::Forward,
             Decision::Busy => Follow::Busy,

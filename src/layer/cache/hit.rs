@@ -59,9 +59,10 @@ where
         );
         let facts = match decision {
             Decision::Allow(facts) => facts,
-            Decision::Deny(resp) => {
+            Decision::Deny(refusal) => {
                 self.core.metrics().hit_refused();
-                return Cached::Refused(Box::new(resp.map(ResponseBody::upstream)));
+                let resp = refusal.into_response().map(ResponseBody::message);
+                return Cached::Refused(Box::new(resp));
             }
             Decision::Forward(why) => {
                 tracing::debug!(image_id = %self.id, %why, "hit forwarded to the upstream");
