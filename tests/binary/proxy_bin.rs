@@ -5,6 +5,7 @@ mod support;
 mod cli;
 mod config_cmd;
 mod glanceclient;
+mod keystone_glance;
 mod manage_cli;
 mod observability;
 mod offline;

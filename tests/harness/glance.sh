@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Start or stop a REAL OpenStack Glance API (glance 33.0.0 under uWSGI 2.0.31) on 127.0.0.1.
 #
-#   glance.sh start --port PORT [--base DIR] [--auth noauth|headers] [--workers N]
+#   glance.sh start --port PORT [--base DIR] [--auth noauth|headers|keystone] [--workers N]
+#                   [--keystone-url URL --keystone-password PASSWORD]
 #                   [--cache off|on] [--debug] [--fresh] [--watch-pid PID [--purge-with-owner]]
 #                   [--timeout SECONDS]
 #   glance.sh stop  (--base DIR | --port PORT)
@@ -25,6 +26,12 @@
 #                       X-Identity-Status: Confirmed, X-Roles, X-User-Id, X-Project-Id (stock
 #                       policy; X-Roles: admin is admin, member/reader are not). Requests
 #                       without X-Identity-Status: Confirmed get 401.
+#     --auth keystone   Glance as clouds run it: keystonemiddleware's auth_token first in the
+#                       pipeline (stock "keystone" paste flavor), validating every X-Auth-Token
+#                       with the Keystone at --keystone-url (its /v3 URL, e.g. a keystone.sh
+#                       instance) as the service user glance (project service, domain Default,
+#                       password --keystone-password); stock policy. Requests without a valid
+#                       token get 401.
 #     --workers N       uWSGI processes (default 2: the test machines have 2 cores)
 #     --cache off       (default) NO Glance image cache: no image_cache_dir, no cache
 #                       middleware (this project is the cache).
@@ -32,7 +39,8 @@
 #                       side-by-side benchmarks): image_cache_dir = DIR/data/cache/,
 #                       image_cache_driver = centralized_db (Glance's default), and the
 #                       stock "cachemanagement" paste flavor (cache + cachemanage filters;
-#                       "headerauth+cachemanagement" with --auth headers), so downloads are
+#                       "headerauth+cachemanagement" with --auth headers,
+#                       "keystone+cachemanagement" with --auth keystone), so downloads are
 #                       cached by Glance and /v2/cache answers.
 #     --debug           Glance debug logging
 #     --fresh           wipe DIR first
@@ -56,11 +64,13 @@ VENV=${GLANCE_CACHE_VENV:-${HOME:-/root}/.cache/glance-cache/venv}
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$SELF")/lib.sh"
 
-AUTH=noauth; CACHE=off
+AUTH=noauth; CACHE=off; KEYSTONE_URL=""; KEYSTONE_PASSWORD=""
 # Glance's own options (lib.sh's parse_command_line does the rest).
 parse_option() {
   case "$1" in
     --auth) AUTH=${2:?--auth needs a value}; SHIFT=2;;
+    --keystone-url) KEYSTONE_URL=${2:?--keystone-url needs a value}; SHIFT=2;;
+    --keystone-password) KEYSTONE_PASSWORD=${2:?--keystone-password needs a value}; SHIFT=2;;
     --cache) CACHE=${2:?--cache needs a value}; SHIFT=2;;
   esac
 }
@@ -85,7 +95,11 @@ write_config() {
   case "$AUTH" in
     noauth) flavor="";;
     headers) flavor="headerauth";;
-    *) log "--auth must be noauth or headers, not '$AUTH'"; exit 2;;
+    keystone)
+      flavor="keystone"
+      { [ -n "$KEYSTONE_URL" ] && [ -n "$KEYSTONE_PASSWORD" ]; } \
+        || { log "--auth keystone needs --keystone-url and --keystone-password"; exit 2; };;
+    *) log "--auth must be noauth, headers or keystone, not '$AUTH'"; exit 2;;
   esac
   local cache_lines=""
   case "$CACHE" in
@@ -115,6 +129,11 @@ paste.composite_factory = glance.api:root_app_factory
 /: api
 /healthcheck: healthcheck
 
+[composite:glance-api-keystone]
+paste.composite_factory = glance.api:root_app_factory
+/: api
+/healthcheck: healthcheck
+
 # --cache on: Glance's own image cache (stock cache + cachemanage filters)
 [composite:glance-api-cachemanagement]
 paste.composite_factory = glance.api:root_app_factory
@@ -126,12 +145,19 @@ paste.composite_factory = glance.api:root_app_factory
 /: api
 /healthcheck: healthcheck
 
+[composite:glance-api-keystone+cachemanagement]
+paste.composite_factory = glance.api:root_app_factory
+/: api
+/healthcheck: healthcheck
+
 [composite:api]
 paste.composite_factory = glance.api:pipeline_factory
 default = cors http_proxy_to_wsgi versionnegotiation osprofiler unauthenticated-context rootapp
 headerauth = cors http_proxy_to_wsgi versionnegotiation osprofiler context rootapp
+keystone = cors http_proxy_to_wsgi versionnegotiation osprofiler authtoken context rootapp
 cachemanagement = cors http_proxy_to_wsgi versionnegotiation osprofiler unauthenticated-context cache cachemanage rootapp
 headerauth+cachemanagement = cors http_proxy_to_wsgi versionnegotiation osprofiler context cache cachemanage rootapp
+keystone+cachemanagement = cors http_proxy_to_wsgi versionnegotiation osprofiler authtoken context cache cachemanage rootapp
 
 [composite:rootapp]
 paste.composite_factory = glance.api:root_app_factory
@@ -155,6 +181,10 @@ paste.filter_factory = glance.api.middleware.version_negotiation:VersionNegotiat
 [filter:context]
 paste.filter_factory = glance.api.middleware.context:ContextMiddleware.factory
 
+[filter:authtoken]
+paste.filter_factory = keystonemiddleware.auth_token:filter_factory
+delay_auth_decision = true
+
 [filter:unauthenticated-context]
 paste.filter_factory = glance.api.middleware.context:UnauthenticatedContextMiddleware.factory
 
@@ -175,6 +205,19 @@ oslo_config_program = glance-api
 [filter:http_proxy_to_wsgi]
 paste.filter_factory = oslo_middleware:HTTPProxyToWSGI.factory
 EOF
+
+  local keystone_lines=""
+  if [ "$AUTH" = keystone ]; then
+    keystone_lines="[keystone_authtoken]
+www_authenticate_uri = $KEYSTONE_URL
+auth_url = $KEYSTONE_URL
+auth_type = password
+username = glance
+password = $KEYSTONE_PASSWORD
+project_name = service
+user_domain_name = Default
+project_domain_name = Default"
+  fi
 
   local policy_line=""
   if [ "$AUTH" = noauth ]; then
@@ -220,6 +263,8 @@ $policy_line
 [paste_deploy]
 flavor = $flavor
 config_file = $BASE/etc/glance-api-paste.ini
+
+$keystone_lines
 EOF
 
   # uWSGI: Glance's own sample (httpd/glance-api-uwsgi.ini) without 'plugins = python' (the

@@ -48,8 +48,11 @@ pub struct ManagementOptions {
     /// `[DEFAULT] admin_tokens` and `[proxy] admin_tokens`, merged, without
     /// duplicates (used in [`ManagementAuthMode::Static`]).
     pub admin_tokens: Vec<String>,
-    /// The service credentials; `Some` exactly when `auth` is
-    /// [`ManagementAuthMode::Keystone`].
+    /// The service credentials of `[keystone_authtoken]`: always `Some` when
+    /// `auth` is [`ManagementAuthMode::Keystone`] (they validate tokens),
+    /// and `Some` in [`ManagementAuthMode::Static`] when `auth_url` is set
+    /// (image lookups for static-token calls, and prefetches, run as that
+    /// user).
     pub keystone: Option<KeystoneOptions>,
     /// `[keystone_authtoken] token_cache_time`: how long a successful
     /// validation is reused (0 = never), at most 300 s. Default 60 s.
@@ -119,7 +122,13 @@ impl ManagementOptions {
             ManagementAuthMode::Static if self.admin_tokens.is_empty() => {
                 return Err(AuthSettingsError::NoAdminTokens)
             }
-            ManagementAuthMode::Static => ManagementAuth::static_tokens(&self.admin_tokens),
+            ManagementAuthMode::Static => {
+                let auth = ManagementAuth::static_tokens(&self.admin_tokens);
+                match self.keystone.clone() {
+                    Some(options) => auth.with_service_credentials(options)?,
+                    None => auth,
+                }
+            }
             ManagementAuthMode::Open => ManagementAuth::open(),
             ManagementAuthMode::Deny => ManagementAuth::deny(),
         };
@@ -232,6 +241,18 @@ pub(crate) fn resolve(
                 "needed for [proxy] management_auth = keystone"
             };
             config.management.keystone = Some(keystone_options(&loaded, url, url_source, why)?);
+        }
+        // Static tokens are the proxy's own secret: what it asks the upstream
+        // for their callers goes as its service user, when one is configured.
+        ManagementAuthMode::Static => {
+            if !loaded.deferred.is_empty() && auth_url.is_some() {
+                return Err(loaded.deferred.swap_remove(0).1);
+            }
+            if let Some((url, url_source)) = auth_url {
+                let why = "the service user that looks images up for calls made with a static \
+                           admin token; unset auth_url to look them up anonymously";
+                config.management.keystone = Some(keystone_options(&loaded, url, url_source, why)?);
+            }
         }
         _ => {}
     }

@@ -1346,7 +1346,10 @@ pub static OPTIONS: &[OptionDef] = &[
         help: "Static tokens that may call the cache-management API as admin when \
                management_auth is static (or auto without Keystone), comma-separated; \
                repeat the option to add more. Merged with [DEFAULT] admin_tokens. Their \
-               values are never logged.",
+               values are never logged. The image lookups of calls made with them, and the \
+               prefetches they queue, run as the service user of [keystone_authtoken] when \
+               its auth_url is set (needed when the image service requires Keystone tokens; \
+               the static token then never goes upstream).",
         apply: add_admin_tokens,
     },
     OptionDef {

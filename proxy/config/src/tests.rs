@@ -215,7 +215,12 @@ enforce_scope = false
     let g = &c.management;
     assert_eq!(g.auth, ManagementAuthMode::Static);
     assert_eq!(g.admin_tokens, vec!["t1", "t2", "t3"]);
-    assert_eq!(g.keystone, None);
+    // Static mode keeps [keystone_authtoken] as the service user of its
+    // image lookups.
+    assert_eq!(
+        g.keystone.as_ref().map(|k| k.username.as_str()),
+        Some("glance")
+    );
     assert_eq!(g.token_cache_time, Duration::from_secs(300));
     assert_eq!(
         g.policy.rule(PolicyRule::CacheList),

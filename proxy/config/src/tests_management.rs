@@ -197,6 +197,10 @@ fn https_keystone_with_keystonemiddlewares_tls_options_and_other_auth_types() {
     ));
     assert_eq!(l.config.management.auth, ManagementAuthMode::Static);
     assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    assert!(
+        l.config.management.keystone.is_some(),
+        "static mode keeps the service user"
+    );
 
     let appcred = format!("{KEYSTONE}auth_type = v3applicationcredential\n");
     let e = load_err(&appcred);
@@ -477,4 +481,32 @@ enforce_new_defaults = true
     for secret in ["GLANCE_PASS", "RABBIT_PASS", "MEMCACHE_KEY"] {
         assert!(!debug.contains(secret), "{secret} shown in {debug}");
     }
+}
+
+#[test]
+fn static_mode_takes_keystone_credentials_as_its_service_user() {
+    let statik = "[proxy]\nmanagement_auth = static\nadmin_tokens = t\n";
+    // Without auth_url: no service user (lookups go without credentials).
+    let l = load(statik);
+    assert_eq!(l.config.management.auth, ManagementAuthMode::Static);
+    assert_eq!(l.config.management.keystone, None);
+    // With complete credentials: they are the service user.
+    let l = load(&format!("{statik}{KEYSTONE}"));
+    assert_eq!(l.config.management.auth, ManagementAuthMode::Static);
+    let ks = l.config.management.keystone.as_ref().expect("service user");
+    assert_eq!(ks.username, "glance");
+    assert!(l
+        .config
+        .management
+        .auth()
+        .unwrap()
+        .has_service_credentials());
+    // auth_url without the rest is an error that says what they are for.
+    let e = load_err(&format!(
+        "{statik}[keystone_authtoken]\nauth_url = http://ks:5000/v3\nusername = glance\n"
+    ));
+    assert!(
+        e.contains("password is not set") && e.contains("static admin token"),
+        "{e}"
+    );
 }

@@ -171,6 +171,9 @@ pub enum ManagementAuthError {
 pub struct ManagementAuth {
     backend: Backend,
     policy: Arc<CachePolicy>,
+    /// Service credentials of a mode that does not validate with Keystone
+    /// (static tokens, open): the proxy's own identity upstream.
+    service: Option<Arc<Keystone>>,
 }
 
 #[derive(Clone)]
@@ -194,6 +197,9 @@ impl fmt::Debug for ManagementAuth {
             }
             Backend::Open | Backend::Deny => {}
         }
+        if let Some(k) = &self.service {
+            d.field("service", k);
+        }
         d.field("policy", &self.policy).finish()
     }
 }
@@ -204,20 +210,76 @@ impl ManagementAuth {
     /// `https://` URL, or when the TLS files of `options.tls` cannot be
     /// used. Nothing is sent to Keystone before the first check.
     pub fn keystone(options: KeystoneOptions) -> Result<Self, ManagementAuthError> {
+        Ok(Self::with_backend(Backend::Keystone(Arc::new(
+            Self::keystone_client(options)?,
+        ))))
+    }
+
+    fn keystone_client(options: KeystoneOptions) -> Result<Keystone, ManagementAuthError> {
         let settings = Settings::new(options).map_err(|e| match e {
             SettingsError::AuthUrl { url, problem } => {
                 ManagementAuthError::InvalidAuthUrl { url, problem }
             }
             SettingsError::Tls(e) => ManagementAuthError::Tls(e),
         })?;
-        Ok(Self::with_backend(Backend::Keystone(Arc::new(
-            Keystone::new(Settings {
-                timeout: DEFAULT_TIMEOUT,
-                cache_time: DEFAULT_TOKEN_CACHE_TIME,
-                capacity: DEFAULT_CAPACITY,
-                ..settings
-            }),
-        ))))
+        Ok(Keystone::new(Settings {
+            timeout: DEFAULT_TIMEOUT,
+            cache_time: DEFAULT_TOKEN_CACHE_TIME,
+            capacity: DEFAULT_CAPACITY,
+            ..settings
+        }))
+    }
+
+    /// Gives a mode that does not validate tokens with Keystone (static
+    /// tokens, open) the proxy's own Keystone service user, so that what
+    /// it asks the upstream for such callers (the image lookups of
+    /// management calls made with a static admin token, the prefetches
+    /// they queue) carries a token a Keystone-protected image service
+    /// accepts. In Keystone mode the validating credentials already are
+    /// the service credentials, and this changes nothing.
+    ///
+    /// Fails like [`keystone`](Self::keystone); nothing is sent to Keystone
+    /// before the first token is needed.
+    ///
+    /// ```
+    /// use glance_cache::auth::manage::{KeystoneOptions, ManagementAuth};
+    ///
+    /// let options = KeystoneOptions::new("http://127.0.0.1:5000/v3", "glance", "secret", "service");
+    /// let auth = ManagementAuth::static_tokens(["s3cret"])
+    ///     .with_service_credentials(options)
+    ///     .unwrap();
+    /// assert!(auth.has_service_credentials());
+    /// ```
+    pub fn with_service_credentials(
+        mut self,
+        options: KeystoneOptions,
+    ) -> Result<Self, ManagementAuthError> {
+        if !matches!(self.backend, Backend::Keystone(_)) {
+            self.service = Some(Arc::new(Self::keystone_client(options)?));
+        }
+        Ok(self)
+    }
+
+    /// Whether the proxy has a service user of its own (Keystone mode, or
+    /// [`with_service_credentials`](Self::with_service_credentials)).
+    ///
+    /// ```
+    /// use glance_cache::auth::manage::ManagementAuth;
+    /// assert!(!ManagementAuth::static_tokens(["s3cret"]).has_service_credentials());
+    /// ```
+    pub fn has_service_credentials(&self) -> bool {
+        matches!(self.backend, Backend::Keystone(_)) || self.service.is_some()
+    }
+
+    /// Whether the request's `X-Auth-Token` is one of the static admin
+    /// tokens (a secret of this proxy, never to be sent upstream).
+    pub(crate) fn presents_static_token(&self, headers: &HeaderMap) -> bool {
+        match &self.backend {
+            Backend::Static(tokens) => {
+                subject_token(headers).is_some_and(|t| tokens.contains(t.as_bytes()))
+            }
+            _ => false,
+        }
     }
 
     /// Accepts exactly these tokens (empty ones are ignored), as admin.
@@ -243,6 +305,7 @@ impl ManagementAuth {
         ManagementAuth {
             backend,
             policy: Arc::new(CachePolicy::default()),
+            service: None,
         }
     }
 
@@ -337,11 +400,13 @@ impl ManagementAuth {
     }
 
     /// The proxy's own token, for its prefetch worker's requests to the
-    /// upstream: in Keystone mode the service token (issued or renewed as
-    /// needed), `None` in the other modes.
+    /// upstream and the image lookups of static-token callers: the service
+    /// user's token (issued or renewed as needed) in Keystone mode or with
+    /// [`with_service_credentials`](Self::with_service_credentials), else
+    /// `None`.
     pub async fn service_token(&self) -> Result<Option<String>, BoxError> {
-        match &self.backend {
-            Backend::Keystone(k) => Ok(Some(k.service_token().await?)),
+        match (&self.backend, &self.service) {
+            (Backend::Keystone(k), _) | (_, Some(k)) => Ok(Some(k.service_token().await?)),
             _ => Ok(None),
         }
     }

@@ -8,7 +8,7 @@ use crate::server::TlsConnection;
 const HEALTHCHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 use bytes::Bytes;
 use http::header::CONTENT_LENGTH;
-use http::{request, Method, Request, Response, StatusCode};
+use http::{request, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::{BodyExt, Limited};
 use serde::Serialize;
@@ -50,6 +50,19 @@ fn rows(entries: &[CacheEntry]) -> Vec<Row<'_>> {
         })
         .collect()
 }
+
+/// The caller's request headers with its `X-Auth-Token` (a static admin
+/// token) replaced by the service user's `token`, or dropped.
+fn credentials(parts: &request::Parts, token: Option<&str>) -> HeaderMap {
+    let mut headers = Caller::new(parts).headers().clone();
+    headers.remove(X_AUTH_TOKEN);
+    if let Some(value) = token.and_then(|t| HeaderValue::from_str(t).ok()) {
+        headers.insert(X_AUTH_TOKEN, value);
+    }
+    headers
+}
+
+const X_AUTH_TOKEN: &str = "x-auth-token";
 
 /// What the upstream says about an image, asked as the caller.
 enum Lookup<B> {
@@ -248,7 +261,15 @@ impl Ctx<'_> {
                 "Only images with status active can be targeted for queueing",
             );
         }
-        let credentials = Caller::new(self.parts).headers().clone();
+        // With a service user, a static admin token stays here: the
+        // prefetch runs as that user.
+        let auth = &self.state.auth;
+        let credentials =
+            if auth.presents_static_token(&self.parts.headers) && auth.has_service_credentials() {
+                credentials(self.parts, None)
+            } else {
+                Caller::new(self.parts).headers().clone()
+            };
         if let Err(e) = cache.queue(&id, Some(credentials)).await {
             return r.internal("cannot queue the image", &e);
         }
@@ -428,7 +449,10 @@ impl Ctx<'_> {
         }
     }
 
-    /// `GET /v2/images/{id}` on the upstream with the caller's credentials.
+    /// `GET /v2/images/{id}` on the upstream with the caller's credentials
+    /// (the service user's, when there is one, for a static admin token:
+    /// the proxy's own secret means nothing to a Keystone-protected
+    /// upstream).
     async fn lookup<S, B>(&self, upstream: Upstream<S>, id: &ImageId) -> Lookup<B>
     where
         S: Service<Request<RequestBody>, Response = Response<B>> + Clone,
@@ -436,11 +460,39 @@ impl Ctx<'_> {
         B: Body<Data = Bytes>,
         B::Error: Into<BoxError>,
     {
-        let caller = Caller::new(self.parts);
+        let auth = &self.state.auth;
+        let static_token = auth.presents_static_token(&self.parts.headers);
+        let caller = if static_token && auth.has_service_credentials() {
+            let token = match auth.service_token().await {
+                Ok(token) => token,
+                Err(e) => {
+                    tracing::warn!(image_id = %id, error = %e,
+                        "no service token for the image lookup of a static-token call");
+                    return Lookup::Failed(format!(
+                        "image lookup: the proxy's service user could not sign in to Keystone: {e}"
+                    ));
+                }
+            };
+            Caller::from_headers(credentials(self.parts, token.as_deref()))
+        } else {
+            Caller::new(self.parts)
+        };
         match upstream.image_record(&caller, id).await {
             Reply::Ok(record) => Lookup::Found {
                 status: record.status,
             },
+            Reply::Refused(resp)
+                if resp.status() == StatusCode::UNAUTHORIZED
+                    && static_token
+                    && !auth.has_service_credentials() =>
+            {
+                let why = "image lookup: the image service requires credentials (401) and a \
+                           call made with a static admin token looks images up as the proxy's \
+                           service user: configure [keystone_authtoken] auth_url, username, \
+                           password and project_name";
+                tracing::warn!(image_id = %id, "{why}");
+                Lookup::Failed(why.to_owned())
+            }
             Reply::Refused(resp) if resp.status() == StatusCode::UNAUTHORIZED => {
                 Lookup::Refused(resp)
             }

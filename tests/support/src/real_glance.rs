@@ -42,6 +42,10 @@ pub enum GlanceAuth {
     /// `X-User-Id` and `X-Project-Id` (stock policy). Requests without them get 401. Use
     /// [`identity_headers`] to act as a member, reader or admin.
     Headers,
+    /// keystonemiddleware's `auth_token` first in the pipeline, as clouds run Glance: every
+    /// `X-Auth-Token` is validated with a real Keystone (stock policy). Started with
+    /// [`RealGlance::start_with_keystone`].
+    Keystone,
 }
 
 impl GlanceAuth {
@@ -49,6 +53,7 @@ impl GlanceAuth {
         match self {
             GlanceAuth::NoAuth => "noauth",
             GlanceAuth::Headers => "headers",
+            GlanceAuth::Keystone => "keystone",
         }
     }
 }
@@ -76,6 +81,8 @@ pub struct RealGlance {
     pub url: String,
     /// The authentication flavor it runs with.
     pub auth: GlanceAuth,
+    /// [`GlanceAuth::Keystone`]: the admin token the harness's own setup calls send.
+    admin_token: Option<String>,
     process: HarnessProcess,
 }
 
@@ -85,6 +92,35 @@ impl RealGlance {
     /// Panics when the Glance venv is missing (saying how to make it), and whenever Glance
     /// does not come up (with the tail of its logs).
     pub fn start(auth: GlanceAuth) -> RealGlance {
+        assert!(
+            auth != GlanceAuth::Keystone,
+            "a Keystone-protected Glance is started with RealGlance::start_with_keystone"
+        );
+        Self::launch(auth, Vec::new(), None)
+    }
+
+    /// Starts a real Glance whose `auth_token` middleware validates tokens with the Keystone
+    /// at `keystone_url` (its `/v3` URL) as the service user `glance` of project `service`
+    /// (password `glance_password`); the harness's own setup calls send `admin_token`.
+    ///
+    /// Panics like [`start`](Self::start).
+    pub fn start_with_keystone(
+        keystone_url: &str,
+        glance_password: &str,
+        admin_token: &str,
+    ) -> RealGlance {
+        let extra = [
+            "--keystone-url",
+            keystone_url,
+            "--keystone-password",
+            glance_password,
+        ]
+        .map(String::from)
+        .to_vec();
+        Self::launch(GlanceAuth::Keystone, extra, Some(admin_token.to_owned()))
+    }
+
+    fn launch(auth: GlanceAuth, more: Vec<String>, admin_token: Option<String>) -> RealGlance {
         let script = harness_script();
         let venv = script.venv();
         if !(venv.join("bin/uwsgi").is_file() && venv.join("bin/glance-manage").is_file()) {
@@ -95,11 +131,15 @@ impl RealGlance {
             );
             unavailable("Glance", &why);
         }
-        let extra = ["--auth", auth.flag(), "--workers", "2"].map(String::from);
+        let mut extra = ["--auth", auth.flag(), "--workers", "2"]
+            .map(String::from)
+            .to_vec();
+        extra.extend(more);
         let process = script.start(&extra, "");
         RealGlance {
             url: process.url().to_string(),
             auth,
+            admin_token,
             process,
         }
     }
@@ -120,10 +160,15 @@ impl RealGlance {
     }
 
     /// Headers the harness sends on its own setup calls: none for [`GlanceAuth::NoAuth`],
-    /// an admin identity for [`GlanceAuth::Headers`].
+    /// an admin identity for [`GlanceAuth::Headers`], the admin token for
+    /// [`GlanceAuth::Keystone`].
     pub fn admin_headers(&self) -> Vec<(String, String)> {
         match self.auth {
             GlanceAuth::NoAuth => Vec::new(),
+            GlanceAuth::Keystone => vec![(
+                "X-Auth-Token".to_owned(),
+                self.admin_token.clone().unwrap_or_default(),
+            )],
             GlanceAuth::Headers => {
                 identity_headers("admin,member,reader", ADMIN_USER_ID, ADMIN_PROJECT_ID)
             }
