@@ -1,5 +1,6 @@
 //! Turning a leader's upstream answer into a fill.
 
+use std::fs::File;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -7,8 +8,12 @@ use http::{HeaderValue, Response, StatusCode};
 use http_body::Body;
 
 use super::GlanceCache;
-use crate::fill::{spawn_fill, Expectation, Expected, Fill, Head, LeaderGuard, PendingMultihash};
+use crate::fill::{
+    spawn_fill, spawn_foreign_follow, Expectation, Expected, Fill, Head, LeaderGuard,
+    PendingMultihash,
+};
 use crate::headers::REQUEST_ID;
+use crate::store::NoFill;
 use crate::BoxError;
 
 /// What became of a leader's upstream answer.
@@ -58,6 +63,19 @@ impl GlanceCache {
         let store = &self.inner.store;
         let file = match store.begin_fill(&id, expect.len).await {
             Ok(file) => file,
+            // Another process started filling it since this download was
+            // asked for: follow that fill, and let this body go.
+            Err(NoFill::Busy) if expect.len.is_some() => {
+                if let (Some(len), Some(file)) = (expect.len, store.foreign_fill(&id).await) {
+                    let head = Head::replayed(resp.status(), resp.headers(), Some(len));
+                    let upstream_id = resp.headers().get(REQUEST_ID).cloned();
+                    drop(resp);
+                    let fill = self.follow_foreign_fill(guard, head, file, len);
+                    return Started::Filling(fill, upstream_id);
+                }
+                tracing::info!(image_id = %id, "not caching: another writer is filling it");
+                return Started::NotCached(resp);
+            }
             Err(why) => {
                 tracing::info!(image_id = %id, %why, "not caching");
                 return Started::NotCached(resp);
@@ -81,5 +99,34 @@ impl GlanceCache {
             Arc::clone(&self.inner.fills),
         );
         Started::Filling(fill, upstream_id)
+    }
+}
+
+impl GlanceCache {
+    /// Starts the fill `guard` leads from another process's fill of the
+    /// same image (see [`CacheStore::foreign_fill`](crate::store::CacheStore)):
+    /// followers get `head` and read `file` as the other process writes
+    /// it; the fill ends when that process commits (then the entry is
+    /// complete and verified) or gives up (then followers continue from the
+    /// upstream). No upstream download starts here.
+    pub(crate) fn follow_foreign_fill(
+        &self,
+        guard: LeaderGuard,
+        head: Head,
+        file: Arc<File>,
+        size: u64,
+    ) -> Arc<Fill> {
+        let fill = guard.started();
+        fill.start(head, Arc::clone(&file));
+        tracing::info!(image_id = %fill.id, size,
+            "following another process's fill of the image");
+        spawn_foreign_follow(
+            Arc::clone(&fill),
+            file,
+            size,
+            self.inner.store.clone(),
+            Arc::clone(&self.inner.fills),
+        );
+        fill
     }
 }

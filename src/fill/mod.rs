@@ -13,8 +13,14 @@
 //! When the local disk fails (full, I/O error), followers continue from the
 //! upstream with a ranged request at the offset they reached: caching stops,
 //! serving continues.
+//!
+//! A second process sharing the cache directory follows the first one's
+//! fill of an image the same way: the bytes in the shared incomplete file
+//! are published to its followers, and the writer's commit (or failure),
+//! learnt from the file's lock and its rename, ends the fill there too.
 
 mod follower;
+mod foreign;
 mod registry;
 mod task;
 mod verify;
@@ -37,6 +43,7 @@ pub(crate) type PendingMultihash = futures_util::future::BoxFuture<'static, Opti
 
 pub(crate) use follower::FollowBody;
 pub(crate) use follower::{follow, Part, Resume};
+pub(crate) use foreign::spawn_foreign_follow;
 pub(crate) use registry::{FillRegistry, Joined, LeaderGuard};
 pub(crate) use task::{spawn_fill, Expected};
 pub(crate) use verify::{Expectation, Mismatch};

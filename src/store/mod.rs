@@ -12,7 +12,9 @@
 //! * A fill writes `incomplete/<id>` itself: the file is created exclusively
 //!   and locked (`flock`) for the whole fill, so two processes sharing the
 //!   directory never write the same entry, and readers follow it while it
-//!   grows. A commit is `fsync` + `rename` + directory `fsync`.
+//!   grows — those of the other process too, which learn of its commit
+//!   from the lock's release and the rename. A commit is `fsync` + `rename`
+//!   + directory `fsync`.
 //! * The index is Glance's `cached_images` table, served by one thread.
 //! * Maintenance (the queue markers, [`CacheStore::prune`],
 //!   [`CacheStore::clean`], clearing) follows Glance
@@ -46,6 +48,7 @@ mod commit_hold;
 mod disk;
 mod file_body;
 mod fill_file;
+mod foreign_fill;
 mod health;
 mod index;
 mod integrity;
@@ -72,8 +75,8 @@ pub use clean::CleanReport;
 pub use commit_hold::CommitHold;
 pub(crate) use file_body::FileBody;
 pub(crate) use fill_file::FillFile;
-#[cfg(test)]
-use fill_file::NoFill;
+pub(crate) use fill_file::NoFill;
+pub(crate) use foreign_fill::ForeignFill;
 pub(crate) use index::now_epoch;
 pub use index::CacheEntry;
 pub(crate) use integrity::{recorded, OpenedHit};

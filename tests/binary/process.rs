@@ -273,29 +273,63 @@ fn demo_shows_a_miss_then_a_hit() {
     assert!(!log.contains(" INFO "), "{log}");
 }
 
+/// Two proxy processes on one cache directory, in front of a fake Glance
+/// that sends BIG at `rate` bytes per second.
+struct TwoProcesses {
+    glance: glance_cache_support::fake_glance::RunningFakeGlance,
+    dir: tempfile::TempDir,
+    cache: std::path::PathBuf,
+    a: ProxyProcess,
+    b: ProxyProcess,
+}
+
+impl TwoProcesses {
+    async fn start(rate: u64) -> TwoProcesses {
+        let glance = fake_glance().await;
+        glance.set_behaviour(BIG, Behaviour::default().rate(rate));
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        let mut procs = [free_port(), free_port()].map(|port| {
+            let conf = write_config(dir.path(), port, Some(&cache), &glance.url(), "");
+            Some(ProxyProcess::start(&conf, port))
+        });
+        let (a, b) = (procs[0].take().unwrap(), procs[1].take().unwrap());
+        TwoProcesses {
+            glance,
+            dir,
+            cache,
+            a,
+            b,
+        }
+    }
+}
+
+/// A download of BIG through `proxy`, running.
+fn download(c: &Client, proxy: &ProxyProcess) -> tokio::task::JoinHandle<Reply> {
+    let (c, url) = (c.clone(), format!("{}/v2/images/{BIG}/file", proxy.url));
+    tokio::spawn(async move { c.get(&url, &MEMBER).await })
+}
+
+/// Waits until a fill of BIG has written its first MiB.
+async fn partial_fill(cache: &std::path::Path) {
+    let partial = cache.join("incomplete").join(BIG);
+    wait_for("a fill on disk", Duration::from_secs(20), || async {
+        std::fs::metadata(&partial).is_ok_and(|m| m.len() > 1 << 20)
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_on_one_cache_directory_never_corrupt_an_entry() {
-    let glance = fake_glance().await;
-    glance.set_behaviour(BIG, Behaviour::default().rate(40 << 20));
-    let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("cache");
-    let (pa, pb) = (free_port(), free_port());
-    let a = ProxyProcess::start(
-        &write_config(dir.path(), pa, Some(&cache), &glance.url(), ""),
-        pa,
-    );
-    let b = ProxyProcess::start(
-        &write_config(dir.path(), pb, Some(&cache), &glance.url(), ""),
-        pb,
-    );
+    let TwoProcesses {
+        glance,
+        dir: _dir,
+        cache,
+        a,
+        b,
+    } = TwoProcesses::start(40 << 20).await;
     let c = Client::new();
-    let downloads: Vec<_> = [&a, &b, &a, &b]
-        .iter()
-        .map(|p| {
-            let (c, url) = (c.clone(), format!("{}/v2/images/{BIG}/file", p.url));
-            tokio::spawn(async move { c.get(&url, &MEMBER).await })
-        })
-        .collect();
+    let downloads: Vec<_> = [&a, &b, &a, &b].iter().map(|p| download(&c, p)).collect();
     let want = glance.image_md5(BIG).unwrap();
     for d in downloads {
         let r = d.await.unwrap();
@@ -323,4 +357,69 @@ async fn two_processes_on_one_cache_directory_never_corrupt_an_entry() {
         assert_eq!(md5_hex(&r.body), want);
     }
     assert_eq!(glance.file_gets(BIG), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_process_on_the_directory_follows_the_first_ones_fill() {
+    let TwoProcesses {
+        glance,
+        dir: _dir,
+        cache,
+        a,
+        b,
+    } = TwoProcesses::start(20 << 20).await;
+    let c = Client::new();
+    let want = glance.image_md5(BIG).unwrap();
+    let first = download(&c, &a);
+    partial_fill(&cache).await;
+    // Eight clients of B while A fills: they follow A's file.
+    let followers: Vec<_> = (0..8).map(|_| download(&c, &b)).collect();
+    for d in std::iter::once(first).chain(followers) {
+        let r = d.await.unwrap();
+        assert_eq!(r.status, 200);
+        assert!(r.complete(), "{:?}", r.error);
+        assert_eq!(md5_hex(&r.body), want);
+        assert_eq!(r.header("content-md5"), Some(want.as_str()));
+    }
+    assert_eq!(
+        glance.file_gets(BIG),
+        1,
+        "one upstream download for both processes:\n{}",
+        b.log_text()
+    );
+    assert!(
+        b.log_text().contains("following another process's fill"),
+        "{}",
+        b.log_text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followers_of_a_process_killed_mid_fill_continue_from_the_upstream() {
+    let TwoProcesses {
+        glance,
+        dir: _dir,
+        cache,
+        a,
+        b,
+    } = TwoProcesses::start(10 << 20).await;
+    let c = Client::new();
+    let first = download(&c, &a);
+    partial_fill(&cache).await;
+    let follower = download(&c, &b);
+    wait_for("B to follow A's fill", Duration::from_secs(20), || async {
+        b.log_text().contains("following another process's fill")
+    })
+    .await;
+    a.signal("KILL");
+    drop(a);
+    assert!(!first.await.unwrap().complete(), "A's own client is cut");
+    let r = follower.await.unwrap();
+    assert!(r.complete(), "{:?}", r.error);
+    assert_eq!(md5_hex(&r.body), glance.image_md5(BIG).unwrap());
+    assert_eq!(
+        glance.ranged_file_gets(BIG),
+        2,
+        "B's probe, then the rest of the image from where its client was"
+    );
 }

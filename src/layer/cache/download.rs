@@ -12,6 +12,7 @@ use tokio::sync::oneshot;
 use tower::{Service, ServiceExt};
 use tracing::Instrument;
 
+use super::headers::hit_headers;
 use super::range::Ranged;
 use super::ResponseBody;
 use crate::auth::Decision;
@@ -166,9 +167,70 @@ where
         }
     }
 
-    /// Sends the request upstream and, if the answer is cacheable, starts
-    /// the fill that this and every later request for the image follows.
+    /// Starts the fill that this and every later request for the image
+    /// follows: from another process's fill of it, when one sharing the
+    /// cache directory is filling it now, else from the upstream.
     async fn lead(
+        self,
+        guard: LeaderGuard,
+        parts: request::Parts,
+        body: RequestBody,
+    ) -> Result<ResB, S::Error> {
+        match self.core.store().foreign_fill(&self.id).await {
+            Some(file) => self.lead_from_foreign(guard, file, parts, body).await,
+            None => self.lead_from_upstream(guard, parts, body).await,
+        }
+    }
+
+    /// Follows another process's fill once the upstream agrees that the
+    /// caller may download the image (its answer also gives the size and
+    /// checksum of the response head). Without those facts, the fill comes
+    /// from the upstream as usual.
+    async fn lead_from_foreign(
+        self,
+        guard: LeaderGuard,
+        file: Arc<std::fs::File>,
+        parts: request::Parts,
+        body: RequestBody,
+    ) -> Result<ResB, S::Error> {
+        let caller = Caller::new(&parts);
+        let decision = self
+            .core
+            .authorizer()
+            .authorize(self.upstream(), &caller, &self.id)
+            .await;
+        let facts = match decision {
+            Decision::Allow(Some(facts)) if facts.size.is_some() => facts,
+            Decision::Allow(_) | Decision::Forward(_) => {
+                return self.lead_from_upstream(guard, parts, body).await
+            }
+            Decision::Deny(refusal) => {
+                self.core.metrics().hit_refused();
+                return Ok(refusal.into_response().map(ResponseBody::message));
+            }
+            Decision::Busy => return Ok(busy()),
+        };
+        let size = facts.size.unwrap_or_default();
+        self.core.metrics().miss();
+        let mut headers = hit_headers(
+            size,
+            facts.checksum.as_deref(),
+            request_id(&HeaderMap::new()),
+        );
+        headers.remove(REQUEST_ID);
+        let head = Head {
+            status: StatusCode::OK,
+            headers,
+            content_length: Some(size),
+        };
+        guard.fill().set_leader_identity(caller.identity_key());
+        let fill = self.core.follow_foreign_fill(guard, head, file, size);
+        Ok(self.follower_response(&fill, request_id(&parts.headers), caller))
+    }
+
+    /// Sends the request upstream and, if the answer is cacheable, starts
+    /// the fill from it.
+    async fn lead_from_upstream(
         self,
         guard: LeaderGuard,
         parts: request::Parts,
