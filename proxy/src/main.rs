@@ -6,6 +6,7 @@ mod config_cmd;
 mod demo;
 mod logging;
 mod manage_cli;
+mod memory;
 mod offline;
 mod serve;
 mod tls;

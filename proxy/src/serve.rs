@@ -24,6 +24,7 @@ pub(crate) async fn open_cache(config: &Config) -> anyhow::Result<Option<GlanceC
         .with_max_size(config.image_cache_max_size)
         .with_min_free_disk(config.proxy.min_free_disk)
         .with_hit_chunk_size(config.proxy.hit_chunk_size)
+        .with_buffer_memory(config.proxy.download_buffer_memory)
         .open()
         .await
         .with_context(|| format!("cannot use image_cache_dir {}", dir.display()))?;
@@ -75,6 +76,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         crate::admin::spawn(listen, cache.clone(), admin_tls.clone()).await?;
     }
     crate::tls::reload_on_sighup([tls.clone(), admin_tls].into_iter().flatten().collect());
+    crate::memory::spawn_trim_after_bursts();
     let stall = Duration::from_secs(config.image_cache_stall_time);
     let builder = match &cache {
         Some(cache) => {

@@ -12,7 +12,7 @@ use http_body_util::combinators::UnsyncBoxBody;
 use tokio::sync::watch;
 
 use super::{Failure, Fill, Phase, Status};
-use crate::store::ChunkReader;
+use crate::store::{ChunkReader, ReadBuffers};
 use crate::BoxError;
 
 /// The rest of an image fetched from the upstream by a follower.
@@ -83,7 +83,7 @@ impl fmt::Debug for FollowBody {
 pub(crate) fn follow(
     fill: Arc<Fill>,
     part: Part,
-    chunk_size: usize,
+    buffers: ReadBuffers,
     resume: Option<Resume>,
 ) -> FollowBody {
     let (pos, end, len) = match part {
@@ -94,7 +94,7 @@ pub(crate) fn follow(
         Some(file) => {
             let rx = fill.subscribe();
             let following = Box::new(Following {
-                reader: ChunkReader::new(file, chunk_size),
+                reader: ChunkReader::new(file, buffers),
                 fill,
                 pos,
                 end,
@@ -299,7 +299,7 @@ mod tests {
         let body = follow(
             Arc::clone(&fill),
             Part::Whole { len: Some(300_000) },
-            65536,
+            ReadBuffers::unbounded(65536),
             None,
         );
         // A real task with a real waker: a lost wakeup would hang it.
@@ -328,7 +328,12 @@ mod tests {
     async fn the_last_byte_waits_for_verification() {
         let fill = started_fill(b"IMAGEDATA");
         fill.set_written(9);
-        let mut body = follow(Arc::clone(&fill), Part::Whole { len: Some(9) }, 65536, None);
+        let mut body = follow(
+            Arc::clone(&fill),
+            Part::Whole { len: Some(9) },
+            ReadBuffers::unbounded(65536),
+            None,
+        );
         let data = body.frame().await.unwrap().unwrap().into_data().unwrap();
         assert_eq!(&data[..], b"IMAGEDAT", "the last byte is held back");
         let waker = futures_util::task::noop_waker();
@@ -361,7 +366,7 @@ mod tests {
         let middle = follow(
             Arc::clone(&fill),
             Part::Range { start: 2, end: 5 },
-            4096,
+            ReadBuffers::unbounded(4096),
             None,
         );
         assert_eq!(middle.size_hint().exact(), Some(3));
@@ -370,7 +375,7 @@ mod tests {
         let tail = follow(
             Arc::clone(&fill),
             Part::Range { start: 4, end: 9 },
-            4096,
+            ReadBuffers::unbounded(4096),
             None,
         );
         let reader = tokio::spawn(collect(tail));

@@ -15,8 +15,9 @@
 //!   get the blocking read every time);
 //! * the buffers handed to hyper come back to a small per-body pool when hyper
 //!   drops them, so a download allocates and zeroes its buffers once. A body
-//!   keeps at most [`POOL_MAX`] spare chunks (512 KiB at the default chunk
-//!   size) besides the ones hyper holds, until it is dropped.
+//!   keeps at most [`POOL_MAX`] spare chunks besides the ones hyper holds,
+//!   until it is dropped; full-size ones are paid for by the budget every
+//!   download shares ([`ReadBuffers`]), small ones when it is spent.
 //!
 //! Both paths return what the file holds: a read may be short, and only a
 //! read that finds no byte at all at `pos` is an `UnexpectedEof` error.
@@ -26,36 +27,57 @@ use std::future::Future;
 use std::io::{self, IoSliceMut};
 use std::os::unix::fs::FileExt;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use rustix::io::{preadv2, Errno, ReadWriteFlags};
 use tokio::task::JoinHandle;
+
+use super::read_buffers::{Buffer, ReadBuffers};
 
 /// Spare buffers a body keeps for reuse (the one hyper is sending is extra).
 const POOL_MAX: usize = 2;
 
-type Pool = Arc<Mutex<Vec<Vec<u8>>>>;
+/// Chunks of one body that may be out at once (handed to hyper and not yet
+/// written to the socket). hyper would queue up to about 400 KiB per
+/// connection ahead of a slow client; with this bound a download holds at
+/// most two chunks, whatever hyper's buffer size, and a fast one loses
+/// nothing (one chunk is written while the next is read).
+const MAX_OUT: usize = 2;
+
+/// The chunks of one body that are out, and the body's waker for when one
+/// comes back.
+#[derive(Default)]
+struct Out {
+    count: AtomicUsize,
+    waker: AtomicWaker,
+}
+
+type Pool = Arc<Mutex<Vec<Buffer>>>;
 
 /// A blocking read in progress: the buffer and how many bytes it holds.
-type BlockingRead = JoinHandle<io::Result<(Vec<u8>, usize)>>;
+type BlockingRead = JoinHandle<io::Result<(Buffer, usize)>>;
 
 /// Reads chunks of one file at caller-given offsets, at most one at a time.
 pub(crate) struct ChunkReader {
     file: Arc<File>,
-    chunk_size: usize,
+    buffers: ReadBuffers,
     pool: Pool,
+    out: Arc<Out>,
     nowait: bool,
     pending: Option<BlockingRead>,
 }
 
 impl ChunkReader {
-    pub(crate) fn new(file: Arc<File>, chunk_size: usize) -> Self {
+    pub(crate) fn new(file: Arc<File>, buffers: ReadBuffers) -> Self {
         ChunkReader {
             file,
-            chunk_size: chunk_size.max(4096),
+            buffers,
             pool: Arc::new(Mutex::new(Vec::with_capacity(POOL_MAX))),
+            out: Arc::default(),
             nowait: true,
             pending: None,
         }
@@ -72,6 +94,9 @@ impl ChunkReader {
         pos: u64,
         max: u64,
     ) -> Poll<io::Result<Bytes>> {
+        if self.pending.is_none() && self.too_many_out(cx) {
+            return Poll::Pending;
+        }
         let mut handle = match self.pending.take() {
             Some(handle) => handle,
             None => match self.start_read(pos, max) {
@@ -90,10 +115,10 @@ impl ChunkReader {
     /// Reads from the page cache when it holds the bytes (`Err` with the
     /// result), or starts a read on the blocking pool.
     fn start_read(&mut self, pos: u64, max: u64) -> Result<BlockingRead, io::Result<Bytes>> {
-        let len = max.min(self.chunk_size as u64) as usize;
         let mut buf = self.buffer();
+        let len = max.min(buf.len() as u64) as usize;
         if self.nowait {
-            match read_nowait(&self.file, &mut buf[..len], pos) {
+            match read_nowait(&self.file, &mut buf.as_mut_slice()[..len], pos) {
                 Ok(0) => {} // the blocking read reports the short file
                 Ok(n) => return Err(Ok(self.bytes(buf, n))),
                 Err(Errno::AGAIN) => {}
@@ -108,23 +133,39 @@ impl ChunkReader {
         }
         let file = Arc::clone(&self.file);
         Ok(tokio::task::spawn_blocking(move || {
-            let n = read_some_at(&file, &mut buf[..len], pos)?;
+            let n = read_some_at(&file, &mut buf.as_mut_slice()[..len], pos)?;
             Ok((buf, n))
         }))
     }
 
-    fn buffer(&self) -> Vec<u8> {
+    /// Whether [`MAX_OUT`] chunks are out; the task is then woken when
+    /// one comes back.
+    fn too_many_out(&self, cx: &mut Context<'_>) -> bool {
+        if self.out.count.load(Ordering::Acquire) < MAX_OUT {
+            return false;
+        }
+        self.out.waker.register(cx.waker());
+        // A chunk may have come back before the waker was registered.
+        self.out.count.load(Ordering::Acquire) >= MAX_OUT
+    }
+
+    /// A spare buffer, or a new one; a small spare gives way to a
+    /// full-size buffer as soon as the budget pays for one again.
+    fn buffer(&self) -> Buffer {
         let spare = self.pool.lock().map(|mut p| p.pop()).unwrap_or(None);
         match spare {
-            Some(buf) if buf.len() == self.chunk_size => buf,
-            _ => vec![0u8; self.chunk_size],
+            Some(buf) if buf.is_full_size() => buf,
+            Some(small) => self.buffers.take_full().unwrap_or(small),
+            None => self.buffers.take(),
         }
     }
 
-    fn bytes(&self, buf: Vec<u8>, len: usize) -> Bytes {
+    fn bytes(&self, buf: Buffer, len: usize) -> Bytes {
+        self.out.count.fetch_add(1, Ordering::AcqRel);
         Bytes::from_owner(Pooled {
-            buf,
+            buf: Some(buf),
             len,
+            out: Arc::clone(&self.out),
             pool: Arc::clone(&self.pool),
         })
     }
@@ -140,24 +181,27 @@ impl Drop for ChunkReader {
 
 /// A chunk handed to hyper; its buffer returns to the body's pool on drop.
 struct Pooled {
-    buf: Vec<u8>,
+    buf: Option<Buffer>,
     len: usize,
     pool: Pool,
+    out: Arc<Out>,
 }
 
 impl AsRef<[u8]> for Pooled {
     fn as_ref(&self) -> &[u8] {
-        &self.buf[..self.len]
+        self.buf.as_ref().map_or(&[], |b| &b.as_slice()[..self.len])
     }
 }
 
 impl Drop for Pooled {
     fn drop(&mut self) {
-        if let Ok(mut pool) = self.pool.lock() {
+        if let (Ok(mut pool), Some(buf)) = (self.pool.lock(), self.buf.take()) {
             if pool.len() < POOL_MAX {
-                pool.push(std::mem::take(&mut self.buf));
+                pool.push(buf);
             }
         }
+        self.out.count.fetch_sub(1, Ordering::AcqRel);
+        self.out.waker.wake();
     }
 }
 
@@ -212,14 +256,14 @@ mod tests {
 
     /// A reader that never tries `RWF_NOWAIT`, as on a filesystem without it.
     fn blocking_only(file: Arc<File>, chunk: usize) -> ChunkReader {
-        let mut r = ChunkReader::new(file, chunk);
+        let mut r = ChunkReader::new(file, ReadBuffers::unbounded(chunk));
         r.nowait = false;
         r
     }
 
     fn readers(data: &[u8], chunk: usize) -> [ChunkReader; 2] {
         [
-            ChunkReader::new(file_with(data), chunk),
+            ChunkReader::new(file_with(data), ReadBuffers::unbounded(chunk)),
             blocking_only(file_with(data), chunk),
         ]
     }
@@ -238,7 +282,7 @@ mod tests {
     #[tokio::test]
     async fn the_page_cache_path_is_taken_when_the_data_is_there() {
         let data = vec![9u8; 8192];
-        let mut r = ChunkReader::new(file_with(&data), 4096);
+        let mut r = ChunkReader::new(file_with(&data), ReadBuffers::unbounded(4096));
         let waker = futures_util::task::noop_waker();
         let mut cx = Context::from_waker(&waker);
         // Just written: in the page cache. Ready at the first poll, no thread hop
@@ -256,7 +300,7 @@ mod tests {
     #[tokio::test]
     async fn buffers_come_back_to_the_pool_when_hyper_drops_them() {
         let data = vec![5u8; 3 * 4096];
-        let mut r = ChunkReader::new(file_with(&data), 4096);
+        let mut r = ChunkReader::new(file_with(&data), ReadBuffers::unbounded(4096));
         let a = poll_fn(|cx| r.poll_read(cx, 0, 4096)).await.unwrap();
         let first = a.as_ptr();
         drop(a);
@@ -278,5 +322,41 @@ mod tests {
             let err = poll_fn(|cx| r.poll_read(cx, 1000, 4096)).await.unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
         }
+    }
+
+    #[tokio::test]
+    async fn at_most_two_chunks_are_out_and_a_returned_one_wakes_the_body() {
+        let data = vec![1u8; 5 * 4096];
+        let mut r = ChunkReader::new(file_with(&data), ReadBuffers::unbounded(4096));
+        let a = poll_fn(|cx| r.poll_read(cx, 0, 4096)).await.unwrap();
+        let b = poll_fn(|cx| r.poll_read(cx, 4096, 4096)).await.unwrap();
+        let (waker, woken) = futures_test_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert!(
+            r.poll_read(&mut cx, 8192, 4096).is_pending(),
+            "a third chunk waits while two are out"
+        );
+        assert_eq!(woken.load(Ordering::SeqCst), 0);
+        drop(a);
+        assert_eq!(
+            woken.load(Ordering::SeqCst),
+            1,
+            "a chunk that comes back wakes the body"
+        );
+        let c = poll_fn(|cx| r.poll_read(cx, 8192, 4096)).await.unwrap();
+        assert_eq!(c.len(), 4096);
+        drop((b, c));
+    }
+
+    /// A waker that counts its wakes.
+    fn futures_test_waker() -> (std::task::Waker, Arc<AtomicUsize>) {
+        struct Count(Arc<AtomicUsize>);
+        impl std::task::Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let woken = Arc::new(AtomicUsize::new(0));
+        (Arc::new(Count(Arc::clone(&woken))).into(), woken)
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! object_store's own `into_stream()` reads 8 KiB per blocking task, about ten
 //! times slower than the page cache allows. This body reads
-//! `chunk_size` bytes (256 KiB by default) per read through a
+//! `hit_chunk_size` bytes (256 KiB by default; less when the memory all
+//! downloads share is spent) per read through a
 //! [`ChunkReader`]: on the async worker when the page cache holds the bytes,
 //! on the blocking pool when the disk must be read, into buffers reused for
 //! the whole download.
@@ -18,6 +19,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
 use super::chunk_reader::ChunkReader;
+use super::read_buffers::ReadBuffers;
 use crate::metrics::Metrics;
 
 /// Called once when the last byte of the file has been handed to the client.
@@ -33,9 +35,9 @@ pub(crate) struct FileBody {
 }
 
 impl FileBody {
-    pub(crate) fn new(file: Arc<File>, start: u64, end: u64, chunk_size: usize) -> Self {
+    pub(crate) fn new(file: Arc<File>, start: u64, end: u64, buffers: ReadBuffers) -> Self {
         FileBody {
-            reader: ChunkReader::new(file, chunk_size),
+            reader: ChunkReader::new(file, buffers),
             pos: start,
             end,
             on_complete: None,
@@ -118,8 +120,13 @@ mod tests {
         f.write_all(&data).unwrap();
         let done = Arc::new(AtomicBool::new(false));
         let flag = done.clone();
-        let mut body = FileBody::new(Arc::new(f), 0, data.len() as u64, 65536)
-            .on_complete(Box::new(move || flag.store(true, Ordering::SeqCst)));
+        let mut body = FileBody::new(
+            Arc::new(f),
+            0,
+            data.len() as u64,
+            ReadBuffers::unbounded(65536),
+        )
+        .on_complete(Box::new(move || flag.store(true, Ordering::SeqCst)));
         let mut got = Vec::new();
         let mut frames = 0;
         while let Some(frame) = body.frame().await {
@@ -135,7 +142,7 @@ mod tests {
     async fn truncated_file_is_an_error_not_a_short_body() {
         let mut f = tempfile::tempfile().unwrap();
         f.write_all(&[7u8; 1000]).unwrap();
-        let body = FileBody::new(Arc::new(f), 0, 5000, 4096);
+        let body = FileBody::new(Arc::new(f), 0, 5000, ReadBuffers::unbounded(4096));
         let err = body.collect().await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
     }

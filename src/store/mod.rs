@@ -56,6 +56,7 @@ mod layout;
 mod locks;
 mod prune;
 mod queue;
+mod read_buffers;
 mod reconcile;
 mod size;
 mod stamp;
@@ -82,6 +83,7 @@ pub use index::CacheEntry;
 pub(crate) use integrity::{recorded, OpenedHit};
 pub use integrity::{Integrity, IntegrityFailure};
 pub use prune::PruneReport;
+pub(crate) use read_buffers::ReadBuffers;
 pub use reconcile::ReconcileReport;
 pub(crate) use verifying_body::VerifyingBody;
 
@@ -93,6 +95,9 @@ use layout::Layout;
 
 /// Default bytes per read when serving a hit.
 pub const DEFAULT_HIT_CHUNK_SIZE: usize = 256 * 1024;
+
+/// Default memory the full-size read buffers of every download share.
+pub const DEFAULT_BUFFER_MEMORY: usize = 64 << 20;
 
 /// A Glance-compatible cache directory with its index.
 ///
@@ -109,7 +114,8 @@ struct Inner {
     index: Index,
     max_size: u64,
     min_free_disk: u64,
-    hit_chunk_size: usize,
+    /// The chunk size and the memory every download's read buffers share.
+    read_buffers: ReadBuffers,
     /// Serialise prune and clean within this store (see `locks`).
     locks: locks::MaintenanceLocks,
     /// What the cache, its fills, pruning and prefetching count.
@@ -127,6 +133,7 @@ pub struct CacheStoreBuilder {
     max_size: u64,
     min_free_disk: u64,
     hit_chunk_size: usize,
+    buffer_memory: usize,
     reconcile: bool,
 }
 
@@ -153,6 +160,24 @@ impl CacheStoreBuilder {
     /// Bytes per read when serving hits (clamped to at least 4 KiB).
     pub fn with_hit_chunk_size(mut self, bytes: usize) -> Self {
         self.hit_chunk_size = bytes.max(4096);
+        self
+    }
+
+    /// Bytes of memory the full-size read buffers of every download share
+    /// (default [`DEFAULT_BUFFER_MEMORY`]); while they are spent, a
+    /// download reads in 16 KiB pieces, so that memory stays bounded
+    /// whatever the number of clients.
+    ///
+    /// ```
+    /// # async fn f(dir: &std::path::Path) -> Result<(), glance_cache::Error> {
+    /// let store = glance_cache::store::CacheStore::builder(dir)
+    ///     .with_buffer_memory(32 << 20)
+    ///     .open()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn with_buffer_memory(mut self, bytes: usize) -> Self {
+        self.buffer_memory = bytes;
         self
     }
 
@@ -183,7 +208,7 @@ impl CacheStoreBuilder {
                 index,
                 max_size: self.max_size,
                 min_free_disk: self.min_free_disk,
-                hit_chunk_size: self.hit_chunk_size,
+                read_buffers: ReadBuffers::new(self.hit_chunk_size, self.buffer_memory),
                 locks: locks::MaintenanceLocks::default(),
                 metrics: Metrics::new(),
                 #[cfg(any(test, feature = "test-hooks"))]
@@ -247,6 +272,7 @@ impl CacheStore {
             max_size: 10 * 1024 * 1024 * 1024,
             min_free_disk: 256 * 1024 * 1024,
             hit_chunk_size: DEFAULT_HIT_CHUNK_SIZE,
+            buffer_memory: DEFAULT_BUFFER_MEMORY,
             reconcile: true,
         }
     }
@@ -258,7 +284,12 @@ impl CacheStore {
 
     /// Bytes per read when serving hits.
     pub fn hit_chunk_size(&self) -> usize {
-        self.inner.hit_chunk_size
+        self.inner.read_buffers.chunk_size()
+    }
+
+    /// The chunk size and the memory budget downloads read with.
+    pub(crate) fn read_buffers(&self) -> ReadBuffers {
+        self.inner.read_buffers.clone()
     }
 
     /// The [`Metrics`] of this cache: every layer, fill, prune and prefetch
@@ -367,7 +398,7 @@ impl CacheStore {
     ) -> FileBody {
         let index = self.inner.index.clone();
         let id = id.clone();
-        FileBody::new(file, start, end, self.inner.hit_chunk_size)
+        FileBody::new(file, start, end, self.inner.read_buffers.clone())
             .counting(self.inner.metrics.clone())
             .on_complete(Box::new(move || index.record_access(&id, whole)))
     }

@@ -423,3 +423,74 @@ async fn followers_of_a_process_killed_mid_fill_continue_from_the_upstream() {
         "B's probe, then the rest of the image from where its client was"
     );
 }
+
+/// Resident memory of the process in KiB (VmRSS).
+fn rss_kib(proxy: &ProxyProcess) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", proxy.child.id())).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundreds_of_slow_downloads_hold_bounded_memory_and_give_it_back_afterwards() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let glance = fake_glance().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let port = free_port();
+    let conf = write_config(dir.path(), port, Some(&cache), &glance.url(), "");
+    let proxy = ProxyProcess::start(&conf, port);
+    let url = format!("{}/v2/images/{BIG}/file", proxy.url);
+    let c = Client::new();
+    assert!(c.get(&url, &MEMBER).await.complete());
+    wait_for("BIG cached", Duration::from_secs(30), || async {
+        cache.join(BIG).exists()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let fresh = rss_kib(&proxy);
+
+    // 300 clients that take the response head and then stop reading: each
+    // download fills its socket and whatever the proxy buffers ahead of it.
+    let mut stalled = Vec::new();
+    for _ in 0..300 {
+        let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+        let req = format!(
+            "GET /v2/images/{BIG}/file HTTP/1.1\r\nHost: x\r\nX-Auth-Token: MEMBER\r\n\r\n"
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        stalled.push(s);
+    }
+    for s in &mut stalled {
+        let mut head = [0u8; 4096];
+        let n = s.read(&mut head).await.unwrap();
+        assert!(
+            head[..n].starts_with(b"HTTP/1.1 200"),
+            "{:?}",
+            &head[..n.min(64)]
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let peak = proxy.peak_rss_kib();
+    // The shared read-buffer budget (64 MiB by default) plus a few small
+    // buffers per connection; unbounded, each download would hold ~1 MiB.
+    assert!(
+        peak < fresh + (128 << 10),
+        "peak RSS {} MiB with 300 stalled downloads (fresh: {} MiB)",
+        peak >> 10,
+        fresh >> 10
+    );
+    drop(stalled);
+    // Once the burst is over, the memory goes back to the system.
+    wait_for(
+        "the proxy's memory to come back down",
+        Duration::from_secs(30),
+        || async { rss_kib(&proxy) < fresh + (24 << 10) },
+    )
+    .await;
+    assert!(c.get(&url, &MEMBER).await.complete(), "still serving");
+}

@@ -312,6 +312,9 @@ pub struct ProxyOptions {
     /// `hit_chunk_size`: bytes per read when serving a hit, 64 KiB to 4 MiB.
     /// Default 256 KiB.
     pub hit_chunk_size: usize,
+    /// `download_buffer_memory`: bytes the full-size read buffers of all
+    /// downloads share. Default 64 MiB.
+    pub download_buffer_memory: usize,
     /// `min_free_disk`: bytes that must stay free on the cache filesystem
     /// for a fill to start. Default 256 MiB.
     pub min_free_disk: u64,
@@ -359,6 +362,7 @@ impl Default for ProxyOptions {
             shutdown_timeout: Duration::from_secs(30),
             client_idle_timeout: Duration::from_secs(60),
             hit_chunk_size: 262_144,
+            download_buffer_memory: 67_108_864,
             min_free_disk: 268_435_456,
             admin_listen: None,
             serve_ranges: true,

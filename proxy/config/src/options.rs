@@ -1054,6 +1054,27 @@ pub static OPTIONS: &[OptionDef] = &[
     },
     OptionDef {
         section: PROXY_SECTION,
+        name: "download_buffer_memory",
+        kind: OptionKind::Integer {
+            min: 1048576,
+            max: 17179869184,
+            unit: Unit::Bytes,
+        },
+        default: Some("67108864"),
+        glance: false,
+        secret: false,
+        help: "Bytes of memory that the full-size read buffers (hit_chunk_size each) of all \
+               downloads from the cache (hits, ranges, clients following a fill) share. While \
+               they are spent, further downloads read in 16 KiB pieces, so that memory stays \
+               bounded by this setting, not by the number of clients (1 MiB to 16 GiB).",
+        apply: |c, v| {
+            if let Some(n) = int(&v) {
+                c.proxy.download_buffer_memory = n;
+            }
+        },
+    },
+    OptionDef {
+        section: PROXY_SECTION,
         name: "min_free_disk",
         kind: OptionKind::Integer {
             min: 0,
@@ -1781,6 +1802,7 @@ mod tests {
                 shutdown_timeout: Duration::ZERO,
                 client_idle_timeout: Duration::from_secs(1),
                 hit_chunk_size: 0,
+                download_buffer_memory: 0,
                 min_free_disk: 0,
                 admin_listen: Some("x:1".into()),
                 serve_ranges: false,

@@ -112,6 +112,7 @@ upstream_idle_timeout = 3
 shutdown_timeout = 0
 client_idle_timeout = 1
 hit_chunk_size = 65536
+download_buffer_memory = 33554432
 min_free_disk = 0
 prefetch_enabled = false
 prefetch_workers = 16
@@ -199,6 +200,7 @@ enforce_scope = false
     assert_eq!(p.upstream_idle_timeout, Duration::from_secs(3));
     assert_eq!(p.shutdown_timeout, Duration::ZERO);
     assert_eq!(p.hit_chunk_size, 65_536);
+    assert_eq!(p.download_buffer_memory, 32 << 20);
     assert_eq!(p.min_free_disk, 0);
     let m = &c.maintenance;
     assert!(!m.prefetch_enabled);

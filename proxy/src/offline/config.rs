@@ -35,6 +35,7 @@ pub(crate) async fn open_store(config: &Config, command: &str) -> anyhow::Result
         .with_max_size(config.image_cache_max_size)
         .with_min_free_disk(config.proxy.min_free_disk)
         .with_hit_chunk_size(config.proxy.hit_chunk_size)
+        .with_buffer_memory(config.proxy.download_buffer_memory)
         .with_reconcile(false)
         .open()
         .await

@@ -195,6 +195,7 @@ mod tests {
     use http_body_util::BodyExt;
 
     use super::*;
+    use crate::store::ReadBuffers;
 
     /// Polls once; whether the body answered `Pending`.
     async fn pends<B>(body: &mut ResponseBody<B>) -> bool
@@ -210,7 +211,7 @@ mod tests {
         // A cached file shorter than its entry: 8 bytes, then a read error.
         let mut f = tempfile::tempfile().unwrap();
         f.write_all(b"IMAGEDAT").unwrap();
-        let file = FileBody::new(Arc::new(f), 0, 9, 4096);
+        let file = FileBody::new(Arc::new(f), 0, 9, ReadBuffers::unbounded(4096));
         let mut body = ResponseBody::<http_body_util::Empty<Bytes>>::hit(file);
         let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
         assert_eq!(&first[..], b"IMAGEDAT");
@@ -220,7 +221,7 @@ mod tests {
         // A body failing at its first poll: Pending first, so the head goes out.
         let mut f = tempfile::tempfile().unwrap();
         f.write_all(b"").unwrap();
-        let file = FileBody::new(Arc::new(f), 0, 9, 4096);
+        let file = FileBody::new(Arc::new(f), 0, 9, ReadBuffers::unbounded(4096));
         let mut body = ResponseBody::<http_body_util::Empty<Bytes>>::hit(file);
         assert!(!body.is_end_stream());
         assert!(pends(&mut body).await);

@@ -315,7 +315,7 @@ where
             headers: HeaderMap::new(),
             content_length: None,
         });
-        let chunk = self.core.store().hit_chunk_size();
+        let chunk = self.core.store().read_buffers();
         let body = follow(
             Arc::clone(fill),
             Part::Whole {

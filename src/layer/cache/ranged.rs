@@ -117,7 +117,7 @@ where
             return self.unsatisfiable(size, parts, body).await;
         };
         self.core.metrics().range_hit();
-        let chunk = self.core.store().hit_chunk_size();
+        let chunk = self.core.store().read_buffers();
         let part = Part::Range {
             start: span.start,
             end: span.end(),
