@@ -16,6 +16,15 @@ pin_project! {
     /// upstream's own body, a cached file, a running fill, or a short
     /// message the cache wrote itself.
     ///
+    /// Reading ahead is bounded: a body from a cached file or a running
+    /// fill hands out at most two chunks at a time and reads the next one
+    /// when the consumer drops one (hyper drops a chunk once the socket has
+    /// taken it), so a slow client never makes the proxy buffer more for
+    /// it. A consumer that keeps every chunk, such as
+    /// `http_body_util::BodyExt::collect`, gets the first two chunks
+    /// (2 × `hit_chunk_size`) and then waits for one to come back: copy the
+    /// data out of each frame and drop the frame instead.
+    ///
     /// A body error is always preceded by one `Pending`: hyper's HTTP/1
     /// connection flushes what it has buffered (the response head, the last
     /// chunks) when the body is pending, and an error at any other moment
