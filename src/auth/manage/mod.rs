@@ -272,7 +272,8 @@ impl ManagementAuth {
     }
 
     /// Whether the request's `X-Auth-Token` is one of the static admin
-    /// tokens (a secret of this proxy, never to be sent upstream).
+    /// tokens (a secret of this proxy, which means nothing to a
+    /// Keystone-protected upstream).
     pub(crate) fn presents_static_token(&self, headers: &HeaderMap) -> bool {
         match &self.backend {
             Backend::Static(tokens) => {
