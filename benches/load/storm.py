@@ -45,6 +45,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+from loadbench import parse_size, reset_peak_rss, status_kib  # noqa: E402  (the load script's helpers)
 BEGIN = "<!-- storm:begin -->"
 END = "<!-- storm:end -->"
 MiB = 1 << 20
@@ -52,33 +54,6 @@ MiB = 1 << 20
 
 def log(msg):
     print(f"storm: {msg}", file=sys.stderr, flush=True)
-
-
-def parse_size(text):
-    units = {"": 0, "K": 10, "M": 20, "G": 30}
-    t = text.strip().upper().rstrip("B").rstrip("I")
-    unit = t[-1] if t and t[-1] in units else ""
-    return int(t[: len(t) - len(unit)]) << units[unit]
-
-
-def status_kib(pid, field):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def reset_peak_rss(pid):
-    try:
-        with open(f"/proc/{pid}/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
 
 
 def free_port():

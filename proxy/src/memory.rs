@@ -1,8 +1,9 @@
 //! Giving memory back to the system after a burst of downloads.
 //!
 //! glibc's allocator keeps the memory a burst freed (thousands of response
-//! buffers, connection state) in its arenas: after 1000 concurrent
-//! downloads the proxy stayed at 115–150 MiB of RSS, against 17 MiB fresh.
+//! buffers, connection state) in its arenas: after the 1000-download
+//! bursts of `benches/load/storm.py` the proxy stayed at 115–150 MiB of
+//! RSS without this, against 17 MiB fresh (15–25 MiB with it).
 //! `malloc_trim(0)` returns those free pages. Every [`CHECK_EVERY`], when
 //! the resident set is more than [`SLACK`] above the smallest seen after a
 //! trim, the allocator is trimmed: during a burst that returns what is
