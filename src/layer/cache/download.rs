@@ -212,11 +212,9 @@ where
         };
         let size = facts.size.unwrap_or_default();
         self.core.metrics().miss();
-        let mut headers = hit_headers(
-            size,
-            facts.checksum.as_deref(),
-            request_id(&HeaderMap::new()),
-        );
+        // Each follower gets its own request id: none in the shared head.
+        let placeholder = HeaderValue::from_static("-");
+        let mut headers = hit_headers(size, facts.checksum.as_deref(), placeholder);
         headers.remove(REQUEST_ID);
         let head = Head {
             status: StatusCode::OK,
