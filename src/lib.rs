@@ -79,6 +79,7 @@ mod headers;
 pub mod image_id;
 pub mod layer;
 pub mod metrics;
+pub mod remote;
 pub mod reverse_proxy;
 pub mod server;
 pub mod stack;

@@ -8,6 +8,7 @@ mod logging;
 mod manage_cli;
 mod memory;
 mod offline;
+mod remote;
 mod serve;
 mod tls;
 

@@ -28,19 +28,26 @@ pub(crate) async fn open_cache(config: &Config) -> anyhow::Result<Option<GlanceC
         .open()
         .await
         .with_context(|| format!("cannot use image_cache_dir {}", dir.display()))?;
-    Ok(Some(cache_over(store, config)))
+    Ok(Some(cache_over(store, config)?))
 }
 
-/// The cache over `store` with the configured hit authorization.
-pub(crate) fn cache_over(store: CacheStore, config: &Config) -> GlanceCache {
-    GlanceCache::builder(store)
+/// The cache over `store` with the configured hit authorization and
+/// remote tier.
+pub(crate) fn cache_over(store: CacheStore, config: &Config) -> anyhow::Result<GlanceCache> {
+    let mut builder = GlanceCache::builder(store)
         .hit_authorization(config.proxy.hit_authorization)
         .authorization_ttl(config.proxy.authorization_cache_ttl)
         .authorization_concurrency(config.proxy.authorization_concurrency)
         .authorization_timeout(config.proxy.authorization_timeout)
         .serve_ranges(config.proxy.serve_ranges)
-        .fill_on_range_miss(config.proxy.fill_on_range_miss)
-        .build()
+        .fill_on_range_miss(config.proxy.fill_on_range_miss);
+    if let Some(tier) = crate::remote::tier(config)? {
+        // Other nodes are checked like the upstream: one internal PKI.
+        builder = builder
+            .remote(tier)
+            .peer_tls(crate::tls::upstream(&config.proxy)?);
+    }
+    Ok(builder.build())
 }
 
 /// The upstream as configured.
@@ -82,7 +89,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         Some(cache) => {
             tracing::info!(listen = %local, upstream = %config.proxy.upstream_url,
                 cache_dir = %cache.store().root().display(), management_auth = %auth.mode(),
-                "glance-cache-proxy serving");
+                remote = ?cache.remote(), "glance-cache-proxy serving");
             let m = &config.maintenance;
             let mut builder = Stack::builder(cache).maintenance(
                 MaintenanceOptions::default()
@@ -90,7 +97,8 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
                     .with_clean_interval(m.clean_interval)
                     .with_stall_time(stall)
                     .with_scrub_rate(m.scrub_rate)
-                    .with_scrub_interval(m.scrub_interval),
+                    .with_scrub_interval(m.scrub_interval)
+                    .with_remote_interval(config.proxy.remote_sync_interval),
             );
             if m.prefetch_enabled {
                 builder = builder.prefetch(

@@ -37,7 +37,43 @@ impl GlanceCache {
         if let Some(fill) = self.inner.fills.get(id) {
             fill.cancel_commit();
         }
-        self.inner.store.invalidate(id).await
+        let removed = self.inner.store.invalidate(id).await?;
+        if let Some(tier) = self.remote() {
+            if let Err(e) = tier.remove_holding(id).await {
+                tracing::debug!(image_id = %id, error = %e,
+                    "registry entry not removed; the next reconciliation removes it");
+            }
+        }
+        Ok(removed)
+    }
+
+    /// The image was deleted upstream (`DELETE /v2/images/{id}` accepted):
+    /// the local entry is [invalidated](Self::invalidate), and the remote
+    /// tier's copy and every node's registry entry are deleted. Returns
+    /// whether a local entry was there.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), glance_cache::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = glance_cache::store::CacheStore::builder(dir.path()).open().await?;
+    /// let cache = glance_cache::GlanceCache::builder(store).build();
+    /// let id = glance_cache::ImageId::parse("6f0c5cb5-5e4c-4c0f-b4a9-0d6a0f1d5e3b").unwrap();
+    /// assert!(!cache.image_deleted(&id).await?, "nothing was cached");
+    /// # Ok(()) }
+    /// ```
+    pub async fn image_deleted(&self, id: &ImageId) -> Result<bool, Error> {
+        let removed = self.invalidate(id).await?;
+        if let Some(tier) = self.remote() {
+            match tier.delete_image(id).await {
+                Ok(()) => {
+                    tracing::info!(image_id = %id, "image deleted upstream; remote copy removed")
+                }
+                Err(e) => tracing::warn!(image_id = %id, error = %e,
+                    "image deleted upstream, but its remote copy could not be removed"),
+            }
+        }
+        Ok(removed)
     }
 
     /// Removes every entry: every image file and index row (only files

@@ -10,9 +10,10 @@ use http_body::Body;
 use super::GlanceCache;
 use crate::fill::{
     spawn_fill, spawn_foreign_follow, Expectation, Expected, Fill, Head, LeaderGuard,
-    PendingMultihash,
+    PendingMultihash, Source,
 };
 use crate::headers::REQUEST_ID;
+use crate::remote::Lease;
 use crate::store::NoFill;
 use crate::BoxError;
 
@@ -23,6 +24,22 @@ pub(crate) enum Started<B> {
     /// Not cached (not a cacheable answer, an unusable checksum, too large,
     /// no disk space, another writer): the answer, to relay as it is.
     NotCached(Response<B>),
+}
+
+/// Where a fill's bytes come from, and the cluster lease it holds (released
+/// once the fill and the upload after it are over).
+pub(crate) struct FillFrom {
+    pub(crate) source: Source,
+    pub(crate) lease: Option<Lease>,
+}
+
+impl FillFrom {
+    pub(crate) fn upstream(lease: Option<Lease>) -> Self {
+        FillFrom {
+            source: Source::Upstream,
+            lease,
+        }
+    }
 }
 
 /// Whether an answer to a full download may be cached: a success other
@@ -44,6 +61,7 @@ impl GlanceCache {
         guard: LeaderGuard,
         resp: Response<B>,
         record: Option<PendingMultihash>,
+        from: FillFrom,
     ) -> Started<B>
     where
         B: Body<Data = Bytes> + Send + 'static,
@@ -87,9 +105,10 @@ impl GlanceCache {
         let fill = guard.started();
         fill.start(head, Arc::clone(file.file()));
         tracing::debug!(image_id = %id, len = ?expect.len, "fill started");
-        spawn_fill(
+        let task = spawn_fill(
             Arc::clone(&fill),
             body,
+            from.source,
             Expected {
                 response: expect,
                 record,
@@ -98,6 +117,7 @@ impl GlanceCache {
             store.clone(),
             Arc::clone(&self.inner.fills),
         );
+        self.after_fill(id, task, from.source, from.lease);
         Started::Filling(fill, upstream_id)
     }
 }

@@ -5,11 +5,14 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::cluster::Cluster;
 use super::prefetch_queue::PrefetchQueue;
 use crate::auth::{AuthorizationLimits, HitAuthorization, HitAuthorizer};
 use crate::fill::FillRegistry;
 use crate::metrics::{Metrics, Snapshot};
+use crate::remote::RemoteTierBuilder;
 use crate::store::CacheStore;
+use crate::tls::ClientTls;
 
 /// Default time a positive hit authorization is remembered per caller.
 pub const DEFAULT_AUTHORIZATION_TTL: Duration = Duration::from_secs(10);
@@ -34,6 +37,7 @@ pub(super) struct Inner {
     pub(super) authorizer: HitAuthorizer,
     pub(super) prefetch: PrefetchQueue,
     pub(super) ranges: Ranges,
+    pub(super) cluster: Option<Cluster>,
 }
 
 /// How single-range downloads are treated.
@@ -62,9 +66,55 @@ pub struct GlanceCacheBuilder {
     authorization_ttl: Duration,
     authorization_limits: AuthorizationLimits,
     ranges: Ranges,
+    remote: Option<RemoteTierBuilder>,
+    peer_tls: ClientTls,
 }
 
 impl GlanceCacheBuilder {
+    /// A remote tier shared with the other nodes (see [`crate::remote`]): a
+    /// local miss is filled from it when it has the image, else from the
+    /// node holding the image's fill lease, else from the upstream; what
+    /// this node commits is uploaded to it and registered as held here.
+    /// The tier counts its events in this cache's metrics.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), glance_cache::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = glance_cache::store::CacheStore::builder(dir.path()).open().await?;
+    /// use glance_cache::remote::RemoteTier;
+    /// let shared = std::sync::Arc::new(object_store::memory::InMemory::new());
+    /// let cache = glance_cache::GlanceCache::builder(store)
+    ///     .remote(RemoteTier::builder(shared).node("http://10.0.0.11:9292"))
+    ///     .build();
+    /// assert_eq!(cache.remote().unwrap().node(), Some("http://10.0.0.11:9292"));
+    /// # Ok(()) }
+    /// ```
+    pub fn remote(mut self, tier: RemoteTierBuilder) -> Self {
+        self.remote = Some(tier);
+        self
+    }
+
+    /// How the certificates of other nodes are checked when this node
+    /// streams an image from the one holding its fill lease (default: the
+    /// system's trust store; plain-`http` node URLs need none).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), glance_cache::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = glance_cache::store::CacheStore::builder(dir.path()).open().await?;
+    /// use glance_cache::tls::ClientTls;
+    /// let cache = glance_cache::GlanceCache::builder(store)
+    ///     .peer_tls(ClientTls::new().with_ca_file("/etc/glance/ca.pem"))
+    ///     .build();
+    /// # Ok(()) }
+    /// ```
+    pub fn peer_tls(mut self, tls: ClientTls) -> Self {
+        self.peer_tls = tls;
+        self
+    }
+
     /// Whether a single-range download (`Range: bytes=a-b`, `bytes=a-`,
     /// `bytes=-n`) of a cached image, or of one being filled, is answered
     /// from the cache (default `true`) with Glance's `206`/`416`, after the
@@ -182,6 +232,14 @@ impl GlanceCacheBuilder {
     /// The cache.
     pub fn build(self) -> GlanceCache {
         let metrics = self.store.metrics().clone();
+        let cluster = self.remote.map(|tier| {
+            let tier = if tier.has_metrics() {
+                tier
+            } else {
+                tier.metrics(metrics.clone())
+            };
+            Cluster::new(tier.build(), self.peer_tls)
+        });
         GlanceCache {
             inner: Arc::new(Inner {
                 store: self.store,
@@ -194,6 +252,7 @@ impl GlanceCacheBuilder {
                 ),
                 prefetch: PrefetchQueue::default(),
                 ranges: self.ranges,
+                cluster,
             }),
         }
     }
@@ -216,6 +275,8 @@ impl GlanceCache {
                 serve: true,
                 fill_on_miss: false,
             },
+            remote: None,
+            peer_tls: ClientTls::new(),
         }
     }
 

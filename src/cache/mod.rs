@@ -38,12 +38,14 @@
 //! # Ok(()) }
 //! ```
 
+mod cluster;
 mod entry;
 mod fill_start;
 mod handle;
 mod prefetch_queue;
 
-pub(crate) use fill_start::Started;
+pub(crate) use cluster::PEER_HEADER;
+pub(crate) use fill_start::{FillFrom, Started};
 pub use handle::{
     GlanceCache, GlanceCacheBuilder, DEFAULT_AUTHORIZATION_CONCURRENCY,
     DEFAULT_AUTHORIZATION_TIMEOUT, DEFAULT_AUTHORIZATION_TTL,

@@ -128,13 +128,14 @@ impl Following {
     fn next(&mut self, rx: &mut watch::Receiver<Status>) -> Next {
         let status = rx.borrow_and_update().clone();
         match &status.phase {
-            Phase::Failed(Failure::Local(why)) => {
+            Phase::Failed(why @ (Failure::Local(_) | Failure::Source(_))) => {
                 return match self.resume.take() {
                     Some(resume) => {
-                        tracing::info!(image_id = %self.fill.id, offset = self.pos, "cache write failed; continuing from the upstream");
+                        tracing::info!(image_id = %self.fill.id, offset = self.pos, %why,
+                            "fill stopped; continuing from the upstream");
                         Next::Resume(resume, self.pos)
                     }
-                    None => Next::Fail(format!("cache write failed: {why}").into()),
+                    None => Next::Fail(why.to_string().into()),
                 };
             }
             Phase::Failed(failure) => return Next::Fail(failure.to_string().into()),

@@ -45,7 +45,7 @@ pub(crate) use follower::FollowBody;
 pub(crate) use follower::{follow, Part, Resume};
 pub(crate) use foreign::spawn_foreign_follow;
 pub(crate) use registry::{FillRegistry, Joined, LeaderGuard};
-pub(crate) use task::{spawn_fill, Expected};
+pub(crate) use task::{spawn_fill, Expected, Outcome};
 pub(crate) use verify::{Expectation, Mismatch};
 
 /// Bytes of a fill that followers may not read before verification passed.
@@ -90,6 +90,20 @@ pub(crate) enum Failure {
     Verification(Mismatch),
     /// The local disk failed: followers resume from the upstream.
     Local(Arc<io::Error>),
+    /// The remote tier or the peer node the bytes came from broke off:
+    /// followers resume from the upstream.
+    Source(Arc<BoxError>),
+}
+
+/// Where a fill's bytes come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// The upstream image service.
+    Upstream,
+    /// The remote tier.
+    Remote,
+    /// The node holding the image's fill lease.
+    Peer,
 }
 
 impl std::fmt::Display for Failure {
@@ -98,6 +112,7 @@ impl std::fmt::Display for Failure {
             Failure::Upstream(e) => write!(f, "upstream failed: {e}"),
             Failure::Verification(m) => write!(f, "verification failed: {m}"),
             Failure::Local(e) => write!(f, "cache write failed: {e}"),
+            Failure::Source(e) => write!(f, "the cluster source broke off: {e}"),
         }
     }
 }

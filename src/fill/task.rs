@@ -18,7 +18,7 @@ use http_body_util::BodyExt;
 use md5::{Digest, Md5};
 use tokio::sync::mpsc;
 
-use super::{Expectation, Failure, Fill, FillRegistry, Mismatch, PendingMultihash, Phase};
+use super::{Expectation, Failure, Fill, FillRegistry, Mismatch, PendingMultihash, Phase, Source};
 use crate::checksum::{DigestMismatch, HashAlgorithm, MultiHasher, Multihash};
 use crate::metrics::{FillFailure, Metrics};
 use crate::store::{CacheStore, FillFile};
@@ -40,7 +40,7 @@ enum PumpEnd {
     /// Every byte arrived (this many).
     Done(u64),
     /// The body broke off or sent more than it announced.
-    Upstream(BoxError),
+    Broken(BoxError),
     /// The writer stopped taking chunks (its error tells why).
     WriterGone,
 }
@@ -52,40 +52,60 @@ pub(crate) struct Expected {
     pub(crate) record: Option<PendingMultihash>,
 }
 
-/// Spawns the task that fills `fill` from `body` into `file`. `fill` must
-/// have been started (head and file published); the task unregisters it
-/// from `fills` when it is over.
+/// How a fill ended.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// A new entry was committed: its size and verified digests.
+    Committed {
+        size: u64,
+        md5: String,
+        multihash: Option<Multihash>,
+    },
+    /// The fill failed.
+    Failed(Failure),
+    /// The bytes were served but not kept (the image was deleted meanwhile,
+    /// or the commit failed).
+    NotCommitted,
+}
+
+/// Spawns the task that fills `fill` from `body`, whose bytes come from
+/// `source`, into `file`. `fill` must have been started (head and file
+/// published); the task unregisters it from `fills` when it is over, and
+/// its handle tells how it ended.
 pub(crate) fn spawn_fill<B>(
     fill: Arc<Fill>,
     body: B,
+    source: Source,
     expect: Expected,
     file: FillFile,
     store: CacheStore,
     fills: Arc<FillRegistry>,
-) where
+) -> tokio::task::JoinHandle<Outcome>
+where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
     let in_flight = store.metrics().fill_started();
     tokio::spawn(async move {
-        let committed = run(&fill, body, expect, file, &store).await;
+        let outcome = run(&fill, body, source, expect, file, &store).await;
         // Counted out before it is seen as over (settled, drained).
         drop(in_flight);
         fills.remove(&fill);
-        if committed {
+        if matches!(outcome, Outcome::Committed { .. }) {
             fills.notify_commit();
         }
-    });
+        outcome
+    })
 }
 
-/// Returns whether a new entry was committed.
 async fn run<B>(
     fill: &Arc<Fill>,
     body: B,
+    source: Source,
     expected: Expected,
     file: FillFile,
     store: &CacheStore,
-) -> bool
+) -> Outcome
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
@@ -105,7 +125,7 @@ where
     };
     let hasher = tokio::task::spawn_blocking(move || hash_loop(hrx));
     let sha512 = tokio::task::spawn_blocking(move || multihash_loop(srx, HashAlgorithm::Sha512));
-    let pumped = pump(body, [&wtx, &htx, &stx], expect.len, metrics).await;
+    let pumped = pump(body, [&wtx, &htx, &stx], expect.len, source, metrics).await;
     drop((wtx, htx, stx));
     let written = match writer.await {
         Ok(result) => result,
@@ -115,7 +135,10 @@ where
     let sha512 = sha512.await.ok();
 
     let outcome = match (pumped, written) {
-        (PumpEnd::Upstream(e), _) => Err(Failure::Upstream(Arc::new(e))),
+        (PumpEnd::Broken(e), _) if source == Source::Upstream => {
+            Err(Failure::Upstream(Arc::new(e)))
+        }
+        (PumpEnd::Broken(e), _) => Err(Failure::Source(Arc::new(e))),
         (_, Err(e)) => Err(Failure::Local(Arc::new(e))),
         (PumpEnd::WriterGone, Ok(_)) => Err(Failure::Local(Arc::new(io::Error::other(
             "cache writer stopped",
@@ -136,22 +159,21 @@ where
         Ok(done) => done,
         Err(failure) => {
             metrics.fill_failed(match failure {
-                Failure::Upstream(_) => FillFailure::Upstream,
+                Failure::Upstream(_) | Failure::Source(_) => FillFailure::Upstream,
                 Failure::Verification(_) => FillFailure::Verification,
                 Failure::Local(_) => FillFailure::Local,
             });
-            let local = matches!(failure, Failure::Local(_));
             fill.finish(Phase::Failed(failure.clone()));
-            if local {
-                // The bytes were fine, the disk was not: keeping them would
-                // only keep the disk full.
+            if matches!(failure, Failure::Local(_) | Failure::Source(_)) {
+                // The bytes so far were fine (the disk or the cluster
+                // source was not): keeping them would only take space.
                 tracing::warn!(image_id = %id, %failure, "fill stopped; partial file removed");
                 file.discard().await;
             } else {
                 tracing::warn!(image_id = %id, %failure, "fill failed; partial file moved to invalid/");
                 file.quarantine().await;
             }
-            return false;
+            return Outcome::Failed(failure);
         }
     };
 
@@ -162,16 +184,16 @@ where
     if fill.commit_cancelled() {
         tracing::info!(image_id = %id, "image was deleted during its fill; not committed");
         file.discard().await;
-        return false;
+        return Outcome::NotCommitted;
     }
     let verified = expect.verifiable();
     if let Err(e) = file
-        .commit(size, hex::encode(md5), verified, multihash)
+        .commit(size, hex::encode(md5), verified, multihash.clone())
         .await
     {
         metrics.fill_failed(FillFailure::Local);
         tracing::error!(image_id = %id, error = %e, "commit failed; entry discarded");
-        return false;
+        return Outcome::NotCommitted;
     }
     metrics.fill_committed();
     tracing::info!(image_id = %id, size, verified, "image cached");
@@ -183,9 +205,13 @@ where
         if let Err(e) = store.invalidate(&id).await {
             tracing::warn!(image_id = %id, error = %e, "could not remove cache entry");
         }
-        return false;
+        return Outcome::NotCommitted;
     }
-    true
+    Outcome::Committed {
+        size,
+        md5: hex::encode(md5),
+        multihash,
+    }
 }
 
 /// Checks the fill's bytes (`len` of them, all on disk and of the right
@@ -243,6 +269,7 @@ async fn pump<B>(
     body: B,
     txs: [&mpsc::Sender<Bytes>; 3],
     max_len: Option<u64>,
+    source: Source,
     metrics: &Metrics,
 ) -> PumpEnd
 where
@@ -254,7 +281,7 @@ where
     loop {
         let frame = match body.frame().await {
             None => return PumpEnd::Done(total),
-            Some(Err(e)) => return PumpEnd::Upstream(e.into()),
+            Some(Err(e)) => return PumpEnd::Broken(e.into()),
             Some(Ok(frame)) => frame,
         };
         let Ok(data) = frame.into_data() else {
@@ -262,10 +289,13 @@ where
         };
         if !data.is_empty() {
             total += data.len() as u64;
-            metrics.upstream_bytes(data.len() as u64);
+            match source {
+                Source::Upstream => metrics.upstream_bytes(data.len() as u64),
+                Source::Remote | Source::Peer => metrics.remote_bytes(data.len() as u64),
+            }
             if let Some(max) = max_len.filter(|max| total > *max) {
-                return PumpEnd::Upstream(
-                    format!("upstream sent more than its Content-Length of {max} bytes").into(),
+                return PumpEnd::Broken(
+                    format!("the source sent more than its Content-Length of {max} bytes").into(),
                 );
             }
             for tx in txs {

@@ -85,6 +85,68 @@ impl IntegrityCheck {
     }
 }
 
+/// What happened with the remote tier, the `event` label of
+/// `glance_cache_remote_events_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RemoteEvent {
+    /// A local miss found the image in the remote tier and filled from it.
+    Hit,
+    /// A committed image was uploaded to the remote tier.
+    Upload,
+    /// An upload failed (it is retried on the image's next commit).
+    UploadFailure,
+    /// A miss found another node's fill lease on the image.
+    LeaseConflict,
+    /// A fill streamed the image from the lease holder node.
+    PeerStream,
+    /// A remote object failed verification and was deleted.
+    Corrupt,
+    /// A request to the remote store failed (down, slow, refused credentials).
+    Error,
+    /// Pruning the remote tier deleted an object.
+    Pruned,
+}
+
+impl RemoteEvent {
+    /// Every event, in the order they are rendered.
+    pub const ALL: [RemoteEvent; 8] = [
+        RemoteEvent::Hit,
+        RemoteEvent::Upload,
+        RemoteEvent::UploadFailure,
+        RemoteEvent::LeaseConflict,
+        RemoteEvent::PeerStream,
+        RemoteEvent::Corrupt,
+        RemoteEvent::Error,
+        RemoteEvent::Pruned,
+    ];
+
+    /// The label value.
+    ///
+    /// ```
+    /// use glance_cache::metrics::RemoteEvent;
+    /// assert_eq!(RemoteEvent::PeerStream.as_str(), "peer_stream");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RemoteEvent::Hit => "hit",
+            RemoteEvent::Upload => "upload",
+            RemoteEvent::UploadFailure => "upload_failure",
+            RemoteEvent::LeaseConflict => "lease_conflict",
+            RemoteEvent::PeerStream => "peer_stream",
+            RemoteEvent::Corrupt => "corrupt",
+            RemoteEvent::Error => "error",
+            RemoteEvent::Pruned => "pruned",
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        RemoteEvent::ALL
+            .iter()
+            .position(|e| *e == self)
+            .unwrap_or_default()
+    }
+}
+
 impl fmt::Display for FillFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -127,6 +189,8 @@ struct Counters {
     prefetch_failures: AtomicU64,
     integrity_failures: [AtomicU64; 2],
     scrubbed_bytes: AtomicU64,
+    remote: [AtomicU64; RemoteEvent::ALL.len()],
+    remote_bytes: AtomicU64,
     /// Hit authorizations per upper bound of [`AUTHORIZATION_BUCKETS`] (not
     /// cumulative; the last slot is `+Inf`).
     authorization_buckets: [AtomicU64; AUTHORIZATION_BUCKETS.len() + 1],
@@ -172,6 +236,8 @@ impl Metrics {
             integrity_failures_hit: get(&c.integrity_failures[IntegrityCheck::Hit.index()]),
             integrity_failures_scrub: get(&c.integrity_failures[IntegrityCheck::Scrub.index()]),
             scrubbed_bytes: get(&c.scrubbed_bytes),
+            remote_events: c.remote.iter().map(get).collect(),
+            remote_bytes: get(&c.remote_bytes),
             cache_size_bytes: None,
             cache_entries: None,
             cache_max_size_bytes: None,
@@ -225,6 +291,16 @@ impl Metrics {
     /// The scrubber hashed `n` more bytes.
     pub(crate) fn scrubbed(&self, n: u64) {
         add(&self.inner.scrubbed_bytes, n);
+    }
+
+    /// Something happened with the remote tier.
+    pub(crate) fn remote(&self, event: RemoteEvent) {
+        add(&self.inner.remote[event.index()], 1);
+    }
+
+    /// `n` image bytes received from the remote tier by a fill.
+    pub(crate) fn remote_bytes(&self, n: u64) {
+        add(&self.inner.remote_bytes, n);
     }
 
     /// A download of a cached or caching image that the upstream refused.

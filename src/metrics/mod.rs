@@ -80,6 +80,6 @@ mod counters;
 mod exposition;
 mod snapshot;
 
-pub use counters::{FillFailure, IntegrityCheck, Metrics};
+pub use counters::{FillFailure, IntegrityCheck, Metrics, RemoteEvent};
 pub use exposition::CONTENT_TYPE;
 pub use snapshot::{Histogram, Snapshot, AUTHORIZATION_BUCKETS};

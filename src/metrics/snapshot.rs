@@ -3,7 +3,7 @@
 use std::fmt;
 
 use super::exposition::{Exposition, Kind};
-use super::{FillFailure, IntegrityCheck};
+use super::{FillFailure, IntegrityCheck, RemoteEvent};
 
 /// The metrics of one cache at one moment; see the [module docs](super) for
 /// what each value means. `Display` renders the Prometheus text format.
@@ -48,6 +48,11 @@ pub struct Snapshot {
     pub integrity_failures_scrub: u64,
     /// `glance_cache_scrubbed_bytes_total`
     pub scrubbed_bytes: u64,
+    /// `glance_cache_remote_events_total`, in the order of
+    /// [`RemoteEvent::ALL`] (read them with [`Snapshot::remote`]).
+    pub remote_events: Vec<u64>,
+    /// `glance_cache_remote_bytes_total`
+    pub remote_bytes: u64,
     /// `glance_cache_size_bytes`; `None` when not sampled (or unreadable).
     pub cache_size_bytes: Option<u64>,
     /// `glance_cache_entries`; `None` when not sampled (or unreadable).
@@ -119,6 +124,21 @@ impl Snapshot {
             IntegrityCheck::Hit => self.integrity_failures_hit,
             IntegrityCheck::Scrub => self.integrity_failures_scrub,
         }
+    }
+}
+
+impl Snapshot {
+    /// How many times `event` happened with the remote tier.
+    ///
+    /// ```
+    /// use glance_cache::metrics::{Metrics, RemoteEvent};
+    /// assert_eq!(Metrics::new().snapshot().remote(RemoteEvent::Hit), 0);
+    /// ```
+    pub fn remote(&self, event: RemoteEvent) -> u64 {
+        self.remote_events
+            .get(event.index())
+            .copied()
+            .unwrap_or_default()
     }
 }
 
@@ -242,6 +262,27 @@ impl fmt::Display for Snapshot {
             "Bytes of cached files hashed again by the background scrubber.",
             self.scrubbed_bytes,
         )?;
+        e.family(
+            "glance_cache_remote_events_total",
+            Counter,
+            "Remote tier events: hit (a local miss filled from the shared tier), upload, \
+             upload_failure, lease_conflict (another node was filling the image), peer_stream \
+             (filled from that node), corrupt (a remote object failed verification and was \
+             deleted), error (the store failed or refused), pruned.",
+        )?;
+        for event in RemoteEvent::ALL {
+            e.sample(
+                "glance_cache_remote_events_total",
+                &[("event", event.as_str())],
+                self.remote(event),
+            )?;
+        }
+        e.single(
+            "glance_cache_remote_bytes_total",
+            Counter,
+            "Image bytes received from the remote tier by cache fills.",
+            self.remote_bytes,
+        )?;
         if let Some(size) = self.cache_size_bytes {
             e.single(
                 "glance_cache_size_bytes",
@@ -314,6 +355,7 @@ mod tests {
             integrity_failures_scrub: 5,
             fill_failures_local: 4,
             prefetch_failures: 1,
+            remote_events: vec![0, 0, 0, 0, 7],
             cache_size_bytes: Some(9),
             cache_entries: Some(1),
             cache_max_size_bytes: Some(100),
@@ -353,7 +395,9 @@ mod tests {
             assert!(samples > 0, "{name}");
             families += 1;
         }
-        assert_eq!(families, 19);
+        assert_eq!(families, 21);
+        assert!(text.contains("\nglance_cache_remote_events_total{event=\"peer_stream\"} 7\n"));
+        assert!(text.contains("\nglance_cache_remote_events_total{event=\"pruned\"} 0\n"));
         assert!(text.contains("\nglance_cache_hits_total 2\n"));
         assert!(text.contains("\nglance_cache_range_hits_total 3\n"));
         assert!(text.contains("\nglance_cache_integrity_failures_total{found_by=\"scrub\"} 5\n"));

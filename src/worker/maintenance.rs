@@ -34,6 +34,7 @@ pub struct MaintenanceOptions {
     stall_time: Duration,
     scrub_rate: u64,
     scrub_interval: Duration,
+    remote_interval: Duration,
 }
 
 /// Default bytes per second the scrubber reads: 8 MiB/s, about 1% of one
@@ -50,6 +51,7 @@ impl Default for MaintenanceOptions {
             stall_time: Duration::from_secs(86_400),
             scrub_rate: DEFAULT_SCRUB_RATE,
             scrub_interval: Duration::from_secs(86_400),
+            remote_interval: Duration::from_secs(60),
         }
     }
 }
@@ -86,7 +88,25 @@ impl MaintenanceOptions {
     }
 
     /// Keeps `cache` maintained until the runtime shuts down.
+    /// How often, with a remote tier, this node's registry entries are
+    /// reconciled with its local entries and the remote tier is pruned to
+    /// its size limit (default 60 s; zero: never).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use glance_cache::worker::MaintenanceOptions;
+    /// let options = MaintenanceOptions::default().with_remote_interval(Duration::from_secs(300));
+    /// # drop(options);
+    /// ```
+    pub fn with_remote_interval(mut self, every: Duration) -> Self {
+        self.remote_interval = every;
+        self
+    }
+
     pub(crate) fn spawn(self, cache: GlanceCache) -> tokio::task::JoinHandle<()> {
+        if cache.remote().is_some() && !self.remote_interval.is_zero() {
+            tokio::spawn(remote_upkeep(cache.clone(), self.remote_interval));
+        }
         if self.scrub_rate > 0 {
             tokio::spawn(super::scrub::run(
                 cache.clone(),
@@ -156,6 +176,43 @@ impl Maintenance {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Every `every`: this node's registry entries made to match its local
+/// entries (an eviction, an offline prune, a killed process), and the
+/// remote tier pruned to its size limit (by one node at a time).
+async fn remote_upkeep(cache: GlanceCache, every: Duration) {
+    let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let Some(tier) = cache.remote() else { return };
+        match cache.store().list().await {
+            Ok(entries) => {
+                let local = entries.into_iter().map(|e| e.image_id).collect();
+                match tier.reconcile_holdings(&local).await {
+                    Ok(r) if r.added + r.removed > 0 => tracing::info!(
+                        added = r.added,
+                        removed = r.removed,
+                        "node registry reconciled"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!(error = %e, "node registry not reconciled"),
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the cache index"),
+        }
+        match tier.prune().await {
+            Ok(r) if r.deleted > 0 => tracing::info!(
+                deleted = r.deleted,
+                freed = r.freed,
+                size = r.size,
+                "remote tier over remote_max_size; pruned"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "remote tier not pruned"),
         }
     }
 }

@@ -2,7 +2,6 @@
 //! files hashed again when they may have gone bad (changed since verified,
 //! rotted in place, adopted without a checksum).
 
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -12,26 +11,12 @@ use glance_cache::metrics::{FillFailure, IntegrityCheck};
 use glance_cache_support::client::*;
 use glance_cache_support::fake_glance::{Behaviour, RunningFakeGlance};
 use glance_cache_support::fixture::*;
-use glance_cache_support::wait::wait_for;
+use glance_cache_support::wait::{flip_middle_byte, wait_for};
 use http::StatusCode;
 
 use crate::proxy::*;
 
 const MEMBER: (&str, &str) = ("x-auth-token", "MEMBER");
-
-/// Flips the bits of the byte in the middle of `path`, in place (same size).
-fn flip_middle_byte(path: &Path) {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .unwrap();
-    let middle = file.metadata().unwrap().len() / 2;
-    let mut byte = [0u8];
-    file.read_exact_at(&mut byte, middle).unwrap();
-    file.write_all_at(&[!byte[0]], middle).unwrap();
-    file.sync_all().unwrap();
-}
 
 /// Caches PRIV through `proxy`.
 async fn cache_priv(proxy: &Proxy) {

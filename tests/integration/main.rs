@@ -21,6 +21,7 @@ mod never_cached;
 mod ranges;
 mod real_glance_harness;
 mod real_keystone_harness;
+mod remote_tier;
 mod single_flight;
 mod stalled_clients;
 mod tls;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use glance_cache::auth::manage::ManagementAuth;
 use glance_cache::auth::HitAuthorization;
+use glance_cache::remote::RemoteTierBuilder;
 use glance_cache::reverse_proxy::ReverseProxy;
 use glance_cache::store::{CacheEntry, CacheStore};
 use glance_cache::tls::{ClientTls, ServerTls};
@@ -45,6 +46,8 @@ pub struct ProxyOptions {
     pub client_idle_timeout: Option<Duration>,
     /// Hit authorizations: (how many at once, how long each may take).
     pub authorization_limits: Option<(usize, Duration)>,
+    /// A remote tier; its node URL is this proxy's own URL.
+    pub remote: Option<RemoteTierBuilder>,
 }
 
 impl Default for ProxyOptions {
@@ -67,6 +70,7 @@ impl Default for ProxyOptions {
             listener_tls: None,
             client_idle_timeout: None,
             authorization_limits: None,
+            remote: None,
         }
     }
 }
@@ -95,6 +99,11 @@ impl Proxy {
             cache = cache
                 .authorization_concurrency(concurrency)
                 .authorization_timeout(timeout);
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        if let Some(tier) = opts.remote.clone() {
+            cache = cache.remote(tier.node(format!("http://{addr}")));
         }
         let cache = cache
             .hit_authorization(opts.authz)
@@ -131,8 +140,6 @@ impl Proxy {
             );
         }
         let stack = builder.upstream(upstream).build();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let scheme = if opts.listener_tls.is_some() {
             "https"

@@ -346,6 +346,29 @@ pub struct ProxyOptions {
     pub admin_tls_cert_file: Option<PathBuf>,
     /// `admin_tls_key_file`: the admin endpoint's key.
     pub admin_tls_key_file: Option<PathBuf>,
+    /// `remote_store_url`: `s3://bucket[/prefix]` of the shared remote
+    /// tier; `None` means none.
+    pub remote_store_url: Option<String>,
+    /// `remote_store_endpoint`: the S3-compatible store's base URL.
+    pub remote_store_endpoint: Option<String>,
+    /// `remote_store_region`.
+    pub remote_store_region: Option<String>,
+    /// `remote_store_access_key_id`.
+    pub remote_store_access_key_id: Option<String>,
+    /// `remote_store_secret_access_key`.
+    pub remote_store_secret_access_key: Option<String>,
+    /// `remote_store_allow_http`: plain http allowed; `false` leaves it
+    /// to `AWS_ALLOW_HTTP`.
+    pub remote_store_allow_http: bool,
+    /// `remote_store_ca_file`: CA bundle for an https store.
+    pub remote_store_ca_file: Option<PathBuf>,
+    /// `remote_max_size`: bytes of the remote tier; 0 means no limit.
+    pub remote_max_size: u64,
+    /// `remote_timeout`: bound on one request to the store. Default 2 s.
+    pub remote_timeout: Duration,
+    /// `remote_sync_interval`: registry reconciliation and remote pruning
+    /// period; zero means never. Default 60 s.
+    pub remote_sync_interval: Duration,
 }
 
 impl Default for ProxyOptions {
@@ -376,6 +399,16 @@ impl Default for ProxyOptions {
             tls_client_ca_file: None,
             admin_tls_cert_file: None,
             admin_tls_key_file: None,
+            remote_store_url: None,
+            remote_store_endpoint: None,
+            remote_store_region: None,
+            remote_store_access_key_id: None,
+            remote_store_secret_access_key: None,
+            remote_store_allow_http: false,
+            remote_store_ca_file: None,
+            remote_max_size: 0,
+            remote_timeout: Duration::from_secs(2),
+            remote_sync_interval: Duration::from_secs(60),
         }
     }
 }

@@ -659,9 +659,11 @@ pub static OPTIONS: &[OptionDef] = &[
         glance: true,
         secret: false,
         help: "This node's own URL, which Glance's centralized_db cache driver uses to tell \
-               nodes apart and image import uses to reach the node holding staged data. Read \
-               for compatibility: the proxy keeps a per-node index in image_cache_sqlite_db \
-               and does not use it.",
+               nodes apart. With a remote tier (remote_store_url) the proxy registers the \
+               images it holds under it (GET /v2/cache/nodes/{id} lists them) and other nodes \
+               stream an image from it while it holds the image's fill lease: it must reach \
+               this proxy's listener. Unset: the node reads and uploads the remote tier but \
+               takes no leases and registers nothing.",
         apply: |c, v| {
             if let Some(u) = optional_url(v) {
                 c.worker_self_reference_url = u;
@@ -1225,6 +1227,173 @@ pub static OPTIONS: &[OptionDef] = &[
                 c.proxy.admin_listen = listen
                     .map(|l| l.trim().to_owned())
                     .filter(|l| !l.is_empty());
+            }
+        },
+    },
+    OptionDef {
+        section: PROXY_SECTION,
+        name: "remote_store_url",
+        kind: OptionKind::String { allow_empty: true },
+        default: None,
+        glance: false,
+        secret: false,
+        help: "s3://bucket[/prefix] of the remote tier shared by every node of the cluster \
+               (any S3-compatible store: Ceph RGW, Swift's S3 API, MinIO, AWS). A local miss \
+               is filled from it, else from the node holding the image's fill lease, else \
+               from the upstream; committed images are uploaded to it. Unset: no remote tier \
+               (each node caches alone).",
+        apply: |c, v| {
+            if let Some(url) = optional(v) {
+                c.proxy.remote_store_url =
+                    url.map(|u| u.trim().to_owned()).filter(|u| !u.is_empty());
+            }
+        },
+    },
+    OptionDef {
+        section: PROXY_SECTION,
+        name: "remote_store_endpoint",
+        kind: OptionKind::String { allow_empty: true },
+        default: None,
+        glance: false,
+        secret: false,
+        help: "Base URL of the S3-compatible store (https://rgw.internal:7480). Unset: \
+               AWS_ENDPOINT, else AWS itself.",
+        apply: |c, v| {
+            if let Some(e) = optional(v) {
+                c.proxy.remote_store_endpoint = e;
+            }
+        },
+    },
+    OptionDef {
+        section: PROXY_SECTION,
+        name: "remote_store_region",
+        kind: OptionKind::String { allow_empty: true },
+        default: None,
+        glance: false,
+        secret: false,
+        help: "Region the requests to the remote store are signed for. Unset: AWS_REGION, \
+               else us-east-1.",
+        apply: |c, v| {
+            if let Some(r) = optional(v) {
+                c.proxy.remote_store_region = r;
+            }
+        },
+    },
+    OptionDef {
+        section: PROXY_SECTION,
+        name: "remote_store_access_key_id",
+        kind: OptionKind::String { allow_empty: true },
+        default: None,
+        glance: false,
+        secret: false,
+        help: "Access key id for the remote store. Unset: AWS_ACCESS_KEY_ID.",
+        apply: |c, v| {
+            if let Some(k) = optional(v) {
+                c.proxy.remote_store_access_key_id = k;
+            }
+        },
+    },
+    OptionDef {
+        section: PROXY_SECTION,
+        name: "remote_store_secret_access_key",
+        kind: OptionKind::String { allow_empty: true },
+        default: None,
+        glance: false,
+        secret: true,
+        help: "Secret access key for the remote store. Unset: AWS_SECRET_ACCESS_KEY.",
+        apply: |c, v| {
+            if let Some(k) = optional(v) {
+                c.proxy.remote_store_secret_access_key = k;
+            }
+        },
+    },
+    OptionDef {
+        section: PROXY_SECTION,
+        name: "remote_store_allow_http",
+        kind: OptionKind::Bool,
+        default: Some("false"),
+        glance: false,
+        secret: false,
+        help: "Allow a plain-http remote_store_endpoint (image data and signed requests in \
+               clear: for labs and tests). false leaves it to AWS_ALLOW_HTTP (default: \
+               https only).",
+        apply: |c, v| {
+            if let Some(b) = boolean(&v) {
+                c.proxy.remote_store_allow_http = b;
+            }
+        },
+    },
+    OptionDef {
+        section: PROXY_SECTION,
+        name: "remote_store_ca_file",
+        kind: OptionKind::Path,
+        default: None,
+        glance: false,
+        secret: false,
+        help: "PEM bundle of the certificate authorities an https remote_store_endpoint's \
+               certificate must chain to. Unset: the system's trust store.",
+        apply: |c, v| {
+            if let Some(path) = optional(v) {
+                c.proxy.remote_store_ca_file = path.map(PathBuf::from);
+            }
+        },
+    },
+    OptionDef {
+        section: PROXY_SECTION,
+        name: "remote_max_size",
+        kind: OptionKind::Integer {
+            min: 0,
+            max: u64::MAX,
+            unit: Unit::Bytes,
+        },
+        default: Some("0"),
+        glance: false,
+        secret: false,
+        help: "Bytes the remote tier's images may take; above it the least recently used are \
+               deleted (by one node at a time, every remote_sync_interval). 0: no limit.",
+        apply: |c, v| {
+            if let Some(n) = int(&v) {
+                c.proxy.remote_max_size = n;
+            }
+        },
+    },
+    OptionDef {
+        section: PROXY_SECTION,
+        name: "remote_timeout",
+        kind: OptionKind::Integer {
+            min: 1,
+            max: 60,
+            unit: Unit::Seconds,
+        },
+        default: Some("2"),
+        glance: false,
+        secret: false,
+        help: "Seconds one request to the remote store may take (the first byte of a download \
+               included). Past it, or on any failure, the download goes to the upstream and \
+               the store is left alone for 10 seconds.",
+        apply: |c, v| {
+            if let Some(d) = secs(&v) {
+                c.proxy.remote_timeout = d;
+            }
+        },
+    },
+    OptionDef {
+        section: PROXY_SECTION,
+        name: "remote_sync_interval",
+        kind: OptionKind::Integer {
+            min: 0,
+            max: u64::MAX,
+            unit: Unit::Seconds,
+        },
+        default: Some("60"),
+        glance: false,
+        secret: false,
+        help: "Seconds between reconciliations of this node's entries in the node registry \
+               with its local cache (after evictions, offline prunes, a killed process) and \
+               prunes of the remote tier to remote_max_size. 0: never.",
+        apply: |c, v| {
+            if let Some(d) = secs(&v) {
+                c.proxy.remote_sync_interval = d;
             }
         },
     },
@@ -1816,6 +1985,16 @@ mod tests {
                 tls_client_ca_file: Some("x".into()),
                 admin_tls_cert_file: Some("x".into()),
                 admin_tls_key_file: Some("x".into()),
+                remote_store_url: Some("s3://x".into()),
+                remote_store_endpoint: Some("x".into()),
+                remote_store_region: Some("x".into()),
+                remote_store_access_key_id: Some("x".into()),
+                remote_store_secret_access_key: Some("x".into()),
+                remote_store_allow_http: true,
+                remote_store_ca_file: Some("x".into()),
+                remote_max_size: 1,
+                remote_timeout: Duration::ZERO,
+                remote_sync_interval: Duration::ZERO,
             },
             // auth and keystone are resolved after loading, not applied.
             management: super::super::ManagementOptions {

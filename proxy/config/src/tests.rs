@@ -128,6 +128,16 @@ upstream_ca_file = /etc/glance/ca.pem
 upstream_cert_file = /etc/glance/proxy-client.pem
 upstream_key_file = /etc/glance/proxy-client.key
 upstream_insecure = true
+remote_store_url = s3://glance-cache/nodes
+remote_store_endpoint = https://rgw.internal:7480
+remote_store_region = eu-1
+remote_store_access_key_id = AK
+remote_store_secret_access_key = SK
+remote_store_allow_http = true
+remote_store_ca_file = /etc/glance/rgw-ca.pem
+remote_max_size = 1_099_511_627_776
+remote_timeout = 5
+remote_sync_interval = 0
 tls_cert_file = /etc/glance/proxy.pem
 tls_key_file = /etc/glance/proxy.key
 tls_client_ca_file = /etc/glance/clients.pem
@@ -214,6 +224,30 @@ enforce_scope = false
         (0, Duration::from_secs(60))
     );
     assert!(!p.serve_ranges && p.fill_on_range_miss);
+    assert_eq!(
+        p.remote_store_url.as_deref(),
+        Some("s3://glance-cache/nodes")
+    );
+    assert_eq!(
+        p.remote_store_endpoint.as_deref(),
+        Some("https://rgw.internal:7480")
+    );
+    assert_eq!(p.remote_store_region.as_deref(), Some("eu-1"));
+    assert_eq!(
+        (
+            p.remote_store_access_key_id.as_deref(),
+            p.remote_store_secret_access_key.as_deref()
+        ),
+        (Some("AK"), Some("SK"))
+    );
+    assert!(p.remote_store_allow_http);
+    assert_eq!(
+        p.remote_store_ca_file.as_deref(),
+        Some(std::path::Path::new("/etc/glance/rgw-ca.pem"))
+    );
+    assert_eq!(p.remote_max_size, 1 << 40);
+    assert_eq!(p.remote_timeout, Duration::from_secs(5));
+    assert_eq!(p.remote_sync_interval, Duration::ZERO);
     let g = &c.management;
     assert_eq!(g.auth, ManagementAuthMode::Static);
     assert_eq!(g.admin_tokens, vec!["t1", "t2", "t3"]);

@@ -36,7 +36,7 @@ pub(crate) struct PrefetchArgs {
 pub(crate) async fn run(args: PrefetchArgs) -> anyhow::Result<()> {
     let config = args.config.load()?;
     let store = open_store(&config, "prefetch").await?;
-    let cache = cache_over(store.clone(), &config);
+    let cache = cache_over(store.clone(), &config)?;
     let stack = Stack::builder(&cache)
         .management(service_auth(&config)?)
         .upstream(upstream(&config)?)

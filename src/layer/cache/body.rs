@@ -5,6 +5,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::combinators::UnsyncBoxBody;
 use pin_project_lite::pin_project;
 
 use crate::fill::FollowBody;
@@ -48,6 +49,7 @@ pin_project! {
         Verify { body: VerifyingBody },
         Follow { #[pin] body: FollowBody },
         Message { data: Option<Bytes> },
+        Peer { #[pin] body: UnsyncBoxBody<Bytes, BoxError> },
     }
 }
 
@@ -59,6 +61,7 @@ impl<B> std::fmt::Debug for ResponseBody<B> {
             ResponseKind::Verify { .. } => "verifying hit",
             ResponseKind::Follow { .. } => "follow",
             ResponseKind::Message { .. } => "message",
+            ResponseKind::Peer { .. } => "peer",
         };
         f.debug_struct("ResponseBody").field("kind", &kind).finish()
     }
@@ -113,6 +116,15 @@ impl<B> ResponseBody<B> {
         }
     }
 
+    /// Another node's answer, relayed as it is.
+    pub(crate) fn peer(body: UnsyncBoxBody<Bytes, BoxError>) -> Self {
+        ResponseBody {
+            kind: ResponseKind::Peer { body },
+            last_pending: false,
+            deferred: None,
+        }
+    }
+
     /// Whether the bytes come from a cached file (a hit, or a range of
     /// one) rather than from the upstream or a fill.
     ///
@@ -154,6 +166,7 @@ where
             ResponseKindProj::Message { data } => {
                 Poll::Ready(data.take().map(|d| Ok(Frame::data(d))))
             }
+            ResponseKindProj::Peer { body } => body.poll_frame(cx),
         };
         match poll {
             Poll::Ready(Some(Err(e))) if !*this.last_pending => {
@@ -179,6 +192,7 @@ where
             ResponseKind::Verify { body } => body.is_end_stream(),
             ResponseKind::Follow { body } => body.is_end_stream(),
             ResponseKind::Message { data } => data.is_none(),
+            ResponseKind::Peer { body } => body.is_end_stream(),
         }
     }
 
@@ -191,6 +205,7 @@ where
             ResponseKind::Message { data } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
+            ResponseKind::Peer { body } => body.size_hint(),
         }
     }
 }

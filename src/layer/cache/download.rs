@@ -16,16 +16,17 @@ use super::headers::hit_headers;
 use super::range::Ranged;
 use super::ResponseBody;
 use crate::auth::Decision;
-use crate::cache::{GlanceCache, Started};
+use crate::cache::{FillFrom, GlanceCache, Started, PEER_HEADER};
 use crate::fill::{follow, Fill, Head, Joined, LeaderGuard, Part, PendingMultihash, Resume};
 use crate::headers::{request_id, REQUEST_ID};
+use crate::remote::Lease;
 use crate::upstream::{Caller, Reply, RequestBody, Upstream};
 use crate::{BoxError, ImageId};
 
 pub(super) type Result<B, E> = std::result::Result<Response<ResponseBody<B>>, E>;
 
 /// What the leader's upstream request turned into.
-enum Led<B, E> {
+pub(super) enum Led<B, E> {
     Started(Started<B>),
     Failed(E),
 }
@@ -169,17 +170,23 @@ where
 
     /// Starts the fill that this and every later request for the image
     /// follows: from another process's fill of it, when one sharing the
-    /// cache directory is filling it now, else from the upstream.
+    /// cache directory is filling it now; else, in a cluster, from the
+    /// remote tier or the node filling it; else from the upstream. A
+    /// request from another node of the cluster is served from here or
+    /// the upstream, never sent on to a third node.
     async fn lead(
         self,
         guard: LeaderGuard,
         parts: request::Parts,
         body: RequestBody,
     ) -> Result<ResB, S::Error> {
-        match self.core.store().foreign_fill(&self.id).await {
-            Some(file) => self.lead_from_foreign(guard, file, parts, body).await,
-            None => self.lead_from_upstream(guard, parts, body).await,
+        if let Some(file) = self.core.store().foreign_fill(&self.id).await {
+            return self.lead_from_foreign(guard, file, parts, body).await;
         }
+        if self.core.cluster().is_some() && !parts.headers.contains_key(PEER_HEADER) {
+            return self.lead_in_cluster(guard, parts, body).await;
+        }
+        self.lead_from_upstream(guard, parts, body, None).await
     }
 
     /// Follows another process's fill once the upstream agrees that the
@@ -187,28 +194,19 @@ where
     /// checksum of the response head). Without those facts, the fill comes
     /// from the upstream as usual.
     async fn lead_from_foreign(
-        self,
+        mut self,
         guard: LeaderGuard,
         file: Arc<std::fs::File>,
         parts: request::Parts,
         body: RequestBody,
     ) -> Result<ResB, S::Error> {
         let caller = Caller::new(&parts);
-        let decision = self
-            .core
-            .authorizer()
-            .authorize(self.upstream(), &caller, &self.id)
-            .await;
-        let facts = match decision {
-            Decision::Allow(Some(facts)) if facts.size.is_some() => facts,
-            Decision::Allow(_) | Decision::Forward(_) => {
-                return self.lead_from_upstream(guard, parts, body).await
+        let facts = match self.authorize_leader(&caller).await {
+            Leader::Allowed(Some(facts)) if facts.size.is_some() => facts,
+            Leader::Allowed(_) | Leader::Upstream => {
+                return self.lead_from_upstream(guard, parts, body, None).await
             }
-            Decision::Deny(refusal) => {
-                self.core.metrics().hit_refused();
-                return Ok(refusal.into_response().map(ResponseBody::message));
-            }
-            Decision::Busy => return Ok(busy()),
+            Leader::Answer(resp) => return Ok(*resp),
         };
         let size = facts.size.unwrap_or_default();
         self.core.metrics().miss();
@@ -226,13 +224,35 @@ where
         Ok(self.follower_response(&fill, request_id(&parts.headers), caller))
     }
 
+    /// Asks the upstream whether `caller`, leading a fill from elsewhere
+    /// (another process's fill, the remote tier), may have the image.
+    pub(super) async fn authorize_leader(&mut self, caller: &Caller) -> Leader<ResB> {
+        let decision = self
+            .core
+            .authorizer()
+            .authorize(self.upstream(), caller, &self.id)
+            .await;
+        match decision {
+            Decision::Allow(facts) => Leader::Allowed(facts),
+            Decision::Forward(_) => Leader::Upstream,
+            Decision::Deny(refusal) => {
+                self.core.metrics().hit_refused();
+                let resp = refusal.into_response().map(ResponseBody::message);
+                Leader::Answer(Box::new(resp))
+            }
+            Decision::Busy => Leader::Answer(Box::new(busy())),
+        }
+    }
+
     /// Sends the request upstream and, if the answer is cacheable, starts
-    /// the fill from it.
-    async fn lead_from_upstream(
+    /// the fill from it (holding the cluster's fill `lease`, when given,
+    /// until the fill and its upload are over).
+    pub(super) async fn lead_from_upstream(
         self,
         guard: LeaderGuard,
         parts: request::Parts,
         body: RequestBody,
+        lease: Option<Lease>,
     ) -> Result<ResB, S::Error> {
         self.core.metrics().miss();
         let caller = Caller::new(&parts);
@@ -247,7 +267,10 @@ where
         tokio::spawn(
             async move {
                 let led = match inner.oneshot(req).await {
-                    Ok(resp) => Led::Started(core.start_fill(guard, resp, Some(record)).await),
+                    Ok(resp) => Led::Started(
+                        core.start_fill(guard, resp, Some(record), FillFrom::upstream(lease))
+                            .await,
+                    ),
                     Err(e) => Led::Failed(e),
                 };
                 let _ = tx.send(led);
@@ -272,7 +295,7 @@ where
     /// Asks for the image record as `caller`, alongside the download it
     /// leads: its multihash is what the fill's bytes must have. No answer,
     /// or a record without a multihash, leaves the fill to its MD5.
-    fn record(&self, caller: &Caller) -> PendingMultihash {
+    pub(super) fn record(&self, caller: &Caller) -> PendingMultihash {
         let fetch = self.upstream().image_record(caller, &self.id);
         let id = self.id.clone();
         let task = tokio::spawn(
@@ -302,7 +325,7 @@ where
         Box::pin(async move { task.await.ok().flatten() })
     }
 
-    fn follower_response(
+    pub(super) fn follower_response(
         &self,
         fill: &Arc<Fill>,
         request_id: HeaderValue,
@@ -354,7 +377,7 @@ where
 {
     let resp = future.await?;
     if resp.status().is_success() {
-        match core.invalidate(&id).await {
+        match core.image_deleted(&id).await {
             Ok(true) => {
                 tracing::info!(image_id = %id, "image deleted upstream; cache entry removed")
             }
@@ -363,6 +386,17 @@ where
         }
     }
     Ok(resp.map(ResponseBody::upstream))
+}
+
+/// What the upstream says of a leader that fills from elsewhere.
+pub(super) enum Leader<B> {
+    /// It may have the image; what the upstream said of it.
+    Allowed(Option<crate::upstream::ImageFacts>),
+    /// The answer to relay (a refusal, or `503` when the upstream could
+    /// not answer in time).
+    Answer(Box<Response<ResponseBody<B>>>),
+    /// No conclusive answer: the fill comes from the upstream.
+    Upstream,
 }
 
 /// Whether a request may follow a fill.
@@ -394,7 +428,7 @@ pub(super) fn busy<B>() -> Response<ResponseBody<B>> {
     resp
 }
 
-fn message<B>(status: StatusCode, text: &str) -> Response<ResponseBody<B>> {
+pub(super) fn message<B>(status: StatusCode, text: &str) -> Response<ResponseBody<B>> {
     let body = format!(
         "{} {}\n\n{text}\n",
         status.as_u16(),

@@ -76,6 +76,7 @@
 //! ```
 
 mod body;
+mod cluster;
 mod download;
 mod future;
 mod headers;

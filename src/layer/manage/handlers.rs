@@ -145,7 +145,7 @@ where
             Endpoint::CacheClear => ctx.cache_clear().await,
             Endpoint::CacheQueue(id) => ctx.cache_queue(upstream, &id).await,
             Endpoint::CacheDelete(id) => ctx.cache_delete(upstream, &id).await,
-            Endpoint::CachedNodes(_) => ctx.cached_nodes().await,
+            Endpoint::CachedNodes(id) => ctx.cached_nodes(upstream, &id).await,
             Endpoint::Clean => ctx.clean().await,
             Endpoint::Prune => ctx.prune().await,
             legacy => ctx.legacy(legacy).await,
@@ -318,12 +318,42 @@ impl Ctx<'_> {
         r.empty(StatusCode::NO_CONTENT)
     }
 
-    async fn cached_nodes<B>(&self) -> Response<ManageBody<B>> {
+    /// The nodes holding the image in their local tier, from the remote
+    /// tier's node registry (Glance's centralized_db answer); 409 without
+    /// a remote tier, as Glance without that driver.
+    async fn cached_nodes<S, B>(&self, upstream: Upstream<S>, raw: &str) -> Response<ManageBody<B>>
+    where
+        S: Service<Request<RequestBody>, Response = Response<B>> + Clone,
+        S::Error: Into<BoxError>,
+        B: Body<Data = Bytes>,
+        B::Error: Into<BoxError>,
+    {
         let r = self.r;
-        if let Err(resp) = self.admit(PolicyRule::ListCachedNodes).await {
-            return resp;
+        let cache = match self.admit(PolicyRule::ListCachedNodes).await {
+            Ok(c) => c,
+            Err(resp) => return resp,
+        };
+        let Some(tier) = cache.remote() else {
+            return r.error(StatusCode::CONFLICT, "Centralized caching is not enabled");
+        };
+        let Ok(id) = ImageId::parse(raw) else {
+            return r.image_not_found(raw);
+        };
+        match self.image_status(upstream, &id).await {
+            Ok(Some(_)) => {}
+            Ok(None) => return r.image_not_found(raw),
+            Err(resp) => return resp,
         }
-        r.error(StatusCode::CONFLICT, "Centralized caching is not enabled")
+        match tier.holders(&id).await {
+            Ok(nodes) => r.json(StatusCode::OK, &json!(nodes)),
+            Err(e) => {
+                tracing::warn!(image_id = %id, error = %e, "cannot read the node registry");
+                r.error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The node registry in the remote store cannot be read now.",
+                )
+            }
+        }
     }
 
     async fn clean<B>(&self) -> Response<ManageBody<B>> {

@@ -7,6 +7,9 @@
 //! * [`fake_keystone`]: an in-process fake of Keystone's token API;
 //! * [`real_glance`], [`real_keystone`]: a real Glance and a real Keystone on
 //!   loopback, started from the venvs `tests/harness/setup-python.sh` makes;
+//! * `s3` (feature `s3`): an S3-protocol server (s3s on a temporary
+//!   directory) in the test process, with injectable faults and request counts;
+//! * [`haproxy`]: a real HAProxy as a TLS terminator or a round-robin balancer;
 //! * [`client`]: an HTTP client that keeps partial bodies; [`wait`]: bounded
 //!   waiting and file helpers.
 #![deny(unsafe_code)]
@@ -21,6 +24,8 @@ pub mod harness;
 pub mod pki;
 pub mod real_glance;
 pub mod real_keystone;
+#[cfg(feature = "s3")]
+pub mod s3;
 pub mod wait;
 
 /// A boxed error, as `http_body` bodies and tower services use.

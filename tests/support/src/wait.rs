@@ -22,6 +22,22 @@ where
     }
 }
 
+/// Flips the bits of the byte in the middle of the file at `path`, in place
+/// (same size): silent corruption, as a bad disk or a stray write makes it.
+pub fn flip_middle_byte(path: &Path) {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let middle = file.metadata().unwrap().len() / 2;
+    let mut byte = [0u8];
+    file.read_exact_at(&mut byte, middle).unwrap();
+    file.write_all_at(&[!byte[0]], middle).unwrap();
+    file.sync_all().unwrap();
+}
+
 /// Lower-case hex MD5 of `data`.
 pub fn md5_hex(data: &[u8]) -> String {
     use md5::{Digest, Md5};
