@@ -42,14 +42,22 @@
 //! also the fill tier: followers read the growing file. Blocking work stays
 //! inside the store, behind an async API.
 //!
+//! The optional remote tier is [`remote::RemoteTier`]: a bucket of any
+//! S3-compatible store shared by every node (image objects with their
+//! digests, the node registry, the fill leases). A local miss fills from
+//! it, else from the node holding the image's fill lease, else from the
+//! upstream; committed images are uploaded in the background. See
+//! [`GlanceCacheBuilder::remote`](cache::GlanceCacheBuilder::remote).
+//!
 //! # Modules, top to bottom
 //!
 //! Dependencies point down only: [`stack`] builds the service from
 //! [`layer`]s and [`worker`]s; they use [`cache`]; the cache uses the
 //! `fill` machinery, [`auth`], the `upstream` client and the [`store`]; at
-//! the bottom sit [`metrics`], [`ImageId`] (the only way a request value
-//! becomes a path), the header and version rules, [`reverse_proxy`] and
-//! [`server`], and [`tls`] (rustls configurations for the upstream and
+//! the bottom sit [`remote`] (the shared tier; it knows nothing of the
+//! cache), [`metrics`], [`ImageId`] (the only way a request value
+//! becomes a path or an object key), the header and version rules,
+//! [`reverse_proxy`] and [`server`], and [`tls`] (rustls configurations for the upstream and
 //! Keystone clients and for the listeners, reloadable; it depends on
 //! nothing else in the crate).
 //!
@@ -64,9 +72,10 @@
 //! 4. Blocking I/O and SQLite never run on an async worker thread: the
 //!    store does them on the blocking pool or its index thread.
 //! 5. Every state change survives `kill -9`: a restart reconciles files
-//!    and rows.
+//!    and rows; an interrupted upload leaves nothing visible in the remote
+//!    tier.
 //! 6. Client-supplied identity headers are never trusted; the upstream
-//!    decides who may read which image.
+//!    decides who may read which image, for local and remote hits alike.
 #![deny(unsafe_code)]
 #![warn(missing_docs, rust_2018_idioms, unreachable_pub)]
 

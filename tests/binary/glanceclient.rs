@@ -14,7 +14,7 @@ use glance_cache_support::wait::*;
 const TOKEN: &str = "op-s3cret";
 
 /// The real `glance` command (python-glanceclient) from the Glance venv.
-fn glance_cli() -> PathBuf {
+pub(crate) fn glance_cli() -> PathBuf {
     let bin = venv_dir().join("bin").join("glance");
     assert!(
         bin.is_file(),
@@ -24,13 +24,13 @@ fn glance_cli() -> PathBuf {
     bin
 }
 
-struct Cli {
-    bin: PathBuf,
-    url: String,
+pub(crate) struct Cli {
+    pub(crate) bin: PathBuf,
+    pub(crate) url: String,
 }
 
 impl Cli {
-    fn run_with(&self, token: &str, args: &[&str]) -> (i32, String, String) {
+    pub(crate) fn run_with(&self, token: &str, args: &[&str]) -> (i32, String, String) {
         let out = Command::new(&self.bin)
             .args(["--os-image-url", &self.url, "--os-auth-token", token])
             .args(args)

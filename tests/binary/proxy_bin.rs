@@ -3,6 +3,7 @@
 mod support;
 
 mod cli;
+mod cluster;
 mod config_cmd;
 mod glanceclient;
 mod keystone_glance;

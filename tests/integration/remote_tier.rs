@@ -378,3 +378,73 @@ async fn cached_nodes_needs_an_admin_and_a_known_image() {
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cache_listing_says_which_tier_holds_each_image() {
+    let s3 = S3Server::start();
+    let glance = fake_glance().await;
+    let (_a_dir, a) = node(&glance.url(), &s3).await;
+    let (_b_dir, b) = node(&glance.url(), &s3).await;
+    for id in [PRIV, PUB] {
+        assert!(Client::new()
+            .get(&a.file_url(id), &[MEMBER])
+            .await
+            .complete());
+    }
+    a.settle().await;
+    uploaded(&s3, PRIV).await;
+    uploaded(&s3, PUB).await;
+    assert!(Client::new()
+        .get(&b.file_url(PUB), &[MEMBER])
+        .await
+        .complete());
+    b.settle().await;
+    let r = Client::new()
+        .get(&format!("{}/v2/cache", b.url), &[ADMIN])
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let doc: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    let cached = doc["cached_images"].as_array().unwrap();
+    assert_eq!(cached.len(), 1);
+    assert_eq!(
+        (cached[0]["image_id"].as_str(), cached[0]["tier"].as_str()),
+        (Some(PUB), Some("both"))
+    );
+    let remote = doc["remote_images"].as_array().unwrap();
+    assert_eq!(remote.len(), 1);
+    assert_eq!(
+        (remote[0]["image_id"].as_str(), remote[0]["tier"].as_str()),
+        (Some(PRIV), Some("remote"))
+    );
+    assert_eq!(remote[0]["size"], 26);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_remote_tier_is_pruned_least_recently_used_first() {
+    let s3 = S3Server::start();
+    let glance = fake_glance().await;
+    let (_a_dir, a) = node(&glance.url(), &s3).await;
+    for id in [PRIV, PUB] {
+        assert!(Client::new()
+            .get(&a.file_url(id), &[MEMBER])
+            .await
+            .complete());
+        a.settle().await;
+        uploaded(&s3, id).await;
+        // Upload times one second apart at least (S3 keeps seconds).
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    // 26 + 9 bytes over a 30-byte limit: the older one goes.
+    let tier = RemoteTier::s3(&options(&s3)).unwrap().max_size(30).build();
+    let report = tier.prune().await.unwrap();
+    assert!(report.ran);
+    assert_eq!((report.deleted, report.freed, report.size), (1, 26, 9));
+    assert_eq!(s3.keys("cluster/images/"), [image_key(PUB)]);
+    assert_eq!(
+        a.cache.metrics().snapshot().remote(RemoteEvent::Pruned),
+        0,
+        "another tier's counters"
+    );
+    // Within the limit, nothing more goes.
+    assert_eq!(tier.prune().await.unwrap().deleted, 0);
+}

@@ -234,10 +234,16 @@ impl Job {
                 if self.json() {
                     return emit_raw(answer);
                 }
-                if images.is_empty() {
+                let remote = answer
+                    .json
+                    .get("remote_images")
+                    .and_then(Value::as_array)
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                if images.is_empty() && remote.is_empty() {
                     return emit("No cached images.");
                 }
-                emit(&cached_listing(images))
+                emit(&cached_listing(images, remote))
             }
             Kind::ListQueued => {
                 let images = self.list(answer, "queued_images")?;
@@ -328,28 +334,52 @@ impl Job {
 
 /// `list-cached`'s output for a non-empty `images` list:
 /// `Found N cached images...` and the table.
-fn cached_listing(images: &[Value]) -> String {
-    let mut table = Table::new(&[
+/// Glance's table of cached images; with a remote tier (entries carry a
+/// `tier`), a Tier column, and the images only the remote tier holds
+/// after this node's.
+fn cached_listing(images: &[Value], remote: &[Value]) -> String {
+    let tiers = images.iter().chain(remote).any(|i| i.get("tier").is_some());
+    let mut columns = vec![
         ("ID", Align::Center),
         ("Last Accessed (UTC)", Align::Center),
         ("Last Modified (UTC)", Align::Center),
         ("Size", Align::Right),
         ("Hits", Align::Right),
-    ]);
-    for image in images {
-        table.add_row(vec![
+    ];
+    if tiers {
+        columns.push(("Tier", Align::Center));
+    }
+    let mut table = Table::new(&columns);
+    for image in images.iter().chain(remote) {
+        let mut row = vec![
             text(&image["image_id"]),
-            time(&image["last_accessed"], true),
+            if image.get("last_accessed").is_some() {
+                time(&image["last_accessed"], true)
+            } else {
+                "-".to_owned()
+            },
             time(&image["last_modified"], false),
             text(&image["size"]),
-            text(&image["hits"]),
-        ]);
+            if image.get("hits").is_some() {
+                text(&image["hits"])
+            } else {
+                "-".to_owned()
+            },
+        ];
+        if tiers {
+            row.push(text(&image["tier"]));
+        }
+        table.add_row(row);
     }
-    format!(
-        "Found {} cached images...\n{}",
-        images.len(),
-        table.render()
-    )
+    let mut out = format!("Found {} cached images...\n", images.len());
+    if !remote.is_empty() {
+        out.push_str(&format!(
+            "and {} more only in the remote tier...\n",
+            remote.len()
+        ));
+    }
+    out.push_str(&table.render());
+    out
 }
 
 /// `raw` as a canonical lower-case UUID if Python's `uuid.UUID` accepts it
@@ -451,7 +481,7 @@ mod tests {
             "size": 1048576}]}"#;
         let doc: Value = serde_json::from_str(raw).expect("json");
         let images = doc["cached_images"].as_array().expect("rows");
-        let listing = cached_listing(images);
+        let listing = cached_listing(images, &[]);
         let expected = "\
 Found 1 cached images...
 +--------------------------------------+----------------------------+----------------------------+---------+------+
@@ -460,6 +490,31 @@ Found 1 cached images...
 | a7998f07-4bca-4460-9f11-a1a70ddca252 | 2026-11-24T08:26:29.984314 | 2026-11-24T08:26:30.012634 | 1048576 |    3 |
 +--------------------------------------+----------------------------+----------------------------+---------+------+";
         assert_eq!(listing, expected);
+    }
+
+    #[test]
+    fn with_a_remote_tier_the_listing_says_where_each_image_is() {
+        let raw = r#"{"cached_images": [{"image_id": "a7998f07-4bca-4460-9f11-a1a70ddca252",
+            "hits": 3, "last_accessed": 0, "last_modified": 0, "size": 10, "tier": "both"}],
+            "remote_images": [{"image_id": "b7998f07-4bca-4460-9f11-a1a70ddca252",
+            "last_modified": 0, "size": 20, "tier": "remote"}]}"#;
+        let doc: Value = serde_json::from_str(raw).expect("json");
+        let listing = cached_listing(
+            doc["cached_images"].as_array().unwrap(),
+            doc["remote_images"].as_array().unwrap(),
+        );
+        assert!(listing
+            .starts_with("Found 1 cached images...\nand 1 more only in the remote tier...\n"));
+        let rows: Vec<&str> = listing.lines().filter(|l| l.contains("7998f07")).collect();
+        assert_eq!(rows.len(), 2, "{listing}");
+        assert!(
+            rows[0].contains("|  both  |") && rows[0].contains("|    3 |"),
+            "{listing}"
+        );
+        assert!(
+            rows[1].contains("remote") && rows[1].contains("|    - |"),
+            "{listing}"
+        );
     }
 
     fn cell(v: Value, zero_is_never: bool) -> String {

@@ -28,7 +28,9 @@ use crate::{BoxError, ImageId};
 /// Largest request body read (to be rejected) on a management call.
 const BODY_LIMIT: usize = 64 * 1024;
 
-/// One row of `cached_images`, with Glance's five fields (numeric epochs).
+/// One row of `cached_images`, with Glance's five fields (numeric epochs),
+/// and with a remote tier, where the image is: `local` (this node only) or
+/// `both` (also in the remote tier).
 #[derive(Serialize)]
 struct Row<'a> {
     image_id: &'a str,
@@ -36,9 +38,47 @@ struct Row<'a> {
     last_accessed: f64,
     last_modified: f64,
     size: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tier: Option<&'static str>,
 }
 
-fn rows(entries: &[CacheEntry]) -> Vec<Row<'_>> {
+/// The images of the remote tier, when the cache has one and it can be
+/// listed now (a listing that fails leaves the tier columns out, logged).
+async fn remote_images(cache: &GlanceCache) -> Option<Vec<crate::remote::RemoteImage>> {
+    match cache.remote()?.list().await {
+        Ok(images) => Some(images),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list the remote tier");
+            None
+        }
+    }
+}
+
+/// The cache listing: `cached_images` (with their tier when the remote
+/// tier could be listed) and, then, `remote_images`: the images only the
+/// remote tier holds (`tier: remote`).
+fn listing(entries: &[CacheEntry], remote: Option<&[crate::remote::RemoteImage]>) -> Value {
+    let Some(remote) = remote else {
+        return json!({"cached_images": rows(entries, None)});
+    };
+    let in_remote: std::collections::HashSet<&ImageId> =
+        remote.iter().map(|i| &i.image_id).collect();
+    let local: std::collections::HashSet<&ImageId> = entries.iter().map(|e| &e.image_id).collect();
+    let remote_only: Vec<Value> = remote
+        .iter()
+        .filter(|i| !local.contains(&i.image_id))
+        .map(|i| {
+            json!({"image_id": i.image_id.as_str(), "size": i.size,
+                   "last_modified": i.last_modified, "tier": "remote"})
+        })
+        .collect();
+    json!({"cached_images": rows(entries, Some(&in_remote)), "remote_images": remote_only})
+}
+
+fn rows<'a>(
+    entries: &'a [CacheEntry],
+    in_remote: Option<&std::collections::HashSet<&ImageId>>,
+) -> Vec<Row<'a>> {
     entries
         .iter()
         .map(|e| Row {
@@ -47,6 +87,13 @@ fn rows(entries: &[CacheEntry]) -> Vec<Row<'_>> {
             last_accessed: e.last_accessed,
             last_modified: e.last_modified,
             size: e.size,
+            tier: in_remote.map(|r| {
+                if r.contains(&e.image_id) {
+                    "both"
+                } else {
+                    "local"
+                }
+            }),
         })
         .collect()
 }
@@ -191,7 +238,9 @@ impl Ctx<'_> {
             (Err(e), _) | (_, Err(e)) => return r.internal("cannot read the cache", &e),
         };
         let queued: Vec<&str> = queued.iter().map(ImageId::as_str).collect();
-        let mut doc = json!({"cached_images": rows(&entries), "queued_images": queued});
+        let remote = remote_images(cache).await;
+        let mut doc = listing(&entries, remote.as_deref());
+        doc["queued_images"] = json!(queued);
         let errors = cache.prefetch_errors();
         if !errors.is_empty() {
             doc["queued_image_errors"] = json!(errors);
@@ -413,7 +462,10 @@ impl Ctx<'_> {
         };
         match endpoint {
             Endpoint::LegacyListCached => match store.list().await {
-                Ok(entries) => r.json(StatusCode::OK, &json!({"cached_images": rows(&entries)})),
+                Ok(entries) => {
+                    let remote = remote_images(cache).await;
+                    r.json(StatusCode::OK, &listing(&entries, remote.as_deref()))
+                }
                 Err(e) => r.internal("cannot read the cache", &e),
             },
             Endpoint::LegacyDeleteCached(raw) => match ImageId::parse(&raw) {

@@ -277,6 +277,19 @@ impl RealGlance {
         (status, body.to_string())
     }
 
+    /// How many whole downloads of image `id` (`GET /v2/images/{id}/file`
+    /// answered `200`; ranged probes answered `206` are not counted)
+    /// Glance's uWSGI request log holds so far.
+    pub fn file_downloads(&self, id: &str) -> usize {
+        let log = self.base_dir().join("log").join("uwsgi.log");
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let request = format!("GET /v2/images/{id}/file");
+        text.lines()
+            .filter(|l| l.contains(&request) && l.contains(" => generated "))
+            .filter(|l| l.contains("(HTTP/1.1 200)") || l.contains("(HTTP/1.0 200)"))
+            .count()
+    }
+
     /// The last `lines` lines of Glance's uWSGI and API logs (for assertion messages).
     pub fn log_tail(&self, lines: usize) -> String {
         self.process
