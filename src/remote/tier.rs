@@ -403,10 +403,11 @@ impl RemoteTier {
     ) -> Result<Vec<object_store::ObjectMeta>, RemoteError> {
         let store = Arc::clone(&self.inner.store);
         let listing = async move { store.list(Some(prefix)).try_collect::<Vec<_>>().await };
-        // A listing of a large tier may take longer than one request.
+        // A listing of a large tier takes several requests (1000 keys each).
         let inner = &self.inner;
+        let bound = inner.timeout * 5;
         inner.health.gate()?;
-        match tokio::time::timeout(inner.timeout * 15, listing).await {
+        match tokio::time::timeout(bound, listing).await {
             Ok(Ok(all)) => {
                 inner.health.success();
                 Ok(all)
@@ -424,7 +425,7 @@ impl RemoteTier {
                 let e = RemoteError::Timeout {
                     operation: "list",
                     key: prefix.to_string(),
-                    timeout: inner.timeout * 15,
+                    timeout: bound,
                 };
                 inner.health.failure(&e, &inner.metrics);
                 Err(e)

@@ -18,6 +18,11 @@ pub(crate) const PART: usize = 8 << 20;
 /// Bytes read from the file at a time.
 const READ: usize = 1 << 20;
 
+/// Longest wait for the store to take one part (or to complete the
+/// upload): a store that accepts connections and then says nothing must
+/// not hold an upload slot forever.
+const PART_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// Attempts of one upload, and the pauses between them.
 const RETRIES: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(5)];
 
@@ -108,27 +113,44 @@ impl RemoteTier {
             let chunk = match read_at(file, offset, want).await {
                 Ok(chunk) if chunk.len() == want => chunk,
                 Ok(_) => {
-                    let _ = writer.abort().await;
+                    abort(writer).await;
                     return Err(short(image));
                 }
                 Err(e) => {
-                    let _ = writer.abort().await;
+                    abort(writer).await;
                     return Err(e);
                 }
             };
-            if let Err(source) = writer.wait_for_capacity(1).await {
-                // The failed part's upload is aborted by `abort`.
-                let _ = writer.abort().await;
-                return Err(self.failed("upload part", &key, source));
+            match tokio::time::timeout(PART_TIMEOUT, writer.wait_for_capacity(1)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(source)) => {
+                    // The failed part's upload is aborted by `abort`.
+                    abort(writer).await;
+                    return Err(self.failed("upload part", &key, source));
+                }
+                Err(_) => {
+                    abort(writer).await;
+                    return Err(self.timed_out("upload part", &key));
+                }
             }
             writer.write(&chunk);
             offset += chunk.len() as u64;
         }
-        writer
-            .finish()
-            .await
-            .map_err(|source| self.failed("complete multipart", &key, source))?;
-        Ok(())
+        match tokio::time::timeout(PART_TIMEOUT, writer.finish()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(source)) => Err(self.failed("complete multipart", &key, source)),
+            Err(_) => Err(self.timed_out("complete multipart", &key)),
+        }
+    }
+
+    fn timed_out(&self, operation: &'static str, key: &object_store::path::Path) -> RemoteError {
+        let e = RemoteError::Timeout {
+            operation,
+            key: key.to_string(),
+            timeout: PART_TIMEOUT,
+        };
+        self.inner.health.failure(&e, &self.inner.metrics);
+        e
     }
 
     fn failed(
@@ -145,6 +167,12 @@ impl RemoteTier {
         self.inner.health.failure(&e, &self.inner.metrics);
         e
     }
+}
+
+/// Aborts a multipart upload, bounded (a store that does not answer keeps
+/// the parts until the bucket's lifecycle rule removes them).
+async fn abort(writer: WriteMultipart) {
+    let _ = tokio::time::timeout(Duration::from_secs(10), writer.abort()).await;
 }
 
 fn short(image: &RemoteImage) -> RemoteError {
