@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
 """Measurement engine of the end-to-end load benchmark (run it through benches/load/run.sh).
 
-run.sh starts the servers (two real Glances, nginx, the proxy) and describes them in a JSON
-file; this program uploads the images, runs every scenario with curl on 127.0.0.1, and prints
-one table (Markdown) of MiB/s with each row's ratio to the reference rows, the targets of
-issue 5, and writes the report into BENCHMARKS.md between its markers.
+run.sh starts the servers (two real Glances, nginx, the proxy; for the cluster and remote rows
+also an S3 server, three proxies sharing it as their remote tier, three nginx and HAProxy in
+front of each trio) and describes them in a JSON file; this program uploads the images, runs
+every scenario with curl on 127.0.0.1, and prints one table (Markdown) of MiB/s with each row's
+ratio to the reference rows, the targets of issues 5 and 11 and of the cluster, and writes the
+report into BENCHMARKS.md between its markers (a run with --only: into its own block there).
 
-Standard library only. Exit status: 0 when every download was complete and correct and the
-proxy made exactly one upstream download per cold burst, 1 otherwise (a missed *performance*
-target is reported, never an error), 2 on a usage error.
+Standard library only. Exit status: 0 when every download was complete and correct, the proxy
+made exactly one upstream download per cold burst, the proxy cluster exactly one per cold image
+(and uploaded it to the bucket once), and every remote hit none; 1 otherwise (a missed
+*performance* target is reported, never an error), 2 on a usage error.
 """
 import argparse
 import datetime
@@ -29,6 +32,10 @@ MiB = 1 << 20
 CLK = os.sysconf("SC_CLK_TCK")
 BEGIN = "<!-- loadbench:begin -->"
 END = "<!-- loadbench:end -->"
+# A run with --only writes its block inside the section above (a full run replaces it all).
+ONLY_BEGIN = "<!-- loadbench:only:begin -->"
+ONLY_END = "<!-- loadbench:only:end -->"
+GROUPS = ("main", "scrub", "tls", "bursts", "cluster", "remote")
 # curl's report of one download; %header{} needs curl >= 7.84
 CURL_FMT = ("%{http_code} %{size_download} %{time_total} %{time_starttransfer} "
             "cl=%header{content-length} cs=%header{x-cache-status}\n")
@@ -117,17 +124,19 @@ def reset_peak_rss(pid):
 
 
 class RssSampler(threading.Thread):
-    """Polls VmRSS every 20 ms: a cross-check of VmHWM (and the only figure if clear_refs fails)."""
+    """Polls VmRSS every 20 ms: a cross-check of VmHWM (and the only figure if clear_refs fails).
+    With several processes (the cluster's proxies), the peak is the largest of any one."""
 
-    def __init__(self, pid):
+    def __init__(self, pids):
         super().__init__(daemon=True)
-        self.pid, self.peak, self.stop = pid, 0, threading.Event()
+        self.pids, self.peak, self.stop = list(pids), 0, threading.Event()
 
     def run(self):
         while not self.stop.is_set():
-            v = status_kib(self.pid, "VmRSS")
-            if v is not None:
-                self.peak = max(self.peak, v)
+            for pid in self.pids:
+                v = status_kib(pid, "VmRSS")
+                if v is not None:
+                    self.peak = max(self.peak, v)
             self.stop.wait(0.02)
 
 
@@ -160,6 +169,16 @@ def get_json(url, headers=()):
         return None
 
 
+def remote_events(admin_port):
+    """glance_cache_remote_events_total of a proxy's admin endpoint: {event: count}
+    (empty when the endpoint does not answer)."""
+    text = curl([f"http://127.0.0.1:{admin_port}/metrics"], timeout=10)
+    out = {}
+    for m in re.finditer(r'^glance_cache_remote_events_total\{event="(\w+)"\} (\d+)', text, re.M):
+        out[m.group(1)] = int(m.group(2))
+    return out
+
+
 # ----------------------------------------------------------------------------- the bench
 class Bench:
     def __init__(self, env, opts):
@@ -181,6 +200,17 @@ class Bench:
         self.clear_refs_ok = None
         self.fill_pending = {}   # (server, size) -> a miss ran and its commit may be pending
         self.scrub_idle_cpu = []  # the proxy's CPU % with the scrubber running and no client
+        # the cluster rows: 3 proxies sharing an S3 bucket, 3 nginx, HAProxy in front of each
+        self.cl = env.get("cluster")
+        if self.cl:
+            self.nodes = [f"http://127.0.0.1:{n['port']}" for n in self.cl["nodes"]]
+            self.ha_proxies = f"http://127.0.0.1:{self.cl['haproxy']['proxies_port']}"
+            self.ha_nginx = f"http://127.0.0.1:{self.cl['haproxy']['nginx_port']}"
+        self.node_pending = set()    # (node index, size): a fill ran there, its commit may be pending
+        self.upload_pending = set()  # sizes whose image a node is uploading to the bucket
+        self.cluster_key = {}        # size -> the nginx cluster's cache key of this round
+        self.cluster_sources = []    # per cold cluster sample: remote event deltas summed over nodes
+        self.remote_before = None    # node 1's remote events before a remote-hit sample
 
     def error(self, msg):
         log("ERROR: " + msg)
@@ -323,6 +353,200 @@ class Bench:
         self._ensure(lambda: self.glance_cached(size),
                      f"{self.g_cache}/v2/images/{self.ids[('cache', size)]}/file", "Glance")
 
+    # -- the cluster: 3 proxies sharing an S3 bucket, 3 nginx, HAProxy ---------------------
+    def bucket_file(self, kind, size):
+        """The S3 server's file of the image's object (kind "images") or fill lease ("leases")."""
+        s3 = self.cl["s3"]
+        return os.path.join(s3["root"], s3["bucket"], s3["prefix"], kind, self.ids[("up", size)])
+
+    def node_cached(self, i, size):
+        doc = get_json(f"{self.nodes[i]}/v2/cache", self.admin)
+        iid = self.ids[("up", size)]
+        return bool(doc) and any(c.get("image_id") == iid for c in doc.get("cached_images", []))
+
+    def node_events(self, nodes=None):
+        """The remote events of the nodes (all by default), summed: {event: count}."""
+        total = {}
+        for i in (range(len(self.nodes)) if nodes is None else nodes):
+            for k, v in remote_events(self.cl["nodes"][i]["admin_port"]).items():
+                total[k] = total.get(k, 0) + v
+        return total
+
+    @staticmethod
+    def events_delta(before, after):
+        return {k: after.get(k, 0) - before.get(k, 0) for k in sorted(set(before) | set(after))
+                if after.get(k, 0) != before.get(k, 0)}
+
+    def settle_nodes(self, size):
+        """Every node where a fill of the image ran has committed it (see settle)."""
+        for i in range(len(self.nodes)):
+            if (i, size) in self.node_pending:
+                self.node_pending.discard((i, size))
+                self.settle(lambda i=i: self.node_cached(i, size), f"cluster node {i + 1}")
+
+    def wait_uploaded(self, size):
+        """After a fill from the upstream: its upload to the bucket is over (the fill lease,
+        released after the upload, is gone) and the object is there. Bounded."""
+        if size not in self.upload_pending:
+            return
+        self.upload_pending.discard(size)
+        obj, lease = self.bucket_file("images", size), self.bucket_file("leases", size)
+        deadline = time.monotonic() + 120 + size / (10 * MiB)
+        while time.monotonic() < deadline:
+            if not os.path.exists(lease) and os.path.exists(obj):
+                return
+            time.sleep(0.05)
+        self.error(f"cluster: the upload of the {size_label(size)} image to the bucket did not finish "
+                   f"(lease there: {os.path.exists(lease)}, object there: {os.path.exists(obj)})")
+
+    def evict_node(self, i, size):
+        iid = self.ids[("up", size)]
+        code = http_status("DELETE", f"{self.nodes[i]}/v2/cache/{iid}", self.admin)
+        if code not in ("204", "404"):
+            self.error(f"cluster node {i + 1}: DELETE /v2/cache/{iid} answered {code}")
+        if self.node_cached(i, size):
+            self.error(f"cluster node {i + 1} still lists {iid} after DELETE /v2/cache")
+
+    def evict_cluster(self, size):
+        """No node has the image and the bucket has no copy: the next download is cold for the
+        whole cluster. The previous fills and the upload are waited for first."""
+        self.settle_nodes(size)
+        self.wait_uploaded(size)
+        for i in range(len(self.nodes)):
+            self.evict_node(i, size)
+        # what s3s-fs's DeleteObject does: the object's bytes go (its JSON side files stay)
+        try:
+            os.unlink(self.bucket_file("images", size))
+        except FileNotFoundError:
+            pass
+        if os.path.exists(self.bucket_file("leases", size)):
+            self.error("cluster: a fill lease is left in the bucket after every fill ended")
+
+    def cluster_cold_prep(self, size, rep, clients):
+        self.evict_cluster(size)
+        self.remote_before = self.node_events()
+
+    def cluster_cold_after(self, size, s):
+        """Every node filled the image: wait for the commits and the upload (outside the
+        measured time, so that the next sample does not share the machine with it), and check
+        that the image went to the bucket once."""
+        self.node_pending |= {(i, size) for i in range(len(self.nodes))}
+        self.upload_pending.add(size)
+        self.settle_nodes(size)
+        self.wait_uploaded(size)
+        d = self.events_delta(self.remote_before, self.node_events())
+        s["remote_events"] = d
+        self.cluster_sources.append(d)
+        if d.get("upload", 0) != 1 or d.get("upload_failure", 0):
+            self.error(f"cluster cold {size_label(size)}: the image was not uploaded to the bucket "
+                       f"exactly once (remote events {d})")
+
+    def cluster_warm_prep(self, size, rep, clients):
+        """Every node has the image; each remembers that this caller may download it (a
+        1-byte range first), as for the single proxy's hit row."""
+        self.settle_nodes(size)
+        iid = self.ids[("up", size)]
+        for i, base in enumerate(self.nodes):
+            if not self.node_cached(i, size):
+                self.error(f"cluster warm: node {i + 1} does not have the image")
+            curl(["-o", "/dev/null", "-H", "Range: bytes=0-0", f"{base}/v2/images/{iid}/file"])
+
+    def ensure_in_bucket(self, size):
+        """The bucket has the image (uploaded by a node, as in the cluster rows)."""
+        self.settle_nodes(size)
+        self.wait_uploaded(size)
+        iid = self.ids[("up", size)]
+        if not os.path.exists(self.bucket_file("images", size)):
+            # nothing in the bucket yet (no cluster row ran): node 1 fills from the upstream
+            # and uploads
+            self.evict_cluster(size)
+            curl(["-o", "/dev/null", f"{self.nodes[0]}/v2/images/{iid}/file"], timeout=self.o.curl_timeout)
+            self.node_pending.add((0, size))
+            self.upload_pending.add(size)
+            self.settle_nodes(size)
+            self.wait_uploaded(size)
+            if not os.path.exists(self.bucket_file("images", size)):
+                self.error("the image did not reach the bucket")
+
+    def remote_hit_prep(self, size, rep, clients):
+        """Node 1 without its local copy, the bucket with the image: the next download from
+        node 1 is filled from the bucket."""
+        self.ensure_in_bucket(size)
+        self.evict_node(0, size)
+        self.remote_before = self.node_events([0])
+
+    def remote_hit_after(self, size, s):
+        self.node_pending.add((0, size))
+        self.settle_nodes(size)
+        d = self.events_delta(self.remote_before, self.node_events([0]))
+        s["remote_events"] = d
+        if d.get("hit", 0) != 1 or d.get("peer_stream", 0):
+            self.error(f"remote hit {size_label(size)}: node 1 did not fill from the bucket "
+                       f"(remote events {d}, want one hit)")
+
+    def verify_cluster(self, size):
+        """The cluster's paths, compared with the source by MD5 (untimed): 3 concurrent cold
+        downloads through HAProxy (one per node: a fill from the upstream and fills that
+        follow it), each node's local hit, a remote hit, and nginx's cluster cold and warm."""
+        want = md5_of_file(self.file_for(size))
+        iid = self.ids[("up", size)]
+        n = len(self.nodes)
+
+        def check(name, got):
+            bad = [g for g in got if g != want]
+            if bad:
+                self.error(f"{name} ({size_label(size)}): md5 {bad[0]} != source {want}")
+
+        self.evict_cluster(size)
+        before, offset = self.node_events(), self.log_offset()
+        check("cluster cold through HAProxy", md5_of_urls([f"{self.ha_proxies}/v2/images/{iid}/file"] * n))
+        self.node_pending |= {(i, size) for i in range(n)}
+        self.upload_pending.add(size)
+        self.settle_nodes(size)
+        self.wait_uploaded(size)
+        ups = self.upstream_downloads(iid, offset)
+        if ups != 1:
+            self.error(f"cluster cold check ({size_label(size)}): the upstream logged {ups} downloads, want 1")
+        log(f"cluster: {n} concurrent cold downloads through HAProxy: upstream downloads {ups}, "
+            f"remote events {self.events_delta(before, self.node_events())}")
+        for i, base in enumerate(self.nodes):
+            check(f"cluster node {i + 1} local hit", [md5_of_url(f"{base}/v2/images/{iid}/file")])
+        self.remote_hit_prep(size, 0, 1)
+        check("remote hit (node 1)", [md5_of_url(f"{self.nodes[0]}/v2/images/{iid}/file")])
+        self.remote_hit_after(size, {})
+        key = f"verify-{self.stamp}"
+        for what in ("cold", "warm"):
+            check(f"nginx cluster {what} through HAProxy",
+                  md5_of_urls([f"{self.ha_nginx}/v2/images/{iid}/file?cold={key}"] * n))
+        log(f"{size_label(size)}: every cluster path returned the source bytes (md5 {want})")
+
+    def cluster_phase(self, scs):
+        size, n = self.o.cluster_size, self.o.cluster_clients
+        by_key = {sc["key"]: sc for sc in scs}
+        log(f"== cluster, {size_label(size)}: {self.o.runs} rounds of {n} concurrent clients through HAProxy, "
+            "3 proxies sharing an S3 bucket and 3 nginx: cold, then warm")
+        for rep in range(self.o.runs):
+            for key in ("cluster_proxy_cold", "cluster_nginx_cold", "cluster_proxy_warm", "cluster_nginx_warm"):
+                sc = by_key[key]
+                if sc.get("prep"):
+                    sc["prep"](size, rep, n)
+                self.record(sc, size, n, self.sample(sc, size, n))
+
+    def remote_phase(self, scs):
+        """Remote hits of node 1 in rounds, with the rows they are compared with (1 client, the
+        same image) when no earlier phase measured them."""
+        size = self.o.cluster_size
+        by_key = {sc["key"]: sc for sc in scs}
+        refs = [k for k in ("direct", "glance_miss", "proxy_miss", "proxy_hit") if (k, size, 1) not in self.rows]
+        keys = refs + ["s3_get", "remote_hit"]
+        log(f"== remote hit, {size_label(size)}: {self.o.runs} rounds of {', '.join(keys)}")
+        for rep in range(self.o.runs):
+            for key in keys:
+                sc = by_key[key]
+                if sc.get("prep"):
+                    sc["prep"](size, rep, 1)
+                self.record(sc, size, 1, self.sample(sc, size, 1))
+
     # -- a fresh proxy process (for the memory rows) ---------------------------------------
     def restart_proxy(self, extra_env=None, url=None):
         """Stops the proxy (SIGTERM) and starts it again with the same configuration and cache
@@ -359,6 +583,20 @@ class Bench:
             time.sleep(0.1)
         raise SystemExit(f"loadbench: the restarted proxy does not answer (log: {px['log']})")
 
+    def group_pids(self, g):
+        """The processes of a server group: its master(s) and their direct children."""
+        if g == "nodes":
+            masters = [n["pid"] for n in self.cl["nodes"]]
+        elif g == "node1":
+            masters = [self.cl["nodes"][0]["pid"]]
+        elif g == "cnginx":
+            masters = [n["pid"] for n in self.cl["nginx"]]
+        elif g in ("haproxy", "s3"):
+            masters = [self.cl[g]["pid"]]
+        else:
+            masters = [self.env[g]["pid"]]
+        return set().union(*(pids_of(m) for m in masters))
+
     # -- upstream download count (the upstream Glance's uWSGI request log) -----------------
     def log_offset(self):
         try:
@@ -388,16 +626,17 @@ class Bench:
     # -- one sample ------------------------------------------------------------------------
     def sample(self, sc, size, clients):
         """Runs `clients` curls at once against sc's URL; returns the sample dict."""
-        groups = {g: pids_of(self.env[g]["pid"]) for g in sc["groups"]}
-        proxy_pid = self.env["proxy"]["pid"]
-        is_proxy = sc["server"] == "proxy"
+        groups = {g: self.group_pids(g) for g in sc["groups"]}
+        # the proxies whose peak RSS the row reports
+        rss_pids = sc["rss"]() if "rss" in sc else (
+            [self.env["proxy"]["pid"]] if sc["server"] == "proxy" else [])
         sampler = None
-        if is_proxy:
-            rss_before = status_kib(proxy_pid, "VmRSS")
-            ok = reset_peak_rss(proxy_pid)
+        if rss_pids:
+            rss_before = max(status_kib(p, "VmRSS") or 0 for p in rss_pids)
+            ok = all([reset_peak_rss(p) for p in rss_pids])
             if self.clear_refs_ok is None:
                 self.clear_refs_ok = ok
-            sampler = RssSampler(proxy_pid)
+            sampler = RssSampler(rss_pids)
             sampler.start()
         offset = self.log_offset() if sc.get("count") == "upstream" else None
         urls = [sc["url"](size, k) for k in range(clients)]
@@ -474,17 +713,20 @@ class Bench:
             served_from_store = sum(1 for d in clients_out if not d["cl"])
             if served_from_store:
                 self.error(f"{sc['label']}: {served_from_store} responses were not Glance cache hits")
-        if is_proxy:
-            hwm = status_kib(proxy_pid, "VmHWM") if self.clear_refs_ok else None
+        if rss_pids:
+            hwm = max(status_kib(p, "VmHWM") or 0 for p in rss_pids) if self.clear_refs_ok else None
             s["proxy_peak_rss_kib"] = max(hwm or 0, sampler.peak)
             s["proxy_rss_before_kib"] = rss_before or 0
-            if status_kib(proxy_pid, "VmRSS") is None:
-                self.error("the proxy process is gone")
-        if sc["server"] == "proxy" and sc["kind"] == "miss" and s.get("upstream_downloads") != 1:
+            if any(status_kib(p, "VmRSS") is None for p in rss_pids):
+                self.error(f"{sc['label']}: a proxy process is gone")
+        want_up = sc.get("expect_upstream", 1 if sc["server"] == "proxy" and sc["kind"] == "miss" else None)
+        if want_up is not None and s.get("upstream_downloads") != want_up:
             self.error(f"{sc['label']} {size_label(size)} x{clients}: the upstream logged "
-                       f"{s.get('upstream_downloads')} downloads of the image, want exactly 1")
+                       f"{s.get('upstream_downloads')} downloads of the image, want exactly {want_up}")
         if sc["kind"] == "miss" and sc["server"] in ("proxy", "glance"):
             self.fill_pending[(sc["server"], size)] = True
+        if sc.get("after"):
+            sc["after"](size, s)
         self.samples.append(s)
         if self.o.sync:
             os.sync()   # write back the fill's dirty pages now, not during the next sample
@@ -528,6 +770,16 @@ class Bench:
         def range_header(size):
             a, b = range_of(size)
             return f"Range: bytes={a}-{b}"
+
+        # curl signs its requests to the S3 server itself (AWS SigV4)
+        s3_auth = ([] if not self.cl else
+                   ["-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD",
+                    "--aws-sigv4", f"aws:amz:{self.cl['s3']['region']}:s3",
+                    "--user", f"{self.cl['s3']['access_key_id']}:{self.cl['s3']['secret_access_key']}"])
+
+        def cluster_nginx_prep(size, rep, clients):
+            # a new cache key every round: cold in the 3 nginx; the warm row reads it again
+            self.cluster_key[size] = f"cluster-{self.stamp}-{size}-{rep}"
         G_UP, G_CA, NGX, PRX = "glance_upstream", "glance_cache", "nginx", "proxy"
         return [
             dict(key="ceiling", label="ceiling: nginx serving the file itself (no proxying)",
@@ -558,6 +810,19 @@ class Bench:
                  groups=[PRX, G_UP], count="upstream",
                  prep=lambda size, rep, clients: self.ensure_proxy_cached(size, warm=True),
                  url=lambda size, k: f"{self.proxy}/v2/images/{up(size)}/file"),
+            dict(key="s3_get",
+                 label="S3 server alone: GET of the bucket's copy (curl, SigV4; the remote tier's speed)",
+                 server="s3", kind="remote", groups=["s3"], phase="remote", nginx_ref="none",
+                 curl_args=s3_auth, prep=lambda size, rep, clients: self.ensure_in_bucket(size),
+                 url=lambda size, k: f"{self.cl['s3']['endpoint']}/{self.cl['s3']['bucket']}/"
+                                     f"{self.cl['s3']['prefix']}/images/{up(size)}"),
+            dict(key="remote_hit",
+                 label="glance-cache-proxy remote hit (local copy deleted, image in the S3 bucket)",
+                 server="node1", kind="remote", groups=["node1", G_UP, "s3"], phase="remote",
+                 count="upstream", expect_upstream=0, nginx_ref="nginx_cold",
+                 rss=lambda: [self.cl["nodes"][0]["pid"]],
+                 prep=self.remote_hit_prep, after=self.remote_hit_after,
+                 url=lambda size, k: f"{self.nodes[0]}/v2/images/{up(size)}/file"),
             dict(key="proxy_hit_probe",
                  label="glance-cache-proxy hit, authorization probe every request",
                  server="proxy", kind="hit", groups=[PRX, G_UP], single_only=True,
@@ -602,17 +867,63 @@ class Bench:
                  prep=lambda size, rep, clients: (size_now.__setitem__(0, size),
                                                   self.ensure_proxy_cached(size)),
                  url=lambda size, k: f"{self.proxy}/v2/images/{up(size)}/file"),
+            dict(key="cluster_nginx_cold", label="cluster cold: 3 nginx proxy_cache (tuned) behind HAProxy",
+                 server="cnginx", kind="miss", groups=["cnginx", G_UP, "haproxy"], phase="cluster",
+                 is_nginx_ref=True, count="upstream", prep=cluster_nginx_prep,
+                 url=lambda size, k: f"{self.ha_nginx}/v2/images/{up(size)}/file?cold={self.cluster_key[size]}"),
+            dict(key="cluster_nginx_warm", label="cluster warm: 3 nginx proxy_cache (tuned) behind HAProxy",
+                 server="cnginx", kind="hit", groups=["cnginx", G_UP, "haproxy"], phase="cluster",
+                 is_nginx_ref=True, expect_cache_status="HIT",
+                 url=lambda size, k: f"{self.ha_nginx}/v2/images/{up(size)}/file?cold={self.cluster_key[size]}"),
+            dict(key="cluster_proxy_cold",
+                 label="cluster cold: 3 glance-cache-proxies (one S3 remote tier) behind HAProxy",
+                 server="cluster", kind="miss", groups=["nodes", G_UP, "s3", "haproxy"], phase="cluster",
+                 nginx_ref="cluster_nginx_cold", count="upstream", expect_upstream=1,
+                 rss=lambda: [n["pid"] for n in self.cl["nodes"]],
+                 prep=self.cluster_cold_prep, after=self.cluster_cold_after,
+                 url=lambda size, k: f"{self.ha_proxies}/v2/images/{up(size)}/file"),
+            dict(key="cluster_proxy_warm", label="cluster warm: 3 glance-cache-proxies behind HAProxy",
+                 server="cluster", kind="hit", groups=["nodes", G_UP, "s3", "haproxy"], phase="cluster",
+                 nginx_ref="cluster_nginx_warm", count="upstream", expect_upstream=0,
+                 rss=lambda: [n["pid"] for n in self.cl["nodes"]], prep=self.cluster_warm_prep,
+                 url=lambda size, k: f"{self.ha_proxies}/v2/images/{up(size)}/file"),
         ]
 
     def run(self):
         o = self.o
         sizes = o.sizes
-        self.setup_images(sizes)
-        for size in sizes:
-            self.verify_bytes(size)
+        only = o.only
         scs = self.scenarios()
-        for size in sizes:
-            log(f"== {size_label(size)}: {o.runs} rounds of {len(scs)} scenarios x (1, {o.parallel}) clients")
+        if only & {"main", "scrub", "tls"}:
+            self.setup_images(sizes)
+            for size in sizes:
+                self.verify_bytes(size)
+        if "main" in only:
+            self.main_rounds(scs)
+        if "scrub" in only:
+            self.scrub_phase(scs)
+        if "tls" in only:
+            self.tls_phase(scs)
+        if "bursts" in only:
+            self.bursts(scs)
+        if only & {"cluster", "remote"}:
+            if not self.cl:
+                raise SystemExit("loadbench: the cluster rows need the cluster run.sh starts (no 'cluster' in the env file)")
+            size = o.cluster_size
+            if ("up", size) not in self.ids:
+                self.setup_images([size])
+                self.verify_bytes(size)
+            self.verify_cluster(size)
+            if "cluster" in only:
+                self.cluster_phase(scs)
+            if "remote" in only:
+                self.remote_phase(scs)
+
+    def main_rounds(self, scs):
+        o = self.o
+        for size in o.sizes:
+            n_main = sum(1 for sc in scs if not sc.get("phase"))
+            log(f"== {size_label(size)}: {o.runs} rounds of {n_main} scenarios x (1, {o.parallel}) clients")
             curl(["-o", "/dev/null", f"{self.nginx}/v2/images/{self.ids[('up', size)]}/file?warm={self.stamp}"],
                  timeout=o.curl_timeout)
             for rep in range(o.runs):
@@ -623,11 +934,12 @@ class Bench:
                         if sc.get("prep"):
                             sc["prep"](size, rep, clients)
                         self.record(sc, size, clients, self.sample(sc, size, clients))
-        self.scrub_phase(scs)
-        self.tls_phase(scs)
+
+    def bursts(self, scs):
+        o = self.o
         big = o.big_size
         extra = [n for n in o.concurrency if n not in (1, o.parallel)]
-        if extra and big not in sizes:
+        if extra and ("up", big) not in self.ids:
             self.setup_images([big])
             self.verify_bytes(big)
         for n in extra:
@@ -727,7 +1039,8 @@ class Bench:
 
     def table(self):
         short = {"glance_upstream": "glance", "glance_cache": "glance", "nginx": "nginx",
-                 "proxy": "proxy"}
+                 "proxy": "proxy", "nodes": "3 proxies", "node1": "proxy", "cnginx": "3 nginx",
+                 "haproxy": "haproxy", "s3": "s3"}
         lines = ["| scenario | image | clients | **MiB/s** (median) | min–max | runs | × direct | × nginx "
                  "| last client s | TTFB ms | upstream GETs | server CPU % | curl CPU % | proxy peak RSS MiB |",
                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -741,9 +1054,10 @@ class Bench:
             ngx_ref = "nginx_cold" if sc["kind"] == "miss" else "nginx_warm"
             if sc.get("phase") == "tls":
                 ngx_ref = "nginx_warm_tls"
+            ngx_ref = sc.get("nginx_ref", ngx_ref)
             ngx = self.ref(ngx_ref, size, clients)
             xd = f"{s['median'] / direct:.2f}" if direct and sc["key"] != ref_key else ("ref" if sc["key"] == ref_key else "–")
-            if sc["key"] in ("nginx_cold", "nginx_warm", "nginx_warm_tls"):
+            if sc["key"] in ("nginx_cold", "nginx_warm", "nginx_warm_tls") or sc.get("is_nginx_ref"):
                 xn = "ref"
             elif sc["kind"] == "range":
                 xn = "–"
@@ -816,11 +1130,10 @@ class Bench:
                            f"(authorization remembered), {vals['proxy_hit_probe']['ttfb']:.1f} ms (authorization probe "
                            f"on every request); nginx warm {vals['nginx_warm']['ttfb']:.1f} ms, Glance hit "
                            f"{vals['glance_hit']['ttfb']:.1f} ms, direct upstream {vals['direct']['ttfb']:.1f} ms")
-        out.append("- `GET /v2/cache` with 10,000 entries: measured by the criterion bench "
-                   "(`cargo bench --bench index`), not by this script")
-        out.append("")
-        out.append("**Targets (issue 11):**")
-        out.append("")
+        if "main" in o.only:
+            out.append("- `GET /v2/cache` with 10,000 entries: measured by the criterion bench "
+                       "(`cargo bench --bench index`), not by this script")
+        issue5, out = out, []
         for size in o.sizes:
             for n in (1, o.parallel):
                 p, ng, g = med("proxy_miss", size, n), med("nginx_cold", size, n), med("glance_miss", size, n)
@@ -854,7 +1167,54 @@ class Bench:
                        f"({on['n']} + {off['n']} samples): {on['median']:.0f} MiB/s "
                        f"vs {off['median']:.0f} MiB/s with the scrubber off = {100 * cost:+.1f}% cost "
                        f"(target < 5%){idle}: {verdict(cost < 0.05)}")
-        return "\n".join(out)
+        text = []
+        for title, lines in (("issue 5", issue5), ("issue 11", out),
+                             ("cluster: 3 nodes behind HAProxy, one S3 remote tier",
+                              self.cluster_targets(verdict, med))):
+            if lines:
+                text += ([""] if text else []) + [f"**Targets ({title}):**", ""] + lines
+        return "\n".join(text)
+
+    def cluster_targets(self, verdict, med):
+        o, out = self.o, []
+        size, n = o.cluster_size, o.cluster_clients
+        pc, nc = med("cluster_proxy_cold", size, n), med("cluster_nginx_cold", size, n)
+        if pc and nc:
+            pups, nups = sorted(set(pc.get("up", []))), sorted(set(nc.get("up", [])))
+            srcs = self.cluster_sources
+            how = ""
+            if srcs:
+                peer = statistics.median(d.get("peer_stream", 0) for d in srcs)
+                hit = statistics.median(d.get("hit", 0) for d in srcs)
+                how = (f"; the proxies' fills per cold image (median): 1 from the upstream by the lease holder, "
+                       f"{peer:.0f} streamed from it by the other nodes, {hit:.0f} from the bucket; "
+                       "then one upload to the bucket")
+            out.append(f"- cluster cold, {size_label(size)}, {n} concurrent clients through HAProxy "
+                       f"(round robin over 3 nodes), {pc['n']} cold image(s): upstream downloads per cold image: "
+                       f"proxies {pups}, nginx {nups} (target: exactly 1 for the proxies; nginx fills each "
+                       f"instance on its own); aggregate {pc['median']:.0f} MiB/s vs nginx {nc['median']:.0f} "
+                       f"MiB/s = {pc['median'] / nc['median']:.2f}×, last client done after {pc['wall']:.2f} s "
+                       f"vs {nc['wall']:.2f} s, time to first byte {pc['ttfb']:.0f} ms vs {nc['ttfb']:.0f} ms"
+                       f"{how}: {verdict(pups == [1])}")
+        pw, nw = med("cluster_proxy_warm", size, n), med("cluster_nginx_warm", size, n)
+        if pw and nw:
+            out.append(f"- cluster warm, {size_label(size)}, {n} concurrent clients through HAProxy: proxies "
+                       f"{pw['median']:.0f} MiB/s vs nginx {nw['median']:.0f} MiB/s = "
+                       f"{pw['median'] / nw['median']:.2f}× (reported; no target)")
+        r, g, h, m, s3 = (med(k, size, 1) for k in ("remote_hit", "glance_miss", "proxy_hit", "proxy_miss", "s3_get"))
+        if r and g and h:
+            ups = sorted(set(r.get("up", [])))
+            ok = r["median"] >= g["median"] and r["median"] >= 0.5 * h["median"]
+            miss = f"; the proxy's own miss from the upstream: {m['median']:.0f} MiB/s" if m else ""
+            if s3:
+                miss += (f"; the S3 server alone serves the object at {s3['median']:.0f} MiB/s (curl): the remote "
+                         f"hit runs at {r['median'] / s3['median']:.2f}× the remote tier's own speed here")
+            out.append(f"- remote hit, {size_label(size)}, 1 client (a node whose local copy was deleted, the image "
+                       f"in the S3 bucket): {r['median']:.0f} MiB/s = {r['median'] / g['median']:.2f}× Glance's own "
+                       f"cache miss ({g['median']:.0f} MiB/s; target ≥ 1×) and {r['median'] / h['median']:.2f}× the "
+                       f"proxy's local hit ({h['median']:.0f} MiB/s; target ≥ 0.5×); upstream downloads {ups} "
+                       f"(must be [0]), time to first byte {r['ttfb']:.1f} ms{miss}: {verdict(ok)}")
+        return out
 
 
 def range_of(size):
@@ -875,6 +1235,21 @@ def md5_of_url(url, headers=()):
     return r.stdout.split()[0] if r.stdout else "(no answer)"
 
 
+def md5_of_urls(urls):
+    """md5_of_url of every url at once (concurrent downloads)."""
+    procs = [subprocess.Popen(["bash", "-c", 'curl -sf --max-time 900 "$1" | md5sum', "md5", u],
+                              stdout=subprocess.PIPE, text=True) for u in urls]
+    out = []
+    for p in procs:
+        try:
+            o, _ = p.communicate(timeout=960)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            o, _ = p.communicate()
+        out.append(o.split()[0] if o else "(no answer)")
+    return out
+
+
 def machine(env):
     def sh(cmd):
         try:
@@ -890,13 +1265,24 @@ def machine(env):
             "versions": env.get("versions", {})}
 
 
-def write_report(path, text):
+def write_report(path, text, partial=False):
+    """A full run replaces the section between BEGIN and END; a partial one (--only) replaces
+    (or appends) its own block inside that section and leaves the full run's text alone."""
     old = ""
     if os.path.exists(path):
         with open(path) as f:
             old = f.read()
+    has_section = BEGIN in old and END in old and old.index(BEGIN) < old.index(END)
+    if partial:
+        sub = f"{ONLY_BEGIN}\n{text.rstrip()}\n{ONLY_END}"
+        section = old[old.index(BEGIN) + len(BEGIN):old.index(END)] if has_section else "\n"
+        if ONLY_BEGIN in section and ONLY_END in section:
+            section = section[:section.index(ONLY_BEGIN)] + sub + section[section.index(ONLY_END) + len(ONLY_END):]
+        else:
+            section = section.rstrip("\n") + ("\n\n" if section.strip() else "\n") + sub + "\n"
+        text = section.strip("\n")
     block = f"{BEGIN}\n{text}\n{END}"
-    if BEGIN in old and END in old:
+    if has_section:
         new = old[:old.index(BEGIN)] + block + old[old.index(END) + len(END):]
     else:
         new = old.rstrip("\n") + ("\n\n" if old else "") + block + "\n"
@@ -915,6 +1301,10 @@ def main():
     ap.add_argument("--concurrency", default="1,8,64")
     ap.add_argument("--big-size", default="")
     ap.add_argument("--big-runs", type=int, default=1)
+    ap.add_argument("--cluster-size", default="", help="image of the cluster and remote-hit rows (default: --big-size)")
+    ap.add_argument("--cluster-clients", type=int, default=24)
+    ap.add_argument("--only", default=",".join(GROUPS),
+                    help=f"groups of rows to measure, comma-separated: {', '.join(GROUPS)} (default: all)")
     ap.add_argument("--scrub-samples", type=int, default=4,
                     help="samples per setting and round in the scrub-cost phase")
     ap.add_argument("--report", default="", help="file to write the report into (between its markers)")
@@ -927,15 +1317,23 @@ def main():
         o.sizes = sorted(parse_size(s) for s in o.sizes.split(",") if s.strip())
         o.concurrency = sorted({int(n) for n in o.concurrency.split(",") if n.strip()})
         o.big_size = parse_size(o.big_size) if o.big_size else max(o.sizes)
+        o.cluster_size = parse_size(o.cluster_size) if o.cluster_size else o.big_size
+        o.only = {g.strip() for g in o.only.split(",") if g.strip()}
+        if not o.only or o.only - set(GROUPS):
+            raise ValueError(f"--only: groups are {', '.join(GROUPS)}")
     except ValueError as e:
         print(f"loadbench: {e}", file=sys.stderr)
         return 2
-    if not o.sizes or o.runs < 1 or o.parallel < 2 or o.big_runs < 1 or min(o.concurrency) < 1:
-        print("loadbench: need at least one size, --runs >= 1, --parallel >= 2, --big-runs >= 1", file=sys.stderr)
+    if not o.sizes or o.runs < 1 or o.parallel < 2 or o.big_runs < 1 or min(o.concurrency) < 1 \
+            or o.cluster_clients < 3:
+        print("loadbench: need at least one size, --runs >= 1, --parallel >= 2, --big-runs >= 1, "
+              "--cluster-clients >= 3", file=sys.stderr)
         return 2
+    o.partial = o.only != set(GROUPS)
     largest = max(o.sizes + [o.big_size])
     # generous but bounded: 20 MiB/s for every byte of the largest burst, plus 2 minutes
-    o.curl_timeout = int(120 + largest * max(o.concurrency + [o.parallel]) / (20 * MiB))
+    o.curl_timeout = int(120 + max(largest * max(o.concurrency + [o.parallel]),
+                                   o.cluster_size * o.cluster_clients) / (20 * MiB))
     with open(o.env) as f:
         env = json.load(f)
 
@@ -949,27 +1347,40 @@ def main():
     elapsed = time.time() - t_start
 
     reduced = []
-    if o.sizes != [64 * MiB, 1 << 30]:
+    if o.partial:
+        reduced.append(f"only the {', '.join(g for g in GROUPS if g in o.only)} rows (`--only`); the rows of "
+                       "the other groups are those of the last full run" + (" above" if o.report else ""))
+    if o.sizes != [64 * MiB, 1 << 30] and o.only & {"main", "scrub", "tls"}:
         reduced.append(f"images of {' and '.join(size_label(s) for s in o.sizes)} only "
                        f"(the issue asks for 64 MiB and 1 GiB)")
     if o.runs < 5:
         reduced.append(f"{o.runs} run(s) per row instead of at least 5")
-    if o.big_size < (1 << 30) and any(n not in (1, o.parallel) for n in o.concurrency):
+    if o.cluster_size < (1 << 30) and o.only & {"cluster", "remote"}:
+        reduced.append(f"the cluster and remote-hit rows use {size_label(o.cluster_size)} images instead of 1 GiB")
+    if "bursts" in o.only and o.big_size < (1 << 30) and any(n not in (1, o.parallel) for n in o.concurrency):
         reduced.append(f"the {', '.join(str(n) for n in o.concurrency if n not in (1, o.parallel))}-client "
                        f"rows use {size_label(o.big_size)} images instead of 1 GiB")
     other = sum(t for t, _ in bench.other_cpu) / max(1e-9, sum(w for _, w in bench.other_cpu)) * 100
     m = machine(env)
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     v = m["versions"]
-    head = [f"### Run of {when}" + (" (SMOKE: tiny image, numbers meaningless)" if o.smoke else ""),
+    head = [f"### Run of {when}" + (" (SMOKE: tiny image, numbers meaningless)" if o.smoke else "")
+            + (f" — only {', '.join(g for g in GROUPS if g in o.only)}" if o.partial else ""),
             "",
             f"- machine: {m['cores']} cores ({m['cpu']}), {m['ram_gib']} GiB RAM, {m['os']}, kernel {m['kernel']}, "
             f"virtualization: {m['virt']}; load average at start: {m['load_at_start']}",
             f"- software: {v.get('proxy', '?')}; {v.get('glance', '?')} under uWSGI "
-            f"({env['glance_upstream']['workers']} processes each); {v.get('nginx', '?')} (2 workers); {v.get('curl', '?')}",
-            f"- command: `{o.command}` — {o.runs} run(s) per row (median shown), "
-            f"{o.big_runs} run(s) for the {', '.join(str(n) for n in o.concurrency if n not in (1, o.parallel)) or '–'}"
-            f"-client rows; measuring took {elapsed / 60:.1f} min",
+            f"({env['glance_upstream']['workers']} processes each); {v.get('nginx', '?')} (2 workers); {v.get('curl', '?')}"
+            + (f"; {v.get('haproxy') or 'HAProxy'} (the cluster's balancer); the S3 remote tier: glance-cache-support's "
+               "S3Server (s3s-fs 0.14, `--example s3-server`)" if o.only & {"cluster", "remote"} else ""),
+            f"- command: `{o.command}` — {o.runs} run(s) per row (median shown)"
+            + (f", {o.big_runs} run(s) for the "
+               f"{', '.join(str(n) for n in o.concurrency if n not in (1, o.parallel)) or '–'}-client rows"
+               if "bursts" in o.only else "")
+            + (f"; cluster rows: {o.cluster_clients} clients through HAProxy, {size_label(o.cluster_size)} image"
+               if "cluster" in o.only else "")
+            + (f"; remote-hit rows: {size_label(o.cluster_size)} image" if "remote" in o.only else "")
+            + f"; measuring took {elapsed / 60:.1f} min",
             f"- CPU used by processes outside the benchmark while it measured: {other:.0f}% of one core on average"
             + (" — **noisy run**: other work shared the cores, compare rows of this run only" if other > 20 else ""),
             ]
@@ -979,10 +1390,10 @@ def main():
         head.append("- peak RSS from 20 ms VmRSS samples (VmHWM could not be reset)")
     if bench.errors:
         head.append(f"- **{len(bench.errors)} error(s)**: " + "; ".join(bench.errors[:10]))
-    text = "\n".join(head) + "\n\n" + bench.table() + "\n\n**Targets (issue 5):**\n\n" + bench.targets() + "\n"
+    text = "\n".join(head) + "\n\n" + bench.table() + "\n\n" + bench.targets() + "\n"
     print(text)
     if o.report:
-        write_report(o.report, text)
+        write_report(o.report, text, partial=o.partial)
         log(f"report written to {o.report}")
     if o.json:
         os.makedirs(os.path.dirname(os.path.abspath(o.json)), exist_ok=True)
