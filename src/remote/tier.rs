@@ -492,29 +492,105 @@ pub(super) fn is_not_found(e: &RemoteError) -> bool {
     )
 }
 
-/// Ends `stream` with an error when no chunk arrives within `timeout`.
+/// Bytes of the store's frames joined into one chunk when they are already
+/// there: some stores send 4 KiB frames, and each chunk costs the fill a
+/// write, two hash updates and three channel sends.
+const COALESCE: usize = 256 << 10;
+
+/// Ends `stream` with an error when no chunk arrives within `timeout`, and
+/// joins frames that are ready at once into chunks of up to [`COALESCE`]
+/// bytes (an error or the end is delivered after the bytes before it).
 fn idle_bounded(
     stream: BoxStream<'static, Result<Bytes, RemoteError>>,
     timeout: Duration,
     key: String,
 ) -> BoxStream<'static, Result<Bytes, RemoteError>> {
-    futures_util::stream::unfold(Some(stream), move |state| {
+    use futures_util::FutureExt;
+    /// The stream, and what it said after the bytes last handed out.
+    type State = (
+        BoxStream<'static, Result<Bytes, RemoteError>>,
+        Option<Option<RemoteError>>,
+    );
+    futures_util::stream::unfold(Some::<State>((stream, None)), move |state| {
         let key = key.clone();
         async move {
-            let mut stream = state?;
-            match tokio::time::timeout(timeout, stream.next()).await {
-                Ok(Some(item)) => Some((item, Some(stream))),
-                Ok(None) => None,
-                Err(_) => Some((
-                    Err(RemoteError::Timeout {
+            let (mut stream, pending) = state?;
+            match pending {
+                Some(Some(e)) => return Some((Err(e), None)),
+                Some(None) => return None,
+                None => {}
+            }
+            let first = match tokio::time::timeout(timeout, stream.next()).await {
+                Ok(Some(Ok(bytes))) => bytes,
+                Ok(Some(Err(e))) => return Some((Err(e), None)),
+                Ok(None) => return None,
+                Err(_) => {
+                    let e = RemoteError::Timeout {
                         operation: "get",
                         key,
                         timeout,
-                    }),
-                    None,
-                )),
+                    };
+                    return Some((Err(e), None));
+                }
+            };
+            if first.len() >= COALESCE {
+                return Some((Ok(first), Some((stream, None))));
             }
+            let mut joined = bytes::BytesMut::from(first.as_ref());
+            let mut after = None;
+            while joined.len() < COALESCE {
+                match stream.next().now_or_never() {
+                    Some(Some(Ok(more))) => joined.extend_from_slice(&more),
+                    Some(Some(Err(e))) => {
+                        after = Some(Some(e));
+                        break;
+                    }
+                    Some(None) => {
+                        after = Some(None);
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            Some((Ok(joined.freeze()), Some((stream, after))))
         }
     })
     .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunks(
+        items: Vec<Result<Bytes, RemoteError>>,
+    ) -> BoxStream<'static, Result<Bytes, RemoteError>> {
+        futures_util::stream::iter(items).boxed()
+    }
+
+    #[tokio::test]
+    async fn ready_small_frames_are_joined_and_an_error_comes_after_the_bytes() {
+        let small = || Ok(Bytes::from(vec![1u8; 4096]));
+        let mut items: Vec<_> = (0..70).map(|_| small()).collect();
+        items.push(Err(RemoteError::Config("broken".into())));
+        let out: Vec<_> = idle_bounded(chunks(items), Duration::from_secs(1), "k".into())
+            .collect()
+            .await;
+        let sizes: Vec<usize> = out
+            .iter()
+            .filter_map(|r| r.as_ref().ok().map(Bytes::len))
+            .collect();
+        assert_eq!(sizes, [COALESCE, 70 * 4096 - COALESCE]);
+        assert!(matches!(out.last(), Some(Err(RemoteError::Config(_)))));
+        assert_eq!(out.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_silent_store_ends_the_stream_with_a_timeout() {
+        let silent = futures_util::stream::pending().boxed();
+        let out: Vec<_> = idle_bounded(silent, Duration::from_millis(50), "k".into())
+            .collect()
+            .await;
+        assert!(matches!(out.as_slice(), [Err(RemoteError::Timeout { .. })]));
+    }
 }
