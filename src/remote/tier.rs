@@ -301,9 +301,24 @@ impl RemoteTier {
     where
         F: Future<Output = object_store::Result<T>>,
     {
+        self.call_within(self.inner.timeout, operation, key, fut)
+            .await
+    }
+
+    /// [`call`](Self::call) with another bound than the timeout.
+    async fn call_within<T, F>(
+        &self,
+        bound: Duration,
+        operation: &'static str,
+        key: &Path,
+        fut: F,
+    ) -> Result<T, RemoteError>
+    where
+        F: Future<Output = object_store::Result<T>>,
+    {
         let inner = &self.inner;
         inner.health.gate()?;
-        let result = match tokio::time::timeout(inner.timeout, fut).await {
+        let result = match tokio::time::timeout(bound, fut).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(source)) => Err(RemoteError::Store {
                 operation,
@@ -313,7 +328,7 @@ impl RemoteTier {
             Err(_) => Err(RemoteError::Timeout {
                 operation,
                 key: key.to_string(),
-                timeout: inner.timeout,
+                timeout: bound,
             }),
         };
         match &result {
@@ -401,36 +416,10 @@ impl RemoteTier {
         &self,
         prefix: &Path,
     ) -> Result<Vec<object_store::ObjectMeta>, RemoteError> {
-        let store = Arc::clone(&self.inner.store);
-        let listing = async move { store.list(Some(prefix)).try_collect::<Vec<_>>().await };
+        let listing = self.inner.store.list(Some(prefix)).try_collect::<Vec<_>>();
         // A listing of a large tier takes several requests (1000 keys each).
-        let inner = &self.inner;
-        let bound = inner.timeout * 5;
-        inner.health.gate()?;
-        match tokio::time::timeout(bound, listing).await {
-            Ok(Ok(all)) => {
-                inner.health.success();
-                Ok(all)
-            }
-            Ok(Err(source)) => {
-                let e = RemoteError::Store {
-                    operation: "list",
-                    key: prefix.to_string(),
-                    source,
-                };
-                inner.health.failure(&e, &inner.metrics);
-                Err(e)
-            }
-            Err(_) => {
-                let e = RemoteError::Timeout {
-                    operation: "list",
-                    key: prefix.to_string(),
-                    timeout: bound,
-                };
-                inner.health.failure(&e, &inner.metrics);
-                Err(e)
-            }
-        }
+        self.call_within(self.inner.timeout * 5, "list", prefix, listing)
+            .await
     }
 
     pub(super) async fn list_keys(&self, prefix: &Path) -> Result<Vec<Path>, RemoteError> {
