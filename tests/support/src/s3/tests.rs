@@ -551,3 +551,43 @@ async fn a_damaged_object_file_is_served_with_its_original_etag() {
     assert_eq!(got.meta.size, 1000);
     assert_eq!(got.bytes().await.unwrap().as_ref(), &body[..1000]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn whole_and_ranged_gets_of_a_large_object_are_byte_exact() {
+    let s3 = S3Server::start();
+    let store = store(&s3);
+    let path = ObjectPath::from("images/large");
+    // Not a multiple of the server's 1 MiB reads.
+    let body = data(3 * MIB + 12_345, 4);
+    store
+        .put(&path, PutPayload::from(body.clone()))
+        .await
+        .unwrap();
+
+    let got = store.get(&path).await.unwrap();
+    assert_eq!(got.meta.size, body.len() as u64);
+    assert_eq!(got.bytes().await.unwrap().as_ref(), body.as_slice());
+
+    let len = body.len() as u64;
+    for range in [0..1, 5..(2 * MIB as u64 + 7), (len - 100)..len, 1..len] {
+        let got = store.get_range(&path, range.clone()).await.unwrap();
+        let (a, b) = (range.start as usize, range.end as usize);
+        assert_eq!(got.as_ref(), &body[a..b], "range {range:?}");
+    }
+    let ranged = |range| {
+        let store = &store;
+        let path = &path;
+        async move {
+            let options = GetOptions {
+                range: Some(range),
+                ..GetOptions::default()
+            };
+            let got = store.get_opts(path, options).await.unwrap();
+            got.bytes().await.unwrap()
+        }
+    };
+    let suffix = ranged(object_store::GetRange::Suffix(10)).await;
+    assert_eq!(suffix.as_ref(), &body[body.len() - 10..]);
+    let tail = ranged(object_store::GetRange::Offset(len - 3)).await;
+    assert_eq!(tail.as_ref(), &body[body.len() - 3..]);
+}
