@@ -3,8 +3,9 @@
 
 use std::fmt;
 
-use md5::Md5;
-use sha2::digest::{Digest, DynDigest};
+mod engine;
+
+pub(crate) use engine::Engine;
 
 /// A hash algorithm Glance may name in `os_hash_algo` (its `hashing_algorithm`
 /// option takes any name Python's `hashlib` knows; these are the ones with
@@ -90,23 +91,6 @@ impl HashAlgorithm {
             .into_iter()
             .find(|a| a.name().eq_ignore_ascii_case(name))
     }
-
-    pub(crate) fn hasher(self) -> Box<dyn DynDigest + Send> {
-        match self {
-            HashAlgorithm::Sha512 => Box::new(sha2::Sha512::new()),
-            HashAlgorithm::Sha384 => Box::new(sha2::Sha384::new()),
-            HashAlgorithm::Sha256 => Box::new(sha2::Sha256::new()),
-            HashAlgorithm::Sha224 => Box::new(sha2::Sha224::new()),
-            HashAlgorithm::Sha1 => Box::new(sha1::Sha1::new()),
-            HashAlgorithm::Md5 => Box::new(Md5::new()),
-            HashAlgorithm::Sha3_512 => Box::new(sha3::Sha3_512::new()),
-            HashAlgorithm::Sha3_384 => Box::new(sha3::Sha3_384::new()),
-            HashAlgorithm::Sha3_256 => Box::new(sha3::Sha3_256::new()),
-            HashAlgorithm::Sha3_224 => Box::new(sha3::Sha3_224::new()),
-            HashAlgorithm::Blake2b => Box::new(blake2::Blake2b512::new()),
-            HashAlgorithm::Blake2s => Box::new(blake2::Blake2s256::new()),
-        }
-    }
 }
 
 impl fmt::Display for HashAlgorithm {
@@ -151,8 +135,8 @@ impl Multihash {
 /// The digests of some bytes: always MD5, and one multihash algorithm when
 /// asked for.
 pub(crate) struct Hashers {
-    md5: Md5,
-    multi: Option<(HashAlgorithm, Box<dyn DynDigest + Send>)>,
+    md5: Engine,
+    multi: Option<(HashAlgorithm, Engine)>,
 }
 
 /// What [`Hashers`] computed.
@@ -166,26 +150,24 @@ pub(crate) struct Digests {
 impl Hashers {
     pub(crate) fn new(multi: Option<HashAlgorithm>) -> Self {
         Hashers {
-            md5: Md5::new(),
-            multi: multi.map(|a| (a, a.hasher())),
+            md5: Engine::new(HashAlgorithm::Md5),
+            multi: multi.map(|a| (a, Engine::new(a))),
         }
     }
 
     pub(crate) fn update(&mut self, data: &[u8]) {
-        Digest::update(&mut self.md5, data);
+        self.md5.update(data);
         if let Some((_, h)) = &mut self.multi {
             h.update(data);
         }
     }
 
     pub(crate) fn finish(self) -> Digests {
-        let mut md5 = [0u8; 16];
-        md5.copy_from_slice(&self.md5.finalize());
         Digests {
-            md5,
+            md5: md5_bytes(self.md5.finish()),
             multihash: self.multi.map(|(algorithm, h)| Multihash {
                 algorithm,
-                value: hex::encode(h.finalize()),
+                value: hex::encode(h.finish()),
             }),
         }
     }
@@ -194,14 +176,14 @@ impl Hashers {
 /// One algorithm's digest of some bytes (the multihash thread of a fill).
 pub(crate) struct MultiHasher {
     algorithm: HashAlgorithm,
-    hasher: Box<dyn DynDigest + Send>,
+    hasher: Engine,
 }
 
 impl MultiHasher {
     pub(crate) fn new(algorithm: HashAlgorithm) -> Self {
         MultiHasher {
             algorithm,
-            hasher: algorithm.hasher(),
+            hasher: Engine::new(algorithm),
         }
     }
 
@@ -212,9 +194,15 @@ impl MultiHasher {
     pub(crate) fn finish(self) -> Multihash {
         Multihash {
             algorithm: self.algorithm,
-            value: hex::encode(self.hasher.finalize()),
+            value: hex::encode(self.hasher.finish()),
         }
     }
+}
+
+/// An MD5 digest as its 16 bytes (all zeros, which matches no expected
+/// digest, if the engine gave another length, which it never does).
+pub(crate) fn md5_bytes(digest: Vec<u8>) -> [u8; 16] {
+    digest.try_into().unwrap_or_default()
 }
 
 /// What some bytes must hash to: an MD5 and a multihash, each when known.

@@ -15,11 +15,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::Body;
 use http_body_util::BodyExt;
-use md5::{Digest, Md5};
 use tokio::sync::mpsc;
 
 use super::{Expectation, Failure, Fill, FillRegistry, Mismatch, PendingMultihash, Phase, Source};
-use crate::checksum::{DigestMismatch, HashAlgorithm, MultiHasher, Multihash};
+use crate::checksum::{md5_bytes, DigestMismatch, Engine, HashAlgorithm, MultiHasher, Multihash};
 use crate::metrics::{FillFailure, Metrics};
 use crate::store::{CacheStore, FillFile};
 use crate::BoxError;
@@ -312,13 +311,11 @@ where
 }
 
 fn hash_loop(mut rx: mpsc::Receiver<Bytes>) -> [u8; 16] {
-    let mut md5 = Md5::new();
+    let mut md5 = Engine::new(HashAlgorithm::Md5);
     while let Some(chunk) = rx.blocking_recv() {
         md5.update(&chunk);
     }
-    let mut out = [0u8; 16];
-    out.copy_from_slice(&md5.finalize());
-    out
+    md5_bytes(md5.finish())
 }
 
 fn multihash_loop(mut rx: mpsc::Receiver<Bytes>, algorithm: HashAlgorithm) -> Multihash {

@@ -21,6 +21,14 @@ if [ -z "$deb" ]; then
 fi
 echo "package-check: $deb ($(du -h "$deb" | cut -f1))"
 
+# Every shared library the binary links must be a dependency (libcrypto: the default
+# `openssl` feature), so that dpkg refuses the package on a node that lacks one.
+depends=$(dpkg-deb -f "$deb" Depends)
+echo "package-check: Depends: $depends"
+for lib in libc6 libssl3; do
+  case "$depends" in *"$lib"*) ;; *) fail "Depends lacks $lib: $depends";; esac
+done
+
 # Files the package owns (directories aside), for the checks after removal.
 mapfile -t owned < <(dpkg-deb -c "$deb" | awk '$1 !~ /^d/ { sub(/^\./, "", $6); print $6 }')
 
