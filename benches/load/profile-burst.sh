@@ -121,14 +121,14 @@ sort -k3 -n "$OUT_TIMES" | tail -1 | awk "{ print \"slowest client: \" \$3 \" s 
 
 one=$(OUT_TIMES=$TMP/one.txt CLIENTS=1 bash -c "$BURST")
 log "one cold download: ${one#slowest client: }"
-WHAT="cold downloads"
+WHAT="cold downloads"; ONE="one cold download"
 if [ "$REMOTE" = 1 ]; then
   # The upload to the bucket runs after the fill: wait for the object, then time a remote hit.
   for _ in $(seq 1 600); do [ "$(stat -c %s "$REMOTE_OBJECT" 2>/dev/null)" = "$BYTES" ] && break; sleep 0.1; done
   [ "$(stat -c %s "$REMOTE_OBJECT" 2>/dev/null)" = "$BYTES" ] || die "the image did not reach the bucket"
   one=$(OUT_TIMES=$TMP/one.txt CLIENTS=1 bash -c "$BURST")
   log "one remote hit: ${one#slowest client: }"
-  WHAT="remote hits"
+  WHAT="remote hits"; ONE="one remote hit"
 fi
 sleep 2
 log "recording $CLIENTS concurrent $WHAT of $SIZE"
@@ -142,7 +142,7 @@ top() { # perf report columns, without comments; head closes the pipe early
 }
 {
   echo "# $CLIENTS concurrent $WHAT of $SIZE through glance-cache-proxy ($(date -u '+%F %R UTC'))"
-  echo "# one cold download: ${one#slowest client: }; the burst: ${many#slowest client: }"
+  echo "# $ONE: ${one#slowest client: }; the burst: ${many#slowest client: }"
   echo "# samples include the 1 s settle before the burst (idle: swapper)"
   echo "## busy time per process"
   top comm 12
