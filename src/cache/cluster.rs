@@ -31,15 +31,24 @@ const PEER_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub(crate) struct Cluster {
     pub(crate) tier: RemoteTier,
-    peer_tls: ClientTls,
+    /// The TLS configuration of every peer client, built once (its CA file
+    /// and the system trust store are read here, not on the download path),
+    /// or why it cannot be built.
+    peer_tls: Result<Arc<rustls::ClientConfig>, String>,
     peers: Mutex<HashMap<String, ReverseProxy<RequestBody>>>,
 }
 
 impl Cluster {
     pub(crate) fn new(tier: RemoteTier, peer_tls: ClientTls) -> Self {
+        if peer_tls.is_insecure() {
+            tracing::warn!(
+                "certificates of https peer nodes are NOT checked (insecure): anyone on the \
+                 path can read and change image data"
+            );
+        }
         Cluster {
             tier,
-            peer_tls,
+            peer_tls: peer_tls.build().map(Arc::new).map_err(|e| e.to_string()),
             peers: Mutex::default(),
         }
     }
@@ -51,24 +60,21 @@ impl Cluster {
         if let Some(peer) = peers.get(url) {
             return Some(peer.clone());
         }
-        let built = url
-            .parse::<Uri>()
-            .map_err(|e| e.to_string())
-            .and_then(|uri| ReverseProxy::try_new(uri).map_err(|e| e.to_string()))
-            .and_then(|proxy| {
-                proxy
-                    .with_connect_timeout(PEER_CONNECT_TIMEOUT)
-                    .with_response_timeout(PEER_RESPONSE_TIMEOUT)
-                    .with_tls(self.peer_tls.clone())
-                    .map_err(|e| e.to_string())
-            });
+        let built = self.peer_tls.clone().and_then(|tls| {
+            let uri = url.parse::<Uri>().map_err(|e| e.to_string())?;
+            let proxy =
+                ReverseProxy::try_new_with_tls(uri, Some(tls)).map_err(|e| e.to_string())?;
+            Ok(proxy
+                .with_connect_timeout(PEER_CONNECT_TIMEOUT)
+                .with_response_timeout(PEER_RESPONSE_TIMEOUT))
+        });
         match built {
             Ok(proxy) => {
                 peers.insert(url.to_owned(), proxy.clone());
                 Some(proxy)
             }
             Err(e) => {
-                tracing::warn!(node = url, error = %e, "a lease names a node URL that cannot be used");
+                tracing::warn!(node = url, error = %e, "no client for the node named by a lease (its URL or the peer TLS settings)");
                 None
             }
         }

@@ -173,6 +173,17 @@ where
 
     /// A proxy to `upstream`, or why that URI cannot be one.
     pub fn try_new(upstream: Uri) -> Result<Self, UpstreamUriError> {
+        Self::try_new_with_tls(upstream, None)
+    }
+
+    /// [`try_new`](Self::try_new) with a TLS client configuration built
+    /// beforehand (`None`: the system's trust store for an https upstream),
+    /// for clients of several nodes that share one, so that none of them
+    /// reads certificate files when it is made.
+    pub(crate) fn try_new_with_tls(
+        upstream: Uri,
+        tls: Option<Arc<ClientConfig>>,
+    ) -> Result<Self, UpstreamUriError> {
         let (Some(scheme), Some(authority)) = (upstream.scheme(), upstream.authority()) else {
             return Err(UpstreamUriError::NotAbsolute { uri: upstream });
         };
@@ -198,16 +209,18 @@ where
         // A machine without a usable system store still starts: `with_tls`
         // may bring a CA bundle, and without one every connection fails its
         // handshake with a 502 that says why.
-        let tls = if *scheme == Scheme::HTTPS {
-            ClientTls::new().build().unwrap_or_else(|e| {
-                tracing::debug!(error = %e, "no system trust store for the https upstream");
+        let tls = tls.unwrap_or_else(|| {
+            Arc::new(if *scheme == Scheme::HTTPS {
+                ClientTls::new().build().unwrap_or_else(|e| {
+                    tracing::debug!(error = %e, "no system trust store for the https upstream");
+                    ClientTls::no_roots()
+                })
+            } else {
                 ClientTls::no_roots()
             })
-        } else {
-            ClientTls::no_roots()
-        };
+        });
         let config = Config {
-            tls: Arc::new(tls),
+            tls,
             display: format!("{scheme}://{authority}{prefix}"),
             scheme: scheme.clone(),
             authority: authority.clone(),

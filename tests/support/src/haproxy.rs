@@ -198,6 +198,18 @@ mod tests {
 
     /// A server on 127.0.0.1 answering every request with `index`; aborting the task
     /// closes its listener.
+    /// `n` backends, each answering with its index.
+    async fn backends(n: usize) -> (Vec<SocketAddr>, Vec<JoinHandle<()>>) {
+        let mut addrs = Vec::new();
+        let mut tasks = Vec::new();
+        for i in 0..n {
+            let (addr, task) = backend(i).await;
+            addrs.push(addr);
+            tasks.push(task);
+        }
+        (addrs, tasks)
+    }
+
     async fn backend(index: usize) -> (SocketAddr, JoinHandle<()>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -235,13 +247,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread")]
     async fn round_robin_sends_successive_requests_to_successive_backends() {
-        let mut addrs = Vec::new();
-        let mut tasks = Vec::new();
-        for i in 0..3 {
-            let (addr, task) = backend(i).await;
-            addrs.push(addr);
-            tasks.push(task);
-        }
+        let (addrs, tasks) = backends(3).await;
         let haproxy = Haproxy::round_robin(&addrs);
         assert!(haproxy.url.starts_with("http://127.0.0.1:"));
         let got = answers(&haproxy, 6).await;
@@ -256,13 +262,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread")]
     async fn round_robin_skips_a_killed_backend_without_failing_requests() {
-        let mut addrs = Vec::new();
-        let mut tasks = Vec::new();
-        for i in 0..3 {
-            let (addr, task) = backend(i).await;
-            addrs.push(addr);
-            tasks.push(task);
-        }
+        let (addrs, mut tasks) = backends(3).await;
         let haproxy = Haproxy::round_robin(&addrs);
         tasks[1].abort();
         let _ = (&mut tasks[1]).await;
