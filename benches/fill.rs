@@ -30,25 +30,49 @@ fn fill(c: &mut Criterion) {
     g.finish();
 }
 
-/// The fill's hashing alone, on one core: it bounds any single fill. Compare
-/// a build with `RUSTFLAGS="-C target-cpu=native"`.
-fn md5(c: &mut Criterion) {
-    use md5::{Digest, Md5};
+/// The fill's hashing alone, on one core: it bounds any single fill (and a
+/// remote hit). RustCrypto's code, and with `--features openssl` the
+/// system's libcrypto beside it, the one the proxy binary uses:
+/// `cargo bench --bench fill --features openssl -- digest`. Compare a build
+/// with `RUSTFLAGS="-C target-cpu=native"`.
+fn digests(c: &mut Criterion) {
+    use sha2::Digest;
     let buf = vec![7u8; 1 << 20];
-    let mut g = c.benchmark_group("md5");
+    let mut g = c.benchmark_group("digest");
     g.throughput(Throughput::Bytes(64 << 20));
     g.sample_size(10);
-    g.bench_function("64MiB", |b| {
-        b.iter(|| {
-            let mut h = Md5::new();
-            for _ in 0..64 {
-                h.update(&buf);
-            }
-            h.finalize()
-        })
+    fn rust_crypto<D: Digest>(buf: &[u8]) -> usize {
+        let mut h = D::new();
+        for _ in 0..64 {
+            h.update(buf);
+        }
+        h.finalize().len()
+    }
+    g.bench_function("md5_rustcrypto", |b| {
+        b.iter(|| rust_crypto::<md5::Md5>(&buf))
     });
+    g.bench_function("sha512_rustcrypto", |b| {
+        b.iter(|| rust_crypto::<sha2::Sha512>(&buf))
+    });
+    #[cfg(feature = "openssl")]
+    {
+        use openssl::hash::{Hasher, MessageDigest};
+        fn libcrypto(md: MessageDigest, buf: &[u8]) -> usize {
+            let mut h = Hasher::new(md).unwrap();
+            for _ in 0..64 {
+                h.update(buf).unwrap();
+            }
+            h.finish().unwrap().len()
+        }
+        g.bench_function("md5_libcrypto", |b| {
+            b.iter(|| libcrypto(MessageDigest::md5(), &buf))
+        });
+        g.bench_function("sha512_libcrypto", |b| {
+            b.iter(|| libcrypto(MessageDigest::sha512(), &buf))
+        });
+    }
     g.finish();
 }
 
-criterion_group!(benches, fill, md5);
+criterion_group!(benches, fill, digests);
 criterion_main!(benches);
