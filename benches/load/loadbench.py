@@ -35,7 +35,7 @@ END = "<!-- loadbench:end -->"
 # A run with --only writes its block inside the section above (a full run replaces it all).
 ONLY_BEGIN = "<!-- loadbench:only:begin -->"
 ONLY_END = "<!-- loadbench:only:end -->"
-GROUPS = ("main", "scrub", "tls", "bursts", "cluster", "remote")
+GROUPS = ("main", "misses", "scrub", "tls", "bursts", "cluster", "remote")
 # curl's report of one download; %header{} needs curl >= 7.84
 CURL_FMT = ("%{http_code} %{size_download} %{time_total} %{time_starttransfer} "
             "cl=%header{content-length} cs=%header{x-cache-status}\n")
@@ -196,6 +196,7 @@ class Bench:
         self.admin = [f"X-Auth-Token: {env['proxy']['admin_token']}"]
         self.stamp = str(int(time.time()))
         self.nonce = 0
+        self.round = None        # (phase, size, round) of the samples being taken: pairs rows by round
         self.other_cpu = []      # (other ticks, wall) per sample
         self.clear_refs_ok = None
         self.fill_pending = {}   # (server, size) -> a miss ran and its commit may be pending
@@ -706,7 +707,7 @@ class Bench:
             mibps = clients_out[0]["bytes"] / t / MiB if t else 0.0
         else:
             mibps = total / wall / MiB
-        s = {"scenario": sc["key"], "size": size, "clients": clients, "ok": ok, "wall": wall,
+        s = {"scenario": sc["key"], "size": size, "clients": clients, "ok": ok, "wall": wall, "round": self.round,
              "last_client_s": max(t for t, _ in outs), "mibps": mibps, "bytes": total,
              "time_ms": statistics.median(d["time"] for d in clients_out) * 1000,
              "ttfb_ms": statistics.median(d["ttfb"] for d in clients_out) * 1000,
@@ -906,12 +907,14 @@ class Bench:
         sizes = o.sizes
         only = o.only
         scs = self.scenarios()
-        if only & {"main", "scrub", "tls"}:
+        if only & {"main", "misses", "scrub", "tls"}:
             self.setup_images(sizes)
             for size in sizes:
                 self.verify_bytes(size)
         if "main" in only:
             self.main_rounds(scs)
+        if "misses" in only:
+            self.miss_phase(scs)
         if "scrub" in only:
             self.scrub_phase(scs)
         if "tls" in only:
@@ -939,6 +942,7 @@ class Bench:
             curl(["-o", "/dev/null", f"{self.nginx}/v2/images/{self.ids[('up', size)]}/file?warm={self.stamp}"],
                  timeout=o.curl_timeout)
             for rep in range(o.runs):
+                self.round = ("main", size, rep)
                 for sc in scs:
                     if sc.get("phase"):
                         continue
@@ -946,6 +950,34 @@ class Bench:
                         if sc.get("prep"):
                             sc["prep"](size, rep, clients)
                         self.record(sc, size, clients, self.sample(sc, size, clients))
+
+    def miss_phase(self, scs):
+        """More rounds of the single-client cold downloads of the largest image: nginx
+        proxy_cache, Glance's own cache and the proxy, one after the other, the order rotating
+        each round so that none always follows the same one. A row's samples from the main
+        rounds and from these are one row; each round's three samples are also compared with
+        each other (paired ratios), which cancels the drift of a shared machine's speed."""
+        size = max(self.o.sizes)
+        by_key = {sc["key"]: sc for sc in scs}
+        keys = ("nginx_cold", "glance_miss", "proxy_miss")
+        log(f"== cold downloads, {size_label(size)}: {self.o.miss_rounds} more rounds of nginx, Glance "
+            "and the proxy, 1 client, in rotating order")
+        for rep in range(self.o.miss_rounds):
+            self.round = ("misses", size, rep)
+            for key in keys[rep % 3:] + keys[:rep % 3]:
+                sc = by_key[key]
+                sc["prep"](size, 1000 + rep, 1)
+                self.record(sc, size, 1, self.sample(sc, size, 1))
+        self.round = None
+
+    def paired(self, key, ref, size):
+        """Per-round ratios of row `key` to row `ref` (1 client, `size`): the rounds that
+        measured both."""
+        def by_round(k):
+            row = self.rows.get((k, size, 1))
+            return {tuple(s["round"]): s["mibps"] for s in row["samples"] if s.get("round")} if row else {}
+        a, b = by_round(key), by_round(ref)
+        return [a[r] / b[r] for r in a if r in b and b[r]]
 
     def bursts(self, scs):
         o = self.o
@@ -1151,9 +1183,17 @@ class Bench:
                 p, ng, g = med("proxy_miss", size, n), med("nginx_cold", size, n), med("glance_miss", size, n)
                 if p and ng and g:
                     ok = p["median"] >= ng["median"] and p["median"] >= g["median"]
+                    pairs = ""
+                    if n == 1:
+                        rn, rg = self.paired("proxy_miss", "nginx_cold", size), self.paired("proxy_miss", "glance_miss", size)
+                        if rn and rg:
+                            pairs = (f"; round by round ({len(rn)} rounds): median {statistics.median(rn):.2f}× nginx "
+                                     f"cold (ahead in {sum(r >= 1 for r in rn)}), {statistics.median(rg):.2f}× "
+                                     f"Glance's miss (ahead in {sum(r >= 1 for r in rg)})")
                     out.append(f"- miss verified with MD5 and SHA-512, {size_label(size)}, {n} client(s): proxy "
-                               f"{p['median']:.0f} MiB/s = {p['median'] / ng['median']:.2f}× nginx cold, "
-                               f"{p['median'] / g['median']:.2f}× Glance's own miss (≥ both): {verdict(ok)}")
+                               f"{p['median']:.0f} MiB/s ({p['n']} samples) = {p['median'] / ng['median']:.2f}× nginx "
+                               f"cold ({ng['median']:.0f}), {p['median'] / g['median']:.2f}× Glance's own miss "
+                               f"({g['median']:.0f}){pairs} (≥ both): {verdict(ok)}")
             d, p, q = med("direct_range", size, 1), med("proxy_range", size, 1), med("proxy_range_probe", size, 1)
             if d and p:
                 ratio = d["time_ms"] / p["time_ms"] if p["time_ms"] else float("inf")
@@ -1324,6 +1364,8 @@ def main():
     ap.add_argument("--cluster-clients", type=int, default=24)
     ap.add_argument("--only", default=",".join(GROUPS),
                     help=f"groups of rows to measure, comma-separated: {', '.join(GROUPS)} (default: all)")
+    ap.add_argument("--miss-rounds", type=int, default=10,
+                    help="rounds of the misses phase (cold downloads of the largest image, 1 client)")
     ap.add_argument("--scrub-samples", type=int, default=4,
                     help="samples per setting and round in the scrub-cost phase")
     ap.add_argument("--report", default="", help="file to write the report into (between its markers)")
@@ -1369,7 +1411,7 @@ def main():
     if o.partial:
         reduced.append(f"only the {', '.join(g for g in GROUPS if g in o.only)} rows (`--only`); the rows of "
                        "the other groups are those of the last full run" + (" above" if o.report else ""))
-    if o.sizes != [64 * MiB, 1 << 30] and o.only & {"main", "scrub", "tls"}:
+    if o.sizes != [64 * MiB, 1 << 30] and o.only & {"main", "misses", "scrub", "tls"}:
         reduced.append(f"images of {' and '.join(size_label(s) for s in o.sizes)} only "
                        f"(the issue asks for 64 MiB and 1 GiB)")
     if o.runs < 5:
@@ -1393,6 +1435,8 @@ def main():
             + (f"; {v.get('haproxy') or 'HAProxy'} (the cluster's balancer); the S3 remote tier: glance-cache-support's "
                "S3Server (s3s-fs 0.14, `--example s3-server`)" if o.only & {"cluster", "remote"} else ""),
             f"- command: `{o.command}` — {o.runs} run(s) per row (median shown)"
+            + (f"; {o.miss_rounds} more rounds of the 1-client cold downloads of the {size_label(max(o.sizes))} "
+               "image (nginx, Glance, the proxy, in rotating order)" if "misses" in o.only and o.miss_rounds else "")
             + (f", {o.big_runs} run(s) for the "
                f"{', '.join(str(n) for n in o.concurrency if n not in (1, o.parallel)) or '–'}-client rows"
                if "bursts" in o.only else "")

@@ -26,7 +26,9 @@
 #      in rounds (every scenario once per round, so that the machine's drift spreads evenly):
 #      direct upstream, nginx cold/warm, Glance's cache miss/hit, the proxy's miss (and
 #      --parallel concurrent cold requests), hit, and hit with an authorization probe on every
-#      request; then --concurrency bursts of cold requests (nginx, Glance, proxy) and of proxy
+#      request; then --miss-rounds more rounds of the 1-client cold downloads of the largest
+#      image (nginx, Glance, proxy, compared round by round); then --concurrency bursts of
+#      cold requests (nginx, Glance, proxy) and of proxy
 #      hits on the --big-size image; then, on the --cluster-size image, in rounds:
 #      "cluster cold" (--cluster-clients concurrent clients through HAProxy for an image no
 #      node has: nothing in any proxy's cache nor in the bucket, a new cache key for nginx;
@@ -69,8 +71,11 @@
 #                        --smoke: 64M, so that the upload to the bucket is a multipart one)
 #   --cluster-clients N  concurrent clients of the cluster rows, through HAProxy, at least 3
 #                        (default 24; --smoke: 6)
+#   --miss-rounds N      rounds of the misses group: more 1-client cold downloads of the largest
+#                        image through nginx, Glance's cache and the proxy, compared round by
+#                        round (default 10; --smoke: 1)
 #   --only LIST          measure only these groups of rows, comma-separated: main (the rows of
-#                        every --sizes image: ceiling to ranges), scrub, tls, bursts (the extra
+#                        every --sizes image: ceiling to ranges), misses, scrub, tls, bursts (the extra
 #                        --concurrency bursts), cluster, remote (default: all). The cluster and
 #                        remote rows' references (direct upstream, Glance's miss, the proxy's
 #                        miss and local hit, 1 client, --cluster-size) come from the main rows
@@ -109,7 +114,7 @@ die() { echo "run.sh: ERROR: $*" >&2; exit 1; }
 
 SIZES=64M,1G; RUNS=5; PARALLEL=8; CONCURRENCY=1,8,64; BIG_SIZE=""; BIG_RUNS=1
 WORKERS=4; PROFILE=release; BINARY=""; TARGET_DIR=""; REPORT=default; JSON=default; SYNC=1; KEEP=0; SMOKE=0
-CLUSTER_SIZE=""; CLUSTER_CLIENTS=""; ONLY=main,scrub,tls,bursts,cluster,remote
+CLUSTER_SIZE=""; CLUSTER_CLIENTS=""; ONLY=main,misses,scrub,tls,bursts,cluster,remote; MISS_ROUNDS=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --sizes) SIZES=${2:?--sizes needs a value}; shift 2;;
@@ -121,6 +126,7 @@ while [ $# -gt 0 ]; do
     --cluster-size) CLUSTER_SIZE=${2:?--cluster-size needs a value}; shift 2;;
     --cluster-clients) CLUSTER_CLIENTS=${2:?--cluster-clients needs a value}; shift 2;;
     --only) ONLY=${2:?--only needs a value}; shift 2;;
+    --miss-rounds) MISS_ROUNDS=${2:?--miss-rounds needs a value}; shift 2;;
     --glance-workers) WORKERS=${2:?--glance-workers needs a value}; shift 2;;
     --profile) PROFILE=${2:?--profile needs a value}; shift 2;;
     --binary) BINARY=${2:?--binary needs a value}; shift 2;;
@@ -133,6 +139,7 @@ while [ $# -gt 0 ]; do
       SMOKE=1; SIZES=4M; RUNS=1; WORKERS=2; PROFILE=dev
       [ -z "$CLUSTER_SIZE" ] && CLUSTER_SIZE=64M
       [ -z "$CLUSTER_CLIENTS" ] && CLUSTER_CLIENTS=6
+      [ -z "$MISS_ROUNDS" ] && MISS_ROUNDS=1
       [ "$REPORT" = default ] && REPORT=""
       [ "$JSON" = default ] && JSON=""
       shift;;
@@ -147,13 +154,16 @@ for v in RUNS PARALLEL BIG_RUNS WORKERS; do
     log "--$(echo "$v" | tr 'A-Z_' 'a-z-') must be a number >= 1"; exit 2
   fi
 done
+if [ -n "$MISS_ROUNDS" ] && ! is_uint "$MISS_ROUNDS"; then
+  log "--miss-rounds must be a number >= 0"; exit 2
+fi
 if ! is_uint "$CLUSTER_CLIENTS" || [ "$CLUSTER_CLIENTS" -lt 3 ]; then
   log "--cluster-clients must be a number >= 3 (one client per node at least)"; exit 2
 fi
 has_group() { case ",$ONLY," in *",$1,"*) return 0;; *) return 1;; esac; }
 for g in ${ONLY//,/ }; do
-  case "$g" in main|scrub|tls|bursts|cluster|remote) ;;
-    *) log "--only: unknown group '$g' (main, scrub, tls, bursts, cluster, remote)"; exit 2;; esac
+  case "$g" in main|misses|scrub|tls|bursts|cluster|remote) ;;
+    *) log "--only: unknown group '$g' (main, misses, scrub, tls, bursts, cluster, remote)"; exit 2;; esac
 done
 [ -n "${ONLY//,/}" ] || { log "--only needs at least one group"; exit 2; }
 CLUSTER=0; { has_group cluster || has_group remote; } && CLUSTER=1
@@ -232,7 +242,7 @@ big = p(sys.argv[2]) if sys.argv[2] else max(sizes)
 cluster = p(sys.argv[3]) if sys.argv[3] else big
 only = set(sys.argv[4].split(","))
 used = set()
-if only & {"main", "scrub", "tls"}: used |= sizes
+if only & {"main", "misses", "scrub", "tls"}: used |= sizes
 if "bursts" in only: used.add(big)
 extra = 0
 if only & {"cluster", "remote"}:
@@ -623,6 +633,7 @@ ARGS=(--sizes "$SIZES" --runs "$RUNS" --parallel "$PARALLEL" --concurrency "$CON
       --big-runs "$BIG_RUNS" --only "$ONLY" --cluster-clients "$CLUSTER_CLIENTS" --command "$COMMAND_LINE")
 [ -n "$BIG_SIZE" ] && ARGS+=(--big-size "$BIG_SIZE")
 [ -n "$CLUSTER_SIZE" ] && ARGS+=(--cluster-size "$CLUSTER_SIZE")
+[ -n "$MISS_ROUNDS" ] && ARGS+=(--miss-rounds "$MISS_ROUNDS")
 [ -n "$REPORT" ] && ARGS+=(--report "$REPORT")
 [ "$JSON" = default ] && JSON=${TARGET_DIR:-$ROOT/target}/loadbench/results.json
 [ -n "$JSON" ] && ARGS+=(--json "$JSON")

@@ -10,6 +10,41 @@ pub(crate) fn available_space(path: &Path) -> io::Result<u64> {
     Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
+/// How a [`reserve`] ended.
+#[derive(Debug)]
+pub(crate) enum Reserved {
+    /// The blocks are allocated.
+    Yes,
+    /// The filesystem has no room (or the quota is spent).
+    NoSpace,
+    /// The filesystem cannot reserve (no `fallocate`): the file grows as
+    /// it is written.
+    Unsupported(io::Error),
+}
+
+/// Allocates the disk blocks for the first `len` bytes of `file` without
+/// changing its length (`fallocate` with `KEEP_SIZE`): readers still see
+/// only what was written, a fill that cannot fit fails now rather than
+/// midway, and the writes that follow fill blocks already laid out.
+pub(crate) fn reserve(file: &File, len: u64) -> Reserved {
+    use rustix::fs::{fallocate, FallocateFlags};
+    use rustix::io::Errno;
+    if len == 0 {
+        return Reserved::Yes;
+    }
+    match fallocate(file, FallocateFlags::KEEP_SIZE, 0, len) {
+        Ok(()) => Reserved::Yes,
+        Err(Errno::NOSPC | Errno::DQUOT | Errno::FBIG) => Reserved::NoSpace,
+        Err(e) => Reserved::Unsupported(e.into()),
+    }
+}
+
+/// Frees the blocks [`reserve`] allocated past the file's end (a
+/// truncation to its own length does that on Linux filesystems).
+pub(crate) fn release_reserve(file: &File) -> io::Result<()> {
+    file.set_len(file.metadata()?.len())
+}
+
 /// fsyncs a directory so that a rename inside it survives a crash.
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()

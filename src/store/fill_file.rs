@@ -152,10 +152,38 @@ impl CacheStore {
         for _ in 0..3 {
             let file = claim_incomplete(id, &path)?;
             if disk::same_file(&file, &path) {
+                if let Some(size) = expected {
+                    self.reserve(id, &file, &path, size)?;
+                }
                 return Ok(file);
             }
         }
         Err(NoFill::Busy)
+    }
+
+    /// Blocking: reserves the disk space of a claimed fill of `size` bytes.
+    /// Fills that start together all pass the free-space check before any
+    /// of them has written a byte; with their space reserved, the one that
+    /// does not fit is refused here (its clients are relayed) instead of
+    /// failing midway with a full disk. Without `fallocate` the file grows
+    /// as it is written.
+    fn reserve(&self, id: &ImageId, file: &File, path: &Path, size: u64) -> Result<(), NoFill> {
+        match disk::reserve(file, size) {
+            disk::Reserved::Yes => Ok(()),
+            disk::Reserved::NoSpace => {
+                remove_if_present(path);
+                let root = self.inner.layout.root();
+                Err(NoFill::NoSpace {
+                    available: disk::available_space(root).unwrap_or(0),
+                    needed: size.saturating_add(self.inner.min_free_disk),
+                })
+            }
+            disk::Reserved::Unsupported(e) => {
+                tracing::debug!(image_id = %id, error = %e,
+                    "cannot reserve the fill's disk space; the file grows as it is written");
+                Ok(())
+            }
+        }
     }
 
     /// Blocking: makes a verified fill durable and visible: fsync, rename to
@@ -336,7 +364,12 @@ impl FillFile {
     pub(crate) async fn quarantine(self) {
         let layout = &self.store.inner.layout;
         let (from, to) = (layout.incomplete(&self.id), layout.invalid(&self.id));
+        let file = self.file;
         let _ = blocking("quarantine", &from.clone(), move || {
+            // A fill that ended short leaves reserved blocks past its end.
+            if let Err(e) = disk::release_reserve(&file) {
+                tracing::debug!(path = %from.display(), error = %e, "could not free the reserved space");
+            }
             if let Err(e) = std::fs::rename(&from, &to) {
                 if e.kind() != io::ErrorKind::NotFound {
                     tracing::warn!(path = %from.display(), error = %e, "could not quarantine; removing");

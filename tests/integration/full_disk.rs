@@ -4,10 +4,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use crate::proxy::*;
 use glance_cache_support::client::*;
-use glance_cache_support::fake_glance::Behaviour;
+use glance_cache_support::fake_glance::{
+    Behaviour, FakeImage, Gate, RunningFakeGlance, Visibility,
+};
 use glance_cache_support::fixture::*;
 use glance_cache_support::wait::*;
 
@@ -91,4 +94,118 @@ async fn disk_filling_up_mid_fill_switches_clients_to_the_upstream() {
     // The proxy keeps serving and caching what fits.
     let small = c.get(&proxy.file_url(PUB), &MEMBER).await;
     assert_eq!(small.body, b"IMAGEDATA");
+}
+
+/// Bytes of disk the file at `path` occupies.
+fn allocated(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap().blocks() * 512
+}
+
+/// A public 5 MiB image with the given id, added to `glance`.
+async fn add_five_mib_image(glance: &RunningFakeGlance, id: &str, seed: u64) {
+    glance
+        .add_image(
+            FakeImage::new(id)
+                .pattern(5 << 20, seed)
+                .visibility(Visibility::Public)
+                .owner("X"),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fill_reserves_the_whole_image_while_its_length_stays_what_was_written() {
+    let fs = Tmpfs::mount("64m");
+    let glance = fake_glance().await;
+    let gate = Gate::new();
+    glance.set_behaviour(BIG, Behaviour::default().hold_after(1 << 20, gate.clone()));
+    let proxy = Proxy::start(&glance.url(), fs.path(), ProxyOptions::default()).await;
+    let download = {
+        let url = proxy.file_url(BIG);
+        tokio::spawn(async move { Client::new().get(&url, &MEMBER).await })
+    };
+    let incomplete = proxy.incomplete_path(BIG);
+    wait_for(
+        "the fill to write its first MiB",
+        Duration::from_secs(20),
+        || {
+            let incomplete = incomplete.clone();
+            async move { std::fs::metadata(&incomplete).is_ok_and(|m| m.len() == 1 << 20) }
+        },
+    )
+    .await;
+    // Followers see the written length; the disk already holds the rest.
+    assert_eq!(std::fs::metadata(&incomplete).unwrap().len(), 1 << 20);
+    assert!(
+        allocated(&incomplete) >= BIG_SIZE,
+        "{} bytes allocated for a {BIG_SIZE}-byte fill",
+        allocated(&incomplete)
+    );
+    gate.open();
+    let r = download.await.unwrap();
+    assert!(r.complete(), "{:?}", r.error);
+    assert_eq!(md5_hex(&r.body), glance.image_md5(BIG).unwrap());
+    proxy.settle().await;
+    let cached = proxy.cached_path(BIG);
+    assert_eq!(std::fs::metadata(&cached).unwrap().len(), BIG_SIZE);
+    assert!(allocated(&cached) <= BIG_SIZE.next_multiple_of(4096));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_two_fills_that_start_together_the_one_that_does_not_fit_is_refused_up_front() {
+    const A: &str = "aaaaaaaa-0000-4000-8000-000000000001";
+    const B: &str = "aaaaaaaa-0000-4000-8000-000000000002";
+    // Room for one 5 MiB image, not for two; both fills pass the free-space
+    // check before either has written a byte (the upstream is slow).
+    let fs = Tmpfs::mount("8m");
+    let glance = fake_glance().await;
+    add_five_mib_image(&glance, A, 1).await;
+    add_five_mib_image(&glance, B, 2).await;
+    glance.set_default_behaviour(Behaviour::default().rate(8 << 20));
+    let proxy = Proxy::start(&glance.url(), fs.path(), ProxyOptions::default()).await;
+    let downloads: Vec<_> = [A, B]
+        .into_iter()
+        .map(|id| {
+            let url = proxy.file_url(id);
+            tokio::spawn(async move { Client::new().get(&url, &MEMBER).await })
+        })
+        .collect();
+    for (d, id) in downloads.into_iter().zip([A, B]) {
+        let r = d.await.unwrap();
+        assert!(r.complete(), "{id}: {:?}", r.error);
+        assert_eq!(md5_hex(&r.body), glance.image_md5(id).unwrap(), "{id}");
+    }
+    proxy.settle().await;
+    let cached = [A, B]
+        .iter()
+        .filter(|id| proxy.cached_path(id).exists())
+        .count();
+    assert_eq!(cached, 1, "exactly one of the two fits");
+    let m = proxy.cache.metrics().snapshot();
+    assert_eq!(
+        m.fill_failures_local, 0,
+        "the fill that did not fit was refused before it began, not stopped by a full disk"
+    );
+    assert!(files_in(&fs.path().join("incomplete")).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fill_cut_short_is_quarantined_without_its_reserved_space() {
+    let fs = Tmpfs::mount("64m");
+    let glance = fake_glance().await;
+    glance.set_behaviour(BIG, Behaviour::default().reset_after(1 << 20));
+    let proxy = Proxy::start(&glance.url(), fs.path(), ProxyOptions::default()).await;
+    let r = Client::new().get(&proxy.file_url(BIG), &MEMBER).await;
+    assert!(!r.complete(), "the upstream broke the body off");
+    proxy.settle().await;
+    let invalid = proxy.invalid_path(BIG);
+    let len = std::fs::metadata(&invalid).unwrap().len();
+    assert!(len < BIG_SIZE, "{len} bytes kept");
+    assert!(
+        allocated(&invalid) <= len.next_multiple_of(4096),
+        "{} bytes still allocated for a {len}-byte file",
+        allocated(&invalid)
+    );
 }
