@@ -25,7 +25,8 @@ pub(crate) enum Reserved {
 /// Allocates the disk blocks for the first `len` bytes of `file` without
 /// changing its length (`fallocate` with `KEEP_SIZE`): readers still see
 /// only what was written, a fill that cannot fit fails now rather than
-/// midway, and the writes that follow fill blocks already laid out.
+/// midway, and the writes that follow fill blocks already laid out. Takes
+/// milliseconds per GiB on ext4, longer on tmpfs (it allocates the pages).
 pub(crate) fn reserve(file: &File, len: u64) -> Reserved {
     use rustix::fs::{fallocate, FallocateFlags};
     use rustix::io::Errno;

@@ -71,6 +71,8 @@ pub(crate) struct FillFile {
     store: CacheStore,
     id: ImageId,
     file: Arc<File>,
+    /// The announced size, whose disk space the writer reserves.
+    expected: Option<u64>,
 }
 
 impl fmt::Debug for FillFile {
@@ -103,6 +105,7 @@ impl CacheStore {
             store: self.clone(),
             id: id.clone(),
             file: Arc::new(claimed),
+            expected,
         })
     }
 
@@ -152,38 +155,10 @@ impl CacheStore {
         for _ in 0..3 {
             let file = claim_incomplete(id, &path)?;
             if disk::same_file(&file, &path) {
-                if let Some(size) = expected {
-                    self.reserve(id, &file, &path, size)?;
-                }
                 return Ok(file);
             }
         }
         Err(NoFill::Busy)
-    }
-
-    /// Blocking: reserves the disk space of a claimed fill of `size` bytes.
-    /// Fills that start together all pass the free-space check before any
-    /// of them has written a byte; with their space reserved, the one that
-    /// does not fit is refused here (its clients are relayed) instead of
-    /// failing midway with a full disk. Without `fallocate` the file grows
-    /// as it is written.
-    fn reserve(&self, id: &ImageId, file: &File, path: &Path, size: u64) -> Result<(), NoFill> {
-        match disk::reserve(file, size) {
-            disk::Reserved::Yes => Ok(()),
-            disk::Reserved::NoSpace => {
-                remove_if_present(path);
-                let root = self.inner.layout.root();
-                Err(NoFill::NoSpace {
-                    available: disk::available_space(root).unwrap_or(0),
-                    needed: size.saturating_add(self.inner.min_free_disk),
-                })
-            }
-            disk::Reserved::Unsupported(e) => {
-                tracing::debug!(image_id = %id, error = %e,
-                    "cannot reserve the fill's disk space; the file grows as it is written");
-                Ok(())
-            }
-        }
     }
 
     /// Blocking: makes a verified fill durable and visible: fsync, rename to
@@ -249,6 +224,14 @@ impl FillFile {
     /// received on `chunks` until the sender is dropped, and reports the
     /// bytes on disk to `written` (at least every MiB, and after each
     /// batch of queued chunks). Returns the total written.
+    ///
+    /// Once the first bytes are out (so that reserving never delays a
+    /// client's first byte), the writer reserves the disk space of the
+    /// whole announced size. Of fills that start together and do not all
+    /// fit, the ones that cannot reserve stop there with a full-disk error
+    /// (their clients continue from the upstream) instead of all of them
+    /// running into a full disk midway; and the writes that follow fill
+    /// blocks already laid out, which costs the kernel less.
     pub(crate) fn spawn_writer<F>(
         &self,
         mut chunks: mpsc::Receiver<Bytes>,
@@ -258,6 +241,7 @@ impl FillFile {
         F: Fn(u64) + Send + 'static,
     {
         let file = Arc::clone(&self.file);
+        let (store, id, mut reserve) = (self.store.clone(), self.id.clone(), self.expected);
         tokio::task::spawn_blocking(move || {
             let mut out: &File = &file;
             let mut total = 0u64;
@@ -272,6 +256,10 @@ impl FillFile {
                     unpublished += more.len() as u64;
                 }
                 written(total);
+                if let Some(size) = reserve.take() {
+                    let _one_at_a_time = store.inner.reservations.lock();
+                    reserve_space(&id, &file, size)?;
+                }
             }
             Ok(total)
         })
@@ -319,7 +307,9 @@ impl FillFile {
         verified: bool,
         multihash: Option<Multihash>,
     ) -> Result<(), Error> {
-        let FillFile { store, id, file } = self;
+        let FillFile {
+            store, id, file, ..
+        } = self;
         let committed = {
             let (store, id) = (store.clone(), id.clone());
             let path = store.inner.layout.incomplete(&id);
@@ -390,6 +380,23 @@ impl FillFile {
             Ok(())
         })
         .await;
+    }
+}
+
+/// Blocking: reserves the disk space of a fill of `size` bytes; a full
+/// disk is an error, a filesystem without `fallocate` is not.
+fn reserve_space(id: &ImageId, file: &File, size: u64) -> io::Result<()> {
+    match disk::reserve(file, size) {
+        disk::Reserved::Yes => Ok(()),
+        disk::Reserved::NoSpace => Err(io::Error::new(
+            io::ErrorKind::StorageFull,
+            format!("no room to reserve the image's {size} bytes"),
+        )),
+        disk::Reserved::Unsupported(e) => {
+            tracing::debug!(image_id = %id, error = %e,
+                "cannot reserve the fill's disk space; the file grows as it is written");
+            Ok(())
+        }
     }
 }
 

@@ -118,6 +118,9 @@ struct Inner {
     read_buffers: ReadBuffers,
     /// Serialise prune and clean within this store (see `locks`).
     locks: locks::MaintenanceLocks,
+    /// One fill reserves its disk space at a time: concurrent `fallocate`s
+    /// can each take part of what is left and all fail.
+    reservations: std::sync::Mutex<()>,
     /// What the cache, its fills, pruning and prefetching count.
     metrics: Metrics,
     /// Test hook: see [`CacheStore::hold_commits`].
@@ -210,6 +213,7 @@ impl CacheStoreBuilder {
                 min_free_disk: self.min_free_disk,
                 read_buffers: ReadBuffers::new(self.hit_chunk_size, self.buffer_memory),
                 locks: locks::MaintenanceLocks::default(),
+                reservations: std::sync::Mutex::new(()),
                 metrics: Metrics::new(),
                 #[cfg(any(test, feature = "test-hooks"))]
                 commit_hold: commit_hold::Slot::default(),

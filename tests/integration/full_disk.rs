@@ -154,11 +154,12 @@ async fn a_fill_reserves_the_whole_image_while_its_length_stays_what_was_written
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn of_two_fills_that_start_together_the_one_that_does_not_fit_is_refused_up_front() {
+async fn of_two_fills_that_start_together_the_one_that_does_not_fit_stops_at_once() {
     const A: &str = "aaaaaaaa-0000-4000-8000-000000000001";
     const B: &str = "aaaaaaaa-0000-4000-8000-000000000002";
     // Room for one 5 MiB image, not for two; both fills pass the free-space
-    // check before either has written a byte (the upstream is slow).
+    // check before either has written much (the upstream is slow). Without
+    // reservations both would write until the disk is full, and fail.
     let fs = Tmpfs::mount("8m");
     let glance = fake_glance().await;
     add_five_mib_image(&glance, A, 1).await;
@@ -178,15 +179,30 @@ async fn of_two_fills_that_start_together_the_one_that_does_not_fit_is_refused_u
         assert_eq!(md5_hex(&r.body), glance.image_md5(id).unwrap(), "{id}");
     }
     proxy.settle().await;
-    let cached = [A, B]
-        .iter()
+    let cached: Vec<_> = [A, B]
+        .into_iter()
         .filter(|id| proxy.cached_path(id).exists())
-        .count();
-    assert_eq!(cached, 1, "exactly one of the two fits");
-    let m = proxy.cache.metrics().snapshot();
-    assert_eq!(
-        m.fill_failures_local, 0,
-        "the fill that did not fit was refused before it began, not stopped by a full disk"
+        .collect();
+    assert_eq!(cached.len(), 1, "exactly one of the two fits");
+    assert_eq!(proxy.cache.metrics().snapshot().fills_committed, 1);
+    // The other stopped at once: its client continued from the upstream
+    // after its first bytes (or was relayed from the start, when the first
+    // fill had reserved before the second was claimed), not after half the
+    // disk was written.
+    let stopped = if cached[0] == A { B } else { A };
+    let resumed_at: Vec<u64> = glance
+        .calls()
+        .iter()
+        .filter(|c| c.is_ranged_file_get(stopped))
+        .map(|c| {
+            let range = c.headers["range"].to_str().unwrap();
+            let start = range.trim_start_matches("bytes=").split('-').next();
+            start.unwrap().parse().unwrap()
+        })
+        .collect();
+    assert!(
+        resumed_at.iter().all(|&at| at <= 1 << 20),
+        "the stopped fill's client resumed at {resumed_at:?}"
     );
     assert!(files_in(&fs.path().join("incomplete")).is_empty());
 }
