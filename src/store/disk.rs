@@ -26,7 +26,8 @@ pub(crate) enum Reserved {
 /// changing its length (`fallocate` with `KEEP_SIZE`): readers still see
 /// only what was written, a fill that cannot fit fails now rather than
 /// midway, and the writes that follow fill blocks already laid out. Takes
-/// milliseconds per GiB on ext4, longer on tmpfs (it allocates the pages).
+/// about a millisecond to tens of milliseconds per GiB on ext4 (more while
+/// its journal is busy), half a second on tmpfs (it allocates the pages).
 pub(crate) fn reserve(file: &File, len: u64) -> Reserved {
     use rustix::fs::{fallocate, FallocateFlags};
     use rustix::io::Errno;

@@ -161,28 +161,22 @@ impl Index {
         .await
     }
 
-    /// Inserts the row of a fresh commit. An existing row keeps its hits and
-    /// timestamps (a re-download keeps the old row) but takes the
-    /// new size and checksum.
-    pub(crate) async fn insert(
-        &self,
-        id: &ImageId,
-        size: u64,
-        checksum: Option<String>,
-        verified: bool,
-        at: f64,
-    ) -> Result<(), Error> {
+    /// Adopts a cached file that has no row (a Glance cache directory, a
+    /// lost index): a row with its size, no digests, not verified. A row
+    /// that is already there wins: a fill that committed between the
+    /// caller's lookup and this insert keeps its digests. Returns whether
+    /// the row was added.
+    pub(crate) async fn adopt(&self, id: &ImageId, size: u64, at: f64) -> Result<bool, Error> {
         let id = id.clone();
         self.call(move |c| {
             c.execute(
                 "INSERT INTO cached_images
                    (image_id, last_accessed, last_modified, size, hits, checksum, verified)
-                 VALUES (?1, ?2, ?2, ?3, 0, ?4, ?5)
-                 ON CONFLICT(image_id) DO UPDATE SET size = excluded.size,
-                   checksum = excluded.checksum, verified = excluded.verified",
-                params![id.as_str(), at, size as i64, checksum, verified as i64],
+                 VALUES (?1, ?2, ?2, ?3, 0, NULL, 0)
+                 ON CONFLICT(image_id) DO NOTHING",
+                params![id.as_str(), at, size as i64],
             )
-            .map(|_| ())
+            .map(|added| added == 1)
         })
         .await
     }
@@ -474,14 +468,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn adopting_a_file_never_overwrites_the_row_of_a_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(&dir.path().join("cache.db")).unwrap();
+        // A lookup saw the renamed file before the fill's row was written,
+        // and its adoption lands after the row.
+        let digests = Verified {
+            md5: "5d41402abc4b2a76b9719d911017c592".into(),
+            multihash: Multihash::from_record("sha512", "ABCD"),
+            stamp: stamp(7, 100),
+        };
+        index
+            .insert_commit(&id(1), 9, true, digests.clone(), 10.0)
+            .await
+            .unwrap();
+        assert!(!index.adopt(&id(1), 9, 11.0).await.unwrap());
+        let e = index.get(&id(1)).await.unwrap().unwrap();
+        assert_eq!(e.checksum.as_deref(), Some(digests.md5.as_str()));
+        assert_eq!(
+            (e.multihash, e.stamp, e.verified),
+            (digests.multihash, digests.stamp, true)
+        );
+    }
+
+    #[tokio::test]
     async fn insert_hit_list_delete() {
         let dir = tempfile::tempdir().unwrap();
         let index = Index::open(&dir.path().join("cache.db")).unwrap();
+        let digests = |md5: &str| Verified {
+            md5: md5.into(),
+            multihash: None,
+            stamp: None,
+        };
         index
-            .insert(&id(2), 9, Some("abc".into()), true, 100.0)
+            .insert_commit(&id(2), 9, true, digests("abc"), 100.0)
             .await
             .unwrap();
-        index.insert(&id(1), 5, None, false, 50.0).await.unwrap();
+        assert!(index.adopt(&id(1), 5, 50.0).await.unwrap());
         index.record_access(&id(2), true);
         let e = index.get(&id(2)).await.unwrap().unwrap();
         assert_eq!((e.hits, e.size, e.last_modified), (1, 9, 100.0));
@@ -493,9 +516,13 @@ mod tests {
             vec![id(1), id(2)]
         );
         // re-commit keeps hits and timestamps
-        index.insert(&id(2), 10, None, false, 200.0).await.unwrap();
+        index
+            .insert_commit(&id(2), 10, true, digests("def"), 200.0)
+            .await
+            .unwrap();
         let e2 = index.get(&id(2)).await.unwrap().unwrap();
         assert_eq!((e2.hits, e2.size, e2.last_modified), (1, 10, 100.0));
+        assert_eq!(e2.checksum.as_deref(), Some("def"));
         assert!(index.delete(&id(2)).await.unwrap());
         assert!(index.get(&id(2)).await.unwrap().is_none());
     }
@@ -585,7 +612,7 @@ mod tests {
             .insert_commit(&id(2), 9, false, digests.clone(), 3.0)
             .await
             .unwrap();
-        index.insert(&id(3), 9, None, false, 4.0).await.unwrap();
+        assert!(index.adopt(&id(3), 9, 4.0).await.unwrap());
         let order: Vec<_> = index
             .by_verification_age()
             .await

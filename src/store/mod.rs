@@ -315,11 +315,9 @@ impl CacheStore {
         match meta {
             Ok(m) if m.is_file() => {
                 let at = reconcile::mtime_epoch(&m);
-                self.inner
-                    .index
-                    .insert(id, m.len(), None, false, at)
-                    .await?;
-                tracing::info!(image_id = %id, size = m.len(), "adopted cached file without index row");
+                if self.inner.index.adopt(id, m.len(), at).await? {
+                    tracing::info!(image_id = %id, size = m.len(), "adopted cached file without index row");
+                }
                 self.inner.index.get(id).await
             }
             _ => Ok(None),

@@ -117,8 +117,7 @@ pub(super) async fn run(store: &CacheStore) -> Result<ReconcileReport, Error> {
     }
     let with_row: std::collections::HashSet<&ImageId> = rows.iter().map(|r| &r.image_id).collect();
     for (id, size, mtime) in &scanned.files {
-        if !with_row.contains(id) {
-            index.insert(id, *size, None, false, *mtime).await?;
+        if !with_row.contains(id) && index.adopt(id, *size, *mtime).await? {
             tracing::info!(image_id = %id, size, "adopted cached file without index row");
             report.files_adopted += 1;
         }
