@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::blocking::blocking;
+use super::blocking::{blocking, in_background};
 use super::index::Verified;
 use super::stamp::FileStamp;
 use super::CacheStore;
@@ -172,6 +172,14 @@ impl fmt::Display for Integrity {
     }
 }
 
+/// Where a verification's hashing runs.
+enum Priority {
+    /// On the blocking pool, at the process's priority.
+    Normal,
+    /// On a thread of its own at the lowest CPU priority.
+    Background,
+}
+
 /// The digests recorded for an entry, as an expectation.
 pub(crate) fn recorded(entry: &super::CacheEntry) -> Option<Expected> {
     let md5 = entry.checksum.as_deref().and_then(|c| {
@@ -210,6 +218,30 @@ impl CacheStore {
         &self,
         id: &ImageId,
         rate: Option<u64>,
+        progress: impl FnMut(u64) + Send + 'static,
+    ) -> Result<Integrity, Error> {
+        self.verify(id, rate, Priority::Normal, progress).await
+    }
+
+    /// [`verify_entry`](Self::verify_entry) for the scrubber: the hashing
+    /// runs on a thread of its own at the lowest CPU priority, so that on a
+    /// busy machine it takes only what serving leaves (it slows below
+    /// `rate` rather than slowing hits).
+    pub(crate) async fn scrub_entry(
+        &self,
+        id: &ImageId,
+        rate: u64,
+        progress: impl FnMut(u64) + Send + 'static,
+    ) -> Result<Integrity, Error> {
+        self.verify(id, Some(rate), Priority::Background, progress)
+            .await
+    }
+
+    async fn verify(
+        &self,
+        id: &ImageId,
+        rate: Option<u64>,
+        priority: Priority,
         mut progress: impl FnMut(u64) + Send + 'static,
     ) -> Result<Integrity, Error> {
         let Some(entry) = self.inner.index.get(id).await? else {
@@ -226,7 +258,7 @@ impl CacheStore {
         let size = entry.size;
         let stop = StopOnDrop(Arc::new(AtomicBool::new(false)));
         let pace = Pace::new(rate).stopped_by(Arc::clone(&stop.0));
-        let hashed = blocking("verify", &path.clone(), move || {
+        let hash = move || {
             let file = match File::open(&path) {
                 Ok(file) => file,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -241,8 +273,12 @@ impl CacheStore {
             let digests = hash_file(&file, size, multi, &mut pace, &mut progress)
                 .map_err(|e| Error::io("read", &path, e))?;
             Ok(Some((file, stamp, Ok(digests))))
-        })
-        .await?;
+        };
+        let at = self.inner.layout.entry(id);
+        let hashed = match priority {
+            Priority::Normal => blocking("verify", &at, hash).await?,
+            Priority::Background => in_background("scrub", &at, hash).await?,
+        };
         drop(stop);
         let Some((file, stamp, hashed)) = hashed else {
             return Ok(Integrity::NotCached);

@@ -227,6 +227,40 @@ async fn verify_entry_records_intact_files_and_quarantines_changed_ones() {
 }
 
 #[tokio::test]
+async fn the_scrubbers_hashing_runs_at_the_lowest_priority_and_verify_at_the_processs() {
+    use rustix::process::getpriority_process;
+    fn nice_of_this_thread() -> i32 {
+        getpriority_process(Some(rustix::thread::gettid())).unwrap()
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    commit_hello(&store, 4).await;
+    let process = nice_of_this_thread();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = std::sync::Arc::clone(&seen);
+    let scrubbed = store
+        .scrub_entry(&id(4), 1 << 20, move |_| {
+            record.lock().unwrap().push(nice_of_this_thread())
+        })
+        .await
+        .unwrap();
+    assert_eq!(scrubbed, Integrity::Intact);
+    let record = std::sync::Arc::clone(&seen);
+    let verified = store
+        .verify_entry(&id(4), None, move |_| {
+            record.lock().unwrap().push(nice_of_this_thread())
+        })
+        .await
+        .unwrap();
+    assert_eq!(verified, Integrity::Intact);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![19, process],
+        "the scrubber's read, then verify's"
+    );
+}
+
+#[tokio::test]
 async fn a_file_committed_anew_is_not_quarantined_for_the_old_one() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path()).await;

@@ -12,7 +12,9 @@ use crate::store::{now_epoch, Integrity};
 const MAX_IDLE: Duration = Duration::from_secs(60);
 
 /// Hashes every verifiable entry again, least recently verified first, at
-/// most `rate` bytes per second, and each at most once per `interval`.
+/// most `rate` bytes per second (less when serving keeps the CPU busy: the
+/// hashing runs at the lowest priority), and each at most once per
+/// `interval`.
 /// A mismatch quarantines the entry (the next request fetches the image
 /// again), with a log line and `glance_cache_integrity_failures_total{found_by="scrub"}`.
 pub(crate) async fn run(cache: GlanceCache, rate: u64, interval: Duration) {
@@ -49,7 +51,7 @@ pub(crate) async fn run(cache: GlanceCache, rate: u64, interval: Duration) {
             let metrics = cache.metrics().clone();
             let id = entry.image_id.clone();
             match store
-                .verify_entry(&id, Some(rate), move |n| metrics.scrubbed(n))
+                .scrub_entry(&id, rate, move |n| metrics.scrubbed(n))
                 .await
             {
                 Ok(Integrity::Intact) => {

@@ -1481,7 +1481,8 @@ pub static OPTIONS: &[OptionDef] = &[
         help: "Bytes per second the background scrubber reads to hash cached files again \
                (least recently verified first) and quarantine those that no longer match \
                their digests, which finds rot that changes no file metadata. 0 turns the \
-               scrubber off; the default (8 MiB/s) costs about 1% of a core.",
+               scrubber off; the default (8 MiB/s) takes about 3% of one core, at the lowest CPU \
+               priority: on a busy node it reads slower rather than slowing downloads.",
         apply: |c, v| {
             if let Some(n) = int(&v) {
                 c.maintenance.scrub_rate = n;
