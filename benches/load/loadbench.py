@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import platform
+import random
 import re
 import resource
 import signal
@@ -51,6 +52,15 @@ def parse_size(text):
     if not m:
         raise ValueError(f"bad size '{text}' (use e.g. 4M, 64M, 1G)")
     return int(m.group(1)) << {"": 0, "K": 10, "M": 20, "G": 30}[m.group(2).upper()]
+
+
+def median_interval(values, level=0.90, draws=2000):
+    """A bootstrap interval of the median of `values` (resampled with replacement; a fixed
+    seed, so that a report is reproducible from its samples)."""
+    rng = random.Random(1)
+    medians = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(draws))
+    cut = int(draws * (1 - level) / 2)
+    return medians[cut], medians[draws - 1 - cut]
 
 
 def size_label(n):
@@ -1236,8 +1246,19 @@ class Bench:
             each = (f"; round by round ({len(rounds)} rounds, both settings in each): "
                     + ", ".join(f"{100 * c:+.1f}%" for c in rounds)
                     + f", median {100 * cost:+.1f}%") if rounds else ""
-            idle = (f"; the scrubber alone, no client: {statistics.median(self.scrub_idle_cpu):.1f}% of one core"
-                    if self.scrub_idle_cpu else "")
+            if len(rounds) >= 3:
+                lo, hi = median_interval(rounds)
+                each += f" (90% interval {100 * lo:+.1f}% … {100 * hi:+.1f}%)"
+            idle = ""
+            if self.scrub_idle_cpu:
+                alone = statistics.median(self.scrub_idle_cpu)
+                # What the hits themselves used, with the scrubber off: the scrubber's own
+                # CPU as a share of it is the cost it would have on CPU-bound hits.
+                serving = sum(off["cpu"].values()) + off["client_cpu"]
+                idle = f"; the scrubber alone, no client: {alone:.1f}% of one core"
+                if serving:
+                    idle += (f", {100 * alone / serving:.1f}% of the {serving:.0f}% of a core "
+                             "the hits used (proxy, upstream, curl)")
             out.append(f"- scrubbing at its default rate (8 MiB/s), {o.parallel} concurrent {size_label(size)} hits "
                        f"({on['n']} + {off['n']} samples): {on['median']:.0f} MiB/s "
                        f"vs {off['median']:.0f} MiB/s with the scrubber off = {100 * pooled:+.1f}% cost pooled"
