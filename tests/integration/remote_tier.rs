@@ -55,11 +55,13 @@ async fn node(glance_url: &str, s3: &S3Server) -> (tempfile::TempDir, Proxy) {
     (dir, proxy)
 }
 
-/// Waits (bounded) until the remote tier holds `id`.
+/// Waits (bounded) until the remote tier holds `id` with its metadata (the
+/// proxy always stores digests with an image; s3s-fs writes its metadata
+/// file just after the object's, so the object alone is not yet the upload).
 async fn uploaded(s3: &S3Server, id: &str) {
     let key = image_key(id);
     until("the upload", Duration::from_secs(20), || {
-        s3.keys(&key).contains(&key)
+        s3.keys(&key).contains(&key) && s3.user_metadata(&key).is_some_and(|m| !m.is_empty())
     })
     .await;
 }
