@@ -1253,7 +1253,8 @@ class Bench:
             if self.scrub_idle_cpu:
                 alone = statistics.median(self.scrub_idle_cpu)
                 # What the hits themselves used, with the scrubber off: the scrubber's own
-                # CPU as a share of it is the cost it would have on CPU-bound hits.
+                # CPU as a share of it is the most it can cost CPU-bound hits (at nice 19 it
+                # gets less than it asks for while they run).
                 serving = sum(off["cpu"].values()) + off["client_cpu"]
                 idle = f"; the scrubber alone, no client: {alone:.1f}% of one core"
                 if serving:

@@ -34,7 +34,7 @@ where
 {
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
-        .name(format!("glance-cache-{op}"))
+        .name(format!("bg-{op}"))
         .spawn(move || {
             lower_own_priority();
             let _ = tx.send(f());

@@ -258,6 +258,7 @@ impl CacheStore {
         let size = entry.size;
         let stop = StopOnDrop(Arc::new(AtomicBool::new(false)));
         let pace = Pace::new(rate).stopped_by(Arc::clone(&stop.0));
+        let at = path.clone();
         let hash = move || {
             let file = match File::open(&path) {
                 Ok(file) => file,
@@ -274,7 +275,6 @@ impl CacheStore {
                 .map_err(|e| Error::io("read", &path, e))?;
             Ok(Some((file, stamp, Ok(digests))))
         };
-        let at = self.inner.layout.entry(id);
         let hashed = match priority {
             Priority::Normal => blocking("verify", &at, hash).await?,
             Priority::Background => in_background("scrub", &at, hash).await?,
