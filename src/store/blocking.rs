@@ -59,14 +59,15 @@ fn lower_own_priority() {
     }
 }
 
+/// The calling thread's nice value.
+#[cfg(test)]
+pub(super) fn own_nice() -> i32 {
+    rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rustix::process::getpriority_process;
-
-    fn own_nice() -> i32 {
-        getpriority_process(Some(rustix::thread::gettid())).unwrap()
-    }
 
     #[tokio::test]
     async fn background_work_runs_at_the_lowest_priority_and_leaves_the_pool_alone() {

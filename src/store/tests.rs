@@ -228,10 +228,7 @@ async fn verify_entry_records_intact_files_and_quarantines_changed_ones() {
 
 #[tokio::test]
 async fn the_scrubbers_hashing_runs_at_the_lowest_priority_and_verify_at_the_processs() {
-    use rustix::process::getpriority_process;
-    fn nice_of_this_thread() -> i32 {
-        getpriority_process(Some(rustix::thread::gettid())).unwrap()
-    }
+    use super::blocking::own_nice as nice_of_this_thread;
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path()).await;
     commit_hello(&store, 4).await;
