@@ -41,7 +41,9 @@
 //! Its check runs before it writes, without a lock, so two concurrent creates of one key
 //! could both succeed; this server therefore serializes, per key, the requests that carry
 //! `If-None-Match` or `If-Match` (the whole request, body included), which makes
-//! create-if-absent atomic as on AWS: exactly one of concurrent creates wins.
+//! create-if-absent atomic as on AWS: exactly one of concurrent creates wins. It also reads
+//! such a request's body whole before s3s sees it, so that a refused create is answered
+//! `412` after its body, as S3 does, and not cut off while its client still sends.
 //!
 //! # Object bodies
 //!
@@ -676,10 +678,18 @@ async fn front(
         Some(l) => Some(l.lock().await),
         None => None,
     };
-    let mut response = service
-        .call(req.map(s3s::Body::from))
-        .await
-        .map_err(BoxError::from)?;
+    let req = if conditional {
+        // Read whole before s3s sees it: s3s-fs answers 412 without reading the body,
+        // and hyper then closes the connection under a client still sending it, which
+        // gets a broken pipe instead of the 412. S3 answers after the body. Conditional
+        // bodies are small (leases, multipart completions) or a test's own.
+        let (parts, body) = req.into_parts();
+        let bytes = body.collect().await?.to_bytes();
+        Request::from_parts(parts, s3s::Body::from(bytes))
+    } else {
+        req.map(s3s::Body::from)
+    };
+    let mut response = service.call(req).await.map_err(BoxError::from)?;
     record(response.status());
     if op == S3Op::GetObject && bucket == BUCKET {
         if let Some(key) = &key {

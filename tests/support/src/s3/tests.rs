@@ -162,6 +162,31 @@ async fn a_second_create_of_one_key_is_already_exists() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_refused_create_with_a_large_body_is_answered_not_cut_off() {
+    let s3 = S3Server::start();
+    let store = store(&s3);
+    let path = ObjectPath::from("images/large");
+    let create = || PutOptions::from(PutMode::Create);
+    store
+        .put_opts(&path, PutPayload::from(data(MIB, 1)), create())
+        .await
+        .expect("first create");
+    // A body larger than the socket buffers: answered before it is read, the client
+    // would be cut off while still sending it.
+    for seed in 2..6u8 {
+        let err = store
+            .put_opts(&path, PutPayload::from(data(32 * MIB, seed)), create())
+            .await
+            .expect_err("a second create");
+        assert!(
+            matches!(err, object_store::Error::AlreadyExists { .. }),
+            "create {seed}: {err:?}"
+        );
+    }
+    assert!(std::fs::read(s3.object_path("images/large")).unwrap() == data(MIB, 1));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn concurrent_creates_of_one_key_have_exactly_one_winner() {
     let s3 = S3Server::start();
     let store = Arc::new(store(&s3));
