@@ -980,13 +980,19 @@ class Bench:
                 self.record(sc, size, 1, self.sample(sc, size, 1))
         self.round = None
 
+    def by_round(self, key, size, clients):
+        """The median MiB/s of row (`key`, `size`, `clients`) in each round that measured it."""
+        row = self.rows.get((key, size, clients))
+        rounds = {}
+        for s in row["samples"] if row else []:
+            if s.get("round"):
+                rounds.setdefault(tuple(s["round"]), []).append(s["mibps"])
+        return {r: statistics.median(v) for r, v in rounds.items()}
+
     def paired(self, key, ref, size):
         """Per-round ratios of row `key` to row `ref` (1 client, `size`): the rounds that
         measured both."""
-        def by_round(k):
-            row = self.rows.get((k, size, 1))
-            return {tuple(s["round"]): s["mibps"] for s in row["samples"] if s.get("round")} if row else {}
-        a, b = by_round(key), by_round(ref)
+        a, b = self.by_round(key, size, 1), self.by_round(ref, size, 1)
         return [a[r] / b[r] for r in a if r in b and b[r]]
 
     def bursts(self, scs):
@@ -1037,14 +1043,8 @@ class Bench:
         """The scrubber's cost in each round of the scrub phase: 1 - (median hit with it on /
         median with it off, of that round's samples). Each round measures both settings
         back to back, so the machine's drift between rounds does not enter."""
-        def by_round(key):
-            row = self.rows.get((key, size, clients))
-            rounds = {}
-            for s in row["samples"] if row else []:
-                if s.get("round"):
-                    rounds.setdefault(tuple(s["round"]), []).append(s["mibps"])
-            return {r: statistics.median(v) for r, v in rounds.items()}
-        on, off = by_round("proxy_hit_scrub"), by_round("proxy_hit_noscrub")
+        on = self.by_round("proxy_hit_scrub", size, clients)
+        off = self.by_round("proxy_hit_noscrub", size, clients)
         return [1 - on[r] / off[r] for r in sorted(on) if off.get(r)]
 
     def tls_phase(self, scs):

@@ -228,7 +228,7 @@ async fn verify_entry_records_intact_files_and_quarantines_changed_ones() {
 
 #[tokio::test]
 async fn the_scrubbers_hashing_runs_at_the_lowest_priority_and_verify_at_the_processs() {
-    use super::blocking::own_nice as nice_of_this_thread;
+    use super::blocking::{own_nice as nice_of_this_thread, BACKGROUND_NICE};
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path()).await;
     commit_hello(&store, 4).await;
@@ -252,7 +252,7 @@ async fn the_scrubbers_hashing_runs_at_the_lowest_priority_and_verify_at_the_pro
     assert_eq!(verified, Integrity::Intact);
     assert_eq!(
         *seen.lock().unwrap(),
-        vec![19, process],
+        vec![BACKGROUND_NICE, process],
         "the scrubber's read, then verify's"
     );
 }

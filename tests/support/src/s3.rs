@@ -344,7 +344,8 @@ impl S3Server {
     /// The keys of the objects in the bucket that start with `prefix`, read from the disk,
     /// sorted. Parts of multipart uploads not yet completed are not objects and are not
     /// listed (they live outside the bucket's directory), nor are "directory" keys that end
-    /// in `/`.
+    /// in `/`. s3s-fs writes an object's file before its metadata and ETag files, so a key
+    /// listed here may not have them yet: wait on [`S3Server::user_metadata`] for those.
     pub fn keys(&self, prefix: &str) -> Vec<String> {
         let bucket = self.root.path().join(BUCKET);
         let mut keys = Vec::new();
