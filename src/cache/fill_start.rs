@@ -9,7 +9,7 @@ use http_body::Body;
 
 use super::GlanceCache;
 use crate::fill::{
-    spawn_fill, spawn_foreign_follow, Expectation, Expected, Fill, Head, LeaderGuard,
+    spawn_fill, spawn_foreign_follow, Continuation, Expectation, Expected, Fill, Head, LeaderGuard,
     PendingMultihash, Source,
 };
 use crate::headers::REQUEST_ID;
@@ -103,7 +103,11 @@ impl GlanceCache {
         let upstream_id = parts.headers.get(REQUEST_ID).cloned();
         let head = Head::replayed(parts.status, &parts.headers, expect.len);
         let fill = guard.started();
-        fill.start(head, Arc::clone(file.file()));
+        fill.start(
+            head,
+            Arc::clone(file.file()),
+            Continuation::after(from.source),
+        );
         tracing::debug!(image_id = %id, len = ?expect.len, "fill started");
         let task = spawn_fill(
             Arc::clone(&fill),
@@ -127,8 +131,9 @@ impl GlanceCache {
     /// same image (see [`CacheStore::foreign_fill`](crate::store::CacheStore)):
     /// followers get `head` and read `file` as the other process writes
     /// it; the fill ends when that process commits (then the entry is
-    /// complete and verified) or gives up (then followers continue from the
-    /// upstream). No upstream download starts here.
+    /// complete and verified) or gives up (then whole-image followers
+    /// continue from the upstream, verified against the head's `Content-MD5`
+    /// before their last byte). No upstream download starts here.
     pub(crate) fn follow_foreign_fill(
         &self,
         guard: LeaderGuard,
@@ -137,7 +142,7 @@ impl GlanceCache {
         size: u64,
     ) -> Arc<Fill> {
         let fill = guard.started();
-        fill.start(head, Arc::clone(&file));
+        fill.start(head, Arc::clone(&file), Continuation::Verify);
         tracing::info!(image_id = %fill.id, size,
             "following another process's fill of the image");
         spawn_foreign_follow(

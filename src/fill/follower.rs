@@ -1,6 +1,8 @@
 //! Followers: every client of a fill reads the growing file at its own pace.
 
 use std::fmt;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -11,14 +13,17 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
 use tokio::sync::watch;
 
-use super::{Failure, Fill, Phase, Status};
+use super::{Continuation, Expectation, Failure, Fill, Phase, Status};
+use crate::checksum::{DigestMismatch, Hashers};
 use crate::store::{ChunkReader, ReadBuffers};
 use crate::BoxError;
 
 /// The rest of an image fetched from the upstream by a follower.
 pub(crate) type ResumeBody = UnsyncBoxBody<Bytes, BoxError>;
 
-/// Fetches the image from a byte offset on; used when the local disk fails.
+/// Fetches the image from a byte offset on; used when the fill fails with
+/// its bytes so far good (the local disk failed) or checkable (its source
+/// broke off).
 pub(crate) type Resume =
     Box<dyn FnOnce(u64) -> BoxFuture<'static, Result<ResumeBody, BoxError>> + Send>;
 
@@ -37,10 +42,11 @@ enum State {
     Reading(Box<Following>, watch::Receiver<Status>),
     /// Caught up: waiting for the fill to publish progress.
     Waiting(Box<Following>, Wait),
-    /// The local disk failed: asking the upstream for the rest.
-    Resuming(BoxFuture<'static, Result<ResumeBody, BoxError>>),
+    /// The fill failed: asking the upstream for the rest (after hashing
+    /// the bytes already sent, when they must be verified).
+    Resuming(BoxFuture<'static, Result<Relay, BoxError>>),
     /// Relaying the upstream's rest of the image.
-    Relaying(ResumeBody),
+    Relaying(Relay),
     /// Broken before it began: the error is yielded once.
     Failed(BoxError),
     /// Over (the error, if any, has been yielded).
@@ -50,6 +56,21 @@ enum State {
 /// The fill's progress channel, lent to a future that waits for a change;
 /// `false` when the sender is gone.
 type Wait = BoxFuture<'static, (watch::Receiver<Status>, bool)>;
+
+/// The upstream's rest of the image, and what it must complete.
+struct Relay {
+    body: ResumeBody,
+    check: Option<Check>,
+}
+
+/// The whole image's `Content-MD5`, checked over the bytes a follower
+/// sent from the fill and the upstream's rest before the last byte goes.
+struct Check {
+    hashers: Hashers,
+    want: [u8; 16],
+    /// Bytes of the rest still to come.
+    left: u64,
+}
 
 /// What a follower needs besides the progress channel.
 struct Following {
@@ -118,8 +139,9 @@ enum Next {
     End,
     /// Nothing new: wait for a change.
     Wait,
-    /// The local disk failed: continue from the upstream at this offset.
-    Resume(Resume, u64),
+    /// The fill failed with its bytes so far good or checkable: continue
+    /// from the upstream.
+    Resume(BoxFuture<'static, Result<Relay, BoxError>>),
     /// The fill failed for good.
     Fail(BoxError),
 }
@@ -130,11 +152,7 @@ impl Following {
         match &status.phase {
             Phase::Failed(why @ (Failure::Local(_) | Failure::Source(_))) => {
                 return match self.resume.take() {
-                    Some(resume) => {
-                        tracing::info!(image_id = %self.fill.id, offset = self.pos, %why,
-                            "fill stopped; continuing from the upstream");
-                        Next::Resume(resume, self.pos)
-                    }
+                    Some(resume) => self.go_on(resume, why),
                     None => Next::Fail(why.to_string().into()),
                 };
             }
@@ -153,6 +171,128 @@ impl Following {
             Next::End
         } else {
             Next::Wait
+        }
+    }
+
+    /// Continues from the upstream after the fill failed with `why`, as
+    /// the fill's [`Continuation`] allows.
+    fn go_on(&self, resume: Resume, why: &Failure) -> Next {
+        let (id, pos) = (&self.fill.id, self.pos);
+        if self.fill.continuation() == Continuation::Relay {
+            tracing::info!(image_id = %id, offset = pos, %why,
+                "fill stopped; continuing from the upstream");
+            return Next::Resume(Box::pin(async move {
+                Ok(Relay {
+                    body: resume(pos).await?,
+                    check: None,
+                })
+            }));
+        }
+        // The bytes sent so far were not verified: the rest may complete
+        // them only if the whole then matches the image's Content-MD5.
+        let promised = self.fill.head().and_then(|head| {
+            let expect = Expectation::from_headers(&head.headers).ok()?;
+            Some((expect.md5?, head.content_length?))
+        });
+        let (Some((want, len)), None, Some(file)) = (promised, self.end, self.fill.file().cloned())
+        else {
+            tracing::warn!(image_id = %id, offset = pos, %why,
+                "fill stopped with unverified bytes sent; response truncated");
+            return Next::Fail(format!("{why}; the bytes sent could not be verified").into());
+        };
+        tracing::info!(image_id = %id, offset = pos, %why,
+            "fill stopped; continuing from the upstream, verified before the last byte");
+        Next::Resume(Box::pin(async move {
+            let hashers = tokio::task::spawn_blocking(move || hash_prefix(&file, pos))
+                .await
+                .map_err(BoxError::from)??;
+            Ok(Relay {
+                body: resume(pos).await?,
+                check: Some(Check {
+                    hashers,
+                    want,
+                    left: len.saturating_sub(pos),
+                }),
+            })
+        }))
+    }
+}
+
+/// Hashes the first `len` bytes of `file`: those a follower sent before its
+/// fill failed. The fill's writer has stopped and nothing else writes the
+/// file (its writer's lock, or this process's shared lock on another
+/// process's file, keeps it from being taken over), so they are the bytes
+/// the follower read.
+fn hash_prefix(file: &File, len: u64) -> Result<Hashers, BoxError> {
+    const CHUNK: usize = 1 << 20;
+    let mut hashers = Hashers::new(None);
+    let mut buf = vec![0u8; CHUNK];
+    let mut pos = 0;
+    while pos < len {
+        let want = (len - pos).min(CHUNK as u64) as usize;
+        match file.read_at(&mut buf[..want], pos) {
+            Ok(0) => {
+                return Err(format!("the fill's file ends at byte {pos} of the {len} sent").into())
+            }
+            Ok(n) => {
+                hashers.update(&buf[..n]);
+                pos += n as u64;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(hashers)
+}
+
+impl Relay {
+    /// The next bytes of the rest; with a check, the chunk that ends the
+    /// image only once the whole matches.
+    fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, BoxError>>> {
+        loop {
+            let data = match Pin::new(&mut self.body).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => {
+                    return Poll::Ready(match &self.check {
+                        Some(check) if check.left > 0 => Some(Err(format!(
+                            "the upstream's rest of the image ended {} bytes short",
+                            check.left
+                        )
+                        .into())),
+                        _ => None,
+                    })
+                }
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => data,
+                    Err(_) => continue, // trailers: nothing to relay
+                },
+            };
+            let Some(check) = self.check.as_mut() else {
+                return Poll::Ready(Some(Ok(data)));
+            };
+            let Some(left) = check.left.checked_sub(data.len() as u64) else {
+                return Poll::Ready(Some(Err(
+                    "the upstream sent more than the rest of the image".into(),
+                )));
+            };
+            check.hashers.update(&data);
+            check.left = left;
+            if left > 0 {
+                return Poll::Ready(Some(Ok(data)));
+            }
+            let check = self.check.take().expect("checked above");
+            let got = check.hashers.finish().md5;
+            if got != check.want {
+                let mismatch = DigestMismatch::Md5 {
+                    got,
+                    want: check.want,
+                };
+                tracing::error!(%mismatch,
+                    "the bytes sent before the fill failed do not make the image; response truncated");
+                return Poll::Ready(Some(Err(mismatch.into())));
+            }
+            return Poll::Ready(Some(Ok(data)));
         }
     }
 }
@@ -204,8 +344,8 @@ impl FollowBody {
                         self.state = State::Waiting(following, wait_for_change(rx));
                         continue;
                     }
-                    Next::Resume(resume, pos) => {
-                        self.state = State::Resuming(resume(pos));
+                    Next::Resume(relay) => {
+                        self.state = State::Resuming(relay);
                         continue;
                     }
                     Next::Fail(e) => return Poll::Ready(Some(Err(e))),
@@ -221,19 +361,16 @@ impl FollowBody {
                     }
                     Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e))),
                 },
-                State::Relaying(mut body) => match Pin::new(&mut body).poll_frame(cx) {
+                State::Relaying(mut relay) => match relay.poll_data(cx) {
                     Poll::Pending => {
-                        self.state = State::Relaying(body);
+                        self.state = State::Relaying(relay);
                         return Poll::Pending;
                     }
                     Poll::Ready(None) => return Poll::Ready(None),
                     Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
-                    Poll::Ready(Some(Ok(frame))) => {
-                        self.state = State::Relaying(body);
-                        match frame.into_data() {
-                            Ok(data) => data,
-                            Err(_) => continue, // trailers: nothing to relay
-                        }
+                    Poll::Ready(Some(Ok(data))) => {
+                        self.state = State::Relaying(relay);
+                        data
                     }
                 },
             };
@@ -280,16 +417,163 @@ mod tests {
     use crate::ImageId;
 
     fn started_fill(data: &[u8]) -> Arc<Fill> {
+        fill_promising(data, data.len() as u64, None, Continuation::Relay)
+    }
+
+    /// A fill of `IMAGE` whose file holds `data` so far and whose head
+    /// promises `md5`.
+    fn fill_of_image(data: &[u8], md5: Option<&str>, continuation: Continuation) -> Arc<Fill> {
+        fill_promising(data, IMAGE.len() as u64, md5, continuation)
+    }
+
+    /// A fill of `len` bytes whose file holds `data` and whose head
+    /// promises `md5`.
+    fn fill_promising(
+        data: &[u8],
+        len: u64,
+        md5: Option<&str>,
+        continuation: Continuation,
+    ) -> Arc<Fill> {
         let fill = Fill::new(ImageId::parse("40000000-0000-4000-8000-000000000001").unwrap());
         let mut file = tempfile::tempfile().unwrap();
         file.write_all(data).unwrap();
+        let mut headers = HeaderMap::new();
+        if let Some(md5) = md5 {
+            headers.insert("content-md5", md5.parse().unwrap());
+        }
         let head = Head {
             status: http::StatusCode::OK,
-            headers: HeaderMap::new(),
-            content_length: Some(data.len() as u64),
+            headers,
+            content_length: Some(len),
         };
-        fill.start(head, Arc::new(file));
+        fill.start(head, Arc::new(file), continuation);
         fill
+    }
+
+    const IMAGE: &[u8] = b"THE WHOLE IMAGE, AS THE UPSTREAM HAS IT";
+    /// MD5 of `IMAGE` (md5sum).
+    const IMAGE_MD5: &str = "5b337c08e9e4a0f1717b3643d720d98a";
+    const WHOLE: Part = Part::Whole {
+        len: Some(IMAGE.len() as u64),
+    };
+
+    /// What a client following `part` of a fill of `IMAGE` whose file holds
+    /// `on_disk` gets when the fill then ends with `failure`: the bytes, and
+    /// whether the body broke off; and how often the upstream was asked
+    /// for the rest (which it serves right).
+    async fn after_failure(
+        on_disk: &[u8],
+        md5: Option<&str>,
+        continuation: Continuation,
+        part: Part,
+        failure: Failure,
+    ) -> (Vec<u8>, bool, usize) {
+        let fill = fill_of_image(on_disk, md5, continuation);
+        fill.set_written(on_disk.len() as u64);
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = Arc::clone(&calls);
+        let resume: Resume = Box::new(move |offset| {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async move {
+                let rest = Bytes::from_static(&IMAGE[offset as usize..]);
+                Ok(http_body_util::Full::new(rest)
+                    .map_err(|never| match never {})
+                    .boxed_unsync())
+            })
+        });
+        let mut body = follow(
+            Arc::clone(&fill),
+            part,
+            ReadBuffers::unbounded(8),
+            Some(resume),
+        );
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Some(frame) = body.frame().await {
+                match frame {
+                    Ok(frame) => got.extend_from_slice(&frame.into_data().unwrap()),
+                    Err(_) => return (got, true),
+                }
+            }
+            (got, false)
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        fill.finish(Phase::Failed(failure));
+        let (got, broke) = reader.await.unwrap();
+        (got, broke, calls.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
+    fn source_broke() -> Failure {
+        Failure::Source(Arc::new("the peer went away".into()))
+    }
+
+    fn disk_full() -> Failure {
+        Failure::Local(Arc::new(std::io::Error::other("disk full")))
+    }
+
+    #[tokio::test]
+    async fn a_broken_fill_from_elsewhere_is_completed_from_the_upstream_when_the_whole_matches() {
+        let on_disk = &IMAGE[..20];
+        let got = after_failure(
+            on_disk,
+            Some(IMAGE_MD5),
+            Continuation::Verify,
+            WHOLE,
+            source_broke(),
+        )
+        .await;
+        assert_eq!(got, (IMAGE.to_vec(), false, 1));
+    }
+
+    #[tokio::test]
+    async fn wrong_bytes_from_a_broken_fill_are_never_completed_by_the_upstream() {
+        let mut wrong = IMAGE[..20].to_vec();
+        wrong[7] ^= 0x20; // one flipped bit, as a corrupt peer or object sends it
+        for failure in [source_broke(), disk_full()] {
+            let (got, broke, _) = after_failure(
+                &wrong,
+                Some(IMAGE_MD5),
+                Continuation::Verify,
+                WHOLE,
+                failure,
+            )
+            .await;
+            assert!(broke, "the response breaks off");
+            assert!(
+                got.len() < IMAGE.len(),
+                "{} of {} bytes sent: never the whole",
+                got.len(),
+                IMAGE.len()
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn unverifiable_bytes_from_a_broken_fill_end_without_asking_the_upstream() {
+        // A range cannot be checked against the whole image's MD5, nor can
+        // a download whose head promised none.
+        let cases = [
+            (Some(IMAGE_MD5), Part::Range { start: 4, end: 30 }, 4),
+            (None, WHOLE, 0),
+        ];
+        for (md5, part, start) in cases {
+            let got = after_failure(
+                &IMAGE[..20],
+                md5,
+                Continuation::Verify,
+                part,
+                source_broke(),
+            )
+            .await;
+            // 20 bytes on disk, the last of them held back.
+            assert_eq!(got, (IMAGE[start..19].to_vec(), true, 0), "{part:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_disk_failure_of_an_upstream_fill_goes_on_with_the_upstream_s_rest() {
+        let got = after_failure(&IMAGE[..20], None, Continuation::Relay, WHOLE, disk_full()).await;
+        assert_eq!(got, (IMAGE.to_vec(), false, 1));
     }
 
     #[tokio::test]

@@ -4,7 +4,6 @@
 //! fill here too.
 
 use std::fs::File;
-use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,7 +33,7 @@ pub(crate) fn spawn_foreign_follow(
         let committed = matches!(phase, Phase::Verified);
         if let Phase::Failed(why) = &phase {
             tracing::info!(image_id = %fill.id, %why,
-                "another process's fill ended without a commit; followers continue from the upstream");
+                "another process's fill ended without a commit");
         }
         fill.finish(phase);
         fills.remove(&fill);
@@ -45,15 +44,23 @@ pub(crate) fn spawn_foreign_follow(
 }
 
 async fn watch(fill: &Fill, file: &Arc<File>, size: u64, store: &CacheStore) -> Phase {
-    let gave_up = |why: String| Phase::Failed(Failure::Local(Arc::new(io::Error::other(why))));
+    // Followers go on from the upstream, verifying what they sent.
+    let gave_up = |why: String| Phase::Failed(Failure::Source(Arc::new(why.into())));
+    // The file no longer shows what followers read: they stop.
+    let unusable = |why: String| Phase::Failed(Failure::Foreign(Arc::new(why.into())));
     let (mut last, mut since) = (0, Instant::now());
     loop {
         match store.foreign_fill_state(&fill.id, file).await {
             Err(e) => return gave_up(format!("the other process's fill: {e}")),
             Ok(ForeignFill::Writing(len)) => {
                 if len > size {
-                    return gave_up(format!(
+                    return unusable(format!(
                         "the other process wrote {len} bytes of a {size}-byte image"
+                    ));
+                }
+                if len < last {
+                    return unusable(format!(
+                        "the file shrank from {last} to {len} bytes: a new fill took it over"
                     ));
                 }
                 if len != last {
@@ -70,7 +77,7 @@ async fn watch(fill: &Fill, file: &Arc<File>, size: u64, store: &CacheStore) -> 
                 return Phase::Verified;
             }
             Ok(ForeignFill::Committed(len)) => {
-                return gave_up(format!(
+                return unusable(format!(
                     "the other process committed {len} bytes, not {size}"
                 ))
             }

@@ -12,7 +12,12 @@
 //! complete wrong one. Only then is the file committed (fsync + rename).
 //! When the local disk fails (full, I/O error), followers continue from the
 //! upstream with a ranged request at the offset they reached: caching stops,
-//! serving continues.
+//! serving continues. Bytes that did not come from this process's own
+//! upstream download (a peer node, the remote tier, another process's fill)
+//! are continued that way only when they can be checked: a whole-image
+//! follower hashes what it sent and the upstream's rest, and its last byte
+//! goes only if the whole matches the `Content-MD5` its response promised
+//! (see [`Continuation`]).
 //!
 //! A second process sharing the cache directory follows the first one's
 //! fill of an image the same way: the bytes in the shared incomplete file
@@ -90,9 +95,41 @@ pub(crate) enum Failure {
     Verification(Mismatch),
     /// The local disk failed: followers resume from the upstream.
     Local(Arc<io::Error>),
-    /// The remote tier or the peer node the bytes came from broke off:
-    /// followers resume from the upstream.
+    /// The remote tier, the peer node or the other process the bytes came
+    /// from broke off: followers resume from the upstream.
     Source(Arc<BoxError>),
+    /// Another process's fill that this one followed left its file in a
+    /// state that no longer shows the bytes followers read (taken over,
+    /// longer than the image, committed at another size): followers are
+    /// truncated.
+    Foreign(Arc<BoxError>),
+}
+
+/// How a follower may go on from the upstream when its fill fails with
+/// bytes of the image already sent (see [`Failure::Local`] and
+/// [`Failure::Source`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Continuation {
+    /// The bytes so far came from this process's own download from the
+    /// upstream, as a pass-through proxy would have relayed them: the
+    /// upstream's rest follows them as it comes.
+    Relay,
+    /// The bytes so far came from elsewhere (the remote tier, a peer node,
+    /// another process's fill) and were not verified: the upstream's rest
+    /// follows only for a whole-image download whose head promised a
+    /// `Content-MD5`, and its last byte only once every byte sent matches
+    /// it. Other downloads end truncated.
+    Verify,
+}
+
+impl Continuation {
+    /// How followers of a fill whose bytes come from `source` go on.
+    pub(crate) fn after(source: Source) -> Self {
+        match source {
+            Source::Upstream => Continuation::Relay,
+            Source::Remote | Source::Peer => Continuation::Verify,
+        }
+    }
 }
 
 /// Where a fill's bytes come from.
@@ -112,7 +149,8 @@ impl std::fmt::Display for Failure {
             Failure::Upstream(e) => write!(f, "upstream failed: {e}"),
             Failure::Verification(m) => write!(f, "verification failed: {m}"),
             Failure::Local(e) => write!(f, "cache write failed: {e}"),
-            Failure::Source(e) => write!(f, "the cluster source broke off: {e}"),
+            Failure::Source(e) => write!(f, "the source of the bytes broke off: {e}"),
+            Failure::Foreign(e) => write!(f, "the other process's fill is unusable: {e}"),
         }
     }
 }
@@ -157,6 +195,7 @@ pub(crate) struct Fill {
     status: watch::Sender<Status>,
     head: OnceLock<Head>,
     file: OnceLock<Arc<File>>,
+    continuation: OnceLock<Continuation>,
     /// The credentials of the request that started the fill: the upstream
     /// answered that request with the image, so a follower presenting the
     /// very same credentials needs no separate authorization.
@@ -177,6 +216,7 @@ impl Fill {
             status,
             head: OnceLock::new(),
             file: OnceLock::new(),
+            continuation: OnceLock::new(),
             leader: OnceLock::new(),
             cancelled: AtomicBool::new(false),
         })
@@ -209,10 +249,20 @@ impl Fill {
         self.leader.get().is_some_and(|l| l.as_slice() == identity)
     }
 
-    /// Publishes the head and the file and moves to `Streaming`.
-    pub(crate) fn start(&self, head: Head, file: Arc<File>) {
+    /// How followers go on from the upstream if the fill fails.
+    pub(crate) fn continuation(&self) -> Continuation {
+        self.continuation
+            .get()
+            .copied()
+            .unwrap_or(Continuation::Verify)
+    }
+
+    /// Publishes the head and the file and moves to `Streaming`;
+    /// `continuation` says how followers may go on should the fill fail.
+    pub(crate) fn start(&self, head: Head, file: Arc<File>, continuation: Continuation) {
         let _ = self.head.set(head);
         let _ = self.file.set(file);
+        let _ = self.continuation.set(continuation);
         self.status.send_modify(|s| s.phase = Phase::Streaming);
     }
 

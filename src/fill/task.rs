@@ -158,14 +158,17 @@ where
         Ok(done) => done,
         Err(failure) => {
             metrics.fill_failed(match failure {
-                Failure::Upstream(_) | Failure::Source(_) => FillFailure::Upstream,
+                // Only a fill that follows another process's ends so.
+                Failure::Upstream(_) | Failure::Source(_) | Failure::Foreign(_) => {
+                    FillFailure::Upstream
+                }
                 Failure::Verification(_) => FillFailure::Verification,
                 Failure::Local(_) => FillFailure::Local,
             });
             fill.finish(Phase::Failed(failure.clone()));
             if matches!(failure, Failure::Local(_) | Failure::Source(_)) {
-                // The bytes so far were fine (the disk or the cluster
-                // source was not): keeping them would only take space.
+                // No check failed (the disk or the source did): the partial
+                // file says nothing worth keeping for `clean` to look at.
                 tracing::warn!(image_id = %id, %failure, "fill stopped; partial file removed");
                 file.discard().await;
             } else {

@@ -182,6 +182,13 @@ impl CacheStore {
 }
 
 fn claim_incomplete(id: &ImageId, path: &Path) -> Result<File, NoFill> {
+    let (file, stale) = open_incomplete(path)?;
+    lock_incomplete(id, path, file, stale)
+}
+
+/// Creates `path`, or opens the one there (`true`: stale, or another
+/// writer's).
+fn open_incomplete(path: &Path) -> Result<(File, bool), NoFill> {
     // O_NOATIME: followers read the file while it grows, so its mtime
     // keeps passing its atime and every read would update the atime — a
     // journal write that can stall a read on the async worker.
@@ -201,12 +208,24 @@ fn claim_incomplete(id: &ImageId, path: &Path) -> Result<File, NoFill> {
         }
         Err(e) => return Err(NoFill::Failed(Error::io("create", path, e))),
     };
+    Ok((file, stale))
+}
+
+/// Takes the writer's lock on `file`, opened from `path`; a stale file
+/// (its writer gone) is emptied for the new fill.
+fn lock_incomplete(id: &ImageId, path: &Path, file: File, stale: bool) -> Result<File, NoFill> {
     match file.try_lock() {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => return Err(NoFill::Busy),
         Err(TryLockError::Error(e)) => return Err(NoFill::Failed(Error::io("lock", path, e))),
     }
     if stale {
+        // Its writer may have committed it (renamed it to the entry) and
+        // let go of the lock between our open and our lock: only the file
+        // still at `path` is stale.
+        if !disk::same_file(&file, path) {
+            return Err(NoFill::Busy);
+        }
         tracing::info!(image_id = %id, "taking over a stale incomplete file");
         file.set_len(0)
             .map_err(|e| NoFill::Failed(Error::io("truncate", path, e)))?;
@@ -405,5 +424,56 @@ fn remove_if_present(path: &Path) {
         if e.kind() != io::ErrorKind::NotFound {
             tracing::warn!(path = %path.display(), error = %e, "could not remove incomplete file");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    use super::*;
+
+    fn id() -> ImageId {
+        ImageId::parse("60000000-0000-4000-8000-000000000001").unwrap()
+    }
+
+    /// `path` with `data`, locked as a writer holds it.
+    fn written_and_locked(path: &Path, data: &[u8]) -> File {
+        let mut writer = File::create(path).unwrap();
+        writer.write_all(data).unwrap();
+        writer.lock().unwrap();
+        writer
+    }
+
+    fn contents(path: &Path) -> Vec<u8> {
+        let mut got = Vec::new();
+        File::open(path).unwrap().read_to_end(&mut got).unwrap();
+        got
+    }
+
+    #[test]
+    fn a_stale_incomplete_file_is_taken_over_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("incomplete");
+        drop(written_and_locked(&path, b"LEFT BY A DEAD WRITER"));
+        let file = claim_incomplete(&id(), &path).unwrap();
+        assert_eq!(file.metadata().unwrap().len(), 0);
+    }
+
+    #[test]
+    fn a_file_committed_between_the_open_and_the_lock_is_not_emptied() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, entry) = (dir.path().join("incomplete"), dir.path().join("entry"));
+        let writer = written_and_locked(&path, b"VERIFIED IMAGE");
+        let (opened, stale) = open_incomplete(&path).unwrap();
+        assert!(stale, "the writer's file was there");
+        // The writer commits (rename keeps the inode) and lets go of its lock.
+        std::fs::rename(&path, &entry).unwrap();
+        drop(writer);
+        assert!(matches!(
+            lock_incomplete(&id(), &path, opened, stale),
+            Err(NoFill::Busy)
+        ));
+        assert_eq!(contents(&entry), b"VERIFIED IMAGE");
     }
 }

@@ -25,7 +25,10 @@ pub(crate) enum ForeignFill {
     /// Committed: the file is the entry now, with this many bytes (the
     /// writer verified them before its commit).
     Committed(u64),
-    /// Over without a commit (failed, discarded, or taken away).
+    /// Over without a commit (failed, discarded, or taken away). The
+    /// reader's descriptor keeps a shared lock on the file from then on,
+    /// so that no new fill takes it over (truncates and rewrites it) while
+    /// this process's followers may still read back what they sent.
     Ended,
 }
 
@@ -72,14 +75,12 @@ impl CacheStore {
             match file.try_lock_shared() {
                 Err(TryLockError::WouldBlock) => Ok(ForeignFill::Writing(stat(&file)?)),
                 Err(TryLockError::Error(e)) => Err(Error::io("flock", &path, e)),
-                Ok(()) => {
+                Ok(()) if disk::same_file(&file, &entry) => {
                     let _ = file.unlock();
-                    if disk::same_file(&file, &entry) {
-                        Ok(ForeignFill::Committed(stat(&file)?))
-                    } else {
-                        Ok(ForeignFill::Ended)
-                    }
+                    Ok(ForeignFill::Committed(stat(&file)?))
                 }
+                // The lock stays: see `ForeignFill::Ended`.
+                Ok(()) => Ok(ForeignFill::Ended),
             }
         })
         .await

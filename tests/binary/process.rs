@@ -424,6 +424,39 @@ async fn followers_of_a_process_killed_mid_fill_continue_from_the_upstream() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followers_of_another_process_s_fill_that_fails_verification_are_truncated() {
+    let TwoProcesses {
+        glance,
+        dir: _dir,
+        cache,
+        a,
+        b,
+    } = TwoProcesses::start(10 << 20).await;
+    // Same length and headers, one byte in the middle inverted.
+    glance.set_behaviour(BIG, Behaviour::default().rate(10 << 20).corrupt());
+    let c = Client::new();
+    let first = download(&c, &a);
+    partial_fill(&cache).await;
+    let follower = download(&c, &b);
+    wait_for("B to follow A's fill", Duration::from_secs(20), || async {
+        b.log_text().contains("following another process's fill")
+    })
+    .await;
+    assert!(!first.await.unwrap().complete(), "A's own client is cut");
+    let r = follower.await.unwrap();
+    assert!(
+        !r.complete(),
+        "B's client got all {} bytes, though A's were wrong",
+        r.body.len()
+    );
+    assert!(
+        b.log_text().contains("do not make the image"),
+        "B checked what it sent against the image's Content-MD5:\n{}",
+        b.log_text()
+    );
+}
+
 /// Resident memory of the process in KiB (VmRSS).
 fn rss_kib(proxy: &ProxyProcess) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{}/status", proxy.child.id())).unwrap();
