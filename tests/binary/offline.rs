@@ -409,10 +409,13 @@ fn rot_keeping_mtime(path: &Path) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn verify_finds_rot_that_keeps_the_mtime_and_quarantines_it() {
+/// A cache with A (`a_size` bytes) and B (256 KiB) prefetched from a fake
+/// Glance: the Glance, the test's directory, the cache and the configuration.
+async fn a_and_b_prefetched(
+    a_size: u64,
+) -> (RunningFakeGlance, tempfile::TempDir, PathBuf, PathBuf) {
     let glance = glance_with(vec![
-        FakeImage::new(A).pattern(3 << 20, 1),
+        FakeImage::new(A).pattern(a_size, 1),
         FakeImage::new(B).pattern(256 << 10, 2),
     ])
     .await;
@@ -422,6 +425,12 @@ async fn verify_finds_rot_that_keeps_the_mtime_and_quarantines_it() {
     queue(&cache, &[A, B]);
     let fetched = offline(&["prefetch", "--config-file", path_str(&conf)]).await;
     assert_eq!(fetched.code, Some(0), "{fetched:?}");
+    (glance, dir, cache, conf)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_finds_rot_that_keeps_the_mtime_and_quarantines_it() {
+    let (_glance, _dir, cache, conf) = a_and_b_prefetched(3 << 20).await;
     // C was left by Glance's own cache: no recorded checksum.
     std::fs::write(cache.join(C), b"GLANCEDATA").unwrap();
     let store = CacheStore::builder(&cache).open().await.unwrap();
@@ -468,6 +477,34 @@ async fn verify_finds_rot_that_keeps_the_mtime_and_quarantines_it() {
     assert!(
         bad.stderr.contains("\"../etc\" is not an image id"),
         "{bad:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_reports_an_image_it_cannot_read_and_checks_the_others() {
+    let (_glance, _dir, cache, conf) = a_and_b_prefetched(1 << 20).await;
+    // A's file cannot be opened any more (a symlink to itself: ELOOP), as a
+    // file on a failing disk cannot be read; A comes first in the listing.
+    std::fs::remove_file(cache.join(A)).unwrap();
+    std::os::unix::fs::symlink(A, cache.join(A)).unwrap();
+
+    let r = offline(&["verify", "--config-file", path_str(&conf)]).await;
+    assert_eq!(r.code, Some(1), "{r:?}");
+    assert!(
+        line_of(&r.stdout, A).starts_with(&format!("{A} NOT CHECKED: open ")),
+        "{r:?}"
+    );
+    assert_eq!(line_of(&r.stdout, B), format!("{B} intact"), "{r:?}");
+    assert!(
+        r.stdout.ends_with(
+            "verified 2 images: 1 intact, 0 corrupt (quarantined), 0 without a recorded \
+             checksum, 1 could not be checked\n"
+        ),
+        "{r:?}"
+    );
+    assert!(
+        r.stderr.contains("1 cached images could not be checked"),
+        "{r:?}"
     );
 }
 

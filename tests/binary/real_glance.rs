@@ -308,13 +308,24 @@ async fn real_glance_ranges_through_the_proxy_answer_as_glance_does() {
             "{accept}"
         );
     }
-    for range in ["bytes=0-1,5-6", "bytes=abc", "bytes=5-2"] {
-        let want = c.get(&direct, &[("range", range)]).await;
-        let got = c.get(&url, &[("range", range)]).await;
-        assert_eq!(
-            (got.status, &got.body),
-            (want.status, &want.body),
-            "{range}"
+    let malformed: [&[(&str, &str)]; 6] = [
+        &[("range", "bytes=0-1,5-6")],
+        &[("range", "bytes=abc")],
+        &[("range", "bytes=5-2")],
+        &[("range", "")],
+        &[("range", "bytes=\t0-9")],
+        &[("range", "bytes=0-1,5-6"), ("if-range", "\"x\"")],
+    ];
+    for headers in malformed {
+        let want = c.get(&direct, headers).await;
+        let got = c.get(&url, headers).await;
+        assert_eq!(got.status, want.status, "{headers:?}");
+        assert!(
+            got.body == want.body,
+            "{headers:?}: {} bytes, Glance's {}: {:?}",
+            got.body.len(),
+            want.body.len(),
+            String::from_utf8_lossy(&want.body)
         );
     }
     let metrics = c

@@ -222,6 +222,53 @@ async fn a_range_of_a_changed_file_goes_upstream() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_miss_on_a_changed_file_verifies_it_in_the_background_when_configured() {
+    let glance = fake_glance().await;
+    let dir = tempfile::tempdir().unwrap();
+    let opts = ProxyOptions {
+        fill_on_range_miss: true,
+        ..ProxyOptions::default()
+    };
+    let proxy = Proxy::start(&glance.url(), dir.path(), opts).await;
+    let c = Client::new();
+    let whole = c.get(&proxy.file_url(PRIV), &[MEMBER]).await;
+    proxy.settle().await;
+    let id = PRIV.parse().unwrap();
+    let before = proxy.cache.store().lookup(&id).await.unwrap().unwrap();
+    // The same bytes written again: right, but changed since verified.
+    std::fs::write(proxy.cached_path(PRIV), &whole.body).unwrap();
+    let r = c
+        .get(&proxy.file_url(PRIV), &[MEMBER, ("range", "bytes=3-5")])
+        .await;
+    assert_eq!(
+        (r.status, r.body.as_slice()),
+        (StatusCode::PARTIAL_CONTENT, &whole.body[3..6])
+    );
+    assert_eq!(upstream_ranges(&glance, PRIV), 1);
+    wait_for(
+        "the background verification",
+        Duration::from_secs(10),
+        || async {
+            let entry = proxy.cache.store().lookup(&id).await.unwrap().unwrap();
+            entry.verified_at > before.verified_at
+        },
+    )
+    .await;
+    let next = c
+        .get(&proxy.file_url(PRIV), &[MEMBER, ("range", "bytes=3-5")])
+        .await;
+    assert_eq!(next.body, &whole.body[3..6]);
+    assert_eq!(
+        upstream_ranges(&glance, PRIV),
+        1,
+        "the second range came from the verified file"
+    );
+    assert_eq!(glance.file_gets(PRIV), 1, "no second full download");
+    let m = proxy.cache.metrics().snapshot();
+    assert_eq!((m.range_misses, m.range_hits), (1, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_range_of_another_projects_private_image_is_refused_as_a_full_download_is() {
     for authz in [HitAuthorization::Probe, HitAuthorization::Metadata] {
         let glance = fake_glance().await;

@@ -1458,9 +1458,11 @@ pub static OPTIONS: &[OptionDef] = &[
         default: Some("false"),
         glance: false,
         secret: false,
-        help: "Whether a range of an image that is not cached, besides going to the upstream \
-               unchanged, starts caching the whole image with the caller's credentials, so \
-               that later ranges are answered from the cache.",
+        help: "Whether a range the cache cannot answer, besides going to the upstream \
+               unchanged, starts a download of the whole image with the caller's \
+               credentials: an image that is not cached is cached, and a cached file that \
+               changed since it was verified is read through and verified again, so that \
+               later ranges are answered from the cache.",
         apply: |c, v| {
             if let Some(b) = boolean(&v) {
                 c.proxy.fill_on_range_miss = b;

@@ -26,12 +26,16 @@ struct Tally {
     corrupt: usize,
     unverifiable: usize,
     not_cached: usize,
+    /// Could not be read (or the index failed): neither intact nor corrupt.
+    unchecked: usize,
 }
 
 /// Verifies the named images (or every cached one), one line each, then
 /// `verified N images: I intact, C corrupt (quarantined), U without a
-/// recorded checksum`. Fails (exit status 1) when any image was corrupt
-/// or a named image is not cached.
+/// recorded checksum` (and `, F could not be checked` when some could not
+/// be read). Fails (exit status 1) when any image was corrupt or could not
+/// be checked, or a named image is not cached; one image that cannot be
+/// read does not stop the others from being checked.
 pub(crate) async fn run(args: VerifyArgs) -> anyhow::Result<()> {
     let mut named = Vec::with_capacity(args.images.len());
     for text in &args.images {
@@ -60,19 +64,23 @@ pub(crate) async fn run(args: VerifyArgs) -> anyhow::Result<()> {
         if let Some(entry) = entries.get(id) {
             bar.set_total(entry.size);
         }
-        let outcome = store.verify_entry(id, None, bar.advancer()).await?;
+        let outcome = store.verify_entry(id, None, bar.advancer()).await;
         let line = match &outcome {
-            Integrity::Intact => {
+            Err(e) => {
+                tally.unchecked += 1;
+                format!("{id} NOT CHECKED: {e}")
+            }
+            Ok(Integrity::Intact) => {
                 tally.intact += 1;
                 format!("{id} intact")
             }
-            Integrity::Quarantined(why) => {
+            Ok(Integrity::Quarantined(why)) => {
                 tally.corrupt += 1;
                 format!(
                     "{id} CORRUPT ({why}): moved to invalid/, fetched again at its next download"
                 )
             }
-            Integrity::NotCached => {
+            Ok(Integrity::NotCached) => {
                 tally.not_cached += 1;
                 format!("{id} not cached")
             }
@@ -86,8 +94,13 @@ pub(crate) async fn run(args: VerifyArgs) -> anyhow::Result<()> {
         };
         bar.finish(&line);
     }
+    let unchecked = match tally.unchecked {
+        0 => String::new(),
+        n => format!(", {n} could not be checked"),
+    };
     println!(
-        "verified {} images: {} intact, {} corrupt (quarantined), {} without a recorded checksum",
+        "verified {} images: {} intact, {} corrupt (quarantined), {} without a recorded \
+         checksum{unchecked}",
         ids.len() - tally.not_cached,
         tally.intact,
         tally.corrupt,
@@ -95,6 +108,12 @@ pub(crate) async fn run(args: VerifyArgs) -> anyhow::Result<()> {
     );
     if tally.corrupt > 0 {
         anyhow::bail!("{} corrupt cached images quarantined", tally.corrupt);
+    }
+    if tally.unchecked > 0 {
+        anyhow::bail!(
+            "{} cached images could not be checked (see their lines above)",
+            tally.unchecked
+        );
     }
     if tally.not_cached > 0 {
         anyhow::bail!("{} of the named images are not cached", tally.not_cached);

@@ -161,7 +161,8 @@ mod tests {
             r(Method::GET, &file, &[("range", "bytes=0-1,4-5")]),
             Route::Other
         );
-        assert_eq!(r(Method::GET, &file, &[("range", "")]), whole());
+        // Glance refuses an empty Range with a 416: its answer is relayed.
+        assert_eq!(r(Method::GET, &file, &[("range", "")]), Route::Other);
     }
 
     #[test]

@@ -72,34 +72,32 @@ pub(crate) fn classify(headers: &HeaderMap) -> Ranged {
     if present(headers, CONTENT_RANGE) {
         return Ranged::Upstream;
     }
-    if !present(headers, RANGE) {
-        return Ranged::Whole;
-    }
-    if present(headers, IF_RANGE) {
-        return Ranged::IgnoredRange;
-    }
+    // Any Range header, even an empty one, is Glance's to judge unless it
+    // is one the cache answers (Glance refuses an empty one with a 416).
     let mut values = headers.get_all(RANGE).iter();
-    match (values.next(), values.next()) {
-        (Some(value), None) => value
-            .to_str()
-            .ok()
-            .and_then(parse)
-            .map_or(Ranged::Upstream, Ranged::Single),
-        _ => Ranged::Upstream,
+    let range = match (values.next(), values.next()) {
+        (None, _) => return Ranged::Whole,
+        (Some(value), None) => value.to_str().ok().and_then(parse),
+        _ => None,
+    };
+    match range {
+        None => Ranged::Upstream,
+        Some(_) if present(headers, IF_RANGE) => Ranged::IgnoredRange,
+        Some(range) => Ranged::Single(range),
     }
 }
 
-/// Parses `bytes=a-b`, `bytes=a-` or `bytes=-n` (spaces around `=` and `-`
-/// allowed, the unit in any case, as Glance's parser does); `None` for
-/// anything else.
+/// Parses `bytes=a-b`, `bytes=a-` or `bytes=-n` (spaces, and only spaces,
+/// around `=` and `-`, the unit in any case, as Glance's parser does);
+/// `None` for anything else.
 fn parse(value: &str) -> Option<ByteRange> {
     let (unit, spec) = value.trim().split_once('=')?;
-    if !unit.trim().eq_ignore_ascii_case("bytes") {
+    if !unit.trim_end_matches(' ').eq_ignore_ascii_case("bytes") {
         return None;
     }
     let (first, last) = spec.split_once('-')?;
     let number = |s: &str| -> Option<Option<u64>> {
-        let s = s.trim();
+        let s = s.trim_matches(' ');
         if s.is_empty() {
             return Some(None);
         }
@@ -227,11 +225,31 @@ mod tests {
             "Glance reads Content-Range in requests"
         );
         assert_eq!(ranged(&[]), Ranged::Whole);
-        assert_eq!(ranged(&[("range", " ")]), Ranged::Whole);
+        assert_eq!(
+            ranged(&[("range", " ")]),
+            Ranged::Upstream,
+            "an empty Range is Glance's 416"
+        );
+        assert_eq!(
+            ranged(&[("range", "bytes=\t0-9")]),
+            Ranged::Upstream,
+            "Glance's parser takes spaces only"
+        );
+        assert_eq!(
+            ranged(&[("range", "bytes = 0 - 9")]),
+            Ranged::Single(ByteRange::FromTo(0, 9))
+        );
         assert_eq!(
             ranged(&[("range", "bytes=0-1"), ("if-range", "\"x\"")]),
             Ranged::IgnoredRange
         );
+        for value in ["bytes=0-1,5-6", "items=0-1", ""] {
+            assert_eq!(
+                ranged(&[("range", value), ("if-range", "\"x\"")]),
+                Ranged::Upstream,
+                "{value:?}: a range the cache would not answer keeps Glance's answer"
+            );
+        }
     }
 
     #[test]

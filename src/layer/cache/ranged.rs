@@ -7,6 +7,7 @@ use bytes::Bytes;
 use http::header::{CONTENT_RANGE, CONTENT_TYPE, IF_RANGE, RANGE};
 use http::{request, HeaderValue, Request, Response, StatusCode};
 use http_body::Body;
+use http_body_util::BodyExt;
 use tower::Service;
 use tracing::Instrument;
 
@@ -44,17 +45,19 @@ where
                     Cached::Serve(opened, facts) => (opened, facts),
                     Cached::Refused(resp) => return Ok(*resp),
                     Cached::Busy => return Ok(super::download::busy()),
-                    Cached::Forward | Cached::Gone => return self.range_miss(parts, body).await,
+                    Cached::Forward | Cached::Gone => {
+                        return self.range_miss(parts, body, Then::Nothing).await
+                    }
                 };
                 if let Some(why) = opened.unverified(&entry) {
                     // Only a whole download can verify the file again.
                     tracing::debug!(image_id = %self.id, why, "range of an unverified file; sent upstream");
-                    return self.range_miss(parts, body).await;
+                    return self.range_miss(parts, body, Then::Fetch).await;
                 }
                 let size = entry.size;
                 if size == 0 {
                     // Glance's answers to ranges of an empty image are its own.
-                    return self.range_miss(parts, body).await;
+                    return self.range_miss(parts, body, Then::Nothing).await;
                 }
                 let Some(span) = range.resolve(size) else {
                     return self.unsatisfiable(size, parts, body).await;
@@ -76,10 +79,10 @@ where
                     request_id(&parts.headers),
                 ))
             }
-            Ok(None) => self.range_miss(parts, body).await,
+            Ok(None) => self.range_miss(parts, body, Then::Fetch).await,
             Err(e) => {
                 tracing::warn!(image_id = %self.id, error = %e, "cache lookup failed; forwarding");
-                self.range_miss(parts, body).await
+                self.range_miss(parts, body, Then::Nothing).await
             }
         }
     }
@@ -103,15 +106,15 @@ where
             Follow::Yes => {}
             Follow::Refused(resp) => return Ok(*resp),
             Follow::Busy => return Ok(super::download::busy()),
-            Follow::Forward => return self.range_miss(parts, body).await,
+            Follow::Forward => return self.range_miss(parts, body, Then::Nothing).await,
         }
         let Some(head) = fill.wait_head().await else {
-            return self.range_miss(parts, body).await;
+            return self.range_miss(parts, body, Then::Nothing).await;
         };
         let size = match head.content_length {
             Some(size) if size > 0 && head.status == StatusCode::OK => size,
             // No size to resolve the range against: Glance decides.
-            _ => return self.range_miss(parts, body).await,
+            _ => return self.range_miss(parts, body, Then::Nothing).await,
         };
         let Some(span) = range.resolve(size) else {
             return self.unsatisfiable(size, parts, body).await;
@@ -141,18 +144,29 @@ where
     }
 
     /// A range the cache cannot answer: the upstream's answer, relayed
-    /// and never stored. When configured, the whole image is fetched into
-    /// the cache in the background with the caller's credentials.
-    async fn range_miss(self, parts: request::Parts, body: RequestBody) -> Result<ResB, S::Error> {
+    /// and never stored. When configured and `then` says so, the whole
+    /// image is fetched in the background with the caller's credentials.
+    async fn range_miss(
+        self,
+        parts: request::Parts,
+        body: RequestBody,
+        then: Then,
+    ) -> Result<ResB, S::Error> {
         self.core.metrics().range_miss();
-        if self.core.ranges().fill_on_miss && self.core.fills().get(&self.id).is_none() {
+        if then == Then::Fetch
+            && self.core.ranges().fill_on_miss
+            && self.core.fills().get(&self.id).is_none()
+        {
             self.fill_in_background(&parts);
         }
         self.relay(parts, body).await
     }
 
-    /// Starts a fill of the whole image as the caller of `parts`, whose
-    /// answer nobody reads (the fill runs on without a client).
+    /// Downloads the whole image as the caller of `parts`, for nobody: an
+    /// uncached image is filled (the fill runs on without a client); a
+    /// cached file that must be verified again is read to its end, which
+    /// verifies it (and counts as one hit), so the next range is served
+    /// from it.
     fn fill_in_background(&self, parts: &request::Parts) {
         let mut req = Request::new(RequestBody::empty());
         *req.method_mut() = parts.method.clone();
@@ -174,7 +188,11 @@ where
             async move {
                 match download.run_whole(req).await {
                     Ok(resp) => {
-                        tracing::debug!(image_id = %id, status = %resp.status(), "background fill after a range miss")
+                        tracing::debug!(image_id = %id, status = %resp.status(), "background fill after a range miss");
+                        if resp.body().verifies() {
+                            let mut body = std::pin::pin!(resp.into_body());
+                            while let Some(Ok(_)) = body.frame().await {}
+                        }
                     }
                     Err(e) => {
                         let e: BoxError = e.into();
@@ -206,6 +224,16 @@ where
         }
         Ok(resp)
     }
+}
+
+/// What a range the cache cannot answer leads to besides its relay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Then {
+    /// Fetch the whole image in the background, when configured: the
+    /// image is not cached, or its file must be verified again.
+    Fetch,
+    /// Nothing: a fill is running, or the upstream decides this one.
+    Nothing,
 }
 
 /// A `206` carrying `body`, the bytes of `span`.
