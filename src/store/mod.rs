@@ -365,10 +365,11 @@ impl CacheStore {
                             stamp: stamp::FileStamp::of(&meta),
                         }))
                     }
-                    GetResultPayload::File(..) => {
+                    GetResultPayload::File(file, _) => {
                         tracing::warn!(image_id = %id, expected = entry.size, found = size,
                             "cached file has the wrong size; quarantined");
-                        self.quarantine_entry(id).await?;
+                        // This very file: one committed anew since is kept.
+                        self.quarantine_file(id, Arc::new(file)).await?;
                         Ok(None)
                     }
                     GetResultPayload::Stream(_) => Err(Error::io(

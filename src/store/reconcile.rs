@@ -1,12 +1,12 @@
 //! Startup reconciliation of files and index rows.
 
 use std::fmt;
-use std::fs::{Metadata, OpenOptions, TryLockError};
+use std::fs::{File, Metadata, OpenOptions, TryLockError};
 use std::io;
 use std::path::Path;
 use std::time::UNIX_EPOCH;
 
-use super::CacheStore;
+use super::{disk, CacheStore};
 use crate::{Error, ImageId};
 
 /// What [`CacheStore::reconcile`] changed.
@@ -69,14 +69,10 @@ fn scan(root: &Path) -> io::Result<Scan> {
         let Ok(file) = OpenOptions::new().read(true).write(true).open(&path) else {
             continue;
         };
-        match file.try_lock() {
-            Ok(()) => {
-                std::fs::remove_file(&path)?;
-                tracing::info!(image_id = %id, "removed stale incomplete file");
-                out.stale_removed += 1;
-            }
-            Err(TryLockError::WouldBlock) => out.in_use += 1,
-            Err(TryLockError::Error(e)) => return Err(e),
+        match remove_if_stale(&id, &path, file)? {
+            Incomplete::Removed => out.stale_removed += 1,
+            Incomplete::InUse => out.in_use += 1,
+            Incomplete::Moved => {}
         }
     }
     for dirent in std::fs::read_dir(root)? {
@@ -91,6 +87,41 @@ fn scan(root: &Path) -> io::Result<Scan> {
         }
     }
     Ok(out)
+}
+
+/// What became of an incomplete file at reconcile.
+#[derive(Debug, PartialEq, Eq)]
+enum Incomplete {
+    /// No writer held it: removed.
+    Removed,
+    /// A writer holds it.
+    InUse,
+    /// It left the path (committed, or removed) after it was opened; what
+    /// is at the path now is not this file's to judge.
+    Moved,
+}
+
+/// Removes `file`, opened from `path`, unless a writer holds its lock or
+/// it is no longer the file at `path`.
+fn remove_if_stale(id: &ImageId, path: &Path, file: File) -> io::Result<Incomplete> {
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => return Ok(Incomplete::InUse),
+        Err(TryLockError::Error(e)) => return Err(e),
+    }
+    // Its writer may have committed it (renamed it away) between our open
+    // and our lock, and a new fill may own the path now.
+    if !disk::same_file(&file, path) {
+        return Ok(Incomplete::Moved);
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => {
+            tracing::info!(image_id = %id, "removed stale incomplete file");
+            Ok(Incomplete::Removed)
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Incomplete::Moved),
+        Err(e) => Err(e),
+    }
 }
 
 pub(super) async fn run(store: &CacheStore) -> Result<ReconcileReport, Error> {
@@ -124,4 +155,65 @@ pub(super) async fn run(store: &CacheStore) -> Result<ReconcileReport, Error> {
     }
     report.entries = scanned.files.len();
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    use super::*;
+
+    fn id() -> ImageId {
+        ImageId::parse("70000000-0000-4000-8000-000000000001").unwrap()
+    }
+
+    fn open(path: &Path) -> File {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .unwrap()
+    }
+
+    #[test]
+    fn an_incomplete_file_nobody_holds_is_removed_and_a_held_one_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("incomplete");
+        std::fs::write(&path, b"LEFT BEHIND").unwrap();
+        let writer = open(&path);
+        writer.lock().unwrap();
+        assert_eq!(
+            remove_if_stale(&id(), &path, open(&path)).unwrap(),
+            Incomplete::InUse
+        );
+        drop(writer);
+        assert_eq!(
+            remove_if_stale(&id(), &path, open(&path)).unwrap(),
+            Incomplete::Removed
+        );
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_file_committed_between_the_open_and_the_lock_leaves_the_new_fill_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, entry) = (dir.path().join("incomplete"), dir.path().join("entry"));
+        std::fs::write(&path, b"VERIFIED IMAGE").unwrap();
+        let writer = open(&path);
+        writer.lock().unwrap();
+        let opened = open(&path);
+        // The writer commits and lets go; a new fill of the image starts.
+        std::fs::rename(&path, &entry).unwrap();
+        drop(writer);
+        let mut new_fill = File::create(&path).unwrap();
+        new_fill.write_all(b"NEW FILL").unwrap();
+        assert_eq!(
+            remove_if_stale(&id(), &path, opened).unwrap(),
+            Incomplete::Moved
+        );
+        let mut got = String::new();
+        File::open(&path).unwrap().read_to_string(&mut got).unwrap();
+        assert_eq!(got, "NEW FILL");
+        assert!(entry.exists());
+    }
 }

@@ -72,8 +72,13 @@ where
         };
         if let Some(why) = facts.as_ref().and_then(|f| disagreement(f, entry)) {
             tracing::warn!(image_id = %self.id, why, "cached entry disagrees with the upstream; quarantined");
-            drop(opened);
-            if let Err(e) = store.quarantine_entry(&self.id).await {
+            // The file opened for this hit, when there is one: a file
+            // committed anew since is not this entry's to quarantine.
+            let quarantined = match opened {
+                Ok(Some(opened)) => store.quarantine_file(&self.id, opened.file).await,
+                _ => store.quarantine_entry(&self.id).await,
+            };
+            if let Err(e) = quarantined {
                 tracing::warn!(image_id = %self.id, error = %e, "quarantine failed");
                 return Cached::Forward;
             }
