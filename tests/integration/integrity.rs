@@ -9,7 +9,7 @@ use glance_cache::auth::HitAuthorization;
 use glance_cache::checksum::HashAlgorithm;
 use glance_cache::metrics::{FillFailure, IntegrityCheck};
 use glance_cache_support::client::*;
-use glance_cache_support::fake_glance::{Behaviour, RunningFakeGlance};
+use glance_cache_support::fake_glance::{Behaviour, FakeImage, RunningFakeGlance, Visibility};
 use glance_cache_support::fixture::*;
 use glance_cache_support::wait::{flip_middle_byte, wait_for};
 use http::StatusCode;
@@ -238,6 +238,42 @@ async fn the_scrubber_records_intact_files_as_verified() {
             .integrity_failures(IntegrityCheck::Scrub),
         0
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_adopted_file_of_an_image_without_a_checksum_is_replaced_by_the_upstream_s_bytes() {
+    const NOSUM: &str = "5a000000-0000-4000-8000-00000000005a";
+    for authz in [HitAuthorization::Probe, HitAuthorization::None] {
+        let glance = fake_glance_builder()
+            .image(
+                FakeImage::new(NOSUM)
+                    .bytes("LOCATIONDATA")
+                    .visibility(Visibility::Public)
+                    .owner("X")
+                    .without_checksum(),
+            )
+            .spawn()
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        // Same length, other bytes: nothing in the record tells them apart.
+        adopt(dir.path(), NOSUM, b"WRONGBYTES!!");
+        let opts = ProxyOptions {
+            authz,
+            ..ProxyOptions::default()
+        };
+        let proxy = Proxy::start(&glance.url(), dir.path(), opts).await;
+        let c = Client::new();
+        let r = c.get(&proxy.file_url(NOSUM), &[MEMBER]).await;
+        assert!(r.complete(), "{authz}: {:?}", r.error);
+        assert_eq!(r.body, b"LOCATIONDATA", "{authz}: the upstream's bytes");
+        assert_eq!(glance.file_gets(NOSUM), 1, "{authz}");
+        assert!(proxy.invalid_path(NOSUM).exists(), "{authz}");
+        proxy.settle().await;
+        let hit = c.get(&proxy.file_url(NOSUM), &[MEMBER]).await;
+        assert_eq!(hit.body, b"LOCATIONDATA", "{authz}");
+        assert_eq!(glance.file_gets(NOSUM), 1, "{authz}: then a hit");
+    }
 }
 
 /// Writes `data` as the cached file of `id` in `dir`, as Glance's cache

@@ -173,6 +173,27 @@ where
                     md5: facts.checksum.as_deref().and_then(md5_from_header),
                     multihash: facts.multihash.clone(),
                 };
+                // Nothing to verify it against (an image without a checksum,
+                // say registered by location), or a record it contradicts:
+                // a file of unknown origin is not served; the upstream's
+                // bytes are fetched instead.
+                let doubt = match disagreement(&facts, &entry) {
+                    Some(why) => Some(why),
+                    None if expected.is_empty() => {
+                        Some("the upstream has no checksum to verify it")
+                    }
+                    None => None,
+                };
+                if let Some(doubt) = doubt {
+                    tracing::warn!(image_id = %self.id, doubt,
+                        "adopted cached file cannot be verified; quarantined, fetched again");
+                    let store = self.core.store();
+                    if let Err(e) = store.quarantine_file(&self.id, opened.file).await {
+                        tracing::warn!(image_id = %self.id, error = %e, "quarantine failed");
+                        return self.forward(parts, body).await;
+                    }
+                    return self.miss(parts, body).await;
+                }
                 let from_upstream = expected.md5.is_some();
                 (expected, from_upstream)
             }
