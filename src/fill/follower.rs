@@ -1,8 +1,6 @@
 //! Followers: every client of a fill reads the growing file at its own pace.
 
 use std::fmt;
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -15,7 +13,7 @@ use tokio::sync::watch;
 
 use super::{Continuation, Expectation, Failure, Fill, Phase, Status};
 use crate::checksum::{DigestMismatch, Hashers};
-use crate::store::{ChunkReader, ReadBuffers};
+use crate::store::{hash_start, ChunkReader, ReadBuffers};
 use crate::BoxError;
 
 /// The rest of an image fetched from the upstream by a follower.
@@ -203,7 +201,11 @@ impl Following {
         tracing::info!(image_id = %id, offset = pos, %why,
             "fill stopped; continuing from the upstream, verified before the last byte");
         Next::Resume(Box::pin(async move {
-            let hashers = tokio::task::spawn_blocking(move || hash_prefix(&file, pos))
+            // The fill's writer has stopped and nothing else writes the file
+            // (the writer's lock, or this process's shared lock on another
+            // process's file, keeps it from being taken over): these are the
+            // bytes the follower read.
+            let hashers = tokio::task::spawn_blocking(move || hash_start(&file, pos))
                 .await
                 .map_err(BoxError::from)??;
             Ok(Relay {
@@ -216,33 +218,6 @@ impl Following {
             })
         }))
     }
-}
-
-/// Hashes the first `len` bytes of `file`: those a follower sent before its
-/// fill failed. The fill's writer has stopped and nothing else writes the
-/// file (its writer's lock, or this process's shared lock on another
-/// process's file, keeps it from being taken over), so they are the bytes
-/// the follower read.
-fn hash_prefix(file: &File, len: u64) -> Result<Hashers, BoxError> {
-    const CHUNK: usize = 1 << 20;
-    let mut hashers = Hashers::new(None);
-    let mut buf = vec![0u8; CHUNK];
-    let mut pos = 0;
-    while pos < len {
-        let want = (len - pos).min(CHUNK as u64) as usize;
-        match file.read_at(&mut buf[..want], pos) {
-            Ok(0) => {
-                return Err(format!("the fill's file ends at byte {pos} of the {len} sent").into())
-            }
-            Ok(n) => {
-                hashers.update(&buf[..n]);
-                pos += n as u64;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(hashers)
 }
 
 impl Relay {

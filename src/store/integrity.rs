@@ -96,6 +96,26 @@ pub(crate) fn hash_file(
     progress: &mut dyn FnMut(u64),
 ) -> io::Result<Digests> {
     let mut hashers = Hashers::new(multi);
+    hash_into(&mut hashers, file, len, pace, progress)?;
+    Ok(hashers.finish())
+}
+
+/// The MD5 of the first `len` bytes of `file`, as a running digest that
+/// more bytes may follow (a follower's bytes sent from a fill that failed,
+/// before the upstream's rest). Blocking.
+pub(crate) fn hash_start(file: &File, len: u64) -> io::Result<Hashers> {
+    let mut hashers = Hashers::new(None);
+    hash_into(&mut hashers, file, len, &mut Pace::new(None), &mut |_| {})?;
+    Ok(hashers)
+}
+
+fn hash_into(
+    hashers: &mut Hashers,
+    file: &File,
+    len: u64,
+    pace: &mut Pace,
+    progress: &mut dyn FnMut(u64),
+) -> io::Result<()> {
     let mut buf = vec![0u8; READ_SIZE];
     let mut pos = 0u64;
     while pos < len {
@@ -116,7 +136,7 @@ pub(crate) fn hash_file(
         progress(n as u64);
         pace.after(n as u64)?;
     }
-    Ok(hashers.finish())
+    Ok(())
 }
 
 /// What hashing a cached entry again found.

@@ -80,7 +80,7 @@ pub(crate) use fill_file::NoFill;
 pub(crate) use foreign_fill::ForeignFill;
 pub(crate) use index::now_epoch;
 pub use index::CacheEntry;
-pub(crate) use integrity::{recorded, OpenedHit};
+pub(crate) use integrity::{hash_start, recorded, OpenedHit};
 pub use integrity::{Integrity, IntegrityFailure};
 pub use prune::PruneReport;
 pub(crate) use read_buffers::ReadBuffers;
