@@ -158,7 +158,8 @@ where
         Ok(done) => done,
         Err(failure) => {
             metrics.fill_failed(match failure {
-                // Only a fill that follows another process's ends so.
+                // Its source failed (`Foreign`: the other process's fill
+                // this one followed).
                 Failure::Upstream(_) | Failure::Source(_) | Failure::Foreign(_) => {
                     FillFailure::Upstream
                 }
