@@ -23,6 +23,7 @@ import random
 import re
 import resource
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -31,6 +32,7 @@ import time
 
 MiB = 1 << 20
 CLK = os.sysconf("SC_CLK_TCK")
+SCRUBBED = "glance_cache_scrubbed_bytes_total"
 BEGIN = "<!-- loadbench:begin -->"
 END = "<!-- loadbench:end -->"
 # A run with --only writes its block inside the section above (a full run replaces it all).
@@ -179,6 +181,21 @@ def get_json(url, headers=()):
         return None
 
 
+def metric_total(admin_port, name):
+    """The value of the unlabelled counter `name` on a proxy's admin endpoint (None when the
+    endpoint does not answer or has no such sample)."""
+    text = curl([f"http://127.0.0.1:{admin_port}/metrics"], timeout=10)
+    m = re.search(rf"^{re.escape(name)} (\d+)", text or "", re.M)
+    return int(m.group(1)) if m else None
+
+
+def free_port():
+    """A TCP port of 127.0.0.1 that nobody listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def remote_events(admin_port):
     """glance_cache_remote_events_total of a proxy's admin endpoint: {event: count}
     (empty when the endpoint does not answer)."""
@@ -211,6 +228,8 @@ class Bench:
         self.clear_refs_ok = None
         self.fill_pending = {}   # (server, size) -> a miss ran and its commit may be pending
         self.scrub_idle_cpu = []  # the proxy's CPU % with the scrubber running and no client
+        self.scrub_idle_rate = []  # MiB/s the scrubber hashed then
+        self.scrub_busy_rate = []  # MiB/s the scrubber hashed during each sample of hits
         # the cluster rows: 3 proxies sharing an S3 bucket, 3 nginx, HAProxy in front of each
         self.cl = env.get("cluster")
         if self.cl:
@@ -1018,7 +1037,10 @@ class Bench:
         (scrub_interval = 0: it never runs out of due entries) and with it off, alternately,
         each on a fresh proxy; and the scrubber's own CPU with no client at all."""
         size = max(self.o.sizes)
-        on = {"GLANCE_CACHE__PROXY__SCRUB_INTERVAL": "0"}
+        admin = free_port()
+        # the admin endpoint tells how much the scrubber hashed (glance_cache_scrubbed_bytes_total)
+        on = {"GLANCE_CACHE__PROXY__SCRUB_INTERVAL": "0",
+              "GLANCE_CACHE__PROXY__ADMIN_LISTEN": f"127.0.0.1:{admin}"}
         off = {"GLANCE_CACHE__PROXY__SCRUB_RATE": "0"}
         by_key = {sc["key"]: sc for sc in scs}
         clients, per_round = self.o.parallel, self.o.scrub_samples
@@ -1031,13 +1053,27 @@ class Bench:
             for key, env in (order if rep % 2 == 0 else order[::-1]):
                 sc = by_key[key]
                 self.restart_proxy(env)
-                if key == "proxy_hit_scrub":
+                scrubbing = key == "proxy_hit_scrub"
+                if scrubbing:
+                    b0, t0 = metric_total(admin, SCRUBBED), time.perf_counter()
                     self.scrub_idle_cpu.append(self.idle_proxy_cpu(3.0))
+                    self.scrub_rate(self.scrub_idle_rate, admin, b0, t0)
                 sc["prep"](size, rep, clients)
                 for _ in range(per_round):
+                    b0, t0 = (metric_total(admin, SCRUBBED), time.perf_counter()) if scrubbing else (None, 0)
                     self.record(sc, size, clients, self.sample(sc, size, clients))
+                    if scrubbing:
+                        self.scrub_rate(self.scrub_busy_rate, admin, b0, t0)
         self.round = None
         self.restart_proxy()
+
+    @staticmethod
+    def scrub_rate(into, admin, before, t0):
+        """Appends to `into` the MiB/s the scrubber hashed since `t0`, when it had hashed
+        `before` bytes (nothing when the admin endpoint did not answer)."""
+        after, t1 = metric_total(admin, SCRUBBED), time.perf_counter()
+        if before is not None and after is not None and t1 > t0:
+            into.append((after - before) / MiB / (t1 - t0))
 
     def scrub_costs(self, size, clients):
         """The scrubber's cost in each round of the scrub phase: 1 - (median hit with it on /
@@ -1260,6 +1296,16 @@ class Bench:
                 if serving:
                     idle += (f", {100 * alone / serving:.1f}% of the {serving:.0f}% of a core "
                              "the hits used (proxy, upstream, curl)")
+                if self.scrub_idle_rate and self.scrub_busy_rate and statistics.median(self.scrub_idle_rate) > 0:
+                    # Its CPU scales with the bytes it hashes: what it hashed during the hits,
+                    # at the CPU per byte measured alone, is what it took from them.
+                    idle_rate = statistics.median(self.scrub_idle_rate)
+                    busy_rate = statistics.median(self.scrub_busy_rate)
+                    during = alone * busy_rate / idle_rate
+                    idle += (f"; during the hits it hashed {busy_rate:.1f} MiB/s (alone {idle_rate:.1f}; "
+                             f"median of {len(self.scrub_busy_rate)} samples), about {during:.1f}% of one core")
+                    if serving:
+                        idle += f" = {100 * during / serving:.1f}% of the CPU the hits used"
             out.append(f"- scrubbing at its default rate (8 MiB/s), {o.parallel} concurrent {size_label(size)} hits "
                        f"({on['n']} + {off['n']} samples): {on['median']:.0f} MiB/s "
                        f"vs {off['median']:.0f} MiB/s with the scrubber off = {100 * pooled:+.1f}% cost pooled"
