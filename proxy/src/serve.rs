@@ -40,7 +40,8 @@ pub(crate) fn cache_over(store: CacheStore, config: &Config) -> anyhow::Result<G
         .authorization_concurrency(config.proxy.authorization_concurrency)
         .authorization_timeout(config.proxy.authorization_timeout)
         .serve_ranges(config.proxy.serve_ranges)
-        .fill_on_range_miss(config.proxy.fill_on_range_miss);
+        .fill_on_range_miss(config.proxy.fill_on_range_miss)
+        .range_fill_wait(config.proxy.range_fill_wait);
     if let Some(tier) = crate::remote::tier(config)? {
         // Other nodes are checked like the upstream: one internal PKI.
         builder = builder

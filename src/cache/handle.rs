@@ -23,6 +23,9 @@ pub const DEFAULT_AUTHORIZATION_CONCURRENCY: usize = 64;
 /// Default bound on one hit authorization, its wait for a turn included.
 pub const DEFAULT_AUTHORIZATION_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Default wait of a range for a running fill to bring its first byte.
+pub const DEFAULT_RANGE_FILL_WAIT: Duration = Duration::from_secs(2);
+
 /// The cache: store, fills in flight, hit authorization, prefetch queue
 /// and metrics. Cheap to clone; clones share everything. See the
 /// [module docs](crate::cache).
@@ -47,6 +50,10 @@ pub(crate) struct Ranges {
     pub(crate) serve: bool,
     /// A range of an image not cached also starts a fill of the whole image.
     pub(crate) fill_on_miss: bool,
+    /// How long a range of an image being filled waits for the fill to
+    /// bring its first byte (or, bytes from elsewhere than the upstream,
+    /// to be verified) before it goes to the upstream instead.
+    pub(crate) fill_wait: Duration,
 }
 
 impl fmt::Debug for GlanceCache {
@@ -150,6 +157,33 @@ impl GlanceCacheBuilder {
     /// ```
     pub fn fill_on_range_miss(mut self, on: bool) -> Self {
         self.ranges.fill_on_miss = on;
+        self
+    }
+
+    /// How long a range of an image that is being filled waits for the
+    /// fill (default [`DEFAULT_RANGE_FILL_WAIT`]) before it is sent to the
+    /// upstream instead, unchanged and never stored. A range waits for its
+    /// first byte to be on disk, and then follows the fill to its last
+    /// byte. When the fill's bytes do not come from the upstream itself
+    /// (the remote tier, a peer node, another process's fill) they are not
+    /// verified until the fill ends, and a range waits for the whole fill
+    /// to be verified: a part cannot be checked once sent. A fill that
+    /// fails before the range could be served sends it upstream too.
+    /// `Duration::ZERO` serves only what is already on disk.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), glance_cache::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = glance_cache::store::CacheStore::builder(dir.path()).open().await?;
+    /// use std::time::Duration;
+    /// let cache = glance_cache::GlanceCache::builder(store)
+    ///     .range_fill_wait(Duration::from_secs(5))
+    ///     .build();
+    /// # Ok(()) }
+    /// ```
+    pub fn range_fill_wait(mut self, wait: Duration) -> Self {
+        self.ranges.fill_wait = wait;
         self
     }
 
@@ -274,6 +308,7 @@ impl GlanceCache {
             ranges: Ranges {
                 serve: true,
                 fill_on_miss: false,
+                fill_wait: DEFAULT_RANGE_FILL_WAIT,
             },
             remote: None,
             peer_tls: ClientTls::new(),

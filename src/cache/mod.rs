@@ -48,6 +48,6 @@ pub(crate) use cluster::PEER_HEADER;
 pub(crate) use fill_start::{FillFrom, Started};
 pub use handle::{
     GlanceCache, GlanceCacheBuilder, DEFAULT_AUTHORIZATION_CONCURRENCY,
-    DEFAULT_AUTHORIZATION_TIMEOUT, DEFAULT_AUTHORIZATION_TTL,
+    DEFAULT_AUTHORIZATION_TIMEOUT, DEFAULT_AUTHORIZATION_TTL, DEFAULT_RANGE_FILL_WAIT,
 };
 pub(crate) use prefetch_queue::Job;

@@ -34,6 +34,7 @@ use std::fs::File;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use http::{HeaderMap, StatusCode};
 use tokio::sync::watch;
@@ -296,6 +297,24 @@ impl Fill {
 
     pub(crate) fn commit_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::SeqCst)
+    }
+
+    /// Waits at most `within` until followers can read byte `offset`
+    /// (with `verified`, until every byte is verified); `false` when the
+    /// wait ran out or the fill failed or was abandoned first.
+    pub(crate) async fn reaches(&self, offset: u64, verified: bool, within: Duration) -> bool {
+        let mut rx = self.subscribe();
+        let ready = |s: &Status| match s.phase {
+            Phase::Waiting => false,
+            Phase::Streaming => !verified && s.visible() > offset,
+            Phase::Verified | Phase::Failed(_) | Phase::Abandoned => true,
+        };
+        // The sender lives in `self`: the channel cannot close while we wait.
+        let served = match tokio::time::timeout(within, rx.wait_for(ready)).await {
+            Ok(Ok(status)) => matches!(status.phase, Phase::Streaming | Phase::Verified),
+            _ => false,
+        };
+        served
     }
 
     /// Waits until the head is known; `None` when the fill was abandoned

@@ -36,6 +36,8 @@ pub struct ProxyOptions {
     pub serve_ranges: bool,
     /// A range miss also starts a fill of the whole image.
     pub fill_on_range_miss: bool,
+    /// How long a range waits for a running fill.
+    pub range_fill_wait: Duration,
     /// `Some((rate, interval))`: the scrubber runs (with the maintenance task).
     pub scrub: Option<(u64, Duration)>,
     /// How an https upstream is checked (default: the system's trust store).
@@ -65,6 +67,7 @@ impl Default for ProxyOptions {
             caching: true,
             serve_ranges: true,
             fill_on_range_miss: false,
+            range_fill_wait: glance_cache::cache::DEFAULT_RANGE_FILL_WAIT,
             scrub: None,
             upstream_tls: None,
             listener_tls: None,
@@ -110,6 +113,7 @@ impl Proxy {
             .authorization_ttl(opts.ttl)
             .serve_ranges(opts.serve_ranges)
             .fill_on_range_miss(opts.fill_on_range_miss)
+            .range_fill_wait(opts.range_fill_wait)
             .build();
         let mut upstream = ReverseProxy::new(upstream.parse().unwrap())
             .with_response_timeout(opts.response_timeout)

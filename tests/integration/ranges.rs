@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use glance_cache::auth::HitAuthorization;
 use glance_cache_support::client::*;
-use glance_cache_support::fake_glance::{Behaviour, RunningFakeGlance};
+use glance_cache_support::fake_glance::{Behaviour, Gate, RunningFakeGlance};
 use glance_cache_support::fixture::*;
 use glance_cache_support::wait::wait_for;
 use http::StatusCode;
@@ -306,7 +306,8 @@ async fn a_range_during_a_fill_follows_the_growing_file() {
     let glance = fake_glance().await;
     glance.set_behaviour(BIG, Behaviour::default().rate(25 << 20));
     let dir = tempfile::tempdir().unwrap();
-    let proxy = Proxy::start(&glance.url(), dir.path(), ProxyOptions::default()).await;
+    // The fill takes two seconds; the ranges wait for it, whatever its pace.
+    let proxy = Proxy::start(&glance.url(), dir.path(), waiting(Duration::from_secs(60))).await;
     let c = Client::new();
     let direct = format!("{}/v2/images/{BIG}/file", glance.url());
     let leader = {
@@ -352,6 +353,122 @@ async fn a_range_during_a_fill_follows_the_growing_file() {
         );
     }
     assert_eq!(proxy.cache.metrics().snapshot().range_hits, 3);
+}
+
+/// The default options, with ranges waiting `wait` for a running fill.
+fn waiting(wait: Duration) -> ProxyOptions {
+    ProxyOptions {
+        range_fill_wait: wait,
+        ..ProxyOptions::default()
+    }
+}
+
+/// Starts a whole download of BIG as MEMBER through `proxy` and waits
+/// until its fill has written the first MiB (where the upstream holds it).
+async fn fill_held_at_one_mib(proxy: &Proxy) -> tokio::task::JoinHandle<Reply> {
+    let leader = {
+        let url = proxy.file_url(BIG);
+        tokio::spawn(async move { Client::new().get(&url, &[MEMBER]).await })
+    };
+    let incomplete = proxy.incomplete_path(BIG);
+    wait_for("the fill's first MiB", Duration::from_secs(20), || {
+        let incomplete = incomplete.clone();
+        async move { std::fs::metadata(&incomplete).is_ok_and(|m| m.len() == 1 << 20) }
+    })
+    .await;
+    leader
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_the_fill_does_not_bring_in_time_is_answered_by_the_upstream() {
+    let glance = fake_glance().await;
+    let gate = Gate::new();
+    glance.set_behaviour(BIG, Behaviour::default().hold_after(1 << 20, gate.clone()));
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(
+        &glance.url(),
+        dir.path(),
+        waiting(Duration::from_millis(300)),
+    )
+    .await;
+    let leader = fill_held_at_one_mib(&proxy).await;
+    let c = Client::new();
+    let direct = format!("{}/v2/images/{BIG}/file", glance.url());
+    // On disk already: from the fill. Past what the fill holds: the
+    // upstream's answer once the wait runs out, not a 206 that stalls.
+    for (range, upstream) in [("bytes=0-1023", 0), ("bytes=-4096", 1)] {
+        let got = c
+            .get(
+                &proxy.file_url(BIG),
+                &[("x-auth-token", "ADMIN"), ("range", range)],
+            )
+            .await;
+        let want = c.get(&direct, &[MEMBER, ("range", range)]).await;
+        assert_eq!(got.status, StatusCode::PARTIAL_CONTENT, "{range}");
+        assert!(got.complete(), "{range}: {:?}", got.error);
+        assert_eq!(got.body, want.body, "{range}");
+        assert_eq!(got.header("content-range"), want.header("content-range"));
+        // The comparison's own download is not the proxy's.
+        assert_eq!(upstream_ranges(&glance, BIG), 2 * upstream + 1, "{range}");
+    }
+    let m = proxy.cache.metrics().snapshot();
+    assert_eq!((m.range_hits, m.range_misses), (1, 1));
+    gate.open();
+    assert!(leader.await.unwrap().complete());
+    assert_eq!(glance.file_gets(BIG), 1, "one download of the whole image");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_the_fill_fails_before_reaching_is_answered_by_the_upstream() {
+    let glance = fake_glance().await;
+    let gate = Gate::new();
+    glance.set_behaviour(
+        BIG,
+        Behaviour::default()
+            .hold_after(1 << 20, gate.clone())
+            .reset_after(2 << 20),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(&glance.url(), dir.path(), waiting(Duration::from_secs(60))).await;
+    let leader = fill_held_at_one_mib(&proxy).await;
+    let range = {
+        let url = proxy.file_url(BIG);
+        tokio::spawn(async move {
+            Client::new()
+                .get(&url, &[("x-auth-token", "ADMIN"), ("range", "bytes=-4096")])
+                .await
+        })
+    };
+    // Its authorization asked: the range has found the fill.
+    wait_for(
+        "the range's authorization",
+        Duration::from_secs(20),
+        || async {
+            glance.calls().iter().any(|c| {
+                c.is_ranged_file_get(BIG)
+                    && c.headers.get("range").is_some_and(|v| v == "bytes=0-0")
+            })
+        },
+    )
+    .await;
+    gate.open();
+    let got = range.await.unwrap();
+    assert!(
+        !leader.await.unwrap().complete(),
+        "the upstream broke the fill"
+    );
+    let want = Client::new()
+        .get(
+            &format!("{}/v2/images/{BIG}/file", glance.url()),
+            &[MEMBER, ("range", "bytes=-4096")],
+        )
+        .await;
+    assert_eq!(got.status, StatusCode::PARTIAL_CONTENT);
+    assert!(got.complete(), "{:?}", got.error);
+    assert_eq!(got.body, want.body);
+    assert_eq!(got.header("content-range"), want.header("content-range"));
+    let m = proxy.cache.metrics().snapshot();
+    assert_eq!((m.range_hits, m.range_misses), (0, 1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

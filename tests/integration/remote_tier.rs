@@ -66,6 +66,16 @@ async fn uploaded(s3: &S3Server, id: &str) {
     .await;
 }
 
+/// Caches `id` on node `a`, waits for its upload, and flips the middle
+/// byte of the remote copy (same size, same metadata).
+async fn upload_with_a_flipped_byte(s3: &S3Server, a: &Proxy, id: &str) {
+    let r = Client::new().get(&a.file_url(id), &[MEMBER]).await;
+    assert!(r.complete());
+    a.settle().await;
+    uploaded(s3, id).await;
+    flip_middle_byte(&s3.object_path(&image_key(id)));
+}
+
 /// Waits (bounded) until `cond` holds.
 async fn until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
     wait_for(what, limit, || std::future::ready(cond())).await
@@ -131,11 +141,7 @@ async fn a_remote_copy_with_a_flipped_byte_is_never_served_complete_and_is_delet
     let glance = fake_glance().await;
     let (_a_dir, a) = node(&glance.url(), &s3).await;
     let (_b_dir, b) = node(&glance.url(), &s3).await;
-    let r = Client::new().get(&a.file_url(BIG), &[MEMBER]).await;
-    assert!(r.complete());
-    a.settle().await;
-    uploaded(&s3, BIG).await;
-    flip_middle_byte(&s3.object_path(&image_key(BIG)));
+    upload_with_a_flipped_byte(&s3, &a, BIG).await;
 
     let r = Client::new().get(&b.file_url(BIG), &[MEMBER]).await;
     assert_eq!(r.status, StatusCode::OK);
@@ -153,6 +159,48 @@ async fn a_remote_copy_with_a_flipped_byte_is_never_served_complete_and_is_delet
     assert!(r.complete());
     assert_eq!(md5_hex(&r.body), md5_hex(&a_copy(&a, BIG)));
     assert_eq!(glance.file_gets(BIG), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_of_a_fill_from_the_remote_tier_is_never_served_before_its_verification() {
+    let s3 = S3Server::start();
+    let glance = fake_glance().await;
+    let (_a_dir, a) = node(&glance.url(), &s3).await;
+    let (_b_dir, b) = node(&glance.url(), &s3).await;
+    upload_with_a_flipped_byte(&s3, &a, BIG).await;
+    // The remote tier answers late: the range finds b's fill from it
+    // before its first byte.
+    s3.set_fault(Fault::Delay(Duration::from_millis(400)));
+    let leader = {
+        let url = b.file_url(BIG);
+        tokio::spawn(async move { Client::new().get(&url, &[MEMBER]).await })
+    };
+    until("b's fill", Duration::from_secs(10), || {
+        b.cache.fills_in_flight() == 1
+    })
+    .await;
+    // The first 32 MiB: the flipped byte is in them, the image's last byte not.
+    let range = ("range", "bytes=0-33554431");
+    let got = Client::new().get(&b.file_url(BIG), &[MEMBER, range]).await;
+    let r = leader.await.unwrap();
+    assert!(!r.complete(), "a corrupt remote copy must not end complete");
+    let want = Client::new()
+        .get(
+            &format!("{}/v2/images/{BIG}/file", glance.url()),
+            &[MEMBER, range],
+        )
+        .await;
+    assert_eq!(got.status, StatusCode::PARTIAL_CONTENT);
+    assert!(got.complete(), "{:?}", got.error);
+    assert!(got.body == want.body, "the range is the upstream's bytes");
+    b.settle().await;
+    let m = b.cache.metrics().snapshot();
+    assert_eq!(
+        m.remote(RemoteEvent::Corrupt),
+        1,
+        "the fill came from the remote copy"
+    );
+    assert_eq!((m.range_hits, m.range_misses), (0, 1));
 }
 
 fn a_copy(proxy: &Proxy, id: &str) -> Vec<u8> {

@@ -326,6 +326,9 @@ pub struct ProxyOptions {
     /// `fill_on_range_miss`: a range of an image not cached starts caching
     /// it. Default false.
     pub fill_on_range_miss: bool,
+    /// `range_fill_wait`: how long a range of an image being filled waits
+    /// for the fill before it goes to the upstream. Default 2 s.
+    pub range_fill_wait: Duration,
     /// `upstream_ca_file`: CA bundle for an https upstream (unset: the
     /// system's trust store).
     pub upstream_ca_file: Option<PathBuf>,
@@ -390,6 +393,7 @@ impl Default for ProxyOptions {
             admin_listen: None,
             serve_ranges: true,
             fill_on_range_miss: false,
+            range_fill_wait: Duration::from_secs(2),
             upstream_ca_file: None,
             upstream_cert_file: None,
             upstream_key_file: None,

@@ -1471,6 +1471,29 @@ pub static OPTIONS: &[OptionDef] = &[
     },
     OptionDef {
         section: PROXY_SECTION,
+        name: "range_fill_wait",
+        kind: OptionKind::Integer {
+            min: 0,
+            max: 3600,
+            unit: Unit::Seconds,
+        },
+        default: Some("2"),
+        glance: false,
+        secret: false,
+        help: "Seconds a range of an image that is being cached waits for the download to \
+               bring its first byte (when the bytes come from the remote tier, another node \
+               or another process, for the whole image to be verified: a part cannot be \
+               checked once sent) before it is sent to the upstream instead, unchanged and \
+               never stored. Once under way, the range follows the download. 0 serves only \
+               what is already on disk.",
+        apply: |c, v| {
+            if let Some(d) = secs(&v) {
+                c.proxy.range_fill_wait = d;
+            }
+        },
+    },
+    OptionDef {
+        section: PROXY_SECTION,
         name: "scrub_rate",
         kind: OptionKind::Integer {
             min: 0,
@@ -1979,6 +2002,7 @@ mod tests {
                 admin_listen: Some("x:1".into()),
                 serve_ranges: false,
                 fill_on_range_miss: true,
+                range_fill_wait: Duration::ZERO,
                 upstream_ca_file: Some("x".into()),
                 upstream_cert_file: Some("x".into()),
                 upstream_key_file: Some("x".into()),

@@ -56,6 +56,7 @@ fn defaults_equal_glance() {
     assert_eq!(p.hit_chunk_size, 262_144);
     assert_eq!(p.min_free_disk, 268_435_456);
     assert!(p.serve_ranges && !p.fill_on_range_miss);
+    assert_eq!(p.range_fill_wait, Duration::from_secs(2));
     let m = &c.maintenance;
     assert_eq!(
         (m.scrub_rate, m.scrub_interval),
@@ -122,6 +123,7 @@ auto_prune = no
 clean_interval = 0
 serve_ranges = false
 fill_on_range_miss = true
+range_fill_wait = 7
 scrub_rate = 0
 scrub_interval = 60
 upstream_ca_file = /etc/glance/ca.pem
@@ -224,6 +226,7 @@ enforce_scope = false
         (0, Duration::from_secs(60))
     );
     assert!(!p.serve_ranges && p.fill_on_range_miss);
+    assert_eq!(p.range_fill_wait, Duration::from_secs(7));
     assert_eq!(
         p.remote_store_url.as_deref(),
         Some("s3://glance-cache/nodes")

@@ -15,7 +15,7 @@ use super::download::{Download, Follow, Result};
 use super::hit::Cached;
 use super::range::{partial_headers, ByteRange, Span};
 use super::ResponseBody;
-use crate::fill::{follow, Fill, Part};
+use crate::fill::{follow, Continuation, Fill, Part};
 use crate::headers::request_id;
 use crate::upstream::{Caller, RequestBody};
 use crate::BoxError;
@@ -89,11 +89,16 @@ where
 
     /// A range of an image being filled: read from the growing file as
     /// the bytes land (the image's last byte once the fill is verified),
-    /// never a second download. The wait for bytes not yet on disk is
-    /// bounded by the fill itself: an upstream that stops sending fails it
-    /// after the reverse proxy's idle timeout, and the range ends there
-    /// (truncated); a disk that fails sends the rest of the range from the
-    /// upstream.
+    /// never a second download of the image. Before its `206` the range
+    /// waits, at most the configured range wait, for its first byte to be
+    /// on disk; when the fill's bytes come from elsewhere than the upstream
+    /// (unverified until the fill ends, and a part cannot be checked once
+    /// sent), for the whole fill to be verified. A range the fill does not
+    /// reach in time, or that the fill fails before, is the upstream's to
+    /// answer. Once under way, the range follows the fill: an upstream that
+    /// stops sending fails the fill after the reverse proxy's idle timeout
+    /// and the range ends there (truncated); a disk that fails sends the
+    /// rest of the range from the upstream.
     async fn range_of_fill(
         mut self,
         fill: Arc<Fill>,
@@ -119,6 +124,13 @@ where
         let Some(span) = range.resolve(size) else {
             return self.unsatisfiable(size, parts, body).await;
         };
+        let unverified_source = fill.continuation() == Continuation::Verify;
+        let wait = self.core.ranges().fill_wait;
+        if !fill.reaches(span.start, unverified_source, wait).await {
+            tracing::debug!(image_id = %self.id, start = span.start, unverified_source,
+                "the fill did not bring the range in time; sent upstream");
+            return self.range_miss(parts, body, Then::Nothing).await;
+        }
         self.core.metrics().range_hit();
         let chunk = self.core.store().read_buffers();
         let part = Part::Range {
