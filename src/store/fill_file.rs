@@ -330,7 +330,7 @@ impl FillFile {
             store, id, file, ..
         } = self;
         let committed = {
-            let (store, id) = (store.clone(), id.clone());
+            let (store, id, file) = (store.clone(), id.clone(), Arc::clone(&file));
             let path = store.inner.layout.incomplete(&id);
             blocking("commit", &path, move || {
                 store.commit_blocking(&id, &file)?;
@@ -364,6 +364,13 @@ impl FillFile {
         {
             tracing::warn!(image_id = %id, error = %e,
                 "image cached but not indexed; it will be adopted at the next lookup");
+        }
+        // The writer's lock ends with the fill, not with the last reader:
+        // followers keep the open file (and with it the lock) until their
+        // clients are done, and another process following this fill learns
+        // of the commit only once the lock is gone.
+        if let Err(e) = file.unlock() {
+            tracing::debug!(image_id = %id, error = %e, "could not release the fill's lock");
         }
         Ok(())
     }

@@ -4,8 +4,9 @@
 //!
 //! The writer holds an exclusive `flock` on `incomplete/<id>` for the whole
 //! fill and releases it only after its commit (fsync, then rename to
-//! `<id>`, which keeps the inode) or its failure (the file is removed or
-//! quarantined). So a reader that holds the file open learns everything it
+//! `<id>`, which keeps the inode, then the index row) or its failure (the
+//! file is removed or quarantined; the lock goes when the writer's last
+//! follower closes the file). So a reader that holds the file open learns everything it
 //! needs from it: how many bytes are there (its size), whether the writer
 //! is still at work (the lock), and whether the fill was committed (`<id>`
 //! is now this very file).
@@ -124,6 +125,30 @@ mod tests {
             store.foreign_fill_state(&id(), &file).await.unwrap(),
             ForeignFill::Committed(6)
         );
+    }
+
+    #[tokio::test]
+    async fn another_process_sees_the_commit_while_this_one_s_followers_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = CacheStore::builder(dir.path()).open().await.unwrap();
+        let other = CacheStore::builder(dir.path()).open().await.unwrap();
+        let fill = writer.begin_fill(&id(), Some(5)).await.unwrap();
+        (&**fill.file()).write_all(b"hello").unwrap();
+        // A follower's reader: the same open file, kept past the commit.
+        let follower = Arc::clone(fill.file());
+        let file = other.foreign_fill(&id()).await.expect("held by the writer");
+        assert_eq!(
+            other.foreign_fill_state(&id(), &file).await.unwrap(),
+            ForeignFill::Writing(5)
+        );
+        fill.commit(5, "5d41402abc4b2a76b9719d911017c592".into(), true, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            other.foreign_fill_state(&id(), &file).await.unwrap(),
+            ForeignFill::Committed(5)
+        );
+        drop(follower);
     }
 
     #[tokio::test]
