@@ -133,26 +133,11 @@ where
     let md5 = hasher.await.unwrap_or_default();
     let sha512 = sha512.await.ok();
 
-    let outcome = match (pumped, written) {
-        (PumpEnd::Broken(e), _) if source == Source::Upstream => {
-            Err(Failure::Upstream(Arc::new(e)))
-        }
-        (PumpEnd::Broken(e), _) => Err(Failure::Source(Arc::new(e))),
-        (_, Err(e)) => Err(Failure::Local(Arc::new(e))),
-        (PumpEnd::WriterGone, Ok(_)) => Err(Failure::Local(Arc::new(io::Error::other(
-            "cache writer stopped",
-        )))),
-        (PumpEnd::Done(received), Ok(written)) if received != written => {
-            Err(Failure::Local(Arc::new(io::Error::other(format!(
-                "wrote {written} of {received} bytes"
-            )))))
-        }
-        (PumpEnd::Done(received), Ok(_)) => match expect.check(received, &md5) {
-            Ok(()) => check_record(&id, record, sha512, &file, received)
-                .await
-                .map(|multihash| (received, multihash)),
-            Err(mismatch) => Err(Failure::Verification(mismatch)),
-        },
+    let outcome = match judge(pumped, written, source, &expect, &md5) {
+        Ok(received) => check_record(&id, record, sha512, &file, received)
+            .await
+            .map(|multihash| (received, multihash)),
+        Err(failure) => Err(failure),
     };
     let (size, multihash) = match outcome {
         Ok(done) => done,
@@ -214,6 +199,41 @@ where
         size,
         md5: hex::encode(md5),
         multihash,
+    }
+}
+
+/// How the body's pull and the writer ended, judged: the bytes received,
+/// all on disk and of the announced length and MD5, or why the fill
+/// failed. A whole body that does not match is a verification failure even
+/// when the disk failed too: followers must then be truncated, not
+/// continued from the upstream after bytes known to be wrong.
+fn judge(
+    pumped: PumpEnd,
+    written: io::Result<u64>,
+    source: Source,
+    expect: &Expectation,
+    md5: &[u8; 16],
+) -> Result<u64, Failure> {
+    let received = match pumped {
+        PumpEnd::Broken(e) if source == Source::Upstream => {
+            return Err(Failure::Upstream(Arc::new(e)))
+        }
+        PumpEnd::Broken(e) => return Err(Failure::Source(Arc::new(e))),
+        PumpEnd::WriterGone => {
+            let e = written
+                .err()
+                .unwrap_or_else(|| io::Error::other("cache writer stopped"));
+            return Err(Failure::Local(Arc::new(e)));
+        }
+        PumpEnd::Done(received) => received,
+    };
+    expect.check(received, md5).map_err(Failure::Verification)?;
+    match written {
+        Err(e) => Err(Failure::Local(Arc::new(e))),
+        Ok(written) if written != received => Err(Failure::Local(Arc::new(io::Error::other(
+            format!("wrote {written} of {received} bytes"),
+        )))),
+        Ok(_) => Ok(received),
     }
 }
 
@@ -328,4 +348,84 @@ fn multihash_loop(mut rx: mpsc::Receiver<Bytes>, algorithm: HashAlgorithm) -> Mu
         hasher.update(&chunk);
     }
     hasher.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The MD5 of `hello`.
+    const HELLO: [u8; 16] = [
+        0x5d, 0x41, 0x40, 0x2a, 0xbc, 0x4b, 0x2a, 0x76, 0xb9, 0x71, 0x9d, 0x91, 0x10, 0x17, 0xc5,
+        0x92,
+    ];
+
+    fn hello() -> Expectation {
+        Expectation {
+            len: Some(5),
+            md5: Some(HELLO),
+        }
+    }
+
+    fn disk_full() -> io::Result<u64> {
+        Err(io::Error::other("no space left on device"))
+    }
+
+    #[test]
+    fn a_whole_body_that_does_not_match_fails_verification_even_when_the_disk_failed_too() {
+        let wrong = [0u8; 16];
+        let judged = judge(
+            PumpEnd::Done(5),
+            disk_full(),
+            Source::Upstream,
+            &hello(),
+            &wrong,
+        );
+        assert!(
+            matches!(judged, Err(Failure::Verification(_))),
+            "{judged:?}"
+        );
+        let judged = judge(PumpEnd::Done(5), Ok(5), Source::Upstream, &hello(), &wrong);
+        assert!(
+            matches!(judged, Err(Failure::Verification(_))),
+            "{judged:?}"
+        );
+    }
+
+    #[test]
+    fn a_right_body_the_disk_did_not_take_is_a_local_failure() {
+        let judged = judge(
+            PumpEnd::Done(5),
+            disk_full(),
+            Source::Upstream,
+            &hello(),
+            &HELLO,
+        );
+        assert!(matches!(judged, Err(Failure::Local(_))), "{judged:?}");
+        let judged = judge(PumpEnd::Done(5), Ok(3), Source::Upstream, &hello(), &HELLO);
+        assert!(matches!(judged, Err(Failure::Local(_))), "{judged:?}");
+        let judged = judge(
+            PumpEnd::WriterGone,
+            disk_full(),
+            Source::Upstream,
+            &hello(),
+            &HELLO,
+        );
+        assert!(matches!(judged, Err(Failure::Local(_))), "{judged:?}");
+    }
+
+    #[test]
+    fn a_broken_body_is_its_source_s_failure() {
+        let broken = || PumpEnd::Broken("reset".into());
+        let judged = judge(broken(), disk_full(), Source::Upstream, &hello(), &HELLO);
+        assert!(matches!(judged, Err(Failure::Upstream(_))), "{judged:?}");
+        let judged = judge(broken(), Ok(2), Source::Remote, &hello(), &HELLO);
+        assert!(matches!(judged, Err(Failure::Source(_))), "{judged:?}");
+    }
+
+    #[test]
+    fn a_whole_right_body_on_disk_passes() {
+        let judged = judge(PumpEnd::Done(5), Ok(5), Source::Upstream, &hello(), &HELLO);
+        assert_eq!(judged.ok(), Some(5));
+    }
 }
