@@ -303,9 +303,15 @@ where
                 match fetch.await {
                     Reply::Ok(record) => {
                         let multihash = record.multihash();
-                        if multihash.is_none() {
-                            tracing::debug!(image_id = %id, algo = ?record.os_hash_algo,
-                                "image record without a usable multihash; MD5 only");
+                        match (&multihash, &record.os_hash_algo, &record.os_hash_value) {
+                            (None, Some(algo), Some(_)) => {
+                                // Glance's hashing_algorithm is any hashlib name.
+                                tracing::warn!(image_id = %id, %algo,
+                                    "image record's multihash is of an algorithm (or a form) this proxy cannot check; MD5 only")
+                            }
+                            (None, ..) => tracing::debug!(image_id = %id,
+                                "image record without a multihash; MD5 only"),
+                            (Some(_), ..) => {}
                         }
                         multihash
                     }
