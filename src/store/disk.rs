@@ -1,4 +1,5 @@
-//! Free-space checks and small filesystem helpers used by fills.
+//! Free-space checks and small filesystem helpers used by fills and
+//! quarantines.
 
 use std::fs::File;
 use std::io;
@@ -50,6 +51,29 @@ pub(crate) fn release_reserve(file: &File) -> io::Result<()> {
 /// fsyncs a directory so that a rename inside it survives a crash.
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// Moves the file at `from` to `to` (in `invalid/`). Where it cannot be
+/// moved (`invalid/` removed, or not writable), it is removed instead, with
+/// a warning: a file found bad must not stay where it would be read again.
+/// Blocking.
+pub(crate) fn quarantine_or_remove(from: &Path, to: &Path) {
+    if let Err(e) = std::fs::rename(from, to) {
+        if from.symlink_metadata().is_ok() {
+            tracing::warn!(path = %from.display(), error = %e, "could not quarantine; removing");
+            remove_if_present(from);
+        }
+    }
+}
+
+/// Removes the file at `path`; one already gone is no error, any other
+/// failure a warning.
+pub(crate) fn remove_if_present(path: &Path) {
+    if let Err(e) = std::fs::remove_file(path) {
+        if e.kind() != io::ErrorKind::NotFound {
+            tracing::warn!(path = %path.display(), error = %e, "could not remove");
+        }
+    }
 }
 
 /// Whether `path` still names the open `file` (same device and inode).

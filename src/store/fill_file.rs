@@ -344,7 +344,7 @@ impl FillFile {
             Err(e) => {
                 let path = store.inner.layout.incomplete(&id);
                 let _ = blocking("remove", &path.clone(), move || {
-                    remove_if_present(&path);
+                    disk::remove_if_present(&path);
                     Ok(())
                 })
                 .await;
@@ -386,12 +386,7 @@ impl FillFile {
             if let Err(e) = disk::release_reserve(&file) {
                 tracing::debug!(path = %from.display(), error = %e, "could not free the reserved space");
             }
-            if let Err(e) = std::fs::rename(&from, &to) {
-                if e.kind() != io::ErrorKind::NotFound {
-                    tracing::warn!(path = %from.display(), error = %e, "could not quarantine; removing");
-                    remove_if_present(&from);
-                }
-            }
+            disk::quarantine_or_remove(&from, &to);
             Ok(())
         })
         .await;
@@ -402,7 +397,7 @@ impl FillFile {
     pub(crate) async fn discard(self) {
         let path = self.store.inner.layout.incomplete(&self.id);
         let _ = blocking("remove", &path.clone(), move || {
-            remove_if_present(&path);
+            disk::remove_if_present(&path);
             Ok(())
         })
         .await;
@@ -422,14 +417,6 @@ fn reserve_space(id: &ImageId, file: &File, size: u64) -> io::Result<()> {
             tracing::debug!(image_id = %id, error = %e,
                 "cannot reserve the fill's disk space; the file grows as it is written");
             Ok(())
-        }
-    }
-}
-
-fn remove_if_present(path: &Path) {
-    if let Err(e) = std::fs::remove_file(path) {
-        if e.kind() != io::ErrorKind::NotFound {
-            tracing::warn!(path = %path.display(), error = %e, "could not remove incomplete file");
         }
     }
 }

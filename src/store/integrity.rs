@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use super::blocking::{blocking, in_background};
 use super::index::Verified;
 use super::stamp::FileStamp;
-use super::CacheStore;
+use super::{disk, CacheStore};
 use crate::checksum::{DigestMismatch, Digests, Expected, HashAlgorithm, Hashers};
 use crate::{Error, ImageId};
 
@@ -352,10 +352,12 @@ impl CacheStore {
     /// Moves the committed file of `id` to `invalid/` and drops its row,
     /// if the file there is still `file` (a file committed anew since is
     /// left alone). `file` is open, so its inode cannot have been reused.
+    /// A file that cannot be moved (`invalid/` gone or not writable) is
+    /// removed instead: it is never left to be served.
     pub(crate) async fn quarantine_file(&self, id: &ImageId, file: Arc<File>) -> Result<(), Error> {
         let from = self.inner.layout.entry(id);
         let to = self.inner.layout.invalid(id);
-        let (moved, ino) = blocking("quarantine", &from.clone(), move || {
+        let (ours, ino) = blocking("quarantine", &from.clone(), move || {
             let ino = file
                 .metadata()
                 .map_err(|e| Error::io("stat", &from, e))?
@@ -366,11 +368,11 @@ impl CacheStore {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((false, ino)),
                 Err(e) => return Err(Error::io("stat", &from, e)),
             }
-            std::fs::rename(&from, &to).map_err(|e| Error::io("quarantine", &from, e))?;
+            disk::quarantine_or_remove(&from, &to);
             Ok((true, ino))
         })
         .await?;
-        if !moved {
+        if !ours {
             tracing::debug!(image_id = %id, "the corrupt file was replaced meanwhile; nothing quarantined");
         }
         self.inner.index.delete_if_file(id, ino).await?;

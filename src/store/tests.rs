@@ -276,3 +276,20 @@ async fn a_file_committed_anew_is_not_quarantined_for_the_old_one() {
     );
     assert!(store.lookup(&id(3)).await.unwrap().is_some(), "and its row");
 }
+
+#[tokio::test]
+async fn a_corrupt_file_that_cannot_be_moved_to_invalid_is_removed_with_its_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    commit_hello(&store, 5).await;
+    std::fs::remove_dir(dir.path().join("invalid")).unwrap();
+    std::fs::write(dir.path().join(id(5).as_str()), b"jello").unwrap();
+    let outcome = store.verify_entry(&id(5), None, |_| {}).await.unwrap();
+    assert!(matches!(outcome, Integrity::Quarantined(_)), "{outcome:?}");
+    assert!(
+        !dir.path().join(id(5).as_str()).exists(),
+        "the corrupt file is not left to be served"
+    );
+    let listed = store.list().await.unwrap();
+    assert!(listed.iter().all(|e| e.image_id != id(5)), "{listed:?}");
+}
