@@ -302,15 +302,25 @@ impl Index {
         }
     }
 
-    /// Drops the row of `id` if it still describes the file with inode
-    /// `ino` (or records no inode).
-    pub(crate) async fn delete_if_file(&self, id: &ImageId, ino: u64) -> Result<bool, Error> {
+    /// Drops the row of `id` if it is still the row that was read before
+    /// its file (inode `ino`) was quarantined: its recorded identity is
+    /// still `previous`, or it records no identity, or it records that
+    /// file's inode. A row written by a commit since (another file, open
+    /// elsewhere, another inode) stays. Returns whether a row was dropped.
+    pub(crate) async fn delete_if_still(
+        &self,
+        id: &ImageId,
+        previous: Option<FileStamp>,
+        ino: u64,
+    ) -> Result<bool, Error> {
         let id = id.clone();
         self.call(move |c| {
+            let (was_ino, _, was_ctime) = stamp_columns(&previous);
             c.execute(
                 "DELETE FROM cached_images WHERE image_id = ?1
-                   AND (file_ino IS NULL OR file_ino = ?2)",
-                params![id.as_str(), ino as i64],
+                   AND (file_ino IS NULL OR file_ino = ?2
+                        OR (file_ino IS ?3 AND file_ctime_ns IS ?4))",
+                params![id.as_str(), ino as i64, was_ino, was_ctime],
             )
             .map(|n| n > 0)
         })
@@ -633,13 +643,23 @@ mod tests {
         assert!(e.last_accessed > 3.0);
 
         assert!(
-            !index.delete_if_file(&id(2), 8).await.unwrap(),
-            "another file"
+            !index.delete_if_still(&id(2), stamp(6, 1), 8).await.unwrap(),
+            "another file, another row"
         );
-        assert!(index.delete_if_file(&id(2), 7).await.unwrap());
+        assert!(index.delete_if_still(&id(2), None, 7).await.unwrap());
         assert!(
-            index.delete_if_file(&id(3), 8).await.unwrap(),
+            index.delete_if_still(&id(3), None, 8).await.unwrap(),
             "no inode recorded"
         );
+        // The row read before the file was quarantined, whatever inode
+        // the file had (a directory restored with rsync changes them all).
+        index
+            .insert_commit(&id(4), 9, false, digests.clone(), 3.0)
+            .await
+            .unwrap();
+        assert!(index
+            .delete_if_still(&id(4), stamp(7, 100), 8)
+            .await
+            .unwrap());
     }
 }

@@ -318,7 +318,7 @@ impl CacheStore {
             },
         };
         tracing::warn!(image_id = %id, %failure, "cached file is corrupt; quarantined");
-        self.quarantine_file(id, Arc::new(file)).await?;
+        self.quarantine_file(&entry, Arc::new(file)).await?;
         Ok(Integrity::Quarantined(failure))
     }
 
@@ -349,12 +349,18 @@ impl CacheStore {
             .await
     }
 
-    /// Moves the committed file of `id` to `invalid/` and drops its row,
-    /// if the file there is still `file` (a file committed anew since is
-    /// left alone). `file` is open, so its inode cannot have been reused.
-    /// A file that cannot be moved (`invalid/` gone or not writable) is
-    /// removed instead: it is never left to be served.
-    pub(crate) async fn quarantine_file(&self, id: &ImageId, file: Arc<File>) -> Result<(), Error> {
+    /// Moves the committed file of `entry` to `invalid/` if the file there
+    /// is still `file` (a file committed anew since is left alone: `file`
+    /// is open, so its inode cannot have been reused), and drops the row if
+    /// it is still `entry`'s or names `file`. A file that cannot be moved
+    /// (`invalid/` gone or not writable) is removed instead: it is never
+    /// left to be served.
+    pub(crate) async fn quarantine_file(
+        &self,
+        entry: &super::CacheEntry,
+        file: Arc<File>,
+    ) -> Result<(), Error> {
+        let id = &entry.image_id;
         let from = self.inner.layout.entry(id);
         let to = self.inner.layout.invalid(id);
         let (ours, ino) = blocking("quarantine", &from.clone(), move || {
@@ -375,7 +381,10 @@ impl CacheStore {
         if !ours {
             tracing::debug!(image_id = %id, "the corrupt file was replaced meanwhile; nothing quarantined");
         }
-        self.inner.index.delete_if_file(id, ino).await?;
+        self.inner
+            .index
+            .delete_if_still(id, entry.stamp, ino)
+            .await?;
         Ok(())
     }
 }

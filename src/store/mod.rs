@@ -369,7 +369,7 @@ impl CacheStore {
                         tracing::warn!(image_id = %id, expected = entry.size, found = size,
                             "cached file has the wrong size; quarantined");
                         // This very file: one committed anew since is kept.
-                        self.quarantine_file(id, Arc::new(file)).await?;
+                        self.quarantine_file(entry, Arc::new(file)).await?;
                         Ok(None)
                     }
                     GetResultPayload::Stream(_) => Err(Error::io(

@@ -269,7 +269,7 @@ async fn a_file_committed_anew_is_not_quarantined_for_the_old_one() {
     commit_hello(&store, 3).await;
     let new = store.lookup(&id(3)).await.unwrap().unwrap();
     assert_ne!(new.stamp.unwrap().ino, old.stamp.unwrap().ino);
-    store.quarantine_file(&id(3), old_file).await.unwrap();
+    store.quarantine_file(&old, old_file).await.unwrap();
     assert!(
         dir.path().join(id(3).as_str()).exists(),
         "the new file stays"
@@ -284,12 +284,45 @@ async fn a_corrupt_file_that_cannot_be_moved_to_invalid_is_removed_with_its_row(
     commit_hello(&store, 5).await;
     std::fs::remove_dir(dir.path().join("invalid")).unwrap();
     std::fs::write(dir.path().join(id(5).as_str()), b"jello").unwrap();
-    let outcome = store.verify_entry(&id(5), None, |_| {}).await.unwrap();
-    assert!(matches!(outcome, Integrity::Quarantined(_)), "{outcome:?}");
+    verify_finds_corrupt_and_drops_the_row(&store, 5).await;
     assert!(
         !dir.path().join(id(5).as_str()).exists(),
         "the corrupt file is not left to be served"
     );
+}
+
+/// Verifies entry `n`, asserts that it was found corrupt and that its row
+/// is gone, and returns why it was.
+async fn verify_finds_corrupt_and_drops_the_row(store: &CacheStore, n: u8) -> IntegrityFailure {
+    let outcome = store.verify_entry(&id(n), None, |_| {}).await.unwrap();
+    let Integrity::Quarantined(why) = outcome else {
+        panic!("{outcome:?}");
+    };
     let listed = store.list().await.unwrap();
-    assert!(listed.iter().all(|e| e.image_id != id(5)), "{listed:?}");
+    assert!(
+        listed.iter().all(|e| e.image_id != id(n)),
+        "no row left without its file: {listed:?}"
+    );
+    why
+}
+
+#[tokio::test]
+async fn a_corrupt_file_whose_row_records_another_inode_takes_its_row_along() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    commit_hello(&store, 6).await;
+    let committed = store.lookup(&id(6)).await.unwrap().unwrap();
+    // The directory restored with rsync: the same name, a new inode (and
+    // other bytes).
+    let path = dir.path().join(id(6).as_str());
+    let copy = dir.path().join("restored");
+    std::fs::write(&copy, b"jello").unwrap();
+    std::fs::rename(&copy, &path).unwrap();
+    {
+        use std::os::unix::fs::MetadataExt;
+        let ino = std::fs::metadata(&path).unwrap().ino();
+        assert_ne!(Some(ino), committed.stamp.map(|s| s.ino));
+    }
+    verify_finds_corrupt_and_drops_the_row(&store, 6).await;
+    assert!(dir.path().join("invalid").join(id(6).as_str()).exists());
 }

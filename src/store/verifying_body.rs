@@ -181,7 +181,7 @@ impl Verdict {
                 tracing::error!(image_id = %id, %mismatch,
                     "cached file is corrupt; response truncated, file quarantined");
                 tokio::spawn(async move {
-                    if let Err(e) = store.quarantine_file(&id, opened.file).await {
+                    if let Err(e) = store.quarantine_file(&entry, opened.file).await {
                         tracing::warn!(image_id = %id, error = %e, "quarantine failed");
                     }
                 });

@@ -75,7 +75,7 @@ where
             // The file opened for this hit, when there is one: a file
             // committed anew since is not this entry's to quarantine.
             let quarantined = match opened {
-                Ok(Some(opened)) => store.quarantine_file(&self.id, opened.file).await,
+                Ok(Some(opened)) => store.quarantine_file(entry, opened.file).await,
                 _ => store.quarantine_entry(&self.id).await,
             };
             if let Err(e) = quarantined {
@@ -188,7 +188,7 @@ where
                     tracing::warn!(image_id = %self.id, doubt,
                         "adopted cached file cannot be verified; quarantined, fetched again");
                     let store = self.core.store();
-                    if let Err(e) = store.quarantine_file(&self.id, opened.file).await {
+                    if let Err(e) = store.quarantine_file(&entry, opened.file).await {
                         tracing::warn!(image_id = %self.id, error = %e, "quarantine failed");
                         return self.forward(parts, body).await;
                     }
