@@ -145,9 +145,9 @@ fn hash_into(
 pub enum Integrity {
     /// The file hashes to its recorded digests; recorded as verified now.
     Intact,
-    /// It does not (or it is not the recorded size): the file was moved to
-    /// `invalid/` and its row dropped, so the next request fetches the
-    /// image again.
+    /// It does not (or it is not the recorded size, or its bytes cannot be
+    /// read): the file was moved to `invalid/` and its row dropped, so the
+    /// next request fetches the image again.
     Quarantined(IntegrityFailure),
     /// Nothing to compare with: the entry has no recorded checksum (it was
     /// adopted from a directory written by Glance, or after the index was
@@ -173,6 +173,10 @@ pub enum IntegrityFailure {
         /// The recorded size.
         expected: u64,
     },
+    /// Reading the file's bytes failed (a disk error, say): they cannot be
+    /// served either.
+    #[error("the file cannot be read: {0}")]
+    Unreadable(String),
 }
 
 impl From<DigestMismatch> for IntegrityFailure {
@@ -190,6 +194,15 @@ impl fmt::Display for Integrity {
             Integrity::NotCached => f.write_str("not cached"),
         }
     }
+}
+
+/// What examining a cached file found.
+enum Hashed {
+    Digests(Digests),
+    /// Not the recorded size: the file's.
+    Size(u64),
+    /// A read failed.
+    Unreadable(io::Error),
 }
 
 /// Where a verification's hashing runs.
@@ -218,7 +231,10 @@ impl CacheStore {
     /// digests recorded at its commit (MD5, and the multihash when one was
     /// recorded), reading at most `rate` bytes per second (`None`: as fast
     /// as the disk goes); `progress` hears of every read. A match records
-    /// the entry as verified now; a mismatch quarantines it.
+    /// the entry as verified now; a mismatch quarantines it, and so does a
+    /// failure to read the file's bytes (a disk error: no hit could serve
+    /// them either). A file that cannot be opened or examined is an error,
+    /// and left as it is.
     ///
     /// Safe beside a serving proxy: a file committed anew while it was
     /// being hashed is neither recorded nor quarantined on the old file's
@@ -288,12 +304,18 @@ impl CacheStore {
             let meta = file.metadata().map_err(|e| Error::io("stat", &path, e))?;
             let stamp = FileStamp::of(&meta);
             if meta.len() != size {
-                return Ok(Some((file, stamp, Err(meta.len()))));
+                return Ok(Some((file, stamp, Hashed::Size(meta.len()))));
             }
             let mut pace = pace;
-            let digests = hash_file(&file, size, multi, &mut pace, &mut progress)
-                .map_err(|e| Error::io("read", &path, e))?;
-            Ok(Some((file, stamp, Ok(digests))))
+            let hashed = match hash_file(&file, size, multi, &mut pace, &mut progress) {
+                Ok(digests) => Hashed::Digests(digests),
+                // Abandoned: nobody waits for the verdict.
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                    return Err(Error::io("read", &path, e))
+                }
+                Err(e) => Hashed::Unreadable(e),
+            };
+            Ok(Some((file, stamp, hashed)))
         };
         let hashed = match priority {
             Priority::Normal => blocking("verify", &at, hash).await?,
@@ -304,11 +326,12 @@ impl CacheStore {
             return Ok(Integrity::NotCached);
         };
         let failure = match hashed {
-            Err(found) => IntegrityFailure::Size {
+            Hashed::Size(found) => IntegrityFailure::Size {
                 found,
                 expected: size,
             },
-            Ok(digests) => match expected.check(&digests) {
+            Hashed::Unreadable(e) => IntegrityFailure::Unreadable(e.to_string()),
+            Hashed::Digests(digests) => match expected.check(&digests) {
                 Ok(()) => {
                     self.record_verified(&entry, stamp, digests, entry.verified)
                         .await?;

@@ -326,3 +326,31 @@ async fn a_corrupt_file_whose_row_records_another_inode_takes_its_row_along() {
     verify_finds_corrupt_and_drops_the_row(&store, 6).await;
     assert!(dir.path().join("invalid").join(id(6).as_str()).exists());
 }
+
+#[tokio::test]
+async fn a_file_whose_bytes_cannot_be_read_is_quarantined_as_unreadable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    // A directory where the file was: it opens, its size is what the index
+    // says, and every read fails (EISDIR), as on a disk that fails.
+    let unreadable = dir.path().join("unreadable");
+    std::fs::create_dir(&unreadable).unwrap();
+    std::fs::write(unreadable.join("x"), b"").unwrap();
+    let size = std::fs::metadata(&unreadable).unwrap().len();
+    assert!(size > 0);
+    let f = store.begin_fill(&id(7), Some(size)).await.unwrap();
+    (&**f.file()).write_all(&vec![b'x'; size as usize]).unwrap();
+    f.commit(size, "5d41402abc4b2a76b9719d911017c592".into(), true, None)
+        .await
+        .unwrap();
+    let path = dir.path().join(id(7).as_str());
+    std::fs::remove_file(&path).unwrap();
+    std::fs::rename(&unreadable, &path).unwrap();
+
+    let why = verify_finds_corrupt_and_drops_the_row(&store, 7).await;
+    assert!(
+        matches!(&why, IntegrityFailure::Unreadable(e) if e.contains("directory")),
+        "{why:?}"
+    );
+    assert!(!path.exists(), "out of the way of the next fill");
+}

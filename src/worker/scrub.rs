@@ -1,11 +1,13 @@
 //! The scrubber: re-hashes cached files in the background, for rot that
 //! changes no file metadata.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::cache::GlanceCache;
 use crate::metrics::IntegrityCheck;
 use crate::store::{now_epoch, Integrity};
+use crate::ImageId;
 
 /// Longest sleep between two looks for entries that are due (when no
 /// commit comes first).
@@ -15,12 +17,17 @@ const MAX_IDLE: Duration = Duration::from_secs(60);
 /// most `rate` bytes per second (less when serving keeps the CPU busy: the
 /// hashing runs at the lowest priority), and each at most once per
 /// `interval`.
-/// A mismatch quarantines the entry (the next request fetches the image
-/// again), with a log line and `glance_cache_integrity_failures_total{found_by="scrub"}`.
+/// A mismatch, or bytes that cannot be read, quarantines the entry (the
+/// next request fetches the image again), with a log line and
+/// `glance_cache_integrity_failures_total{found_by="scrub"}`. An entry that
+/// cannot be checked at all (its file cannot be opened, say) waits an
+/// `interval` before it is tried again, as if it had been verified.
 pub(crate) async fn run(cache: GlanceCache, rate: u64, interval: Duration) {
     let store = cache.store().clone();
     let interval_s = interval.as_secs_f64();
     let mut commits = cache.fills().commits();
+    // When each entry that could not be checked last failed.
+    let mut failed: HashMap<ImageId, f64> = HashMap::new();
     loop {
         let entries = match store.by_verification_age().await {
             Ok(entries) => entries,
@@ -38,8 +45,11 @@ pub(crate) async fn run(cache: GlanceCache, rate: u64, interval: Duration) {
             if entry.checksum.is_none() {
                 continue;
             }
-            if let Some(at) = entry.verified_at {
-                let due = at + interval_s;
+            if let Some(due) = due(
+                entry.verified_at,
+                failed.get(&entry.image_id).copied(),
+                interval_s,
+            ) {
                 if due > now {
                     next_due = Some(next_due.map_or(due, |d: f64| d.min(due)));
                     continue;
@@ -50,10 +60,15 @@ pub(crate) async fn run(cache: GlanceCache, rate: u64, interval: Duration) {
             }
             let metrics = cache.metrics().clone();
             let id = entry.image_id.clone();
-            match store
+            let outcome = store
                 .scrub_entry(&id, rate, move |n| metrics.scrubbed(n))
-                .await
-            {
+                .await;
+            if outcome.is_err() {
+                failed.insert(id.clone(), now_epoch());
+            } else {
+                failed.remove(&id);
+            }
+            match outcome {
                 Ok(Integrity::Intact) => {
                     tracing::debug!(image_id = %id, "scrubbed: intact");
                     scrubbed += 1;
@@ -63,7 +78,8 @@ pub(crate) async fn run(cache: GlanceCache, rate: u64, interval: Duration) {
                     tracing::error!(image_id = %id, %why, "scrubber found a corrupt cached file; quarantined");
                 }
                 Ok(_) => {}
-                Err(e) => tracing::warn!(image_id = %id, error = %e, "scrubber could not verify"),
+                Err(e) => tracing::warn!(image_id = %id, error = %e,
+                    "scrubber could not verify; tried again after the interval"),
             }
         }
         if scrubbed > 0 {
@@ -80,5 +96,30 @@ pub(crate) async fn run(cache: GlanceCache, rate: u64, interval: Duration) {
             _ = tokio::time::sleep(idle) => {}
             _ = commits.changed() => {}
         }
+    }
+}
+
+/// When an entry is due for its next scrub (epoch seconds): `interval_s`
+/// after the later of its last verification and its last failed check;
+/// `None` (due now) for an entry never checked.
+fn due(verified_at: Option<f64>, failed_at: Option<f64>, interval_s: f64) -> Option<f64> {
+    let last = match (verified_at, failed_at) {
+        (Some(v), Some(f)) => Some(v.max(f)),
+        (v, f) => v.or(f),
+    };
+    last.map(|at| at + interval_s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_that_could_not_be_checked_waits_an_interval_like_a_verified_one() {
+        assert_eq!(due(None, None, 60.0), None, "never checked: due now");
+        assert_eq!(due(Some(100.0), None, 60.0), Some(160.0));
+        assert_eq!(due(Some(100.0), Some(500.0), 60.0), Some(560.0));
+        assert_eq!(due(None, Some(500.0), 60.0), Some(560.0));
+        assert_eq!(due(Some(900.0), Some(500.0), 60.0), Some(960.0));
     }
 }
