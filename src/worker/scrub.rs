@@ -87,10 +87,7 @@ pub(crate) async fn run(cache: GlanceCache, rate: u64, interval: Duration) {
             // Entries may be due again already (a short interval): look now.
             continue;
         }
-        let idle = next_due
-            .map(|due| Duration::from_secs_f64((due - now_epoch()).max(1.0)))
-            .unwrap_or(MAX_IDLE)
-            .min(MAX_IDLE);
+        let idle = next_due.map_or(MAX_IDLE, |due| idle_until(due, now_epoch()));
         // A commit brings an entry to schedule.
         tokio::select! {
             _ = tokio::time::sleep(idle) => {}
@@ -110,6 +107,15 @@ fn due(verified_at: Option<f64>, failed_at: Option<f64>, interval_s: f64) -> Opt
     last.map(|at| at + interval_s)
 }
 
+/// How long to wait, at `now`, for an entry due at `due` (epoch seconds):
+/// at least a second, at most [`MAX_IDLE`] (an entry due in centuries, from
+/// a huge `scrub_interval`, included).
+fn idle_until(due: f64, now: f64) -> Duration {
+    // Clamped as a float: no Duration holds u64::MAX seconds and more (and
+    // `min` makes a NaN the longest wait).
+    Duration::from_secs_f64((due - now).min(MAX_IDLE.as_secs_f64()).max(1.0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,5 +127,20 @@ mod tests {
         assert_eq!(due(Some(100.0), Some(500.0), 60.0), Some(560.0));
         assert_eq!(due(None, Some(500.0), 60.0), Some(560.0));
         assert_eq!(due(Some(900.0), Some(500.0), 60.0), Some(960.0));
+    }
+
+    #[test]
+    fn the_longest_scrub_interval_waits_the_longest_idle_without_panicking() {
+        let now = 1.8e9;
+        let interval_s = Duration::from_secs(u64::MAX).as_secs_f64();
+        let due = due(Some(now), None, interval_s).unwrap();
+        assert_eq!(idle_until(due, now), MAX_IDLE);
+        assert_eq!(idle_until(now + 5.5, now), Duration::from_secs_f64(5.5));
+        assert_eq!(
+            idle_until(now - 10.0, now),
+            Duration::from_secs(1),
+            "overdue"
+        );
+        assert_eq!(idle_until(f64::NAN, now), MAX_IDLE);
     }
 }
