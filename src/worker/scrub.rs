@@ -49,6 +49,7 @@ pub(crate) async fn run(cache: GlanceCache, rate: u64, interval: Duration) {
                 entry.verified_at,
                 failed.get(&entry.image_id).copied(),
                 interval_s,
+                now,
             ) {
                 if due > now {
                     next_due = Some(next_due.map_or(due, |d: f64| d.min(due)));
@@ -96,15 +97,18 @@ pub(crate) async fn run(cache: GlanceCache, rate: u64, interval: Duration) {
     }
 }
 
-/// When an entry is due for its next scrub (epoch seconds): `interval_s`
-/// after the later of its last verification and its last failed check;
-/// `None` (due now) for an entry never checked.
-fn due(verified_at: Option<f64>, failed_at: Option<f64>, interval_s: f64) -> Option<f64> {
+/// When an entry is due for its next scrub (epoch seconds), at `now`:
+/// `interval_s` after the later of its last verification and its last
+/// failed check; `None` (due now) for an entry never checked. A check
+/// recorded later than `now` (the clock was stepped back since) counts as
+/// made now: the entry waits an interval at most, not until the clock
+/// catches up.
+fn due(verified_at: Option<f64>, failed_at: Option<f64>, interval_s: f64, now: f64) -> Option<f64> {
     let last = match (verified_at, failed_at) {
         (Some(v), Some(f)) => Some(v.max(f)),
         (v, f) => v.or(f),
     };
-    last.map(|at| at + interval_s)
+    last.map(|at| at.min(now) + interval_s)
 }
 
 /// How long to wait, at `now`, for an entry due at `due` (epoch seconds):
@@ -122,18 +126,29 @@ mod tests {
 
     #[test]
     fn an_entry_that_could_not_be_checked_waits_an_interval_like_a_verified_one() {
-        assert_eq!(due(None, None, 60.0), None, "never checked: due now");
-        assert_eq!(due(Some(100.0), None, 60.0), Some(160.0));
-        assert_eq!(due(Some(100.0), Some(500.0), 60.0), Some(560.0));
-        assert_eq!(due(None, Some(500.0), 60.0), Some(560.0));
-        assert_eq!(due(Some(900.0), Some(500.0), 60.0), Some(960.0));
+        let now = 1000.0;
+        assert_eq!(due(None, None, 60.0, now), None, "never checked: due now");
+        assert_eq!(due(Some(100.0), None, 60.0, now), Some(160.0));
+        assert_eq!(due(Some(100.0), Some(500.0), 60.0, now), Some(560.0));
+        assert_eq!(due(None, Some(500.0), 60.0, now), Some(560.0));
+        assert_eq!(due(Some(900.0), Some(500.0), 60.0, now), Some(960.0));
+    }
+
+    #[test]
+    fn a_verification_recorded_in_the_future_counts_as_made_now() {
+        // The clock was stepped back a day after the entry was verified.
+        let now = 1.8e9;
+        let ahead = now + 86_400.0;
+        assert_eq!(due(Some(ahead), None, 60.0, now), Some(now + 60.0));
+        assert_eq!(due(None, Some(ahead), 60.0, now), Some(now + 60.0));
+        assert_eq!(due(Some(ahead), None, 0.0, now), Some(now), "due now");
     }
 
     #[test]
     fn the_longest_scrub_interval_waits_the_longest_idle_without_panicking() {
         let now = 1.8e9;
         let interval_s = Duration::from_secs(u64::MAX).as_secs_f64();
-        let due = due(Some(now), None, interval_s).unwrap();
+        let due = due(Some(now), None, interval_s, now).unwrap();
         assert_eq!(idle_until(due, now), MAX_IDLE);
         assert_eq!(idle_until(now + 5.5, now), Duration::from_secs_f64(5.5));
         assert_eq!(
