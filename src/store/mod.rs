@@ -478,4 +478,6 @@ impl CacheStore {
 #[cfg(test)]
 mod maintenance_tests;
 #[cfg(test)]
+pub(crate) mod test_support;
+#[cfg(test)]
 mod tests;

@@ -5,13 +5,7 @@ fn id(n: u8) -> ImageId {
     ImageId::parse(&format!("10000000-0000-0000-0000-0000000000{n:02x}")).unwrap()
 }
 
-async fn open(dir: &Path) -> CacheStore {
-    CacheStore::builder(dir)
-        .with_min_free_disk(0)
-        .open()
-        .await
-        .unwrap()
-}
+use super::test_support::{commit_bytes, open_store as open};
 
 #[tokio::test]
 async fn fill_commit_lookup_hit_invalidate() {
@@ -166,11 +160,7 @@ fn a_file_replaced_under_its_path_is_detected() {
 }
 
 async fn commit_hello(store: &CacheStore, n: u8) {
-    let f = store.begin_fill(&id(n), Some(5)).await.unwrap();
-    (&**f.file()).write_all(b"hello").unwrap();
-    f.commit(5, "5d41402abc4b2a76b9719d911017c592".into(), true, None)
-        .await
-        .unwrap();
+    commit_bytes(store, &id(n), b"hello").await;
 }
 
 #[tokio::test]

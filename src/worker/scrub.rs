@@ -13,6 +13,12 @@ use crate::ImageId;
 /// commit comes first).
 const MAX_IDLE: Duration = Duration::from_secs(60);
 
+/// Shortest time between the starts of two passes: a pass of tiny or empty
+/// files, with entries due again at once (a zero `scrub_interval`), would
+/// otherwise start the next one at once, each entry a thread, index reads
+/// and a write, which the pacing in bytes does not bound.
+const MIN_PASS: Duration = Duration::from_secs(1);
+
 /// Hashes every verifiable entry again, least recently verified first, at
 /// most `rate` bytes per second (less when serving keeps the CPU busy: the
 /// hashing runs at the lowest priority), and each at most once per
@@ -21,7 +27,8 @@ const MAX_IDLE: Duration = Duration::from_secs(60);
 /// next request fetches the image again), with a log line and
 /// `glance_cache_integrity_failures_total{found_by="scrub"}`. An entry that
 /// cannot be checked at all (its file cannot be opened, say) waits an
-/// `interval` before it is tried again, as if it had been verified.
+/// `interval` before it is tried again, as if it had been verified. Passes
+/// start at most once a second ([`MIN_PASS`]), however small the files.
 pub(crate) async fn run(cache: GlanceCache, rate: u64, interval: Duration) {
     let store = cache.store().clone();
     let interval_s = interval.as_secs_f64();
@@ -29,6 +36,7 @@ pub(crate) async fn run(cache: GlanceCache, rate: u64, interval: Duration) {
     // When each entry that could not be checked last failed.
     let mut failed: HashMap<ImageId, f64> = HashMap::new();
     loop {
+        let started = tokio::time::Instant::now();
         let entries = match store.by_verification_age().await {
             Ok(entries) => entries,
             Err(e) => {
@@ -85,7 +93,9 @@ pub(crate) async fn run(cache: GlanceCache, rate: u64, interval: Duration) {
         }
         if scrubbed > 0 {
             tracing::info!(entries = scrubbed, "scrub pass done");
-            // Entries may be due again already (a short interval): look now.
+            // Entries may be due again already (a short interval): look
+            // again, a pass's shortest time after this one began.
+            tokio::time::sleep_until(started + MIN_PASS).await;
             continue;
         }
         let idle = next_due.map_or(MAX_IDLE, |due| idle_until(due, now_epoch()));
@@ -123,6 +133,7 @@ fn idle_until(due: f64, now: f64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::test_support::{commit_bytes, open_store};
 
     #[test]
     fn an_entry_that_could_not_be_checked_waits_an_interval_like_a_verified_one() {
@@ -157,5 +168,30 @@ mod tests {
             "overdue"
         );
         assert_eq!(idle_until(f64::NAN, now), MAX_IDLE);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_tiny_entry_due_at_once_is_scrubbed_about_once_a_second_not_in_a_spin() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(dir.path()).await;
+        let id = ImageId::parse("70000000-0000-4000-8000-000000000007").unwrap();
+        commit_bytes(&store, &id, b"x").await;
+        let cache = GlanceCache::builder(store).build();
+        // One byte hashed per scrub: the counter counts scrubs.
+        let scrubs = || cache.metrics().snapshot().scrubbed_bytes;
+        let scrubber = tokio::spawn(run(cache.clone(), 1 << 20, Duration::ZERO));
+        let waited = tokio::time::Instant::now();
+        while scrubs() == 0 {
+            assert!(waited.elapsed() < Duration::from_secs(20), "no scrub");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let first = scrubs();
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let more = scrubs() - first;
+        scrubber.abort();
+        // One pass a second at most: 3 in 2.5 s; a pass begun at once
+        // after the last makes thousands.
+        assert!(more <= 5, "{more} scrubs of one entry in 2.5 s");
+        assert!(more >= 1, "an entry due again is scrubbed again");
     }
 }
