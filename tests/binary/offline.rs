@@ -509,6 +509,38 @@ async fn verify_reports_an_image_it_cannot_read_and_checks_the_others() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_of_every_image_counts_one_removed_meanwhile_and_succeeds() {
+    let (_glance, _dir, cache, conf) = a_and_b_prefetched(1 << 20).await;
+    // A is listed but gone by its turn: a serving proxy's prune removes
+    // the file, then the row.
+    std::fs::remove_file(cache.join(A)).unwrap();
+
+    let r = offline(&["verify", "--config-file", path_str(&conf)]).await;
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert_eq!(
+        line_of(&r.stdout, A),
+        format!("{A} removed meanwhile (no longer cached)")
+    );
+    assert_eq!(line_of(&r.stdout, B), format!("{B} intact"), "{r:?}");
+    assert!(
+        r.stdout.ends_with(
+            "verified 1 images: 1 intact, 0 corrupt (quarantined), 0 without a recorded \
+             checksum, 1 removed meanwhile\n"
+        ),
+        "{r:?}"
+    );
+
+    // Named, an image not cached is still a failure.
+    let a = offline(&["verify", "--config-file", path_str(&conf), A]).await;
+    assert_eq!(a.code, Some(1), "{a:?}");
+    assert_eq!(line_of(&a.stdout, A), format!("{A} not cached"));
+    assert!(
+        a.stderr.contains("1 of the named images are not cached"),
+        "{a:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_beside_a_serving_proxy_disturbs_no_download() {
     const SIZE: u64 = 16 << 20;
     let glance = glance_with(vec![FakeImage::new(A).pattern(SIZE, 3)]).await;

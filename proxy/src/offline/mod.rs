@@ -23,7 +23,7 @@
 //! | `prune` | `pruned N files, B bytes (cache now S of MAX bytes)` | 0; 1 on error |
 //! | `clean` | `removed N invalid and M stalled incomplete files` | 0; 1 on error |
 //! | `prefetch` | one line (or a progress bar) per image, then `cached N of M queued images (K failed)` | 0 when every queued image is cached; 1 otherwise |
-//! | `verify [ID…]` | one line (or a progress bar) per image, then `verified N images: I intact, C corrupt (quarantined), U without a recorded checksum` | 0; 1 when any image was corrupt (it is quarantined) or a named image is not cached |
+//! | `verify [ID…]` | one line (or a progress bar) per image, then `verified N images: I intact, C corrupt (quarantined), U without a recorded checksum` (and `, R removed meanwhile` for listed images a serving proxy removed before their turn) | 0; 1 when any image was corrupt (it is quarantined) or could not be checked, or a named image is not cached |
 //! | `install-links` | one line per link | 0; 1 when a link cannot be made |
 //!
 //! Errors are one line on stderr, `glance-cache-proxy: error: ...`.

@@ -26,6 +26,9 @@ struct Tally {
     corrupt: usize,
     unverifiable: usize,
     not_cached: usize,
+    /// Listed, but gone by their turn (pruned or quarantined by a serving
+    /// proxy meanwhile).
+    removed: usize,
     /// Could not be read (or the index failed): neither intact nor corrupt.
     unchecked: usize,
 }
@@ -33,9 +36,11 @@ struct Tally {
 /// Verifies the named images (or every cached one), one line each, then
 /// `verified N images: I intact, C corrupt (quarantined), U without a
 /// recorded checksum` (and `, F could not be checked` when some could not
-/// be read). Fails (exit status 1) when any image was corrupt or could not
-/// be checked, or a named image is not cached; one image that cannot be
-/// read does not stop the others from being checked.
+/// be read, `, R removed meanwhile` when some listed images were gone by
+/// their turn). Fails (exit status 1) when any image was corrupt or could
+/// not be checked, or a named image is not cached (a listed one removed
+/// meanwhile is no failure); one image that cannot be read does not stop
+/// the others from being checked.
 pub(crate) async fn run(args: VerifyArgs) -> anyhow::Result<()> {
     let mut named = Vec::with_capacity(args.images.len());
     for text in &args.images {
@@ -52,7 +57,8 @@ pub(crate) async fn run(args: VerifyArgs) -> anyhow::Result<()> {
         .into_iter()
         .map(|e| (e.image_id.clone(), e))
         .collect();
-    let ids: Vec<ImageId> = if named.is_empty() {
+    let listed = named.is_empty();
+    let ids: Vec<ImageId> = if listed {
         entries.keys().cloned().collect()
     } else {
         named
@@ -80,6 +86,10 @@ pub(crate) async fn run(args: VerifyArgs) -> anyhow::Result<()> {
                     "{id} CORRUPT ({why}): moved to invalid/, fetched again at its next download"
                 )
             }
+            Ok(Integrity::NotCached) if listed => {
+                tally.removed += 1;
+                format!("{id} removed meanwhile (no longer cached)")
+            }
             Ok(Integrity::NotCached) => {
                 tally.not_cached += 1;
                 format!("{id} not cached")
@@ -94,14 +104,12 @@ pub(crate) async fn run(args: VerifyArgs) -> anyhow::Result<()> {
         };
         bar.finish(&line);
     }
-    let unchecked = match tally.unchecked {
-        0 => String::new(),
-        n => format!(", {n} could not be checked"),
-    };
+    let unchecked = note(tally.unchecked, "could not be checked");
+    let removed = note(tally.removed, "removed meanwhile");
     println!(
         "verified {} images: {} intact, {} corrupt (quarantined), {} without a recorded \
-         checksum{unchecked}",
-        ids.len() - tally.not_cached,
+         checksum{unchecked}{removed}",
+        ids.len() - tally.not_cached - tally.removed,
         tally.intact,
         tally.corrupt,
         tally.unverifiable
@@ -119,4 +127,12 @@ pub(crate) async fn run(args: VerifyArgs) -> anyhow::Result<()> {
         anyhow::bail!("{} of the named images are not cached", tally.not_cached);
     }
     Ok(())
+}
+
+/// `, N what` for a count the summary names only when it is not zero.
+fn note(n: usize, what: &str) -> String {
+    match n {
+        0 => String::new(),
+        n => format!(", {n} {what}"),
+    }
 }
