@@ -25,11 +25,20 @@ use crate::{Error, ImageId};
 /// Bytes hashed per read.
 const READ_SIZE: usize = 1 << 20;
 
+/// Longest stretch of reading a reader that fell behind its rate may do
+/// without pausing to catch up: a reader starved of CPU for a while (at
+/// nice 19 on a busy machine) must not then read at full speed until its
+/// average is back.
+const MAX_CATCH_UP: Duration = Duration::from_secs(1);
+
 /// Keeps a reader at or under `rate` bytes per second (unpaced when
 /// `None`), and stops it when whoever waits for it has gone.
 pub(crate) struct Pace {
     rate: Option<u64>,
     started: Instant,
+    /// Lag given up on (see [`MAX_CATCH_UP`]): time since `started` that
+    /// no longer counts.
+    forgiven: Duration,
     done: u64,
     stop: Option<Arc<AtomicBool>>,
 }
@@ -39,6 +48,7 @@ impl Pace {
         Pace {
             rate: rate.filter(|r| *r > 0),
             started: Instant::now(),
+            forgiven: Duration::ZERO,
             done: 0,
             stop: None,
         }
@@ -54,12 +64,9 @@ impl Pace {
     /// under the limit. Blocking: call it on a blocking thread. An error
     /// when the reader must stop.
     fn after(&mut self, n: u64) -> io::Result<()> {
-        self.done += n;
-        if let Some(rate) = self.rate {
-            let due = Duration::from_secs_f64(self.done as f64 / rate as f64);
-            if let Some(ahead) = due.checked_sub(self.started.elapsed()) {
-                std::thread::sleep(ahead);
-            }
+        let pause = self.pause(n, self.started.elapsed());
+        if !pause.is_zero() {
+            std::thread::sleep(pause);
         }
         if self
             .stop
@@ -72,6 +79,29 @@ impl Pace {
             ));
         }
         Ok(())
+    }
+
+    /// How long to pause after `n` more bytes, `elapsed` after the start:
+    /// until the average is back under the rate. Behind it by more than
+    /// [`MAX_CATCH_UP`], the reader forgets the rest of its lag: the rate
+    /// holds over any stretch longer than that, not only on average.
+    fn pause(&mut self, n: u64, elapsed: Duration) -> Duration {
+        self.done += n;
+        let Some(rate) = self.rate else {
+            return Duration::ZERO;
+        };
+        let due = Duration::from_secs_f64(self.done as f64 / rate as f64);
+        let elapsed = elapsed.saturating_sub(self.forgiven);
+        match due.checked_sub(elapsed) {
+            Some(ahead) => ahead,
+            None => {
+                let behind = elapsed - due;
+                if let Some(forgotten) = behind.checked_sub(MAX_CATCH_UP) {
+                    self.forgiven += forgotten;
+                }
+                Duration::ZERO
+            }
+        }
     }
 }
 
@@ -429,5 +459,44 @@ impl OpenedHit {
             Some(stamp) if stamp != self.stamp => Some("changed since it was verified"),
             Some(_) => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    #[test]
+    fn a_reader_ahead_of_its_rate_pauses_until_it_is_back_under_it() {
+        let mut pace = Pace::new(Some(MIB));
+        assert_eq!(pace.pause(MIB, Duration::ZERO), Duration::from_secs(1));
+        assert_eq!(
+            pace.pause(MIB / 2, Duration::from_secs(1)),
+            Duration::from_millis(500)
+        );
+        assert_eq!(Pace::new(None).pause(MIB, Duration::ZERO), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_reader_starved_for_a_while_catches_up_a_second_at_most() {
+        let mut pace = Pace::new(Some(MIB));
+        // Ten seconds without a byte read (no CPU at nice 19, say).
+        let elapsed = Duration::from_secs(10);
+        let mut unpaused = 0;
+        while pace.pause(MIB / 4, elapsed).is_zero() {
+            unpaused += MIB / 4;
+            assert!(unpaused < 10 * MIB, "read flat out to catch up ten seconds");
+        }
+        // A second's worth of lag is made up at once, and no more.
+        assert!(
+            unpaused <= 2 * MIB,
+            "{unpaused} bytes before the first pause"
+        );
+        // From there on, the rate holds: four more MiB at once take four
+        // seconds (the ten seconds of lag would have let them through).
+        let pause = pace.pause(4 * MIB, elapsed);
+        assert!(pause >= Duration::from_secs(4), "{pause:?}");
     }
 }
