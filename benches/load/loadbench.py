@@ -22,6 +22,7 @@ import platform
 import random
 import re
 import resource
+import shutil
 import signal
 import socket
 import statistics
@@ -874,9 +875,13 @@ class Bench:
                  url=lambda size, k: f"{self.proxy}/v2/images/{up(size)}/file"),
             dict(key="proxy_hit_scrub",
                  label="glance-cache-proxy hit, scrubber reading at its default rate (8 MiB/s)",
-                 server="proxy", kind="hit", groups=[PRX, G_UP], phase="scrub",
-                 prep=lambda size, rep, clients: self.ensure_proxy_cached(size, warm=True),
-                 url=lambda size, k: f"{self.proxy}/v2/images/{up(size)}/file"),
+                 server="twin", kind="hit", groups=["twin", G_UP], phase="scrub",
+                 rss=lambda: [self.env["twin"]["pid"]],
+                 # one download before: the twin remembers this caller may download it
+                 prep=lambda size, rep, clients: curl(
+                     ["-o", "/dev/null", f"{self.env['twin']['url']}/v2/images/{up(size)}/file"],
+                     timeout=self.o.curl_timeout),
+                 url=lambda size, k: f"{self.env['twin']['url']}/v2/images/{up(size)}/file"),
             dict(key="proxy_hit_noscrub", label="glance-cache-proxy hit, scrubber off",
                  server="proxy", kind="hit", groups=[PRX, G_UP], phase="scrub",
                  prep=lambda size, rep, clients: self.ensure_proxy_cached(size, warm=True),
@@ -1033,39 +1038,102 @@ class Bench:
                     self.record(sc, big, n, self.sample(sc, big, n))
 
     def scrub_phase(self, scs):
-        """Hits of the largest image with the scrubber hashing the cache at its default rate
-        (scrub_interval = 0: it never runs out of due entries) and with it off, alternately,
-        each on a fresh proxy; and the scrubber's own CPU with no client at all."""
+        """Hits of the largest image with a scrubber hashing at its default rate and without
+        one, in pairs taken back to back. Two proxies serve: the bench's own, its scrubber off,
+        and a twin (same configuration, its own port and cache directory) whose scrubber never
+        runs out of due entries (scrub_interval = 0). A pair is a sample of hits on the twin
+        with it running (SIGCONT) and one on the bench's proxy with the twin frozen (SIGSTOP),
+        in alternating order: the scrubber's cost is all that differs, and the pairs are
+        seconds apart, so the machine's drift does not enter. Also the twin's CPU with no
+        client, and what its scrubber hashed during the hits (its admin endpoint's counter)."""
         size = max(self.o.sizes)
-        admin = free_port()
-        # the admin endpoint tells how much the scrubber hashed (glance_cache_scrubbed_bytes_total)
-        on = {"GLANCE_CACHE__PROXY__SCRUB_INTERVAL": "0",
-              "GLANCE_CACHE__PROXY__ADMIN_LISTEN": f"127.0.0.1:{admin}"}
-        off = {"GLANCE_CACHE__PROXY__SCRUB_RATE": "0"}
         by_key = {sc["key"]: sc for sc in scs}
         clients, per_round = self.o.parallel, self.o.scrub_samples
-        log(f"== scrub cost, {size_label(size)}: {self.o.runs} rounds x {per_round} samples of {clients} "
-            "concurrent hits with and without the scrubber, alternately")
-        for rep in range(self.o.runs):
-            self.round = ("scrub", size, rep)
-            order = (("proxy_hit_scrub", on), ("proxy_hit_noscrub", off))
-            # alternate which setting goes first: drift in the machine's speed cancels out
-            for key, env in (order if rep % 2 == 0 else order[::-1]):
-                sc = by_key[key]
-                self.restart_proxy(env)
-                scrubbing = key == "proxy_hit_scrub"
-                if scrubbing:
-                    b0, t0 = metric_total(admin, SCRUBBED), time.perf_counter()
-                    self.scrub_idle_cpu.append(self.idle_proxy_cpu(3.0))
-                    self.scrub_rate(self.scrub_idle_rate, admin, b0, t0)
-                sc["prep"](size, rep, clients)
-                for _ in range(per_round):
-                    b0, t0 = (metric_total(admin, SCRUBBED), time.perf_counter()) if scrubbing else (None, 0)
-                    self.record(sc, size, clients, self.sample(sc, size, clients))
-                    if scrubbing:
-                        self.scrub_rate(self.scrub_busy_rate, admin, b0, t0)
-        self.round = None
-        self.restart_proxy()
+        log(f"== scrub cost, {size_label(size)}: {self.o.runs} rounds x {per_round} pairs of {clients} "
+            "concurrent hits, on a proxy scrubbing and on one not, back to back")
+        self.restart_proxy({"GLANCE_CACHE__PROXY__SCRUB_RATE": "0"})
+        twin = self.start_twin()
+        try:
+            self.ensure_proxy_cached(size)
+            self.fill_twin(size)
+            for rep in range(self.o.runs):
+                self.round = ("scrub", size, rep)
+                os.kill(twin["pid"], signal.SIGCONT)
+                b0, t0 = metric_total(twin["admin"], SCRUBBED), time.perf_counter()
+                self.scrub_idle_cpu.append(self.idle_cpu(twin["pid"], 3.0))
+                self.scrub_rate(self.scrub_idle_rate, twin["admin"], b0, t0)
+                for key in ("proxy_hit_scrub", "proxy_hit_noscrub"):
+                    by_key[key]["prep"](size, rep, clients)
+                for k in range(per_round):
+                    order = ("proxy_hit_scrub", "proxy_hit_noscrub")
+                    # alternate which goes first: drift in the machine's speed cancels out
+                    for key in (order if (rep + k) % 2 == 0 else order[::-1]):
+                        scrubbing = key == "proxy_hit_scrub"
+                        os.kill(twin["pid"], signal.SIGCONT if scrubbing else signal.SIGSTOP)
+                        b0, t0 = metric_total(twin["admin"], SCRUBBED) if scrubbing else None, time.perf_counter()
+                        self.record(by_key[key], size, clients, self.sample(by_key[key], size, clients))
+                        if scrubbing:
+                            self.scrub_rate(self.scrub_busy_rate, twin["admin"], b0, t0)
+        finally:
+            self.round = None
+            self.stop_twin(twin)
+            self.restart_proxy()
+
+    def start_twin(self):
+        """The scrub phase's second proxy: the bench proxy's configuration, its own port,
+        cache directory and admin endpoint, its scrubber always busy. Its pid goes to the
+        watchdog's list."""
+        px = self.env["proxy"]
+        tmp = os.path.dirname(px["log"])
+        port, admin = free_port(), free_port()
+        cache = os.path.join(tmp, "scrub-twin-cache")
+        os.makedirs(cache, exist_ok=True)
+        env = dict(os.environ, RUST_LOG=px["rust_log"],
+                   GLANCE_CACHE__DEFAULT__BIND_PORT=str(port),
+                   GLANCE_CACHE__DEFAULT__IMAGE_CACHE_DIR=cache,
+                   GLANCE_CACHE__PROXY__SCRUB_INTERVAL="0",
+                   GLANCE_CACHE__PROXY__ADMIN_LISTEN=f"127.0.0.1:{admin}")
+        with open(os.path.join(tmp, "scrub-twin.log"), "ab") as logf:
+            p = subprocess.Popen(px["cmd"], stdin=subprocess.DEVNULL, stdout=logf,
+                                 stderr=subprocess.STDOUT, env=env)
+        with open(os.path.join(tmp, "extra.pids"), "a") as f:
+            f.write(f"{p.pid}\n")
+        twin = {"pid": p.pid, "proc": p, "url": f"http://127.0.0.1:{port}", "admin": admin,
+                "cache": cache}
+        self.env["twin"] = twin
+        deadline = time.monotonic() + 30
+        while http_status("GET", f"{twin['url']}/versions", timeout=2) not in ("200", "300"):
+            if p.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"loadbench: the scrub phase's second proxy did not start (log: {tmp}/scrub-twin.log)")
+            time.sleep(0.1)
+        return twin
+
+    def fill_twin(self, size):
+        """One download through the twin, and its commit (bounded)."""
+        url = f"{self.env['twin']['url']}/v2/images/{self.ids[('up', size)]}/file"
+        curl(["-o", "/dev/null", url], timeout=self.o.curl_timeout)
+        iid = self.ids[("up", size)]
+
+        def cached():
+            doc = get_json(f"{self.env['twin']['url']}/v2/cache", self.admin)
+            return bool(doc) and any(c.get("image_id") == iid for c in doc.get("cached_images", []))
+        self.settle(cached, "the scrub phase's second proxy")
+
+    def stop_twin(self, twin):
+        """Stops the twin (thawed first) and removes its cache."""
+        p = twin["proc"]
+        for sig in (signal.SIGCONT, signal.SIGTERM):
+            try:
+                os.kill(p.pid, sig)
+            except ProcessLookupError:
+                pass
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+        shutil.rmtree(twin["cache"], ignore_errors=True)
+        self.env.pop("twin", None)
 
     @staticmethod
     def scrub_rate(into, admin, before, t0):
@@ -1115,7 +1183,12 @@ class Bench:
 
     def idle_proxy_cpu(self, seconds):
         """The proxy's CPU (% of one core) over `seconds` with no client."""
-        pids = pids_of(self.env["proxy"]["pid"])
+        return self.idle_cpu(self.env["proxy"]["pid"], seconds)
+
+    @staticmethod
+    def idle_cpu(pid, seconds):
+        """The CPU of process `pid` (% of one core) over `seconds` with no client."""
+        pids = pids_of(pid)
         c0, t0 = cpu_ticks(pids), time.perf_counter()
         time.sleep(seconds)
         return 100 * (cpu_ticks(pids) - c0) / CLK / (time.perf_counter() - t0)
@@ -1146,7 +1219,7 @@ class Bench:
     def table(self):
         short = {"glance_upstream": "glance", "glance_cache": "glance", "nginx": "nginx",
                  "proxy": "proxy", "nodes": "3 proxies", "node1": "proxy", "cnginx": "3 nginx",
-                 "haproxy": "haproxy", "s3": "s3"}
+                 "haproxy": "haproxy", "s3": "s3", "twin": "proxy"}
         lines = ["| scenario | image | clients | **MiB/s** (median) | min–max | runs | × direct | × nginx "
                  "| last client s | TTFB ms | upstream GETs | server CPU % | curl CPU % | proxy peak RSS MiB |",
                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
