@@ -208,7 +208,7 @@ async fn a_range_of_a_changed_file_goes_upstream() {
     let dir = tempfile::tempdir().unwrap();
     let proxy = Proxy::start(&glance.url(), dir.path(), ProxyOptions::default()).await;
     let c = Client::new();
-    c.get(&proxy.file_url(PRIV), &[MEMBER]).await;
+    let size = c.get(&proxy.file_url(PRIV), &[MEMBER]).await.body.len();
     proxy.settle().await;
     std::fs::write(proxy.cached_path(PRIV), b"0123456789abcdefghijklmnop").unwrap();
     let r = c
@@ -219,6 +219,14 @@ async fn a_range_of_a_changed_file_goes_upstream() {
         (StatusCode::PARTIAL_CONTENT, &b"DEF"[..])
     );
     assert_eq!(upstream_ranges(&glance, PRIV), 1);
+    // Past the end: Glance's 416, with the image's size as HTTP asks.
+    let past = format!("bytes={size}-");
+    let r = c
+        .get(&proxy.file_url(PRIV), &[MEMBER, ("range", &past)])
+        .await;
+    assert_eq!(r.status, StatusCode::RANGE_NOT_SATISFIABLE);
+    let whole = format!("bytes */{size}");
+    assert_eq!(r.header("content-range"), Some(whole.as_str()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -49,19 +49,21 @@ where
                         return self.range_miss(parts, body, Then::Nothing).await
                     }
                 };
-                if let Some(why) = opened.unverified(&entry) {
-                    // Only a whole download can verify the file again.
-                    tracing::debug!(image_id = %self.id, why, "range of an unverified file; sent upstream");
-                    return self.range_miss(parts, body, Then::Fetch).await;
-                }
                 let size = entry.size;
                 if size == 0 {
                     // Glance's answers to ranges of an empty image are its own.
                     return self.range_miss(parts, body, Then::Nothing).await;
                 }
+                // The size is the image's (the upstream agreed, when asked),
+                // whatever the file's state.
                 let Some(span) = range.resolve(size) else {
                     return self.unsatisfiable(size, parts, body).await;
                 };
+                if let Some(why) = opened.unverified(&entry) {
+                    // Only a whole download can verify the file again.
+                    tracing::debug!(image_id = %self.id, why, "range of an unverified file; sent upstream");
+                    return self.range_miss(parts, body, Then::Fetch).await;
+                }
                 let md5 = match facts {
                     Some(facts) => facts.checksum,
                     None => entry.checksum.clone(),
