@@ -478,6 +478,6 @@ impl CacheStore {
 #[cfg(test)]
 mod maintenance_tests;
 #[cfg(test)]
-pub(crate) mod test_support;
+pub(crate) mod test_entries;
 #[cfg(test)]
 mod tests;

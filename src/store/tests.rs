@@ -5,7 +5,7 @@ fn id(n: u8) -> ImageId {
     ImageId::parse(&format!("10000000-0000-0000-0000-0000000000{n:02x}")).unwrap()
 }
 
-use super::test_support::{commit_bytes, open_store as open};
+use super::test_entries::{commit_bytes, open_store as open};
 
 #[tokio::test]
 async fn fill_commit_lookup_hit_invalidate() {

@@ -133,7 +133,7 @@ fn idle_until(due: f64, now: f64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::test_support::{commit_bytes, open_store};
+    use crate::store::test_entries::{commit_bytes, open_store};
 
     #[test]
     fn an_entry_that_could_not_be_checked_waits_an_interval_like_a_verified_one() {

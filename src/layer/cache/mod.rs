@@ -19,8 +19,10 @@
 //!   cached image, or of one being filled, is answered from the cache with
 //!   Glance's `206` or `416` after the same authorization as a hit
 //!   ([`GlanceCacheBuilder::serve_ranges`](crate::cache::GlanceCacheBuilder::serve_ranges));
-//!   a range with `If-Range` is ignored (the whole image is sent). Ranges
-//!   are never stored.
+//!   a range of a running fill waits a bounded time for its bytes
+//!   ([`GlanceCacheBuilder::range_fill_wait`](crate::cache::GlanceCacheBuilder::range_fill_wait)),
+//!   else the upstream answers it; a range with `If-Range` is ignored (the
+//!   whole image is sent). Ranges are never stored.
 //! * Other ranged requests (several ranges, malformed ones,
 //!   `Content-Range`), `HEAD`, other paths and ids that are not canonical
 //!   UUIDs pass through untouched and never reach the filesystem.
