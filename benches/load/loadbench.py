@@ -228,7 +228,7 @@ class Bench:
         self.other_cpu = []      # (other ticks, wall) per sample
         self.clear_refs_ok = None
         self.fill_pending = {}   # (server, size) -> a miss ran and its commit may be pending
-        self.scrub_idle_cpu = []  # the proxy's CPU % with the scrubber running and no client
+        self.scrub_idle_cpu = []  # the scrubbing proxy's CPU % with no client
         self.scrub_idle_rate = []  # MiB/s the scrubber hashed then
         self.scrub_busy_rate = []  # MiB/s the scrubber hashed during each sample of hits
         # the cluster rows: 3 proxies sharing an S3 bucket, 3 nginx, HAProxy in front of each
@@ -1180,10 +1180,6 @@ class Bench:
         finally:
             self.restart_proxy(url=plain)
             CURL_EXTRA[:] = []
-
-    def idle_proxy_cpu(self, seconds):
-        """The proxy's CPU (% of one core) over `seconds` with no client."""
-        return self.idle_cpu(self.env["proxy"]["pid"], seconds)
 
     @staticmethod
     def idle_cpu(pid, seconds):

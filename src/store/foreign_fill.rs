@@ -6,10 +6,10 @@
 //! fill and releases it only after its commit (fsync, then rename to
 //! `<id>`, which keeps the inode, then the index row) or its failure (the
 //! file is removed or quarantined; the lock goes when the writer's last
-//! follower closes the file). So a reader that holds the file open learns everything it
-//! needs from it: how many bytes are there (its size), whether the writer
-//! is still at work (the lock), and whether the fill was committed (`<id>`
-//! is now this very file).
+//! follower closes the file). So a reader that holds the file open learns
+//! everything it needs from it: how many bytes are there (its size),
+//! whether the writer is still at work (the lock), and whether the fill was
+//! committed (`<id>` is now this very file).
 
 use std::fs::{File, TryLockError};
 use std::sync::Arc;
