@@ -46,6 +46,17 @@ pub struct CacheEntry {
     pub(crate) stamp: Option<FileStamp>,
 }
 
+impl CacheEntry {
+    /// The image's MD5 as the upstream announced it, as far as the entry
+    /// knows: its checksum when its bytes were checked against the
+    /// upstream's; `None` for bytes cached without one (Glance then sends
+    /// no `Content-MD5` either) or never checked. What a hit sends as
+    /// `Content-MD5` when the upstream was not asked.
+    pub(crate) fn upstream_checksum(&self) -> Option<String> {
+        self.checksum.clone().filter(|_| self.verified)
+    }
+}
+
 /// The digests and file identity recorded for a verified file.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Verified {

@@ -156,6 +156,40 @@ async fn hit_headers_follow_the_download_probe() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hits_not_asking_the_upstream_send_the_checksum_it_announced_and_no_other() {
+    for (behaviour, md5) in [
+        (Behaviour::default(), Some(PUB_MD5)),
+        // An image without a checksum: Glance sends no Content-MD5, and
+        // the digest the proxy computed is not the upstream's to announce.
+        (Behaviour::default().omit_content_md5(), None),
+    ] {
+        let glance = fake_glance().await;
+        glance.set_behaviour(PUB, behaviour);
+        let dir = tempfile::tempdir().unwrap();
+        let opts = ProxyOptions {
+            authz: glance_cache::auth::HitAuthorization::None,
+            ..Default::default()
+        };
+        let proxy = Proxy::start(&glance.url(), dir.path(), opts).await;
+        let c = Client::new();
+        let miss = c.get(&proxy.file_url(PUB), &MEMBER).await;
+        assert_eq!(miss.header("content-md5"), md5);
+        proxy.settle().await;
+        for range in [None, Some("bytes=2-4")] {
+            let headers: Vec<_> = MEMBER
+                .iter()
+                .copied()
+                .chain(range.map(|r| ("range", r)))
+                .collect();
+            let hit = c.get(&proxy.file_url(PUB), &headers).await;
+            assert!(hit.complete(), "{range:?}");
+            assert_eq!(hit.header("content-md5"), md5, "{range:?}");
+        }
+        assert_eq!(glance.file_gets(PUB), 1, "both from the cache");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_answer_without_a_checksum_is_cached_unverified() {
     let glance = fake_glance().await;
     glance.set_behaviour(PUB, Behaviour::default().omit_content_md5());

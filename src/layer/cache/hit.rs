@@ -116,10 +116,10 @@ where
                 .await;
         }
         // Glance sends the image's checksum (none when the image has none);
-        // when the upstream was not asked, ours.
+        // when the upstream was not asked, the one it announced at the fill.
         let md5 = match facts {
             Some(facts) => facts.checksum,
-            None => entry.checksum.clone(),
+            None => entry.upstream_checksum(),
         };
         self.core.metrics().hit();
         let store = self.core.store();
@@ -198,11 +198,7 @@ where
                 (expected, from_upstream)
             }
         };
-        let md5 = facts
-            .checksum
-            .clone()
-            .or_else(|| entry.checksum.clone())
-            .or_else(|| expected.md5.map(hex::encode));
+        let md5 = facts.checksum.clone().or_else(|| entry.upstream_checksum());
         tracing::info!(image_id = %self.id, why, "cached file is hashed again while served");
         self.core.metrics().hit();
         let size = entry.size;

@@ -66,7 +66,7 @@ where
                 }
                 let md5 = match facts {
                     Some(facts) => facts.checksum,
-                    None => entry.checksum.clone(),
+                    None => entry.upstream_checksum(),
                 };
                 self.core.metrics().range_hit();
                 let store = self.core.store();
