@@ -360,11 +360,19 @@ mod tests {
         0x92,
     ];
 
-    fn hello() -> Expectation {
-        Expectation {
+    /// `judge` of a fill of `hello` (5 bytes, its MD5 announced) whose
+    /// bytes hashed to `md5`.
+    fn judge_hello(
+        pumped: PumpEnd,
+        written: io::Result<u64>,
+        source: Source,
+        md5: &[u8; 16],
+    ) -> Result<u64, Failure> {
+        let hello = Expectation {
             len: Some(5),
             md5: Some(HELLO),
-        }
+        };
+        judge(pumped, written, source, &hello, md5)
     }
 
     fn disk_full() -> io::Result<u64> {
@@ -374,58 +382,39 @@ mod tests {
     #[test]
     fn a_whole_body_that_does_not_match_fails_verification_even_when_the_disk_failed_too() {
         let wrong = [0u8; 16];
-        let judged = judge(
-            PumpEnd::Done(5),
-            disk_full(),
-            Source::Upstream,
-            &hello(),
-            &wrong,
-        );
-        assert!(
-            matches!(judged, Err(Failure::Verification(_))),
-            "{judged:?}"
-        );
-        let judged = judge(PumpEnd::Done(5), Ok(5), Source::Upstream, &hello(), &wrong);
-        assert!(
-            matches!(judged, Err(Failure::Verification(_))),
-            "{judged:?}"
-        );
+        for written in [disk_full(), Ok(5)] {
+            let judged = judge_hello(PumpEnd::Done(5), written, Source::Upstream, &wrong);
+            assert!(
+                matches!(judged, Err(Failure::Verification(_))),
+                "{judged:?}"
+            );
+        }
     }
 
     #[test]
     fn a_right_body_the_disk_did_not_take_is_a_local_failure() {
-        let judged = judge(
-            PumpEnd::Done(5),
-            disk_full(),
-            Source::Upstream,
-            &hello(),
-            &HELLO,
-        );
-        assert!(matches!(judged, Err(Failure::Local(_))), "{judged:?}");
-        let judged = judge(PumpEnd::Done(5), Ok(3), Source::Upstream, &hello(), &HELLO);
-        assert!(matches!(judged, Err(Failure::Local(_))), "{judged:?}");
-        let judged = judge(
-            PumpEnd::WriterGone,
-            disk_full(),
-            Source::Upstream,
-            &hello(),
-            &HELLO,
-        );
-        assert!(matches!(judged, Err(Failure::Local(_))), "{judged:?}");
+        for (pumped, written) in [
+            (PumpEnd::Done(5), disk_full()),
+            (PumpEnd::Done(5), Ok(3)),
+            (PumpEnd::WriterGone, disk_full()),
+        ] {
+            let judged = judge_hello(pumped, written, Source::Upstream, &HELLO);
+            assert!(matches!(judged, Err(Failure::Local(_))), "{judged:?}");
+        }
     }
 
     #[test]
     fn a_broken_body_is_its_source_s_failure() {
         let broken = || PumpEnd::Broken("reset".into());
-        let judged = judge(broken(), disk_full(), Source::Upstream, &hello(), &HELLO);
+        let judged = judge_hello(broken(), disk_full(), Source::Upstream, &HELLO);
         assert!(matches!(judged, Err(Failure::Upstream(_))), "{judged:?}");
-        let judged = judge(broken(), Ok(2), Source::Remote, &hello(), &HELLO);
+        let judged = judge_hello(broken(), Ok(2), Source::Remote, &HELLO);
         assert!(matches!(judged, Err(Failure::Source(_))), "{judged:?}");
     }
 
     #[test]
     fn a_whole_right_body_on_disk_passes() {
-        let judged = judge(PumpEnd::Done(5), Ok(5), Source::Upstream, &hello(), &HELLO);
+        let judged = judge_hello(PumpEnd::Done(5), Ok(5), Source::Upstream, &HELLO);
         assert_eq!(judged.ok(), Some(5));
     }
 }
