@@ -189,6 +189,7 @@ struct Counters {
     prefetch_failures: AtomicU64,
     integrity_failures: [AtomicU64; 2],
     scrubbed_bytes: AtomicU64,
+    hit_verifications: AtomicU64,
     remote: [AtomicU64; RemoteEvent::ALL.len()],
     remote_bytes: AtomicU64,
     /// Hit authorizations per upper bound of [`AUTHORIZATION_BUCKETS`] (not
@@ -236,6 +237,7 @@ impl Metrics {
             integrity_failures_hit: get(&c.integrity_failures[IntegrityCheck::Hit.index()]),
             integrity_failures_scrub: get(&c.integrity_failures[IntegrityCheck::Scrub.index()]),
             scrubbed_bytes: get(&c.scrubbed_bytes),
+            hit_verifications: get(&c.hit_verifications),
             remote_events: c.remote.iter().map(get).collect(),
             remote_bytes: get(&c.remote_bytes),
             cache_size_bytes: None,
@@ -291,6 +293,11 @@ impl Metrics {
     /// The scrubber hashed `n` more bytes.
     pub(crate) fn scrubbed(&self, n: u64) {
         add(&self.inner.scrubbed_bytes, n);
+    }
+
+    /// A cached file began to be hashed again for its hits.
+    pub(crate) fn hit_verification(&self) {
+        add(&self.inner.hit_verifications, 1);
     }
 
     /// Something happened with the remote tier.

@@ -28,6 +28,7 @@
 //! | `glance_cache_prefetches_total{result}` | counter | prefetch jobs; `result` is `success` or `failure` |
 //! | `glance_cache_integrity_failures_total{found_by}` | counter | cached files found corrupt and quarantined; `found_by` is `hit` or `scrub` |
 //! | `glance_cache_scrubbed_bytes_total` | counter | bytes hashed again by the background scrubber |
+//! | `glance_cache_hit_verifications_total` | counter | cached files hashed again for their hits (changed since verified, or never verified); concurrent hits of one file share one |
 //! | `glance_cache_size_bytes` | gauge | the cache size (image files in the cache directory) |
 //! | `glance_cache_entries` | gauge | committed entries in the index |
 //!

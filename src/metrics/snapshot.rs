@@ -48,6 +48,8 @@ pub struct Snapshot {
     pub integrity_failures_scrub: u64,
     /// `glance_cache_scrubbed_bytes_total`
     pub scrubbed_bytes: u64,
+    /// `glance_cache_hit_verifications_total`
+    pub hit_verifications: u64,
     /// `glance_cache_remote_events_total`, in the order of
     /// [`RemoteEvent::ALL`] (read them with [`Snapshot::remote`]).
     pub remote_events: Vec<u64>,
@@ -262,6 +264,13 @@ impl fmt::Display for Snapshot {
             "Bytes of cached files hashed again by the background scrubber.",
             self.scrubbed_bytes,
         )?;
+        e.single(
+            "glance_cache_hit_verifications_total",
+            Counter,
+            "Cached files hashed again for their hits (changed since they were verified, or never \
+             verified); concurrent hits of one file share one.",
+            self.hit_verifications,
+        )?;
         e.family(
             "glance_cache_remote_events_total",
             Counter,
@@ -353,6 +362,7 @@ mod tests {
             hits: 2,
             range_hits: 3,
             integrity_failures_scrub: 5,
+            hit_verifications: 6,
             fill_failures_local: 4,
             prefetch_failures: 1,
             remote_events: vec![0, 0, 0, 0, 7],
@@ -395,12 +405,13 @@ mod tests {
             assert!(samples > 0, "{name}");
             families += 1;
         }
-        assert_eq!(families, 21);
+        assert_eq!(families, 22);
         assert!(text.contains("\nglance_cache_remote_events_total{event=\"peer_stream\"} 7\n"));
         assert!(text.contains("\nglance_cache_remote_events_total{event=\"pruned\"} 0\n"));
         assert!(text.contains("\nglance_cache_hits_total 2\n"));
         assert!(text.contains("\nglance_cache_range_hits_total 3\n"));
         assert!(text.contains("\nglance_cache_integrity_failures_total{found_by=\"scrub\"} 5\n"));
+        assert!(text.contains("\nglance_cache_hit_verifications_total 6\n"));
         assert!(text.contains("\nglance_cache_fill_failures_total{reason=\"local\"} 4\n"));
         assert!(text.contains("\nglance_cache_prefetches_total{result=\"failure\"} 1\n"));
         assert!(text.contains("\nglance_cache_size_bytes 9\n"));

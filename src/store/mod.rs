@@ -58,6 +58,7 @@ mod prune;
 mod queue;
 mod read_buffers;
 mod reconcile;
+mod reverify;
 mod size;
 mod stamp;
 mod verifying_body;
@@ -85,6 +86,7 @@ pub use integrity::{Integrity, IntegrityFailure};
 pub use prune::PruneReport;
 pub(crate) use read_buffers::ReadBuffers;
 pub use reconcile::ReconcileReport;
+pub(crate) use reverify::Joined as VerificationJoined;
 pub(crate) use verifying_body::VerifyingBody;
 
 use crate::metrics::Metrics;
@@ -123,6 +125,8 @@ struct Inner {
     reservations: std::sync::Mutex<()>,
     /// What the cache, its fills, pruning and prefetching count.
     metrics: Metrics,
+    /// Files being hashed again for their hits.
+    reverifications: reverify::Reverifications,
     /// Test hook: see [`CacheStore::hold_commits`].
     #[cfg(any(test, feature = "test-hooks"))]
     commit_hold: commit_hold::Slot,
@@ -215,6 +219,7 @@ impl CacheStoreBuilder {
                 locks: locks::MaintenanceLocks::default(),
                 reservations: std::sync::Mutex::new(()),
                 metrics: Metrics::new(),
+                reverifications: reverify::Reverifications::default(),
                 #[cfg(any(test, feature = "test-hooks"))]
                 commit_hold: commit_hold::Slot::default(),
             }),
@@ -477,6 +482,8 @@ impl CacheStore {
 
 #[cfg(test)]
 mod maintenance_tests;
+#[cfg(test)]
+mod reverify_tests;
 #[cfg(test)]
 pub(crate) mod test_entries;
 #[cfg(test)]

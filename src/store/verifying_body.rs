@@ -1,12 +1,12 @@
-//! [`VerifyingBody`]: serves a cached file while hashing it again.
+//! [`VerifyingBody`]: serves a cached file whose verdict is still to come.
 //!
 //! A file that changed since it was verified (or was never verified) is
-//! served this way: one blocking thread reads it in order, hashes every
-//! chunk and hands it to the body through a short channel (so the client's
-//! pace paces the reads), and keeps the file's last byte back until the
-//! digests are known. A match sends the last byte and records the file as
-//! verified; a mismatch ends the response short of its `Content-Length`
-//! and quarantines the file, so the next request fetches the image again.
+//! served as any hit is, all but its last byte; the last byte waits for the
+//! file's verification (shared by every hit of it, see `reverify`). An
+//! intact file, still the one that was hashed, sends its last byte and
+//! counts the hit; otherwise the response ends short of its
+//! `Content-Length` (a corrupt file is quarantined by the verification, so
+//! the next request fetches the image again).
 
 use std::fmt;
 use std::fs::File;
@@ -14,183 +14,121 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
 use http_body::{Body, Frame, SizeHint};
-use tokio::sync::mpsc;
 
+use super::file_body::FileBody;
 use super::index::CacheEntry;
 use super::integrity::OpenedHit;
+use super::reverify::{verdict, Pending};
+use super::stamp::FileStamp;
 use super::CacheStore;
-use crate::checksum::{Digests, Expected, HashAlgorithm, Hashers};
-use crate::metrics::IntegrityCheck;
 
-/// Chunks read ahead of the client.
-const DEPTH: usize = 4;
-
-/// What the reading thread sends.
-enum Read {
-    Data(Bytes),
-    /// Every byte but the last has been sent; the digests of all of them.
-    Hashed {
-        digests: Digests,
-        last: Bytes,
-    },
+/// The response body of a hit whose file is being verified again.
+pub(crate) struct VerifyingBody {
+    /// Every byte but the last.
+    head: FileBody,
+    tail: Tail,
+    /// 1, or 0 for an empty file.
+    last_len: u64,
 }
 
-/// What to do with the digests, and with whom.
-struct Verdict {
+enum Tail {
+    /// The head is still being sent.
+    Waiting(Box<Last>),
+    /// Waiting for the verdict, then reading the last byte.
+    Judging(BoxFuture<'static, io::Result<Bytes>>),
+    Done,
+}
+
+/// What the last byte needs.
+struct Last {
+    pending: Pending,
     store: CacheStore,
     entry: CacheEntry,
-    opened: OpenedHit,
-    expected: Expected,
-    verified_upstream: bool,
-}
-
-/// The response body of a hit whose file is hashed again while it is served.
-pub(crate) struct VerifyingBody {
-    rx: mpsc::Receiver<io::Result<Read>>,
-    verdict: Option<Verdict>,
-    remaining: u64,
-    done: bool,
+    file: Arc<File>,
+    stamp: FileStamp,
 }
 
 impl fmt::Debug for VerifyingBody {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("VerifyingBody")
-            .field("remaining", &self.remaining)
+            .field("head", &self.head)
             .finish_non_exhaustive()
     }
 }
 
 impl CacheStore {
-    /// A body serving `opened` (the file of `entry`) whole while hashing it
-    /// against `expected`; `verified_upstream` says whether `expected`
-    /// comes from the upstream. The hit is counted when the last byte is
-    /// out.
+    /// A body serving `opened` (the file of `entry`) whole, its last byte
+    /// once `pending` finds it intact (see
+    /// [`reverification`](Self::reverification)). The hit is recorded when
+    /// the last byte is out.
     pub(crate) fn verifying_hit_body(
         &self,
         entry: CacheEntry,
         opened: OpenedHit,
-        expected: Expected,
-        verified_upstream: bool,
+        pending: Pending,
     ) -> VerifyingBody {
-        let size = entry.size;
-        // With no multihash to compare, SHA-512 is recorded for later checks.
-        let multi = expected
-            .multihash_algorithm()
-            .or(Some(HashAlgorithm::Sha512));
-        let (tx, rx) = mpsc::channel(DEPTH);
-        let file = Arc::clone(&opened.file);
-        let chunk = self.hit_chunk_size();
-        tokio::task::spawn_blocking(move || read_and_hash(&file, size, multi, chunk, &tx));
+        let entry_size = entry.size;
+        let before_last = entry_size.saturating_sub(1);
+        let head = FileBody::new(
+            Arc::clone(&opened.file),
+            0,
+            before_last,
+            self.read_buffers(),
+        )
+        .counting(self.metrics().clone());
         VerifyingBody {
-            rx,
-            verdict: Some(Verdict {
+            head,
+            tail: Tail::Waiting(Box::new(Last {
+                pending,
                 store: self.clone(),
                 entry,
-                opened,
-                expected,
-                verified_upstream,
-            }),
-            remaining: size,
-            done: false,
+                file: opened.file,
+                stamp: opened.stamp,
+            })),
+            last_len: u64::from(entry_size > 0),
         }
     }
 }
 
-/// Reads `len` bytes of `file` in order, hashing them, and sends all but
-/// the last, then the digests with the last byte. Stops when the body is
-/// dropped.
-fn read_and_hash(
-    file: &File,
-    len: u64,
-    multi: Option<HashAlgorithm>,
-    chunk: usize,
-    tx: &mpsc::Sender<io::Result<Read>>,
-) {
-    let mut hashers = Hashers::new(multi);
-    let mut pos = 0u64;
-    let mut last = Bytes::new();
-    while pos < len {
-        let want = (len - pos).min(chunk as u64) as usize;
-        let mut buf = vec![0u8; want];
-        let n = match file.read_at(&mut buf, pos) {
-            Ok(0) => {
-                let e = io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!("the cached file ends at byte {pos} of {len}"),
-                );
-                let _ = tx.blocking_send(Err(e));
-                return;
-            }
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                let _ = tx.blocking_send(Err(e));
-                return;
-            }
-        };
-        buf.truncate(n);
-        hashers.update(&buf);
-        pos += n as u64;
-        let mut data = Bytes::from(buf);
-        if pos == len {
-            last = data.split_off(data.len() - 1);
-        }
-        if !data.is_empty() && tx.blocking_send(Ok(Read::Data(data))).is_err() {
-            return; // the client went away
-        }
-    }
-    let _ = tx.blocking_send(Ok(Read::Hashed {
-        digests: hashers.finish(),
-        last,
-    }));
-}
-
-impl Verdict {
-    /// Judges the digests: the last byte when they match, an error (and the
-    /// file quarantined) when they do not.
-    fn judge(self, digests: Digests, last: Bytes) -> io::Result<Bytes> {
-        let Verdict {
+impl Last {
+    /// The last byte (none for an empty file) once the file is found
+    /// intact and is still the file that was hashed.
+    async fn read(self) -> io::Result<Bytes> {
+        verdict(self.pending).await?;
+        let Last {
             store,
             entry,
-            opened,
-            expected,
-            verified_upstream,
+            file,
+            stamp,
+            ..
         } = self;
-        let id = entry.image_id.clone();
-        match expected.check(&digests) {
-            Ok(()) => {
-                store.metrics().hit_bytes(last.len() as u64);
-                store.inner.index.record_access(&id, true);
-                tracing::info!(image_id = %id, "cached file verified again while served");
-                tokio::spawn(async move {
-                    if let Err(e) = store
-                        .record_verified(&entry, opened.stamp, digests, verified_upstream)
-                        .await
-                    {
-                        tracing::warn!(image_id = %id, error = %e, "could not record the verification");
-                    }
-                });
-                Ok(last)
+        let size = entry.size;
+        let last = tokio::task::spawn_blocking(move || -> io::Result<Bytes> {
+            // A write since the file was opened may have changed bytes
+            // already sent after they were hashed.
+            if FileStamp::of(&file.metadata()?) != stamp {
+                return Err(io::Error::other(
+                    "the cached file changed while it was served",
+                ));
             }
-            Err(mismatch) => {
-                store.metrics().integrity_failure(IntegrityCheck::Hit);
-                tracing::error!(image_id = %id, %mismatch,
-                    "cached file is corrupt; response truncated, file quarantined");
-                tokio::spawn(async move {
-                    if let Err(e) = store.quarantine_file(&entry, opened.file).await {
-                        tracing::warn!(image_id = %id, error = %e, "quarantine failed");
-                    }
-                });
-                Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("cached file is corrupt: {mismatch}"),
-                ))
+            if size == 0 {
+                return Ok(Bytes::new());
             }
-        }
+            let mut byte = [0u8; 1];
+            file.read_exact_at(&mut byte, size - 1)?;
+            Ok(Bytes::copy_from_slice(&byte))
+        })
+        .await
+        .map_err(io::Error::other)??;
+        store.metrics().hit_bytes(last.len() as u64);
+        store.inner.index.record_access(&entry.image_id, true);
+        Ok(last)
     }
 }
 
@@ -203,51 +141,45 @@ impl Body for VerifyingBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         let this = self.get_mut();
-        if this.done {
-            return Poll::Ready(None);
+        loop {
+            match &mut this.tail {
+                Tail::Done => return Poll::Ready(None),
+                Tail::Waiting(_) => match ready!(Pin::new(&mut this.head).poll_frame(cx)) {
+                    Some(Err(e)) => {
+                        this.tail = Tail::Done;
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                    Some(Ok(frame)) => return Poll::Ready(Some(Ok(frame))),
+                    None => {
+                        let Tail::Waiting(last) = std::mem::replace(&mut this.tail, Tail::Done)
+                        else {
+                            unreachable!("matched above")
+                        };
+                        this.tail = Tail::Judging(last.read().boxed());
+                    }
+                },
+                Tail::Judging(last) => {
+                    let last = ready!(last.as_mut().poll(cx));
+                    this.tail = Tail::Done;
+                    return Poll::Ready(match last {
+                        Ok(last) if last.is_empty() => None,
+                        Ok(last) => Some(Ok(Frame::data(last))),
+                        Err(e) => Some(Err(e)),
+                    });
+                }
+            }
         }
-        let read = match this.rx.poll_recv(cx) {
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(read) => read,
-        };
-        let data = match read {
-            Some(Ok(Read::Data(data))) => {
-                if let Some(v) = &this.verdict {
-                    v.store.metrics().hit_bytes(data.len() as u64);
-                }
-                data
-            }
-            Some(Ok(Read::Hashed { digests, last })) => {
-                this.done = true;
-                let Some(verdict) = this.verdict.take() else {
-                    return Poll::Ready(None);
-                };
-                match verdict.judge(digests, last) {
-                    Ok(last) if last.is_empty() => return Poll::Ready(None),
-                    Ok(last) => last,
-                    Err(e) => return Poll::Ready(Some(Err(e))),
-                }
-            }
-            Some(Err(e)) => {
-                this.done = true;
-                return Poll::Ready(Some(Err(e)));
-            }
-            None => {
-                this.done = true;
-                return Poll::Ready(Some(Err(io::Error::other(
-                    "the cached file's reader stopped",
-                ))));
-            }
-        };
-        this.remaining = this.remaining.saturating_sub(data.len() as u64);
-        Poll::Ready(Some(Ok(Frame::data(data))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.done
+        matches!(self.tail, Tail::Done)
     }
 
     fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.remaining)
+        if matches!(self.tail, Tail::Done) {
+            return SizeHint::with_exact(0);
+        }
+        let head = self.head.size_hint().exact().unwrap_or(0);
+        SizeHint::with_exact(head + self.last_len)
     }
 }

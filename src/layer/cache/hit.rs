@@ -12,7 +12,7 @@ use super::ResponseBody;
 use crate::auth::Decision;
 use crate::checksum::Expected;
 use crate::headers::request_id;
-use crate::store::{recorded, CacheEntry, OpenedHit};
+use crate::store::{recorded, CacheEntry, OpenedHit, VerificationJoined};
 use crate::upstream::{md5_from_header, Caller, ImageFacts, Reply, RequestBody};
 use crate::BoxError;
 
@@ -199,11 +199,19 @@ where
             }
         };
         let md5 = facts.checksum.clone().or_else(|| entry.upstream_checksum());
-        tracing::info!(image_id = %self.id, why, "cached file is hashed again while served");
         self.core.metrics().hit();
         let size = entry.size;
         let store = self.core.store();
-        let body = store.verifying_hit_body(entry, opened, expected, verified_upstream);
+        let (pending, joined) = store.reverification(&entry, &opened, expected, verified_upstream);
+        match joined {
+            VerificationJoined::Started => {
+                tracing::info!(image_id = %self.id, why, "cached file is hashed again; its last byte waits for the verdict")
+            }
+            VerificationJoined::Existing => {
+                tracing::debug!(image_id = %self.id, why, "cached file already being hashed again; its last byte waits for the verdict")
+            }
+        }
+        let body = store.verifying_hit_body(entry, opened, pending);
         let mut resp = Response::new(ResponseBody::verifying(body));
         *resp.headers_mut() = hit_headers(size, md5.as_deref(), request_id(&parts.headers));
         Ok(resp)
