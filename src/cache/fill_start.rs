@@ -10,7 +10,7 @@ use http_body::Body;
 use super::GlanceCache;
 use crate::fill::{
     spawn_fill, spawn_foreign_follow, Continuation, Expectation, Expected, Fill, Head, LeaderGuard,
-    PendingMultihash, Source,
+    PendingRecord, Source,
 };
 use crate::headers::REQUEST_ID;
 use crate::remote::Lease;
@@ -60,7 +60,7 @@ impl GlanceCache {
         &self,
         guard: LeaderGuard,
         resp: Response<B>,
-        record: Option<PendingMultihash>,
+        record: Option<PendingRecord>,
         from: FillFrom,
     ) -> Started<B>
     where

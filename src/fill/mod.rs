@@ -39,13 +39,13 @@ use std::time::Duration;
 use http::{HeaderMap, StatusCode};
 use tokio::sync::watch;
 
-use crate::checksum::Multihash;
 use crate::{BoxError, ImageId};
 
-/// The multihash of the image record a fill's bytes must match, on its way
-/// from the upstream (`None`: no record, or one without a multihash this
-/// crate can compute).
-pub(crate) type PendingMultihash = futures_util::future::BoxFuture<'static, Option<Multihash>>;
+/// The digests of the image record a fill's bytes must match (its
+/// checksum, and its multihash when this crate can compute it), on its way
+/// from the upstream (`None`: no record).
+pub(crate) type PendingRecord =
+    futures_util::future::BoxFuture<'static, Option<crate::checksum::Expected>>;
 
 pub(crate) use follower::FollowBody;
 pub(crate) use follower::{follow, Part, Resume};

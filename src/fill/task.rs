@@ -5,8 +5,10 @@
 //! thread writes, one hashes MD5 and one SHA-512 (Glance's default
 //! multihash), so neither digest slows the fill while a core is free. The
 //! image record, fetched alongside the download, says which multihash the
-//! bytes must have; a record naming another algorithm has it computed from
-//! the file once the body is in.
+//! bytes must have (and, for bytes from the remote tier or a peer node,
+//! which MD5: their `Content-MD5` is not the upstream's word); a record
+//! naming another algorithm has it computed from the file once the body is
+//! in.
 
 use std::io;
 use std::sync::Arc;
@@ -17,7 +19,7 @@ use http_body::Body;
 use http_body_util::BodyExt;
 use tokio::sync::mpsc;
 
-use super::{Expectation, Failure, Fill, FillRegistry, Mismatch, PendingMultihash, Phase, Source};
+use super::{Expectation, Failure, Fill, FillRegistry, Mismatch, PendingRecord, Phase, Source};
 use crate::checksum::{md5_bytes, DigestMismatch, Engine, HashAlgorithm, MultiHasher, Multihash};
 use crate::metrics::{FillFailure, Metrics};
 use crate::store::{CacheStore, FillFile};
@@ -48,7 +50,7 @@ enum PumpEnd {
 /// multihash of the image record (when one arrives).
 pub(crate) struct Expected {
     pub(crate) response: Expectation,
-    pub(crate) record: Option<PendingMultihash>,
+    pub(crate) record: Option<PendingRecord>,
 }
 
 /// How a fill ended.
@@ -134,7 +136,7 @@ where
     let sha512 = sha512.await.ok();
 
     let outcome = match judge(pumped, written, source, &expect, &md5) {
-        Ok(received) => check_record(&id, record, sha512, &file, received)
+        Ok(received) => check_record(&id, record, (source, &md5), sha512, &file, received)
             .await
             .map(|multihash| (received, multihash)),
         Err(failure) => Err(failure),
@@ -237,13 +239,15 @@ fn judge(
     }
 }
 
-/// Checks the fill's bytes (`len` of them, all on disk and of the right
-/// MD5) against the multihash of the image record, when the record names
-/// one; returns the multihash to record: the record's when it matched, else
-/// the SHA-512 computed.
+/// Checks the fill's bytes (`len` of them, all on disk and of the
+/// response's MD5, `md5`, from `source`) against the image record: its
+/// multihash when it names one and, for bytes from elsewhere than the
+/// upstream, its checksum; returns the multihash to record: the record's
+/// when it matched, else the SHA-512 computed.
 async fn check_record(
     id: &crate::ImageId,
-    record: Option<PendingMultihash>,
+    record: Option<PendingRecord>,
+    (source, md5): (Source, &[u8; 16]),
     sha512: Option<Multihash>,
     file: &FillFile,
     len: u64,
@@ -259,6 +263,19 @@ async fn check_record(
         None => None,
     };
     let Some(want) = want else {
+        return Ok(sha512);
+    };
+    // Bytes from elsewhere came with a Content-MD5 that may not be the
+    // upstream's (a remote copy's own metadata, a peer's header): the
+    // record's checksum decides too. The upstream's own response is its
+    // word on its bytes, as a pass-through proxy would relay it.
+    let judged = source != Source::Upstream;
+    if let Some(want) = want.md5.filter(|want| judged && want != md5) {
+        return Err(Failure::Verification(Mismatch::Digest(
+            DigestMismatch::Md5 { got: *md5, want },
+        )));
+    }
+    let Some(want) = want.multihash else {
         return Ok(sha512);
     };
     let got = if sha512

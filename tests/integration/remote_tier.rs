@@ -3,16 +3,21 @@
 //! upstream download, corrupt copies caught, a store that is down never in
 //! a download's way, fill leases across nodes, the node registry.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use glance_cache::auth::HitAuthorization;
+use glance_cache::checksum::{HashAlgorithm, Multihash};
 use glance_cache::metrics::RemoteEvent;
-use glance_cache::remote::{RemoteTier, RemoteTierBuilder, S3Options};
+use glance_cache::remote::{RemoteImage, RemoteTier, RemoteTierBuilder, S3Options};
+use glance_cache::ImageId;
 use glance_cache_support::client::*;
 use glance_cache_support::fake_glance::{Behaviour, Gate};
 use glance_cache_support::fixture::*;
 use glance_cache_support::s3::{Fault, S3Server};
 use glance_cache_support::wait::{flip_middle_byte, md5_hex, wait_for};
 use http::StatusCode;
+use sha2::Digest;
 
 use crate::proxy::*;
 
@@ -236,6 +241,55 @@ async fn a_remote_copy_of_the_wrong_size_is_deleted_and_the_caller_served_from_t
     })
     .await;
     assert_eq!(b.cache.metrics().snapshot().remote(RemoteEvent::Corrupt), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_copy_whose_own_digests_agree_with_wrong_bytes_is_caught_by_the_upstream_record() {
+    let s3 = S3Server::start();
+    let glance = fake_glance().await;
+    // Someone with write access to the bucket (not a node) stores other
+    // bytes of the same size as the image, with their own MD5 and SHA-512
+    // as the copy's metadata: nothing in the bucket contradicts them.
+    let wrong = b"abcdefghijklmnopqrstuvwxyz".to_vec();
+    let mut file = tempfile::tempfile().unwrap();
+    std::io::Write::write_all(&mut file, &wrong).unwrap();
+    let image = RemoteImage::new(
+        ImageId::parse(PRIV).unwrap(),
+        wrong.len() as u64,
+        Some(md5_hex(&wrong)),
+        Some(Multihash {
+            algorithm: HashAlgorithm::Sha512,
+            value: hex::encode(sha2::Sha512::digest(&wrong)),
+        }),
+    );
+    let writer = tier(&s3).build();
+    assert!(writer.upload(Arc::new(file), &image).await.unwrap());
+    uploaded(&s3, PRIV).await;
+
+    // A node that serves without asking the upstream first has no digests
+    // of its own to hold the copy to: the image record, asked for
+    // alongside, is the upstream's word.
+    let dir = tempfile::tempdir().unwrap();
+    let opts = ProxyOptions {
+        authz: HitAuthorization::None,
+        ..with_remote(tier(&s3))
+    };
+    let b = Proxy::start(&glance.url(), dir.path(), opts).await;
+    let r = Client::new().get(&b.file_url(PRIV), &[MEMBER]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(!r.complete(), "the wrong copy must not end complete");
+    assert!(r.body.len() < wrong.len());
+    b.settle().await;
+    let key = image_key(PRIV);
+    until("the wrong copy deleted", Duration::from_secs(10), || {
+        !s3.keys(&key).contains(&key)
+    })
+    .await;
+    assert!(b.entry(PRIV).await.is_none(), "nothing cached from it");
+    assert_eq!(b.cache.metrics().snapshot().remote(RemoteEvent::Corrupt), 1);
+    let r = Client::new().get(&b.file_url(PRIV), &[MEMBER]).await;
+    assert!(r.complete() && r.body == alphabet(), "{:?}", r.error);
+    assert_eq!(glance.file_gets(PRIV), 1, "then the upstream's bytes");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,7 +13,8 @@ use super::download::{Download, Leader, Result};
 use super::headers::hit_headers;
 use super::ResponseBody;
 use crate::cache::{FillFrom, Started, PEER_HEADER};
-use crate::fill::{LeaderGuard, PendingMultihash, Source};
+use crate::checksum::Expected;
+use crate::fill::{LeaderGuard, PendingRecord, Source};
 use crate::headers::{request_id, REQUEST_ID};
 use crate::metrics::RemoteEvent;
 use crate::remote::{LeaseOutcome, RemoteImage};
@@ -110,10 +111,24 @@ where
                 return self.lead_from_upstream(guard, parts, body, None).await;
             }
         };
-        let record: PendingMultihash = match image.multihash.clone() {
-            Some(m) => Box::pin(async move { Some(m) }),
-            None => self.record(&caller),
-        };
+        // The copy's own metadata may be anyone's: the bytes must also match
+        // the upstream's record (its checksum, and its multihash, else the
+        // copy's), asked for now as the caller; without an answer, the
+        // copy's digests are all there is.
+        let stored = image.multihash.clone();
+        let asked = self.record(&caller);
+        let record: PendingRecord = Box::pin(async move {
+            match asked.await {
+                Some(mut upstream) => {
+                    upstream.multihash = upstream.multihash.or(stored);
+                    Some(upstream)
+                }
+                None => stored.map(|m| Expected {
+                    md5: None,
+                    multihash: Some(m),
+                }),
+            }
+        });
         let mut headers = hit_headers(image.size, Some(&md5), HeaderValue::from_static("-"));
         headers.remove(REQUEST_ID);
         let mut resp = Response::new(StreamBody::new(stream.map_ok(Frame::data)));

@@ -17,10 +17,11 @@ use super::range::Ranged;
 use super::ResponseBody;
 use crate::auth::Decision;
 use crate::cache::{FillFrom, GlanceCache, Started, PEER_HEADER};
-use crate::fill::{follow, Fill, Head, Joined, LeaderGuard, Part, PendingMultihash, Resume};
+use crate::checksum::Expected;
+use crate::fill::{follow, Fill, Head, Joined, LeaderGuard, Part, PendingRecord, Resume};
 use crate::headers::{request_id, REQUEST_ID};
 use crate::remote::Lease;
-use crate::upstream::{Caller, Reply, RequestBody, Upstream};
+use crate::upstream::{md5_from_header, Caller, Reply, RequestBody, Upstream};
 use crate::{BoxError, ImageId};
 
 pub(super) type Result<B, E> = std::result::Result<Response<ResponseBody<B>>, E>;
@@ -293,9 +294,10 @@ where
     }
 
     /// Asks for the image record as `caller`, alongside the download it
-    /// leads: its multihash is what the fill's bytes must have. No answer,
-    /// or a record without a multihash, leaves the fill to its MD5.
-    pub(super) fn record(&self, caller: &Caller) -> PendingMultihash {
+    /// leads: its checksum and multihash are what the fill's bytes must
+    /// have. No answer leaves the fill to the response's `Content-MD5`, a
+    /// record without a multihash to MD5.
+    pub(super) fn record(&self, caller: &Caller) -> PendingRecord {
         let fetch = self.upstream().image_record(caller, &self.id);
         let id = self.id.clone();
         let task = tokio::spawn(
@@ -313,15 +315,18 @@ where
                                 "image record without a multihash; MD5 only"),
                             (Some(_), ..) => {}
                         }
-                        multihash
+                        Some(Expected {
+                            md5: record.checksum.as_deref().and_then(md5_from_header),
+                            multihash,
+                        })
                     }
                     Reply::Refused(resp) => {
                         tracing::debug!(image_id = %id, status = %resp.status(),
-                            "image record refused; MD5 only");
+                            "image record refused; the response's Content-MD5 only");
                         None
                     }
                     Reply::Failed(e) => {
-                        tracing::debug!(image_id = %id, error = %e, "no image record; MD5 only");
+                        tracing::debug!(image_id = %id, error = %e, "no image record; the response's Content-MD5 only");
                         None
                     }
                 }
