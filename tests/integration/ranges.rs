@@ -427,6 +427,51 @@ async fn a_range_the_fill_does_not_bring_in_time_is_answered_by_the_upstream() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_of_a_fill_still_waiting_for_its_response_waits_no_longer_than_the_range_wait() {
+    let glance = fake_glance().await;
+    // The fill's request waits at the upstream for its response; later
+    // requests (the range's own) do not.
+    let gate = Gate::new();
+    glance.set_behaviour(BIG, Behaviour::default().hold_headers(gate.clone()));
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(
+        &glance.url(),
+        dir.path(),
+        waiting(Duration::from_millis(300)),
+    )
+    .await;
+    let leader = {
+        let url = proxy.file_url(BIG);
+        tokio::spawn(async move { Client::new().get(&url, &[MEMBER]).await })
+    };
+    wait_for(
+        "the fill's request held upstream",
+        Duration::from_secs(10),
+        || async { gate.waiting() == 1 },
+    )
+    .await;
+    glance.set_behaviour(BIG, Behaviour::default());
+
+    let c = Client::new();
+    let range = ("range", "bytes=0-1023");
+    let got = tokio::time::timeout(
+        Duration::from_secs(10),
+        c.get(&proxy.file_url(BIG), &[MEMBER, range]),
+    )
+    .await
+    .expect("the range waited for the fill's response");
+    assert_eq!(got.status, StatusCode::PARTIAL_CONTENT);
+    assert!(got.complete(), "{:?}", got.error);
+    assert_eq!(upstream_ranges(&glance, BIG), 1, "the upstream answered it");
+    let direct = format!("{}/v2/images/{BIG}/file", glance.url());
+    let want = c.get(&direct, &[MEMBER, range]).await;
+    assert_eq!(got.body, want.body);
+    gate.open();
+    assert!(leader.await.unwrap().complete());
+    assert_eq!(glance.file_gets(BIG), 1, "one download of the whole image");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_range_the_fill_fails_before_reaching_is_answered_by_the_upstream() {
     let glance = fake_glance().await;
     let gate = Gate::new();

@@ -92,8 +92,8 @@ where
     /// A range of an image being filled: read from the growing file as
     /// the bytes land (the image's last byte once the fill is verified),
     /// never a second download of the image. Before its `206` the range
-    /// waits, at most the configured range wait, for its first byte to be
-    /// on disk; when the fill's bytes come from elsewhere than the upstream
+    /// waits, at most the configured range wait in all (the fill's
+    /// response head included), for its first byte to be on disk; when the fill's bytes come from elsewhere than the upstream
     /// (unverified until the fill ends, and a part cannot be checked once
     /// sent), for the whole fill to be verified. A range the fill does not
     /// reach in time, or that the fill fails before, is the upstream's to
@@ -115,8 +115,16 @@ where
             Follow::Busy => return Ok(super::download::busy()),
             Follow::Forward => return self.range_miss(parts, body, Then::Nothing).await,
         }
-        let Some(head) = fill.wait_head().await else {
-            return self.range_miss(parts, body, Then::Nothing).await;
+        // The whole wait, the fill's response head included, is bounded.
+        let wait = self.core.ranges().fill_wait;
+        let deadline = tokio::time::Instant::now() + wait;
+        let head = match tokio::time::timeout_at(deadline, fill.wait_head()).await {
+            Ok(Some(head)) => head,
+            Ok(None) => return self.range_miss(parts, body, Then::Nothing).await,
+            Err(_) => {
+                tracing::debug!(image_id = %self.id, "the fill has no response yet; range sent upstream");
+                return self.range_miss(parts, body, Then::Nothing).await;
+            }
         };
         let size = match head.content_length {
             Some(size) if size > 0 && head.status == StatusCode::OK => size,
@@ -127,8 +135,8 @@ where
             return self.unsatisfiable(size, parts, body).await;
         };
         let unverified_source = fill.continuation() == Continuation::Verify;
-        let wait = self.core.ranges().fill_wait;
-        if !fill.reaches(span.start, unverified_source, wait).await {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if !fill.reaches(span.start, unverified_source, left).await {
             tracing::debug!(image_id = %self.id, start = span.start, unverified_source,
                 "the fill did not bring the range in time; sent upstream");
             return self.range_miss(parts, body, Then::Nothing).await;

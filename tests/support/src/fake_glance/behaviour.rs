@@ -60,6 +60,7 @@ pub(crate) enum Md5Header {
 #[derive(Clone, Debug, Default)]
 pub struct Behaviour {
     pub(crate) header_delay: Option<Duration>,
+    pub(crate) hold_headers: Option<Gate>,
     pub(crate) metadata_delay: Option<Duration>,
     pub(crate) chunk_delay: Option<Duration>,
     pub(crate) rate: Option<u64>,
@@ -82,6 +83,14 @@ impl Behaviour {
     /// Waits `delay` before sending the response headers of a file GET.
     pub fn header_delay(mut self, delay: Duration) -> Self {
         self.header_delay = Some(delay);
+        self
+    }
+
+    /// Waits until `gate` is [opened](Gate::open) before answering a file
+    /// GET (the request is there: [`Gate::waiting`] counts it): the test
+    /// decides when the upstream's response begins.
+    pub fn hold_headers(mut self, gate: Gate) -> Self {
+        self.hold_headers = Some(gate);
         self
     }
 

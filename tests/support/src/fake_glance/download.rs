@@ -25,6 +25,9 @@ pub(crate) async fn download(
     if let Some(d) = behaviour.header_delay {
         tokio::time::sleep(d).await;
     }
+    if let Some(gate) = &behaviour.hold_headers {
+        gate.opened().await;
+    }
     if let Some(status) = behaviour.force_status {
         return Ok(responses::forced(status));
     }

@@ -54,6 +54,20 @@ impl Gate {
         *self.open.borrow()
     }
 
+    /// How many responses wait at the gate now.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use glance_cache_support::fake_glance::Gate;
+    /// let gate = Gate::new();
+    /// assert_eq!(gate.waiting(), 0);
+    /// # }
+    /// ```
+    pub fn waiting(&self) -> usize {
+        self.open.receiver_count()
+    }
+
     /// Resolves once the gate is open.
     pub(crate) async fn opened(&self) {
         let mut rx = self.open.subscribe();
