@@ -132,16 +132,17 @@ where
         Ok(result) => result,
         Err(e) => Err(io::Error::other(e)),
     };
-    let md5 = hasher.await.unwrap_or_default();
+    // `None`: the MD5 thread died (a panic); nothing proves the bytes.
+    let md5 = hasher.await.ok();
     let sha512 = sha512.await.ok();
 
-    let outcome = match judge(pumped, written, source, &expect, &md5) {
-        Ok(received) => check_record(&id, record, (source, &md5), sha512, &file, received)
+    let outcome = match judge(pumped, written, source, &expect, md5.as_ref()) {
+        Ok((received, md5)) => check_record(&id, record, (source, &md5), sha512, &file, received)
             .await
-            .map(|multihash| (received, multihash)),
+            .map(|multihash| (received, md5, multihash)),
         Err(failure) => Err(failure),
     };
-    let (size, multihash) = match outcome {
+    let (size, md5, multihash) = match outcome {
         Ok(done) => done,
         Err(failure) => {
             metrics.fill_failed(match failure {
@@ -205,17 +206,19 @@ where
 }
 
 /// How the body's pull and the writer ended, judged: the bytes received,
-/// all on disk and of the announced length and MD5, or why the fill
+/// all on disk and of the announced length and MD5 (and that MD5), or why the fill
 /// failed. A whole body that does not match is a verification failure even
 /// when the disk failed too: followers must then be truncated, not
-/// continued from the upstream after bytes known to be wrong.
+/// continued from the upstream after bytes known to be wrong. Without an
+/// MD5 (`None`: its thread died), nothing proves the bytes: a local
+/// failure, as the disk's would be.
 fn judge(
     pumped: PumpEnd,
     written: io::Result<u64>,
     source: Source,
     expect: &Expectation,
-    md5: &[u8; 16],
-) -> Result<u64, Failure> {
+    md5: Option<&[u8; 16]>,
+) -> Result<(u64, [u8; 16]), Failure> {
     let received = match pumped {
         PumpEnd::Broken(e) if source == Source::Upstream => {
             return Err(Failure::Upstream(Arc::new(e)))
@@ -229,13 +232,18 @@ fn judge(
         }
         PumpEnd::Done(received) => received,
     };
+    let Some(md5) = md5 else {
+        return Err(Failure::Local(Arc::new(io::Error::other(
+            "the MD5 thread stopped",
+        ))));
+    };
     expect.check(received, md5).map_err(Failure::Verification)?;
     match written {
         Err(e) => Err(Failure::Local(Arc::new(e))),
         Ok(written) if written != received => Err(Failure::Local(Arc::new(io::Error::other(
             format!("wrote {written} of {received} bytes"),
         )))),
-        Ok(_) => Ok(received),
+        Ok(_) => Ok((received, *md5)),
     }
 }
 
@@ -384,12 +392,12 @@ mod tests {
         written: io::Result<u64>,
         source: Source,
         md5: &[u8; 16],
-    ) -> Result<u64, Failure> {
+    ) -> Result<(u64, [u8; 16]), Failure> {
         let hello = Expectation {
             len: Some(5),
             md5: Some(HELLO),
         };
-        judge(pumped, written, source, &hello, md5)
+        judge(pumped, written, source, &hello, Some(md5))
     }
 
     fn disk_full() -> io::Result<u64> {
@@ -430,8 +438,21 @@ mod tests {
     }
 
     #[test]
+    fn a_body_whose_md5_was_never_computed_is_not_passed() {
+        let hello = Expectation {
+            len: Some(5),
+            md5: Some(HELLO),
+        };
+        let unhashed = Expectation { md5: None, ..hello };
+        for expect in [hello, unhashed] {
+            let judged = judge(PumpEnd::Done(5), Ok(5), Source::Upstream, &expect, None);
+            assert!(matches!(judged, Err(Failure::Local(_))), "{judged:?}");
+        }
+    }
+
+    #[test]
     fn a_whole_right_body_on_disk_passes() {
         let judged = judge_hello(PumpEnd::Done(5), Ok(5), Source::Upstream, &HELLO);
-        assert_eq!(judged.ok(), Some(5));
+        assert_eq!(judged.ok(), Some((5, HELLO)));
     }
 }
