@@ -371,13 +371,33 @@ fn waiting(wait: Duration) -> ProxyOptions {
     }
 }
 
+/// A proxy whose ranges wait 300 ms for a fill, in front of `glance`
+/// answering downloads of BIG as `behaviour` says.
+async fn proxy_for_big(
+    glance: &RunningFakeGlance,
+    behaviour: Behaviour,
+) -> (tempfile::TempDir, Proxy) {
+    glance.set_behaviour(BIG, behaviour);
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(
+        &glance.url(),
+        dir.path(),
+        waiting(Duration::from_millis(300)),
+    )
+    .await;
+    (dir, proxy)
+}
+
+/// Starts a whole download of BIG as MEMBER through `proxy`.
+fn download_big(proxy: &Proxy) -> tokio::task::JoinHandle<Reply> {
+    let url = proxy.file_url(BIG);
+    tokio::spawn(async move { Client::new().get(&url, &[MEMBER]).await })
+}
+
 /// Starts a whole download of BIG as MEMBER through `proxy` and waits
 /// until its fill has written the first MiB (where the upstream holds it).
 async fn fill_held_at_one_mib(proxy: &Proxy) -> tokio::task::JoinHandle<Reply> {
-    let leader = {
-        let url = proxy.file_url(BIG);
-        tokio::spawn(async move { Client::new().get(&url, &[MEMBER]).await })
-    };
+    let leader = download_big(proxy);
     let incomplete = proxy.incomplete_path(BIG);
     wait_for("the fill's first MiB", Duration::from_secs(20), || {
         let incomplete = incomplete.clone();
@@ -391,14 +411,8 @@ async fn fill_held_at_one_mib(proxy: &Proxy) -> tokio::task::JoinHandle<Reply> {
 async fn a_range_the_fill_does_not_bring_in_time_is_answered_by_the_upstream() {
     let glance = fake_glance().await;
     let gate = Gate::new();
-    glance.set_behaviour(BIG, Behaviour::default().hold_after(1 << 20, gate.clone()));
-    let dir = tempfile::tempdir().unwrap();
-    let proxy = Proxy::start(
-        &glance.url(),
-        dir.path(),
-        waiting(Duration::from_millis(300)),
-    )
-    .await;
+    let held = Behaviour::default().hold_after(1 << 20, gate.clone());
+    let (_dir, proxy) = proxy_for_big(&glance, held).await;
     let leader = fill_held_at_one_mib(&proxy).await;
     let c = Client::new();
     let direct = format!("{}/v2/images/{BIG}/file", glance.url());
@@ -432,18 +446,9 @@ async fn a_range_of_a_fill_still_waiting_for_its_response_waits_no_longer_than_t
     // The fill's request waits at the upstream for its response; later
     // requests (the range's own) do not.
     let gate = Gate::new();
-    glance.set_behaviour(BIG, Behaviour::default().hold_headers(gate.clone()));
-    let dir = tempfile::tempdir().unwrap();
-    let proxy = Proxy::start(
-        &glance.url(),
-        dir.path(),
-        waiting(Duration::from_millis(300)),
-    )
-    .await;
-    let leader = {
-        let url = proxy.file_url(BIG);
-        tokio::spawn(async move { Client::new().get(&url, &[MEMBER]).await })
-    };
+    let held = Behaviour::default().hold_headers(gate.clone());
+    let (_dir, proxy) = proxy_for_big(&glance, held).await;
+    let leader = download_big(&proxy);
     wait_for(
         "the fill's request held upstream",
         Duration::from_secs(10),
