@@ -73,6 +73,37 @@ struct Running {
     verdict: watch::Sender<Option<Verdict>>,
 }
 
+/// A verification's place in the registry, given up when its task ends
+/// however it ends: a task that stopped without a verdict (a panic, a
+/// runtime shutting down) leaves its hits an `Undecided` one, never a wait
+/// without end, and later hits start anew.
+struct Registered {
+    store: CacheStore,
+    id: ImageId,
+    running: Arc<Running>,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.running.verdict.send_if_modified(|verdict| {
+            let unset = verdict.is_none();
+            if unset {
+                *verdict = Some(Verdict::Undecided(
+                    "the verification stopped before its verdict".into(),
+                ));
+            }
+            unset
+        });
+        let mut running = self.store.inner.reverifications.lock();
+        if running
+            .get(&self.id)
+            .is_some_and(|r| Arc::ptr_eq(r, &self.running))
+        {
+            running.remove(&self.id);
+        }
+    }
+}
+
 /// Whether a hit found a verification to join or started one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Joined {
@@ -112,20 +143,18 @@ impl CacheStore {
         running.insert(id.clone(), Arc::clone(&this));
         drop(running);
         self.metrics().hit_verification();
-        let store = self.clone();
+        let registered = Registered {
+            store: self.clone(),
+            id: id.clone(),
+            running: this,
+        };
         let (entry, opened) = (entry.clone(), opened.clone());
         tokio::spawn(async move {
-            let verdict = store
+            let verdict = registered
+                .store
                 .judge_for_hits(&entry, &opened, &expected, verified_upstream)
                 .await;
-            this.verdict.send_replace(Some(verdict));
-            let mut running = store.inner.reverifications.lock();
-            if running
-                .get(&entry.image_id)
-                .is_some_and(|r| Arc::ptr_eq(r, &this))
-            {
-                running.remove(&entry.image_id);
-            }
+            registered.running.verdict.send_replace(Some(verdict));
         });
         (pending, Joined::Started)
     }

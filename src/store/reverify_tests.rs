@@ -196,3 +196,41 @@ async fn an_empty_file_waits_for_its_verdict_and_ends_complete() {
     assert!(got.is_empty());
     until_verified(&store, 5).await;
 }
+
+#[test]
+fn a_verification_that_stops_without_a_verdict_leaves_its_hits_undecided_not_waiting() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (store, entry, opened) = rt.block_on(async {
+        let store = open_store(dir.path()).await;
+        committed_then_changed(&store, 6, b"hello", b"hello").await;
+        let entry = store.lookup(&id(6)).await.unwrap().unwrap();
+        let opened = store.open_hit(&entry).await.unwrap().unwrap();
+        (store, entry, opened)
+    });
+    let expected = recorded(&entry).unwrap();
+    // The verification is spawned on a runtime that shuts down before it
+    // runs (a process stopping, say): its task is dropped unfinished.
+    let doomed = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let pending = {
+        let _in = doomed.enter();
+        store
+            .reverification(&entry, &opened, expected.clone(), true)
+            .0
+    };
+    drop(doomed);
+
+    rt.block_on(async {
+        let e = super::reverify::verdict(pending).await.unwrap_err();
+        assert!(e.to_string().contains("stopped before its verdict"), "{e}");
+        // Later hits start a verification of their own, which finishes.
+        let (pending, joined) = store.reverification(&entry, &opened, expected, true);
+        assert_eq!(joined, Joined::Started);
+        super::reverify::verdict(pending).await.unwrap();
+    });
+}
