@@ -169,7 +169,10 @@ impl GlanceCacheBuilder {
     /// verified until the fill ends, and a range waits for the whole fill
     /// to be verified: a part cannot be checked once sent. A fill that
     /// fails before the range could be served sends it upstream too.
-    /// `Duration::ZERO` serves only what is already on disk.
+    /// `Duration::ZERO` serves only what is already on disk. A range of a
+    /// cached file that changed since it was verified waits as long for
+    /// the file to be hashed again (the verification goes on without it,
+    /// for the next ranges).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]

@@ -450,6 +450,15 @@ pub(crate) struct OpenedHit {
 }
 
 impl OpenedHit {
+    /// Whether the file is no longer what it was when it was opened (a
+    /// write, a truncation, a rename since). An `fstat` of the open file:
+    /// no disk wait. A file that cannot be examined counts as changed.
+    pub(crate) fn changed_since_opened(&self) -> bool {
+        self.file
+            .metadata()
+            .map_or(true, |meta| FileStamp::of(&meta) != self.stamp)
+    }
+
     /// Why the file must be hashed again before it is served complete:
     /// never hashed (adopted), or changed since it was verified.
     pub(crate) fn unverified(&self, entry: &super::CacheEntry) -> Option<&'static str> {

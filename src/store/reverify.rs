@@ -215,7 +215,7 @@ impl CacheStore {
 }
 
 /// Waits for the verdict of `pending`: `Ok` when the file is intact.
-pub(crate) async fn verdict(mut pending: Pending) -> io::Result<()> {
+pub(crate) async fn wait_for_verdict(mut pending: Pending) -> io::Result<()> {
     let verdict = match pending.wait_for(Option::is_some).await {
         Ok(v) => v.clone(),
         Err(_) => None,

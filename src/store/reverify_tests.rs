@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use http_body_util::BodyExt;
 
-use super::reverify::Joined;
+use super::reverify::{wait_for_verdict, Joined};
 use super::test_entries::{commit_bytes, open_store};
 use super::{recorded, CacheStore, VerifyingBody};
 use crate::metrics::IntegrityCheck;
@@ -226,11 +226,11 @@ fn a_verification_that_stops_without_a_verdict_leaves_its_hits_undecided_not_wai
     drop(doomed);
 
     rt.block_on(async {
-        let e = super::reverify::verdict(pending).await.unwrap_err();
+        let e = wait_for_verdict(pending).await.unwrap_err();
         assert!(e.to_string().contains("stopped before its verdict"), "{e}");
         // Later hits start a verification of their own, which finishes.
         let (pending, joined) = store.reverification(&entry, &opened, expected, true);
         assert_eq!(joined, Joined::Started);
-        super::reverify::verdict(pending).await.unwrap();
+        wait_for_verdict(pending).await.unwrap();
     });
 }

@@ -9,7 +9,6 @@
 //! the next request fetches the image again).
 
 use std::fmt;
-use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::pin::Pin;
@@ -24,8 +23,7 @@ use http_body::{Body, Frame, SizeHint};
 use super::file_body::FileBody;
 use super::index::CacheEntry;
 use super::integrity::OpenedHit;
-use super::reverify::{verdict, Pending};
-use super::stamp::FileStamp;
+use super::reverify::{wait_for_verdict, Pending};
 use super::CacheStore;
 
 /// The response body of a hit whose file is being verified again.
@@ -50,8 +48,7 @@ struct Last {
     pending: Pending,
     store: CacheStore,
     entry: CacheEntry,
-    file: Arc<File>,
-    stamp: FileStamp,
+    opened: OpenedHit,
 }
 
 impl fmt::Debug for VerifyingBody {
@@ -88,8 +85,7 @@ impl CacheStore {
                 pending,
                 store: self.clone(),
                 entry,
-                file: opened.file,
-                stamp: opened.stamp,
+                opened,
             })),
             last_len: u64::from(entry_size > 0),
         }
@@ -100,19 +96,18 @@ impl Last {
     /// The last byte (none for an empty file) once the file is found
     /// intact and is still the file that was hashed.
     async fn read(self) -> io::Result<Bytes> {
-        verdict(self.pending).await?;
+        wait_for_verdict(self.pending).await?;
         let Last {
             store,
             entry,
-            file,
-            stamp,
+            opened,
             ..
         } = self;
         let size = entry.size;
         let last = tokio::task::spawn_blocking(move || -> io::Result<Bytes> {
             // A write since the file was opened may have changed bytes
             // already sent after they were hashed.
-            if FileStamp::of(&file.metadata()?) != stamp {
+            if opened.changed_since_opened() {
                 return Err(io::Error::other(
                     "the cached file changed while it was served",
                 ));
@@ -121,7 +116,7 @@ impl Last {
                 return Ok(Bytes::new());
             }
             let mut byte = [0u8; 1];
-            file.read_exact_at(&mut byte, size - 1)?;
+            opened.file.read_exact_at(&mut byte, size - 1)?;
             Ok(Bytes::copy_from_slice(&byte))
         })
         .await

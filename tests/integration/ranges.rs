@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use glance_cache::auth::HitAuthorization;
+use glance_cache::metrics::IntegrityCheck;
 use glance_cache_support::client::*;
 use glance_cache_support::fake_glance::{Behaviour, Gate, RunningFakeGlance};
 use glance_cache_support::fixture::*;
@@ -203,7 +204,7 @@ async fn ranges_go_upstream_when_the_cache_does_not_serve_them() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_range_of_a_changed_file_goes_upstream() {
+async fn a_range_of_a_changed_file_that_fails_its_verification_goes_upstream() {
     let glance = fake_glance().await;
     let dir = tempfile::tempdir().unwrap();
     let proxy = Proxy::start(&glance.url(), dir.path(), ProxyOptions::default()).await;
@@ -211,14 +212,6 @@ async fn a_range_of_a_changed_file_goes_upstream() {
     let size = c.get(&proxy.file_url(PRIV), &[MEMBER]).await.body.len();
     proxy.settle().await;
     std::fs::write(proxy.cached_path(PRIV), b"0123456789abcdefghijklmnop").unwrap();
-    let r = c
-        .get(&proxy.file_url(PRIV), &[MEMBER, ("range", "bytes=3-5")])
-        .await;
-    assert_eq!(
-        (r.status, r.body.as_slice()),
-        (StatusCode::PARTIAL_CONTENT, &b"DEF"[..])
-    );
-    assert_eq!(upstream_ranges(&glance, PRIV), 1);
     // Past the end: Glance's 416, with the image's size as HTTP asks.
     let past = format!("bytes={size}-");
     let r = c
@@ -227,22 +220,35 @@ async fn a_range_of_a_changed_file_goes_upstream() {
     assert_eq!(r.status, StatusCode::RANGE_NOT_SATISFIABLE);
     let whole = format!("bytes */{size}");
     assert_eq!(r.header("content-range"), Some(whole.as_str()));
+
+    let r = c
+        .get(&proxy.file_url(PRIV), &[MEMBER, ("range", "bytes=3-5")])
+        .await;
+    assert_eq!(
+        (r.status, r.body.as_slice()),
+        (StatusCode::PARTIAL_CONTENT, &b"DEF"[..])
+    );
+    // Both answered by the upstream (the 416 for its explanation's text).
+    assert_eq!(upstream_ranges(&glance, PRIV), 2);
+    wait_for(
+        "the changed file quarantined",
+        Duration::from_secs(10),
+        || async { proxy.entry(PRIV).await.is_none() },
+    )
+    .await;
+    let m = proxy.cache.metrics().snapshot();
+    assert_eq!(m.integrity_failures(IntegrityCheck::Hit), 1);
+    assert_eq!((m.range_hits, m.hit_verifications), (0, 1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_range_miss_on_a_changed_file_verifies_it_in_the_background_when_configured() {
+async fn a_range_of_a_changed_file_found_intact_in_time_is_served_from_it() {
     let glance = fake_glance().await;
     let dir = tempfile::tempdir().unwrap();
-    let opts = ProxyOptions {
-        fill_on_range_miss: true,
-        ..ProxyOptions::default()
-    };
-    let proxy = Proxy::start(&glance.url(), dir.path(), opts).await;
+    let proxy = Proxy::start(&glance.url(), dir.path(), ProxyOptions::default()).await;
     let c = Client::new();
     let whole = c.get(&proxy.file_url(PRIV), &[MEMBER]).await;
     proxy.settle().await;
-    let id = PRIV.parse().unwrap();
-    let before = proxy.cache.store().lookup(&id).await.unwrap().unwrap();
     // The same bytes written again: right, but changed since verified.
     std::fs::write(proxy.cached_path(PRIV), &whole.body).unwrap();
     let r = c
@@ -252,28 +258,48 @@ async fn a_range_miss_on_a_changed_file_verifies_it_in_the_background_when_confi
         (r.status, r.body.as_slice()),
         (StatusCode::PARTIAL_CONTENT, &whole.body[3..6])
     );
-    assert_eq!(upstream_ranges(&glance, PRIV), 1);
-    wait_for(
-        "the background verification",
-        Duration::from_secs(10),
-        || async {
-            let entry = proxy.cache.store().lookup(&id).await.unwrap().unwrap();
-            entry.verified_at > before.verified_at
-        },
-    )
-    .await;
-    let next = c
-        .get(&proxy.file_url(PRIV), &[MEMBER, ("range", "bytes=3-5")])
-        .await;
-    assert_eq!(next.body, &whole.body[3..6]);
-    assert_eq!(
-        upstream_ranges(&glance, PRIV),
-        1,
-        "the second range came from the verified file"
-    );
-    assert_eq!(glance.file_gets(PRIV), 1, "no second full download");
+    assert_eq!(upstream_ranges(&glance, PRIV), 0, "from the cached file");
     let m = proxy.cache.metrics().snapshot();
-    assert_eq!((m.range_misses, m.range_hits), (1, 1));
+    assert_eq!((m.range_hits, m.hit_verifications), (1, 1));
+    assert_eq!(glance.file_gets(PRIV), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_of_a_changed_file_not_verified_in_time_goes_upstream_and_later_ones_come_from_it()
+{
+    let glance = fake_glance().await;
+    let dir = tempfile::tempdir().unwrap();
+    // Ranges do not wait: the first one cannot have the 50 MiB hashed.
+    let proxy = Proxy::start(&glance.url(), dir.path(), waiting(Duration::ZERO)).await;
+    let c = Client::new();
+    let whole = c.get(&proxy.file_url(BIG), &[MEMBER]).await;
+    assert!(whole.complete());
+    proxy.settle().await;
+    let before = proxy.entry(BIG).await.unwrap();
+    std::fs::write(proxy.cached_path(BIG), &whole.body).unwrap();
+    let range = ("range", "bytes=1048576-1049599");
+    let r = c.get(&proxy.file_url(BIG), &[MEMBER, range]).await;
+    assert_eq!(r.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(r.body, &whole.body[1 << 20..(1 << 20) + 1024]);
+    assert_eq!(upstream_ranges(&glance, BIG), 1, "the upstream answered it");
+    // The verification it started goes on without it.
+    wait_for("the verification", Duration::from_secs(20), || async {
+        proxy.entry(BIG).await.unwrap().verified_at > before.verified_at
+    })
+    .await;
+    let next = c.get(&proxy.file_url(BIG), &[MEMBER, range]).await;
+    assert_eq!(next.body, r.body);
+    assert_eq!(
+        upstream_ranges(&glance, BIG),
+        1,
+        "the next one from the file"
+    );
+    assert_eq!(glance.file_gets(BIG), 1, "no second full download");
+    let m = proxy.cache.metrics().snapshot();
+    assert_eq!(
+        (m.range_misses, m.range_hits, m.hit_verifications),
+        (1, 1, 1)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

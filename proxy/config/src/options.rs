@@ -1460,9 +1460,11 @@ pub static OPTIONS: &[OptionDef] = &[
         secret: false,
         help: "Whether a range the cache cannot answer, besides going to the upstream \
                unchanged, starts a download of the whole image with the caller's \
-               credentials: an image that is not cached is cached, and a cached file that \
-               changed since it was verified is read through and verified again, so that \
-               later ranges are answered from the cache.",
+               credentials: an image that is not cached is cached, and a cached file never \
+               verified (adopted from a Glance cache directory) is read through and verified \
+               against the upstream's checksum, so that later ranges are answered from the \
+               cache. (A cached file that changed since it was verified is hashed again for \
+               any range, whatever this option says.)",
         apply: |c, v| {
             if let Some(b) = boolean(&v) {
                 c.proxy.fill_on_range_miss = b;
@@ -1485,7 +1487,8 @@ pub static OPTIONS: &[OptionDef] = &[
                or another process, for the whole image to be verified: a part cannot be \
                checked once sent) before it is sent to the upstream instead, unchanged and \
                never stored. Once under way, the range follows the download. 0 serves only \
-               what is already on disk.",
+               what is already on disk. A range of a cached file that changed since it was \
+               verified waits as long for the file to be hashed again.",
         apply: |c, v| {
             if let Some(d) = secs(&v) {
                 c.proxy.range_fill_wait = d;

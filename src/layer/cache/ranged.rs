@@ -17,7 +17,8 @@ use super::range::{partial_headers, ByteRange, Span};
 use super::ResponseBody;
 use crate::fill::{follow, Continuation, Fill, Part};
 use crate::headers::request_id;
-use crate::upstream::{Caller, RequestBody};
+use crate::store::{recorded, wait_for_verdict, CacheEntry, OpenedHit};
+use crate::upstream::{Caller, ImageFacts, RequestBody};
 use crate::BoxError;
 
 impl<S, ResB> Download<S>
@@ -60,9 +61,11 @@ where
                     return self.unsatisfiable(size, parts, body).await;
                 };
                 if let Some(why) = opened.unverified(&entry) {
-                    // Only a whole download can verify the file again.
-                    tracing::debug!(image_id = %self.id, why, "range of an unverified file; sent upstream");
-                    return self.range_miss(parts, body, Then::Fetch).await;
+                    if let Some(then) = self.unverified_range(&entry, &opened, facts.as_ref()).await
+                    {
+                        tracing::debug!(image_id = %self.id, why, "range of a file not verified in time; sent upstream");
+                        return self.range_miss(parts, body, then).await;
+                    }
                 }
                 let md5 = match facts {
                     Some(facts) => facts.checksum,
@@ -165,6 +168,36 @@ where
         ))
     }
 
+    /// Whether a range may be served from `opened`, the file of `entry`,
+    /// which changed since it was verified (or never was): `None` once the
+    /// file is found intact, within the range wait, by its verification
+    /// (started now, or the one already under way for its hits); else what
+    /// the upstream's answer to the range should lead to. A file never
+    /// verified has no digests here to check: only a whole download,
+    /// which brings the upstream's checksum, verifies it.
+    async fn unverified_range(
+        &mut self,
+        entry: &CacheEntry,
+        opened: &OpenedHit,
+        facts: Option<&ImageFacts>,
+    ) -> Option<Then> {
+        let Some(mut expected) = recorded(entry) else {
+            return Some(Then::Fetch);
+        };
+        if expected.multihash.is_none() {
+            expected.multihash = facts.and_then(|f| f.multihash.clone());
+        }
+        let store = self.core.store();
+        let (pending, _) = store.reverification(entry, opened, expected, entry.verified);
+        let wait = self.core.ranges().fill_wait;
+        let intact = matches!(
+            tokio::time::timeout(wait, wait_for_verdict(pending)).await,
+            Ok(Ok(()))
+        );
+        // The verification goes on without the range (and is recorded).
+        (!intact || opened.changed_since_opened()).then_some(Then::Nothing)
+    }
+
     /// A range the cache cannot answer: the upstream's answer, relayed
     /// and never stored. When configured and `then` says so, the whole
     /// image is fetched in the background with the caller's credentials.
@@ -186,9 +219,9 @@ where
 
     /// Downloads the whole image as the caller of `parts`, for nobody: an
     /// uncached image is filled (the fill runs on without a client); a
-    /// cached file that must be verified again is read to its end, which
-    /// verifies it (and counts as one hit), so the next range is served
-    /// from it.
+    /// cached file never verified is read to its end, which verifies it
+    /// against the upstream's checksum (and counts as one hit), so the
+    /// next range is served from it.
     fn fill_in_background(&self, parts: &request::Parts) {
         let mut req = Request::new(RequestBody::empty());
         *req.method_mut() = parts.method.clone();
@@ -252,9 +285,10 @@ where
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Then {
     /// Fetch the whole image in the background, when configured: the
-    /// image is not cached, or its file must be verified again.
+    /// image is not cached, or its file was never verified.
     Fetch,
-    /// Nothing: a fill is running, or the upstream decides this one.
+    /// Nothing: a fill or a verification is running, or the upstream
+    /// decides this one.
     Nothing,
 }
 
