@@ -8,7 +8,7 @@ use glance_cache::metrics::IntegrityCheck;
 use glance_cache_support::client::*;
 use glance_cache_support::fake_glance::{Behaviour, Gate, RunningFakeGlance};
 use glance_cache_support::fixture::*;
-use glance_cache_support::wait::wait_for;
+use glance_cache_support::wait::{md5_hex, wait_for};
 use http::StatusCode;
 
 use crate::proxy::*;
@@ -221,13 +221,7 @@ async fn a_range_of_a_changed_file_that_fails_its_verification_goes_upstream() {
     let whole = format!("bytes */{size}");
     assert_eq!(r.header("content-range"), Some(whole.as_str()));
 
-    let r = c
-        .get(&proxy.file_url(PRIV), &[MEMBER, ("range", "bytes=3-5")])
-        .await;
-    assert_eq!(
-        (r.status, r.body.as_slice()),
-        (StatusCode::PARTIAL_CONTENT, &b"DEF"[..])
-    );
+    range_of(&proxy, PRIV, "bytes=3-5", b"DEF").await;
     // Both answered by the upstream (the 416 for its explanation's text).
     assert_eq!(upstream_ranges(&glance, PRIV), 2);
     wait_for(
@@ -251,17 +245,41 @@ async fn a_range_of_a_changed_file_found_intact_in_time_is_served_from_it() {
     proxy.settle().await;
     // The same bytes written again: right, but changed since verified.
     std::fs::write(proxy.cached_path(PRIV), &whole.body).unwrap();
-    let r = c
-        .get(&proxy.file_url(PRIV), &[MEMBER, ("range", "bytes=3-5")])
-        .await;
-    assert_eq!(
-        (r.status, r.body.as_slice()),
-        (StatusCode::PARTIAL_CONTENT, &whole.body[3..6])
-    );
+    range_of(&proxy, PRIV, "bytes=3-5", &whole.body[3..6]).await;
     assert_eq!(upstream_ranges(&glance, PRIV), 0, "from the cached file");
     let m = proxy.cache.metrics().snapshot();
     assert_eq!((m.range_hits, m.hit_verifications), (1, 1));
     assert_eq!(glance.file_gets(PRIV), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_of_an_adopted_file_is_served_from_it_once_it_matches_the_upstreams_checksum() {
+    let glance = fake_glance().await;
+    let dir = tempfile::tempdir().unwrap();
+    // Left by Glance's own cache: no index row, no digests.
+    std::fs::write(dir.path().join(PRIV), alphabet()).unwrap();
+    std::fs::write(dir.path().join(PUB), b"IMAGEDAT!").unwrap();
+    let proxy = Proxy::start(&glance.url(), dir.path(), ProxyOptions::default()).await;
+
+    range_of(&proxy, PRIV, "bytes=3-5", b"DEF").await;
+    assert_eq!(upstream_ranges(&glance, PRIV), 0, "from the adopted file");
+    let entry = proxy.entry(PRIV).await.unwrap();
+    assert_eq!(
+        entry.checksum.as_deref(),
+        Some(md5_hex(&alphabet()).as_str())
+    );
+    assert!(entry.verified, "verified against the upstream's checksum");
+
+    // Same size, one byte wrong: the upstream answers, the file goes.
+    range_of(&proxy, PUB, "bytes=7-8", b"TA").await;
+    assert_eq!(upstream_ranges(&glance, PUB), 1);
+    wait_for(
+        "the wrong file quarantined",
+        Duration::from_secs(10),
+        || async { proxy.entry(PUB).await.is_none() },
+    )
+    .await;
+    assert_eq!(glance.file_gets(PUB) + glance.file_gets(PRIV), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -395,6 +413,19 @@ fn waiting(wait: Duration) -> ProxyOptions {
         range_fill_wait: wait,
         ..ProxyOptions::default()
     }
+}
+
+/// Asks `proxy` for `range` of image `id` as MEMBER; the answer must be
+/// a `206` of `want`.
+async fn range_of(proxy: &Proxy, id: &str, range: &str, want: &[u8]) {
+    let r = Client::new()
+        .get(&proxy.file_url(id), &[MEMBER, ("range", range)])
+        .await;
+    assert_eq!(
+        (r.status, r.body.as_slice()),
+        (StatusCode::PARTIAL_CONTENT, want),
+        "{range} of {id}"
+    );
 }
 
 /// A proxy whose ranges wait 300 ms for a fill, in front of `glance`
@@ -565,13 +596,7 @@ async fn a_range_miss_can_start_a_fill_of_the_whole_image() {
     };
     let proxy = Proxy::start(&glance.url(), dir.path(), opts).await;
     let c = Client::new();
-    let r = c
-        .get(&proxy.file_url(PRIV), &[MEMBER, ("range", "bytes=3-5")])
-        .await;
-    assert_eq!(
-        (r.status, r.body.as_slice()),
-        (StatusCode::PARTIAL_CONTENT, &b"DEF"[..])
-    );
+    range_of(&proxy, PRIV, "bytes=3-5", b"DEF").await;
     wait_for("the background fill", Duration::from_secs(10), || async {
         proxy
             .cache

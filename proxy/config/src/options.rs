@@ -1461,10 +1461,11 @@ pub static OPTIONS: &[OptionDef] = &[
         help: "Whether a range the cache cannot answer, besides going to the upstream \
                unchanged, starts a download of the whole image with the caller's \
                credentials: an image that is not cached is cached, and a cached file never \
-               verified (adopted from a Glance cache directory) is read through and verified \
-               against the upstream's checksum, so that later ranges are answered from the \
-               cache. (A cached file that changed since it was verified is hashed again for \
-               any range, whatever this option says.)",
+               verified (adopted from a Glance cache directory) whose checksum the range's \
+               authorization did not bring (hit_authorization = none) is read through and \
+               verified against the upstream's, so that later ranges are answered from the \
+               cache. (Other cached files that must be verified again are hashed for any \
+               range, whatever this option says.)",
         apply: |c, v| {
             if let Some(b) = boolean(&v) {
                 c.proxy.fill_on_range_miss = b;

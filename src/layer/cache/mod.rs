@@ -21,8 +21,9 @@
 //!   ([`GlanceCacheBuilder::serve_ranges`](crate::cache::GlanceCacheBuilder::serve_ranges));
 //!   a range of a running fill waits a bounded time for its bytes
 //!   ([`GlanceCacheBuilder::range_fill_wait`](crate::cache::GlanceCacheBuilder::range_fill_wait)),
-//!   and a range of a file that changed since it was verified waits as
-//!   long for the file's verification (started then, or under way),
+//!   and a range of a file that changed since it was verified (or was
+//!   adopted without digests) waits as long for the file's verification
+//!   (started then, or under way),
 //!   else the upstream answers it; a range with `If-Range` is ignored (the
 //!   whole image is sent). Ranges are never stored.
 //! * Other ranged requests (several ranges, malformed ones,

@@ -12,13 +12,14 @@ use tower::Service;
 use tracing::Instrument;
 
 use super::download::{Download, Follow, Result};
-use super::hit::Cached;
+use super::hit::{disagreement, Cached};
 use super::range::{partial_headers, ByteRange, Span};
 use super::ResponseBody;
+use crate::checksum::Expected;
 use crate::fill::{follow, Continuation, Fill, Part};
 use crate::headers::request_id;
 use crate::store::{recorded, wait_for_verdict, CacheEntry, OpenedHit};
-use crate::upstream::{Caller, ImageFacts, RequestBody};
+use crate::upstream::{md5_from_header, Caller, ImageFacts, RequestBody};
 use crate::BoxError;
 
 impl<S, ResB> Download<S>
@@ -173,22 +174,37 @@ where
     /// file is found intact, within the range wait, by its verification
     /// (started now, or the one already under way for its hits); else what
     /// the upstream's answer to the range should lead to. A file never
-    /// verified has no digests here to check: only a whole download,
-    /// which brings the upstream's checksum, verifies it.
+    /// verified is checked against the upstream's checksum, when the
+    /// range's authorization brought one that nothing contradicts; else
+    /// only a whole download, which brings it, can verify the file.
     async fn unverified_range(
         &mut self,
         entry: &CacheEntry,
         opened: &OpenedHit,
         facts: Option<&ImageFacts>,
     ) -> Option<Then> {
-        let Some(mut expected) = recorded(entry) else {
-            return Some(Then::Fetch);
+        let (expected, from_upstream) = match recorded(entry) {
+            Some(mut expected) => {
+                if expected.multihash.is_none() {
+                    expected.multihash = facts.and_then(|f| f.multihash.clone());
+                }
+                (expected, entry.verified)
+            }
+            None => {
+                let facts = facts.filter(|f| disagreement(f, entry).is_none());
+                let md5 = facts.and_then(|f| f.checksum.as_deref().and_then(md5_from_header));
+                let (Some(facts), Some(md5)) = (facts, md5) else {
+                    return Some(Then::Fetch);
+                };
+                let expected = Expected {
+                    md5: Some(md5),
+                    multihash: facts.multihash.clone(),
+                };
+                (expected, true)
+            }
         };
-        if expected.multihash.is_none() {
-            expected.multihash = facts.and_then(|f| f.multihash.clone());
-        }
         let store = self.core.store();
-        let (pending, _) = store.reverification(entry, opened, expected, entry.verified);
+        let (pending, _) = store.reverification(entry, opened, expected, from_upstream);
         let wait = self.core.ranges().fill_wait;
         let intact = matches!(
             tokio::time::timeout(wait, wait_for_verdict(pending)).await,
@@ -219,9 +235,10 @@ where
 
     /// Downloads the whole image as the caller of `parts`, for nobody: an
     /// uncached image is filled (the fill runs on without a client); a
-    /// cached file never verified is read to its end, which verifies it
-    /// against the upstream's checksum (and counts as one hit), so the
-    /// next range is served from it.
+    /// cached file never verified, whose checksum the range's
+    /// authorization did not bring, is read to its end, which verifies it
+    /// against the upstream's (and counts as one hit), so the next range
+    /// is served from it.
     fn fill_in_background(&self, parts: &request::Parts) {
         let mut req = Request::new(RequestBody::empty());
         *req.method_mut() = parts.method.clone();
