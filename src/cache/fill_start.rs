@@ -31,6 +31,9 @@ pub(crate) enum Started<B> {
 pub(crate) struct FillFrom {
     pub(crate) source: Source,
     pub(crate) lease: Option<Lease>,
+    /// Whether the response's `Content-MD5` is the upstream's word (its
+    /// own response, or its answer to the caller's authorization).
+    pub(crate) upstream_md5: bool,
 }
 
 impl FillFrom {
@@ -38,6 +41,7 @@ impl FillFrom {
         FillFrom {
             source: Source::Upstream,
             lease,
+            upstream_md5: true,
         }
     }
 }
@@ -116,6 +120,7 @@ impl GlanceCache {
             Expected {
                 response: expect,
                 record,
+                upstream_md5: from.upstream_md5,
             },
             file,
             store.clone(),

@@ -51,7 +51,7 @@ pub(crate) use follower::FollowBody;
 pub(crate) use follower::{follow, Part, Resume};
 pub(crate) use foreign::spawn_foreign_follow;
 pub(crate) use registry::{FillRegistry, Joined, LeaderGuard};
-pub(crate) use task::{spawn_fill, Expected, Outcome};
+pub(crate) use task::{spawn_fill, Expected, Outcome, RECORD_WAIT};
 pub(crate) use verify::{Expectation, Mismatch};
 
 /// Bytes of a fill that followers may not read before verification passed.

@@ -27,7 +27,7 @@ use crate::BoxError;
 
 /// Longest wait for the image record once the body is in (it was asked
 /// for when the download started, so it is normally long there).
-const RECORD_WAIT: Duration = Duration::from_secs(30);
+pub(crate) const RECORD_WAIT: Duration = Duration::from_secs(30);
 
 /// Chunks queued towards the writer and each hasher. A chunk is a
 /// slice of hyper's read buffer (up to 1 MiB with the reverse proxy's client)
@@ -47,10 +47,14 @@ enum PumpEnd {
 }
 
 /// What a fill's bytes must match: the response's length and MD5, and the
-/// multihash of the image record (when one arrives).
+/// digests of the image record (when one arrives).
 pub(crate) struct Expected {
     pub(crate) response: Expectation,
     pub(crate) record: Option<PendingRecord>,
+    /// Whether the response's `Content-MD5` is the upstream's word (its
+    /// own response, or its answer to the caller's authorization), rather
+    /// than what the bytes' source says of them.
+    pub(crate) upstream_md5: bool,
 }
 
 /// How a fill ended.
@@ -116,6 +120,7 @@ where
     let Expected {
         response: expect,
         record,
+        upstream_md5,
     } = expected;
     let (wtx, wrx) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
     let (htx, hrx) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
@@ -139,10 +144,10 @@ where
     let outcome = match judge(pumped, written, source, &expect, md5.as_ref()) {
         Ok((received, md5)) => check_record(&id, record, (source, &md5), sha512, &file, received)
             .await
-            .map(|multihash| (received, md5, multihash)),
+            .map(|(multihash, vouched)| (received, md5, multihash, vouched)),
         Err(failure) => Err(failure),
     };
-    let (size, md5, multihash) = match outcome {
+    let (size, md5, multihash, vouched) = match outcome {
         Ok(done) => done,
         Err(failure) => {
             metrics.fill_failed(match failure {
@@ -177,7 +182,12 @@ where
         file.discard().await;
         return Outcome::NotCommitted;
     }
-    let verified = expect.verifiable();
+    // The MD5 recorded as the upstream's only when the upstream said so.
+    let verified = (expect.verifiable() && upstream_md5) || vouched;
+    if source != Source::Upstream && !verified {
+        tracing::warn!(image_id = %id, ?source,
+            "no checksum from the upstream (no answer, no record): checked against its source's own digests only");
+    }
     if let Err(e) = file
         .commit(size, hex::encode(md5), verified, multihash.clone())
         .await
@@ -250,8 +260,9 @@ fn judge(
 /// Checks the fill's bytes (`len` of them, all on disk and of the
 /// response's MD5, `md5`, from `source`) against the image record: its
 /// multihash when it names one and, for bytes from elsewhere than the
-/// upstream, its checksum; returns the multihash to record: the record's
-/// when it matched, else the SHA-512 computed.
+/// upstream, its checksum; returns the multihash to record (the record's
+/// when it matched, else the SHA-512 computed) and whether the record's
+/// checksum vouched for the MD5.
 async fn check_record(
     id: &crate::ImageId,
     record: Option<PendingRecord>,
@@ -259,7 +270,7 @@ async fn check_record(
     sha512: Option<Multihash>,
     file: &FillFile,
     len: u64,
-) -> Result<Option<Multihash>, Failure> {
+) -> Result<(Option<Multihash>, bool), Failure> {
     let want = match record {
         Some(record) => match tokio::time::timeout(RECORD_WAIT, record).await {
             Ok(want) => want,
@@ -271,7 +282,7 @@ async fn check_record(
         None => None,
     };
     let Some(want) = want else {
-        return Ok(sha512);
+        return Ok((sha512, false));
     };
     // Bytes from elsewhere came with a Content-MD5 that may not be the
     // upstream's (a remote copy's own metadata, a peer's header): the
@@ -283,8 +294,9 @@ async fn check_record(
             DigestMismatch::Md5 { got: *md5, want },
         )));
     }
+    let vouched = judged && want.md5.is_some();
     let Some(want) = want.multihash else {
-        return Ok(sha512);
+        return Ok((sha512, vouched));
     };
     let got = if sha512
         .as_ref()
@@ -298,7 +310,7 @@ async fn check_record(
         }
     };
     match got {
-        Some(got) if got.value == want.value => Ok(Some(want)),
+        Some(got) if got.value == want.value => Ok((Some(want), vouched)),
         Some(got) => Err(Failure::Verification(Mismatch::Digest(
             DigestMismatch::Multihash {
                 algorithm: want.algorithm,

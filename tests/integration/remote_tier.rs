@@ -60,6 +60,30 @@ async fn node(glance_url: &str, s3: &S3Server) -> (tempfile::TempDir, Proxy) {
     (dir, proxy)
 }
 
+/// A node with the remote tier whose hits ask the upstream nothing
+/// (`hit_authorization = none`).
+async fn node_asking_nothing(glance_url: &str, s3: &S3Server) -> (tempfile::TempDir, Proxy) {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = ProxyOptions {
+        authz: HitAuthorization::None,
+        ..with_remote(tier(s3))
+    };
+    let proxy = Proxy::start(glance_url, dir.path(), opts).await;
+    (dir, proxy)
+}
+
+/// A node that cached PRIV (as MEMBER) and uploaded it to the remote tier.
+async fn node_with_priv_uploaded(glance_url: &str, s3: &S3Server) -> (tempfile::TempDir, Proxy) {
+    let (dir, a) = node(glance_url, s3).await;
+    assert!(Client::new()
+        .get(&a.file_url(PRIV), &[MEMBER])
+        .await
+        .complete());
+    a.settle().await;
+    uploaded(s3, PRIV).await;
+    (dir, a)
+}
+
 /// Waits (bounded) until the remote tier holds `id` with its metadata (the
 /// proxy always stores digests with an image; s3s-fs writes its metadata
 /// file just after the object's, so the object alone is not yet the upload).
@@ -269,12 +293,7 @@ async fn a_remote_copy_whose_own_digests_agree_with_wrong_bytes_is_caught_by_the
     // A node that serves without asking the upstream first has no digests
     // of its own to hold the copy to: the image record, asked for
     // alongside, is the upstream's word.
-    let dir = tempfile::tempdir().unwrap();
-    let opts = ProxyOptions {
-        authz: HitAuthorization::None,
-        ..with_remote(tier(&s3))
-    };
-    let b = Proxy::start(&glance.url(), dir.path(), opts).await;
+    let (_b_dir, b) = node_asking_nothing(&glance.url(), &s3).await;
     let r = Client::new().get(&b.file_url(PRIV), &[MEMBER]).await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(!r.complete(), "the wrong copy must not end complete");
@@ -290,6 +309,34 @@ async fn a_remote_copy_whose_own_digests_agree_with_wrong_bytes_is_caught_by_the
     let r = Client::new().get(&b.file_url(PRIV), &[MEMBER]).await;
     assert!(r.complete() && r.body == alphabet(), "{:?}", r.error);
     assert_eq!(glance.file_gets(PRIV), 1, "then the upstream's bytes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_copy_the_upstream_says_nothing_of_is_not_recorded_as_the_upstreams_checksum() {
+    let s3 = S3Server::start();
+    let glance = fake_glance().await;
+    let (_a_dir, _a) = node_with_priv_uploaded(&glance.url(), &s3).await;
+    // The image record cannot be had, and the node asks the upstream
+    // nothing else before serving: only the copy's own digests check it.
+    glance.set_behaviour(
+        PRIV,
+        Behaviour::default().force_metadata_status(StatusCode::SERVICE_UNAVAILABLE),
+    );
+    let (_b_dir, b) = node_asking_nothing(&glance.url(), &s3).await;
+    let r = Client::new().get(&b.file_url(PRIV), &[MEMBER]).await;
+    assert!(r.complete() && r.body == alphabet(), "{:?}", r.error);
+    b.settle().await;
+    assert_eq!(b.cache.metrics().snapshot().remote(RemoteEvent::Hit), 1);
+    let entry = b.entry(PRIV).await.expect("cached from the copy");
+    assert_eq!(
+        entry.checksum.as_deref(),
+        Some(md5_hex(&alphabet()).as_str())
+    );
+    assert!(
+        !entry.verified,
+        "the upstream never vouched for that checksum"
+    );
+    assert_eq!(glance.file_gets(PRIV), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -434,13 +481,7 @@ async fn write_lease(s3: &S3Server, key: &str, holder: &str) {
 async fn deleting_an_image_upstream_deletes_its_remote_copy_and_registry_entries() {
     let s3 = S3Server::start();
     let glance = fake_glance().await;
-    let (_a_dir, a) = node(&glance.url(), &s3).await;
-    assert!(Client::new()
-        .get(&a.file_url(PRIV), &[MEMBER])
-        .await
-        .complete());
-    a.settle().await;
-    uploaded(&s3, PRIV).await;
+    let (_a_dir, a) = node_with_priv_uploaded(&glance.url(), &s3).await;
     until("a registry entry", Duration::from_secs(10), || {
         s3.keys("cluster/nodes/").len() == 1
     })

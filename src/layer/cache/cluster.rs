@@ -14,7 +14,7 @@ use super::headers::hit_headers;
 use super::ResponseBody;
 use crate::cache::{FillFrom, Started, PEER_HEADER};
 use crate::checksum::Expected;
-use crate::fill::{LeaderGuard, PendingRecord, Source};
+use crate::fill::{LeaderGuard, PendingRecord, Source, RECORD_WAIT};
 use crate::headers::{request_id, REQUEST_ID};
 use crate::metrics::RemoteEvent;
 use crate::remote::{LeaseOutcome, RemoteImage};
@@ -99,6 +99,7 @@ where
             }
             return self.lead_from_upstream(guard, parts, body, None).await;
         }
+        let md5_from_upstream = upstream_md5.is_some();
         let Some(md5) = upstream_md5.or(image.checksum.clone()) else {
             // Nothing to verify the copy against.
             return self.lead_from_upstream(guard, parts, body, None).await;
@@ -113,12 +114,13 @@ where
         };
         // The copy's own metadata may be anyone's: the bytes must also match
         // the upstream's record (its checksum, and its multihash, else the
-        // copy's), asked for now as the caller; without an answer, the
-        // copy's digests are all there is.
+        // copy's), asked for now as the caller; without an answer in time
+        // (the fill waits that long for it), the copy's digests are all
+        // there is.
         let stored = image.multihash.clone();
-        let asked = self.record(&caller);
+        let asked = tokio::time::timeout(RECORD_WAIT, self.record(&caller));
         let record: PendingRecord = Box::pin(async move {
-            match asked.await {
+            match asked.await.ok().flatten() {
                 Some(mut upstream) => {
                     upstream.multihash = upstream.multihash.or(stored);
                     Some(upstream)
@@ -138,6 +140,7 @@ where
         let from = FillFrom {
             source: Source::Remote,
             lease: None,
+            upstream_md5: md5_from_upstream,
         };
         match self.core.start_fill(guard, resp, Some(record), from).await {
             Started::Filling(fill, _) => {
@@ -196,6 +199,7 @@ where
         let from = FillFrom {
             source: Source::Peer,
             lease: None,
+            upstream_md5: false,
         };
         match self.core.start_fill(guard, resp, Some(record), from).await {
             Started::Filling(fill, _) => {
