@@ -86,7 +86,7 @@ pub use integrity::{Integrity, IntegrityFailure};
 pub use prune::PruneReport;
 pub(crate) use read_buffers::ReadBuffers;
 pub use reconcile::ReconcileReport;
-pub(crate) use reverify::{wait_for_verdict, Joined as VerificationJoined};
+pub(crate) use reverify::{wait_for_verdict, Joined as VerificationJoined, Verdict};
 pub(crate) use verifying_body::VerifyingBody;
 
 use crate::metrics::Metrics;

@@ -11,7 +11,7 @@ use http_body_util::BodyExt;
 
 use super::reverify::{wait_for_verdict, Joined};
 use super::test_entries::{commit_bytes, open_store};
-use super::{recorded, CacheStore, VerifyingBody};
+use super::{recorded, CacheEntry, CacheStore, OpenedHit, VerifyingBody};
 use crate::metrics::IntegrityCheck;
 use crate::ImageId;
 
@@ -40,17 +40,29 @@ async fn committed_then_changed(store: &CacheStore, n: u8, data: &[u8], now: &[u
     path
 }
 
-/// A hit of image `n` as the cache layer starts one for an unverified file.
-async fn verifying_hit(store: &CacheStore, n: u8) -> (VerifyingBody, Joined) {
+/// Image `n`'s entry and its file opened, as a hit finds them: the file
+/// must be hashed again.
+async fn opened(store: &CacheStore, n: u8) -> (CacheEntry, OpenedHit) {
     let entry = store.lookup(&id(n)).await.unwrap().unwrap();
     let opened = store.open_hit(&entry).await.unwrap().unwrap();
     assert!(
         opened.unverified(&entry).is_some(),
         "the file must be hashed again"
     );
+    (entry, opened)
+}
+
+/// The body of a hit of that file, as the cache layer serves one.
+fn hit_of(store: &CacheStore, (entry, opened): (CacheEntry, OpenedHit)) -> (VerifyingBody, Joined) {
     let expected = recorded(&entry).unwrap();
     let (pending, joined) = store.reverification(&entry, &opened, expected, true);
     (store.verifying_hit_body(entry, opened, pending), joined)
+}
+
+/// A hit of image `n` as the cache layer starts one for an unverified file.
+async fn verifying_hit(store: &CacheStore, n: u8) -> (VerifyingBody, Joined) {
+    let found = opened(store, n).await;
+    hit_of(store, found)
 }
 
 /// What a client reading `body` to its end receives (it copies each chunk
@@ -86,10 +98,13 @@ async fn concurrent_hits_of_a_changed_file_hash_it_once_and_all_complete() {
     let data = image();
     committed_then_changed(&store, 1, &data, &data).await;
 
-    let mut hits = Vec::new();
+    // Three hits find the file changed; then each asks for its verdict
+    // (nothing runs in between: the joins cannot depend on the timing).
+    let mut found = Vec::new();
     for _ in 0..3 {
-        hits.push(verifying_hit(&store, 1).await);
+        found.push(opened(&store, 1).await);
     }
+    let hits: Vec<_> = found.into_iter().map(|f| hit_of(&store, f)).collect();
     let joined: Vec<Joined> = hits.iter().map(|(_, j)| *j).collect();
     assert_eq!(
         joined,
@@ -121,8 +136,9 @@ async fn every_hit_waiting_on_a_corrupt_file_ends_short_and_it_is_quarantined_on
     rotten[1 << 20] ^= 0x20;
     committed_then_changed(&store, 2, &data, &rotten).await;
 
-    let (first, started) = verifying_hit(&store, 2).await;
-    let (second, joined) = verifying_hit(&store, 2).await;
+    let found = (opened(&store, 2).await, opened(&store, 2).await);
+    let (first, started) = hit_of(&store, found.0);
+    let (second, joined) = hit_of(&store, found.1);
     assert_eq!((started, joined), (Joined::Started, Joined::Existing));
     for (got, end) in [receive(first).await, receive(second).await] {
         let e = end.unwrap_err();
@@ -167,8 +183,7 @@ async fn a_file_written_after_it_was_found_intact_is_not_served_complete() {
     let path = committed_then_changed(&store, 4, &data, &data).await;
 
     let (mut body, _) = verifying_hit(&store, 4).await;
-    let first = body.frame().await.unwrap().unwrap();
-    drop(first);
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
     until_verified(&store, 4).await;
     // A byte the client has not read yet changes after the hashing.
     let file = std::fs::File::options().write(true).open(&path).unwrap();
@@ -177,10 +192,10 @@ async fn a_file_written_after_it_was_found_intact_is_not_served_complete() {
     let (rest, end) = receive(body).await;
     let e = end.unwrap_err();
     assert!(e.to_string().contains("changed while it was served"), "{e}");
-    assert!(
-        rest.len() < data.len(),
-        "never the last byte: {} of the rest",
-        rest.len()
+    assert_eq!(
+        first.len() + rest.len(),
+        data.len() - 1,
+        "all but the last byte"
     );
 }
 
@@ -226,7 +241,10 @@ fn a_verification_that_stops_without_a_verdict_leaves_its_hits_undecided_not_wai
     drop(doomed);
 
     rt.block_on(async {
-        let e = wait_for_verdict(pending).await.unwrap_err();
+        let e = tokio::time::timeout(Duration::from_secs(10), wait_for_verdict(pending))
+            .await
+            .expect("a verdict, not a wait without end")
+            .unwrap_err();
         assert!(e.to_string().contains("stopped before its verdict"), "{e}");
         // Later hits start a verification of their own, which finishes.
         let (pending, joined) = store.reverification(&entry, &opened, expected, true);

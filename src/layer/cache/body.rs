@@ -140,12 +140,6 @@ impl<B> ResponseBody<B> {
             ResponseKind::Hit { .. } | ResponseKind::Verify { .. }
         )
     }
-
-    /// Whether the body hashes a cached file again as it serves it (and
-    /// records it verified once its last byte is out).
-    pub(crate) fn verifies(&self) -> bool {
-        matches!(self.kind, ResponseKind::Verify { .. })
-    }
 }
 
 impl<B> Body for ResponseBody<B>

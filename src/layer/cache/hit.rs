@@ -12,7 +12,7 @@ use super::ResponseBody;
 use crate::auth::Decision;
 use crate::checksum::Expected;
 use crate::headers::request_id;
-use crate::store::{recorded, CacheEntry, OpenedHit, VerificationJoined};
+use crate::store::{recorded, CacheEntry, OpenedHit, Verdict, VerificationJoined};
 use crate::upstream::{md5_from_header, Caller, ImageFacts, Reply, RequestBody};
 use crate::BoxError;
 
@@ -199,10 +199,14 @@ where
             }
         };
         let md5 = facts.checksum.clone().or_else(|| entry.upstream_checksum());
-        self.core.metrics().hit();
         let size = entry.size;
         let store = self.core.store();
         let (pending, joined) = store.reverification(&entry, &opened, expected, verified_upstream);
+        if matches!(&*pending.borrow(), Some(Verdict::Corrupt(_))) {
+            // Found corrupt (and quarantined) a moment ago: fetched again.
+            return self.miss(parts, body).await;
+        }
+        self.core.metrics().hit();
         match joined {
             VerificationJoined::Started => {
                 tracing::info!(image_id = %self.id, why, "cached file is hashed again; its last byte waits for the verdict")

@@ -7,7 +7,6 @@ use bytes::Bytes;
 use http::header::{CONTENT_RANGE, CONTENT_TYPE, IF_RANGE, RANGE};
 use http::{request, HeaderValue, Request, Response, StatusCode};
 use http_body::Body;
-use http_body_util::BodyExt;
 use tower::Service;
 use tracing::Instrument;
 
@@ -211,6 +210,8 @@ where
             Ok(Ok(()))
         );
         // The verification goes on without the range (and is recorded).
+        // Found intact, the file is trusted from here on as for any
+        // verified one (the range's bytes are read after this check).
         (!intact || opened.changed_since_opened()).then_some(Then::Nothing)
     }
 
@@ -236,9 +237,9 @@ where
     /// Downloads the whole image as the caller of `parts`, for nobody: an
     /// uncached image is filled (the fill runs on without a client); a
     /// cached file never verified, whose checksum the range's
-    /// authorization did not bring, is read to its end, which verifies it
-    /// against the upstream's (and counts as one hit), so the next range
-    /// is served from it.
+    /// authorization did not bring, is verified against the upstream's
+    /// (the download counts as one hit), so the next range is served from
+    /// it.
     fn fill_in_background(&self, parts: &request::Parts) {
         let mut req = Request::new(RequestBody::empty());
         *req.method_mut() = parts.method.clone();
@@ -259,12 +260,9 @@ where
         tokio::spawn(
             async move {
                 match download.run_whole(req).await {
+                    // A fill or a verification runs on without its body.
                     Ok(resp) => {
-                        tracing::debug!(image_id = %id, status = %resp.status(), "background fill after a range miss");
-                        if resp.body().verifies() {
-                            let mut body = std::pin::pin!(resp.into_body());
-                            while let Some(Ok(_)) = body.frame().await {}
-                        }
+                        tracing::debug!(image_id = %id, status = %resp.status(), "background fill after a range miss")
                     }
                     Err(e) => {
                         let e: BoxError = e.into();
