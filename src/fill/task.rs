@@ -215,9 +215,9 @@ where
     }
 }
 
-/// How the body's pull and the writer ended, judged: the bytes received,
-/// all on disk and of the announced length and MD5 (and that MD5), or why the fill
-/// failed. A whole body that does not match is a verification failure even
+/// How the body's pull and the writer ended, judged: the bytes received
+/// (all on disk and of the announced length and MD5) and their MD5, or why
+/// the fill failed. A whole body that does not match is a verification failure even
 /// when the disk failed too: followers must then be truncated, not
 /// continued from the upstream after bytes known to be wrong. Without an
 /// MD5 (`None`: its thread died), nothing proves the bytes: a local

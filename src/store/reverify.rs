@@ -1,15 +1,15 @@
-//! One hashing of a cached file for every hit that waits on it.
+//! One hashing of a cached file for every request that waits on it.
 //!
 //! A hit of a file that must be hashed again (changed since it was
 //! verified, or never verified) needs the file's verdict before it may send
-//! the last byte. The hashing is shared: the first such hit starts it on
-//! one blocking thread, which reads the file at the disk's pace (not a
-//! client's), then records the file as verified or quarantines it; a hit of
-//! the same file (same identity, same expected digests) arriving meanwhile
-//! waits for that verdict instead of hashing the file again. A burst of
-//! hits of a changed file hashes it once, a slow client holds no thread,
-//! and the verification finishes (and is recorded) even when every client
-//! has gone.
+//! the last byte, and a range of it before its first. The hashing is
+//! shared: the first such request starts it on one blocking thread, which
+//! reads the file at the disk's pace (not a client's), then records the
+//! file as verified or quarantines it; a request for the same file (same
+//! identity, same expected digests) arriving meanwhile waits for that
+//! verdict instead of hashing the file again. A burst of hits of a changed
+//! file hashes it once, a slow client holds no thread, and the verification
+//! finishes (and is recorded) even when every client has gone.
 
 use std::collections::HashMap;
 use std::fmt;

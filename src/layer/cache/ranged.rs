@@ -96,9 +96,10 @@ where
     /// the bytes land (the image's last byte once the fill is verified),
     /// never a second download of the image. Before its `206` the range
     /// waits, at most the configured range wait in all (the fill's
-    /// response head included), for its first byte to be on disk; when the fill's bytes come from elsewhere than the upstream
-    /// (unverified until the fill ends, and a part cannot be checked once
-    /// sent), for the whole fill to be verified. A range the fill does not
+    /// response head included), for its first byte to be on disk; when
+    /// the fill's bytes come from elsewhere than the upstream (unverified
+    /// until the fill ends, and a part cannot be checked once sent), for
+    /// the whole fill to be verified. A range the fill does not
     /// reach in time, or that the fill fails before, is the upstream's to
     /// answer. Once under way, the range follows the fill: an upstream that
     /// stops sending fails the fill after the reverse proxy's idle timeout
