@@ -268,6 +268,12 @@ impl Expected {
     pub(crate) fn multihash_algorithm(&self) -> Option<HashAlgorithm> {
         self.multihash.as_ref().map(|m| m.algorithm)
     }
+
+    /// The multihash algorithm to compute when a cached file is hashed
+    /// again: the expected one, else SHA-512 (recorded for later checks).
+    pub(crate) fn multihash_to_record(&self) -> HashAlgorithm {
+        self.multihash_algorithm().unwrap_or(HashAlgorithm::Sha512)
+    }
 }
 
 #[cfg(test)]

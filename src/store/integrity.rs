@@ -227,12 +227,42 @@ impl fmt::Display for Integrity {
 }
 
 /// What examining a cached file found.
-enum Hashed {
+pub(super) enum Hashed {
     Digests(Digests),
     /// Not the recorded size: the file's.
     Size(u64),
     /// A read failed.
     Unreadable(io::Error),
+}
+
+impl Hashed {
+    /// What reading the file whole and hashing it gave.
+    pub(super) fn read(result: io::Result<Digests>) -> Self {
+        match result {
+            Ok(digests) => Hashed::Digests(digests),
+            Err(e) => Hashed::Unreadable(e),
+        }
+    }
+
+    /// The digests, when the file of `size` bytes is what `expected`
+    /// says; else how it fails that.
+    pub(super) fn judged(
+        self,
+        expected: &Expected,
+        size: u64,
+    ) -> Result<Digests, IntegrityFailure> {
+        match self {
+            Hashed::Size(found) => Err(IntegrityFailure::Size {
+                found,
+                expected: size,
+            }),
+            Hashed::Unreadable(e) => Err(IntegrityFailure::Unreadable(e.to_string())),
+            Hashed::Digests(digests) => expected
+                .check(&digests)
+                .map(|()| digests)
+                .map_err(Into::into),
+        }
+    }
 }
 
 /// Where a verification's hashing runs.
@@ -318,9 +348,7 @@ impl CacheStore {
         };
         let path = self.inner.layout.entry(id);
         // An entry recorded without a multihash gets a SHA-512 now.
-        let multi = expected
-            .multihash_algorithm()
-            .or(Some(HashAlgorithm::Sha512));
+        let multi = Some(expected.multihash_to_record());
         let size = entry.size;
         let stop = StopOnDrop(Arc::new(AtomicBool::new(false)));
         let pace = Pace::new(rate).stopped_by(Arc::clone(&stop.0));
@@ -338,12 +366,11 @@ impl CacheStore {
             }
             let mut pace = pace;
             let hashed = match hash_file(&file, size, multi, &mut pace, &mut progress) {
-                Ok(digests) => Hashed::Digests(digests),
                 // Abandoned: nobody waits for the verdict.
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {
                     return Err(Error::io("read", &path, e))
                 }
-                Err(e) => Hashed::Unreadable(e),
+                result => Hashed::read(result),
             };
             Ok(Some((file, stamp, hashed)))
         };
@@ -355,20 +382,13 @@ impl CacheStore {
         let Some((file, stamp, hashed)) = hashed else {
             return Ok(Integrity::NotCached);
         };
-        let failure = match hashed {
-            Hashed::Size(found) => IntegrityFailure::Size {
-                found,
-                expected: size,
-            },
-            Hashed::Unreadable(e) => IntegrityFailure::Unreadable(e.to_string()),
-            Hashed::Digests(digests) => match expected.check(&digests) {
-                Ok(()) => {
-                    self.record_verified(&entry, stamp, digests, entry.verified)
-                        .await?;
-                    return Ok(Integrity::Intact);
-                }
-                Err(m) => m.into(),
-            },
+        let failure = match hashed.judged(&expected, size) {
+            Ok(digests) => {
+                self.record_verified(&entry, stamp, digests, entry.verified)
+                    .await?;
+                return Ok(Integrity::Intact);
+            }
+            Err(failure) => failure,
         };
         tracing::warn!(image_id = %id, %failure, "cached file is corrupt; quarantined");
         self.quarantine_file(&entry, Arc::new(file)).await?;

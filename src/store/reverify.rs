@@ -20,10 +20,10 @@ use tokio::sync::watch;
 
 use super::blocking::blocking;
 use super::index::CacheEntry;
-use super::integrity::{hash_file, OpenedHit, Pace};
+use super::integrity::{hash_file, Hashed, OpenedHit, Pace};
 use super::stamp::FileStamp;
 use super::CacheStore;
-use crate::checksum::{Expected, HashAlgorithm};
+use crate::checksum::Expected;
 use crate::metrics::IntegrityCheck;
 use crate::{Error, ImageId};
 
@@ -169,40 +169,43 @@ impl CacheStore {
         verified_upstream: bool,
     ) -> Verdict {
         let id = &entry.image_id;
-        // With no multihash to compare, SHA-512 is recorded for later checks.
-        let multi = expected
-            .multihash_algorithm()
-            .or(Some(HashAlgorithm::Sha512));
+        let multi = Some(expected.multihash_to_record());
         let file = Arc::clone(&opened.file);
         let size = entry.size;
         let path = self.inner.layout.entry(id);
         let hashed = blocking("verify", &path, move || {
-            let digests = hash_file(&file, size, multi, &mut Pace::new(None), &mut |_| {});
+            let hashed = Hashed::read(hash_file(
+                &file,
+                size,
+                multi,
+                &mut Pace::new(None),
+                &mut |_| {},
+            ));
             let after = file.metadata().map(|m| FileStamp::of(&m));
-            Ok::<_, Error>((digests, after))
+            Ok::<_, Error>((hashed, after))
         })
         .await;
-        let failure = match hashed {
+        let hashed = match hashed {
             Err(e) => return Verdict::Undecided(e.to_string().into()),
+            Ok((_, Err(e))) => return Verdict::Undecided(e.to_string().into()),
             Ok((_, Ok(after))) if after != opened.stamp => {
                 tracing::info!(image_id = %id, "cached file changed while it was hashed; not judged");
                 return Verdict::Undecided("the file changed while it was hashed".into());
             }
-            Ok((_, Err(e))) => return Verdict::Undecided(e.to_string().into()),
-            Ok((Err(e), _)) => format!("the file cannot be read: {e}"),
-            Ok((Ok(digests), _)) => match expected.check(&digests) {
-                Ok(()) => {
-                    tracing::info!(image_id = %id, "cached file verified again for its hits");
-                    if let Err(e) = self
-                        .record_verified(entry, opened.stamp, digests, verified_upstream)
-                        .await
-                    {
-                        tracing::warn!(image_id = %id, error = %e, "could not record the verification");
-                    }
-                    return Verdict::Intact;
+            Ok((hashed, Ok(_))) => hashed,
+        };
+        let failure = match hashed.judged(expected, size) {
+            Ok(digests) => {
+                tracing::info!(image_id = %id, "cached file verified again for its hits");
+                if let Err(e) = self
+                    .record_verified(entry, opened.stamp, digests, verified_upstream)
+                    .await
+                {
+                    tracing::warn!(image_id = %id, error = %e, "could not record the verification");
                 }
-                Err(mismatch) => mismatch.to_string(),
-            },
+                return Verdict::Intact;
+            }
+            Err(failure) => failure.to_string(),
         };
         self.metrics().integrity_failure(IntegrityCheck::Hit);
         tracing::error!(image_id = %id, failure,
